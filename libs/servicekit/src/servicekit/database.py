@@ -1,0 +1,155 @@
+"""Each service's own database: SQLAlchemy 2 async, a SQLite file by default, PostgreSQL by URL.
+
+Schema changes are ordered migrations recorded in `schema_migrations`, applied at start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+log = logging.getLogger(__name__)
+
+kit_metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    kit_metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+# The idempotent-consumer record: an event's effect and this row commit together.
+processed_events = Table(
+    "processed_events",
+    kit_metadata,
+    Column("consumer", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# The transactional outbox: events written in the same transaction as the state they announce,
+# published by the relay afterwards.
+outbox = Table(
+    "outbox",
+    kit_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def create_tables(metadata: MetaData, *tables: Table) -> Callable[[Connection], None]:
+    """A migration step that creates the given tables (all of `metadata` when none named)."""
+
+    def apply(connection: Connection) -> None:
+        metadata.create_all(connection, tables=list(tables) or None)
+
+    return apply
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        if self.url.get_backend_name() == "sqlite" and self.url.database:
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    async def migrate(self, migrations: Sequence[Migration]) -> None:
+        async with self.engine.begin() as connection:
+            await connection.run_sync(lambda c: kit_metadata.create_all(c))
+            done = set((await connection.execute(select(schema_migrations.c.version))).scalars())
+            for migration in sorted(migrations, key=lambda m: m.version):
+                if migration.version in done:
+                    continue
+                log.info("applying migration %s: %s", migration.version, migration.description)
+                await connection.run_sync(migration.apply)
+                await connection.execute(
+                    insert(schema_migrations).values(
+                        version=migration.version,
+                        description=migration.description,
+                        applied_at=datetime.now(UTC),
+                    )
+                )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back on any error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the outbox relay read while a handler writes; a busy timeout waits for the lock
+    # instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """Records that `consumer` processed `event_id` in the caller's transaction.
+
+    Returns False when it was already processed: the caller then does nothing, so a
+    redelivered event changes nothing.
+    """
+    values = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(processed_events)
+    result = await session.execute(statement.values(**values).on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0) == 1)

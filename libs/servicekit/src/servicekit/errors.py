@@ -1,0 +1,64 @@
+"""Errors a use case raises on purpose, and the gRPC status each one becomes."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ServiceError(Exception):
+    """Base of the errors that are the caller's concern, not a fault of the service."""
+
+    status_code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    """A request field is missing or wrong; `field` names it (proto field path)."""
+
+    status_code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+class NotFound(ServiceError):
+    status_code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ServiceError):
+    status_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ServiceError):
+    status_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PermissionDenied(ServiceError):
+    status_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(ServiceError):
+    status_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Unavailable(ServiceError):
+    """A dependency (another service, the database) cannot be reached right now."""
+
+    status_code = grpc.StatusCode.UNAVAILABLE
+
+
+class PermanentEventError(Exception):
+    """An event that can never be processed (it fails domain validation): dead-letter it.
+
+    `reason` is a short code that goes into the dead-letter headers.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,158 @@
+"""A service's runtime: database, Kafka, outbox relay and gRPC server, started and stopped
+together in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from google.protobuf.message import Message
+from prometheus_client import CollectorRegistry, start_http_server
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.database import Database, Migration
+from servicekit.grpc_server import GrpcServer, Registrar
+from servicekit.kafka import EventConsumer, EventContext, create_broker
+from servicekit.logs import setup_logging
+from servicekit.outbox import OutboxRelay
+from servicekit.settings import ServiceSettings
+from servicekit.telemetry import setup_tracing
+from servicekit.topics import TopicNames, ensure_topics
+
+log = logging.getLogger(__name__)
+
+MessageT = TypeVar("MessageT", bound=Message)
+
+
+class UnitOfWork:
+    """One database transaction; after it commits, the outbox relay is woken."""
+
+    def __init__(self, database: Database, relay: OutboxRelay) -> None:
+        self.database = database
+        self.relay = relay
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[AsyncSession]:
+        async with self.database.transaction() as session:
+            yield session
+        self.relay.notify()
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        migrations: Sequence[Migration],
+        grpc_service_names: Sequence[str],
+    ) -> None:
+        self.settings = settings
+        setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
+        self.metrics = CollectorRegistry()
+        self.names = TopicNames(settings.topic_namespace)
+        self.database = Database(settings.database_url)
+        self.broker = create_broker(
+            settings.kafka_bootstrap_servers, settings.service_name, self.metrics
+        )
+        self.relay = OutboxRelay(self.database, self.broker, settings.outbox_poll_interval_s)
+        self.unit_of_work = UnitOfWork(self.database, self.relay)
+        self.migrations = list(migrations)
+        self.grpc_service_names = list(grpc_service_names)
+        self.registrars: list[Registrar] = []
+        self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.grpc: GrpcServer | None = None
+        self.grpc_port = 0
+
+    def topic(self, name: str) -> str:
+        return self.names(name)
+
+    def consume(
+        self,
+        topic: str,
+        group_id: str,
+        message_type: type[MessageT],
+        handle: Callable[[MessageT, EventContext], Awaitable[None]],
+    ) -> EventConsumer[MessageT]:
+        return EventConsumer(
+            broker=self.broker,
+            names=self.names,
+            topic=topic,
+            group_id=group_id,
+            message_type=message_type,
+            handle=handle,
+            max_attempts=self.settings.consumer_max_attempts,
+            retry_backoff_s=self.settings.consumer_retry_backoff_s,
+        )
+
+    def add_grpc(self, registrar: Registrar) -> None:
+        self.registrars.append(registrar)
+
+    def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self.startup_hooks.append(hook)
+
+    async def start(self) -> None:
+        await self.database.migrate(self.migrations)
+        await ensure_topics(self.settings.kafka_bootstrap_servers, self.names.all_specs())
+        await self.broker.start()
+        self.relay.start()
+        for hook in self.startup_hooks:
+            await hook()
+        self.grpc = GrpcServer(
+            service_names=self.grpc_service_names,
+            registrars=self.registrars,
+            metrics_registry=self.metrics,
+        )
+        self.grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
+        if self.settings.metrics_port:
+            start_http_server(self.settings.metrics_port, registry=self.metrics)
+
+    async def stop(self) -> None:
+        # Stop taking calls first, then let the relay publish what is committed.
+        if self.grpc is not None:
+            await self.grpc.stop()
+        await self.relay.stop()
+        await self.broker.stop()
+        await self.database.dispose()
+
+
+def run(build: Callable[[], ServiceRuntime]) -> None:
+    """Entry point of `python -m <service>`: runs until SIGTERM or SIGINT, then stops cleanly."""
+
+    async def main() -> None:
+        runtime = build()
+        setup_logging(runtime.settings.service_name, runtime.settings.log_level)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start()
+        log.info(
+            "listening",
+            extra={
+                "grpc": f"{runtime.settings.grpc_host}:{runtime.grpc_port}",
+                "metrics_port": runtime.settings.metrics_port,
+            },
+        )
+        print(
+            f"{runtime.settings.service_name} gRPC on "
+            f"{runtime.settings.grpc_host}:{runtime.grpc_port}"
+            + (
+                f", metrics on :{runtime.settings.metrics_port}"
+                if runtime.settings.metrics_port
+                else ""
+            ),
+            flush=True,
+        )
+        await stop.wait()
+        log.info("stopping")
+        await runtime.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:  # second Ctrl-C during shutdown
+        sys.exit(130)

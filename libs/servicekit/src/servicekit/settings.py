@@ -1,0 +1,58 @@
+"""Configuration from environment variables only, validated at start."""
+
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs. Services subclass it and add their own variables."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    service_name: str = Field(min_length=1)
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    # Prefix for topic names and consumer groups, so that several platforms (or test runs)
+    # can share one broker without seeing each other's events.
+    topic_namespace: str = Field(default="", pattern=r"^[a-zA-Z0-9_-]*$")
+    database_url: str = Field(min_length=1)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(ge=0, le=65535)
+    # 0 disables the Prometheus endpoint.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    otel_exporter_otlp_endpoint: str = ""
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    outbox_poll_interval_s: float = Field(default=0.5, gt=0)
+    consumer_max_attempts: int = Field(default=8, ge=1)
+    consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+class ConfigurationError(SystemExit):
+    """A missing or invalid environment variable: the service cannot start."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        variable = "_".join(str(part) for part in problem["loc"]).upper()
+        lines.append(f"{variable}: {problem['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(settings_type: type[SettingsT], **overrides: object) -> SettingsT:
+    """Reads the environment (overrides win, for tests and tools).
+
+    Stops the process with a message naming each missing or invalid variable.
+    """
+    try:
+        return settings_type.model_validate(overrides)
+    except ValidationError as error:
+        print(describe_validation_error(error), file=sys.stderr)
+        raise ConfigurationError(2) from error

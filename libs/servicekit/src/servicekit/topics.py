@@ -1,0 +1,81 @@
+"""The topic catalogue, and creating topics on the broker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+PARTNERS = "registry.partners.v1"
+TELEMETRY = "fleet.telemetry.v1"
+ACTIVITY = "fleet.activity.v1"
+LOCKER_EVENTS = "lockers.events.v1"
+LEDGER_ENTRIES = "ledger.entries.v1"
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 3
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+CATALOGUE: tuple[TopicSpec, ...] = (
+    TopicSpec(PARTNERS, partitions=1, configs={"cleanup.policy": "compact"}),
+    TopicSpec(TELEMETRY, partitions=6),
+    TopicSpec(ACTIVITY),
+    TopicSpec(LOCKER_EVENTS),
+    TopicSpec(LEDGER_ENTRIES),
+)
+
+
+def dead_letter_topic(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+class TopicNames:
+    """Maps catalogue names to the names used on the broker, under an optional namespace."""
+
+    def __init__(self, namespace: str = "") -> None:
+        self.namespace = namespace
+
+    def __call__(self, topic: str) -> str:
+        return f"{self.namespace}.{topic}" if self.namespace else topic
+
+    def group(self, group_id: str) -> str:
+        return f"{self.namespace}.{group_id}" if self.namespace else group_id
+
+    def all_specs(self) -> list[TopicSpec]:
+        specs = []
+        for spec in CATALOGUE:
+            specs.append(TopicSpec(self(spec.name), spec.partitions, dict(spec.configs)))
+            specs.append(TopicSpec(self(dead_letter_topic(spec.name)), spec.partitions))
+        return specs
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> None:
+    """Creates the topics that do not exist yet; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
+            for spec in specs
+            if spec.name not in existing
+        ]
+        if missing:
+            # Another service may create them at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            log.info("created topics %s", [topic.name for topic in missing])
+    finally:
+        await admin.close()

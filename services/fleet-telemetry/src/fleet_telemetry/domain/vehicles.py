@@ -1,0 +1,133 @@
+"""Vehicles and the Covenant of Mayors transport sub-sector their activity is reported under."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_REGISTRATION_PLATE_LENGTH = 16
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+class FuelType(StrEnum):
+    DIESEL = "diesel"
+    PETROL = "petrol"
+    ELECTRIC = "electric"
+    HVO100 = "hvo100"
+    BIOGAS = "biogas"
+    NATURAL_GAS = "natural_gas"
+
+
+class VehicleClass(StrEnum):
+    PASSENGER_CAR = "passenger_car"
+    VAN = "van"
+    TRUCK = "truck"
+    REFUSE_TRUCK = "refuse_truck"
+    BUS = "bus"
+
+
+class CovenantSubsector(StrEnum):
+    MUNICIPAL_FLEET = "municipal_fleet"
+    PUBLIC_TRANSPORT = "public_transport"
+    PRIVATE_COMMERCIAL_TRANSPORT = "private_commercial_transport"
+
+
+# Fuel types whose telematics units must report a cumulative fuel counter.
+COMBUSTION_FUEL_TYPES: frozenset[FuelType] = frozenset(
+    {
+        FuelType.DIESEL,
+        FuelType.PETROL,
+        FuelType.HVO100,
+        FuelType.BIOGAS,
+        FuelType.NATURAL_GAS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    vehicle_id: str
+    owner_partner_id: str
+    municipality_id: str
+    fuel_type: FuelType
+    vehicle_class: VehicleClass
+    covenant_subsector: CovenantSubsector
+    registration_plate: str = ""
+
+    @property
+    def burns_fuel(self) -> bool:
+        return self.fuel_type in COMBUSTION_FUEL_TYPES
+
+
+class InvalidVehicle(ValueError):
+    """A vehicle registration that breaks a rule; `field` names the offending proto field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def is_slug(value: str) -> bool:
+    return _SLUG.fullmatch(value) is not None
+
+
+def default_subsector(
+    owner_partner_id: str, municipality_id: str, municipal_partner_ids: frozenset[str]
+) -> CovenantSubsector:
+    """Municipal fleet for the municipality's own vehicles; contractors count as private and
+    commercial transport unless assigned otherwise."""
+    if owner_partner_id == municipality_id or owner_partner_id in municipal_partner_ids:
+        return CovenantSubsector.MUNICIPAL_FLEET
+    return CovenantSubsector.PRIVATE_COMMERCIAL_TRANSPORT
+
+
+def new_vehicle(
+    vehicle_id: str,
+    owner_partner_id: str,
+    municipality_id: str,
+    fuel_type: FuelType | None,
+    vehicle_class: VehicleClass | None,
+    covenant_subsector: CovenantSubsector | None,
+    registration_plate: str,
+    municipal_partner_ids: frozenset[str],
+) -> Vehicle:
+    """Validate a registration and fill in the default sub-sector when none was chosen."""
+    for field, value in (
+        ("vehicle_id", vehicle_id),
+        ("owner_partner_id", owner_partner_id),
+        ("municipality_id", municipality_id),
+    ):
+        if not value:
+            raise InvalidVehicle(field, f"{field} is required")
+        if not is_slug(value):
+            raise InvalidVehicle(
+                field,
+                f"{field} {value!r} must be 1-63 characters of a-z, 0-9 and '-', "
+                "starting with a letter or digit",
+            )
+    if fuel_type is None:
+        raise InvalidVehicle("fuel_type", "fuel_type is required")
+    if vehicle_class is None:
+        raise InvalidVehicle("vehicle_class", "vehicle_class is required")
+    if len(registration_plate) > MAX_REGISTRATION_PLATE_LENGTH:
+        raise InvalidVehicle(
+            "registration_plate",
+            f"registration_plate has {len(registration_plate)} characters, "
+            f"at most {MAX_REGISTRATION_PLATE_LENGTH} allowed",
+        )
+    if covenant_subsector is None:
+        covenant_subsector = default_subsector(
+            owner_partner_id, municipality_id, municipal_partner_ids
+        )
+    return Vehicle(
+        vehicle_id=vehicle_id,
+        owner_partner_id=owner_partner_id,
+        municipality_id=municipality_id,
+        fuel_type=fuel_type,
+        vehicle_class=vehicle_class,
+        covenant_subsector=covenant_subsector,
+        registration_plate=registration_plate,
+    )
