@@ -23,13 +23,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TypeDecorator,
     event,
     insert,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -39,6 +40,26 @@ from sqlalchemy.ext.asyncio import (
 
 log = logging.getLogger(__name__)
 
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the platform stores aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 kit_metadata = MetaData()
 
 schema_migrations = Table(
@@ -46,7 +67,7 @@ schema_migrations = Table(
     kit_metadata,
     Column("version", Integer, primary_key=True),
     Column("description", String(200), nullable=False),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
+    Column("applied_at", UtcDateTime(), nullable=False),
 )
 
 # The idempotent-consumer record: an event's effect and this row commit together.
@@ -55,7 +76,7 @@ processed_events = Table(
     kit_metadata,
     Column("consumer", String(200), primary_key=True),
     Column("event_id", String(200), primary_key=True),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", UtcDateTime(), nullable=False),
 )
 
 
@@ -70,8 +91,8 @@ outbox = Table(
     Column("event_type", String(200), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("headers", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=True, index=True),
 )
 
 
@@ -142,14 +163,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _insert_for(session: AsyncSession, table: Table) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+async def upsert(
+    session: AsyncSession, table: Table, values: dict[str, Any], key: Sequence[str]
+) -> None:
+    """Inserts a row, or updates it when a row with the same key exists."""
+    statement = _insert_for(session, table).values(**values)
+    changed = {name: statement.excluded[name] for name in values if name not in key}
+    await session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=changed))
+
+
+async def insert_if_absent(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:
+    """Inserts a row unless one with the same primary key exists; True when it inserted."""
+    result = await session.execute(
+        _insert_for(session, table).values(**values).on_conflict_do_nothing()
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
 async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """Records that `consumer` processed `event_id` in the caller's transaction.
 
     Returns False when it was already processed: the caller then does nothing, so a
     redelivered event changes nothing.
     """
-    values = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(processed_events)
-    result = await session.execute(statement.values(**values).on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return await insert_if_absent(
+        session,
+        processed_events,
+        {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)},
+    )

@@ -7,25 +7,18 @@ domain enums use the lower-case suffix as value, so the mapping is mechanical.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Any, TypeVar
 
 DomainEnumT = TypeVar("DomainEnumT", bound=StrEnum)
 
 
-class ProtoEnum(Protocol):
-    def Name(self, number: int) -> str: ...  # noqa: N802 - protobuf's API
-
-    def Value(self, name: str) -> int: ...  # noqa: N802 - protobuf's API
-
-
-def _prefix(proto_enum: ProtoEnum) -> str:
+def _prefix(proto_enum: Any) -> str:
+    # Generated enum wrappers expose Name/Value on their metaclass, which no Protocol matches.
     unspecified = proto_enum.Name(0)
-    return unspecified.removesuffix("UNSPECIFIED")
+    return str(unspecified).removesuffix("UNSPECIFIED")
 
 
-def from_proto(
-    proto_enum: ProtoEnum, number: int, domain_enum: type[DomainEnumT]
-) -> DomainEnumT | None:
+def from_proto(proto_enum: Any, number: int, domain_enum: type[DomainEnumT]) -> DomainEnumT | None:
     """The domain value, or None for UNSPECIFIED or a number this build does not know."""
     if number == 0:
         return None
@@ -40,7 +33,8 @@ def from_proto(
         return None
 
 
-def to_proto(proto_enum: ProtoEnum, value: StrEnum | None) -> int:
+def to_proto(proto_enum: Any, value: StrEnum | None) -> Any:
+    """The wire number (typed as the generated enum's ValueType, hence Any)."""
     if value is None or value.value == "":
         return 0
     return proto_enum.Value(_prefix(proto_enum) + value.value.upper())

@@ -1,0 +1,1 @@
+"""Database repositories and event mapping of fleet-telemetry."""

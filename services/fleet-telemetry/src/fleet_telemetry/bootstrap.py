@@ -1,0 +1,43 @@
+"""Composition root of fleet-telemetry."""
+
+from __future__ import annotations
+
+from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from pydantic import Field
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
+
+from fleet_telemetry.adapters.tables import MIGRATIONS
+from fleet_telemetry.entrypoints import subscribers
+from fleet_telemetry.entrypoints.grpc_api import FleetTelemetryApi
+from fleet_telemetry.handlers import FleetHandlers
+
+
+class FleetSettings(ServiceSettings):
+    service_name: str = "fleet-telemetry"
+    grpc_port: int = Field(default=50053, ge=0, le=65535)
+    database_url: str = "sqlite+aiosqlite:///var/fleet-telemetry.db"
+    # Owners whose vehicles default to the Covenant's municipal-fleet sub-sector.
+    municipal_partner_ids: str = "aalborg-kommune"
+
+
+def build(**overrides: object) -> ServiceRuntime:
+    settings = load_settings(FleetSettings, **overrides)
+    runtime = ServiceRuntime(
+        settings,
+        migrations=MIGRATIONS,
+        grpc_service_names=[
+            fleet_pb2.DESCRIPTOR.services_by_name["FleetTelemetryService"].full_name
+        ],
+    )
+    handlers = FleetHandlers(
+        runtime.unit_of_work,
+        runtime.names,
+        frozenset(filter(None, settings.municipal_partner_ids.split(","))),
+    )
+    subscribers.subscribe(runtime, handlers)
+    api = FleetTelemetryApi(handlers)
+    runtime.add_grpc(
+        lambda server: fleet_pb2_grpc.add_FleetTelemetryServiceServicer_to_server(api, server)
+    )
+    return runtime

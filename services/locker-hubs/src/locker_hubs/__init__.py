@@ -1,0 +1,1 @@
+"""Locker hubs service: MoLo Hubs boxes, drop-off codes, waste deposits and carrier collections."""
