@@ -1,0 +1,113 @@
+"""Test-side Kafka tools: a broker for the run, producing raw events, reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from google.protobuf.message import Message
+from servicekit.codec import event_headers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bootstrap_servers() -> str:
+    """The broker for this test run: KAFKA_BOOTSTRAP_SERVERS, or the local one, started once."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        return configured
+    subprocess.run(["bash", str(ROOT / "deploy/local/kafka.sh"), "up"], check=True)
+    return "127.0.0.1:9092"
+
+
+def unique_namespace(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    value: bytes
+    headers: dict[str, str]
+
+
+async def produce(
+    servers: str,
+    topic: str,
+    key: str,
+    message: Message | bytes,
+    headers: dict[str, str] | None = None,
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        if isinstance(message, Message):
+            payload = message.SerializeToString()
+            all_headers = {**event_headers(message), **(headers or {})}
+        else:
+            payload = message
+            all_headers = dict(headers or {})
+        await producer.send_and_wait(
+            topic,
+            payload,
+            key=key.encode(),
+            headers=[(name, value.encode()) for name, value in all_headers.items()],
+        )
+    finally:
+        await producer.stop()
+
+
+async def read_until(
+    servers: str,
+    topic: str,
+    done: Callable[[list[Record]], bool],
+    timeout_s: float = 30.0,
+) -> list[Record]:
+    """Reads a topic from the beginning until `done(records)` holds or the time is up."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done(records) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for batch in batches.values():
+                for raw in batch:
+                    records.append(
+                        Record(
+                            key=(raw.key or b"").decode(),
+                            value=raw.value or b"",
+                            headers={k: v.decode() for k, v in raw.headers},
+                        )
+                    )
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def eventually(check: Callable[[], object], timeout_s: float = 30.0) -> None:
+    """Polls an async or sync check until it stops raising AssertionError."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                await result
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
