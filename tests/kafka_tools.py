@@ -18,13 +18,27 @@ from servicekit.codec import event_headers
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bootstrap_servers() -> str:
-    """The broker for this test run: KAFKA_BOOTSTRAP_SERVERS, or the local one, started once."""
+KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
+
+
+def start_broker() -> tuple[str, bool]:
+    """The broker for this test run: KAFKA_BOOTSTRAP_SERVERS, or the local one.
+
+    Returns its address and whether this call started it (and so should stop it).
+    """
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
-        return configured
-    subprocess.run(["bash", str(ROOT / "deploy/local/kafka.sh"), "up"], check=True)
-    return "127.0.0.1:9092"
+        return configured, False
+    already_running = (
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True).returncode == 0
+    )
+    if not already_running:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
+    return "127.0.0.1:9092", not already_running
+
+
+def stop_broker() -> None:
+    subprocess.run(["bash", str(KAFKA_SCRIPT), "down"], check=True)
 
 
 def unique_namespace(prefix: str = "t") -> str:

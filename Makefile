@@ -1,0 +1,58 @@
+# The verbs of the Green Partnerships Platform. `make run` and `make test` work on a fresh machine
+# with Python 3.11, Java 17+, Maven and Node.js (see README.md).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= uv
+PY_PATHS := libs/servicekit services tests tools
+
+.PHONY: help setup run demo test lint types protos protos-check buf kafka-up kafka-down clean
+
+help:
+	@echo "make run        set up everything, start Kafka, the four services and the simulator"
+	@echo "make demo       play a bounded feed through the platform, print the inventory, exit"
+	@echo "make test       lint, types, fresh contracts, buf, all tests"
+	@echo "make protos     regenerate libs/contracts from protos/"
+	@echo "make kafka-up   start the local Kafka broker (make kafka-down stops it)"
+
+# uv and buf come from PyPI and npm; Kafka from Maven Central (deploy/local/kafka.sh).
+setup:
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet --user 'uv==0.13.9' || python3 -m pip install --quiet 'uv==0.13.9'
+	@$(UV) sync --quiet --frozen
+	@[ -x node_modules/.bin/buf ] || npm ci --no-audit --no-fund --silent
+
+run: setup
+	@$(UV) run --frozen python -m tools.platform run
+
+demo: setup
+	@$(UV) run --frozen python -m tools.platform demo
+
+test: setup lint types protos-check buf
+	@$(UV) run --frozen pytest
+
+lint:
+	@$(UV) run --frozen ruff format --check $(PY_PATHS)
+	@$(UV) run --frozen ruff check $(PY_PATHS)
+
+types:
+	@$(UV) run --frozen mypy libs/servicekit/src services/*/src tools
+
+protos:
+	@$(UV) run --frozen bash scripts/gen_contracts.sh
+
+# Generated code must match the protos: regenerate and fail on any difference.
+protos-check: protos
+	@git diff --exit-code --stat -- libs/contracts || (echo "libs/contracts is stale: run 'make protos' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- libs/contracts)" || (echo "libs/contracts has untracked generated files: run 'make protos' and commit" >&2; exit 1)
+
+buf:
+	@cd protos && ../node_modules/.bin/buf lint && ../node_modules/.bin/buf format --exit-code --diff > /dev/null
+
+kafka-up:
+	@bash deploy/local/kafka.sh up
+
+kafka-down:
+	@bash deploy/local/kafka.sh down
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

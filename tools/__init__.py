@@ -1,0 +1,1 @@
+"""Developer tools: the local platform supervisor and the feed simulator."""

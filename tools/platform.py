@@ -1,0 +1,235 @@
+"""Runs the whole platform on one machine: the Kafka broker, the four services as separate
+processes, and the feed simulator.
+
+    python -m tools.platform run    plays the feed, then runs until Ctrl-C
+    python -m tools.platform demo   plays the feed into a fresh namespace, prints the
+                                    Covenant inventory from the ledger and exits
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import grpc
+from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from servicekit.topics import TopicNames
+
+from tools import simulator
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
+MUNICIPALITY = "aalborg-kommune"
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    name: str
+    package: str
+    grpc_port: int
+    metrics_port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+
+SERVICES = (
+    ServiceProcess("partner-registry", "partner_registry", 50051, 9101),
+    ServiceProcess("locker-hubs", "locker_hubs", 50052, 9102),
+    ServiceProcess("fleet-telemetry", "fleet_telemetry", 50053, 9103),
+    ServiceProcess("emissions-ledger", "emissions_ledger", 50054, 9104),
+)
+REGISTRY, LOCKERS, FLEET, LEDGER = SERVICES
+
+
+class Platform:
+    def __init__(self, namespace: str, data_dir: Path) -> None:
+        self.namespace = namespace
+        self.data_dir = data_dir
+        self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        self.started_broker = False
+        self.processes: list[tuple[ServiceProcess, subprocess.Popen[bytes]]] = []
+
+    def start_broker(self) -> None:
+        running = subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True)
+        if running.returncode != 0:
+            subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
+            self.started_broker = "KAFKA_BOOTSTRAP_SERVERS" not in os.environ
+
+    def start_services(self) -> None:
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for service in SERVICES:
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "TOPIC_NAMESPACE": self.namespace,
+                "DATABASE_URL": f"sqlite+aiosqlite:///{self.data_dir / service.name}.db",
+                "GRPC_PORT": str(service.grpc_port),
+                "METRICS_PORT": str(service.metrics_port),
+                "PARTNER_REGISTRY_TARGET": REGISTRY.target,
+                "OUTBOX_POLL_INTERVAL_S": "0.2",
+            }
+            log_file = (logs / f"{service.name}.log").open("ab")
+            process = subprocess.Popen(
+                [sys.executable, "-m", service.package],
+                env=env,
+                cwd=ROOT,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                # Own process group: Ctrl-C reaches the supervisor, which stops them in order.
+                start_new_session=True,
+            )
+            self.processes.append((service, process))
+
+    async def wait_healthy(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for service, process in self.processes:
+            async with grpc.aio.insecure_channel(service.target) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                while True:
+                    if process.poll() is not None:
+                        raise RuntimeError(
+                            f"{service.name} exited with {process.returncode}; see "
+                            f"{self.data_dir / 'logs' / service.name}.log"
+                        )
+                    try:
+                        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.aio.AioRpcError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{service.name} did not become healthy")
+                    await asyncio.sleep(0.3)
+
+    def stop(self) -> None:
+        for _service, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for service, process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                print(f"{service.name} did not stop in time; killing it", file=sys.stderr)
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        if self.started_broker:
+            subprocess.run(["bash", str(KAFKA_SCRIPT), "down"], check=False)
+
+    def print_addresses(self) -> None:
+        print(
+            f"Kafka broker:      {self.bootstrap}"
+            + (f" (topic namespace {self.namespace})" if self.namespace else "")
+        )
+        for service, process in self.processes:
+            metrics = f"http://127.0.0.1:{service.metrics_port}/metrics"
+            print(f"{service.name:<18} gRPC {service.target}  metrics {metrics}  pid {process.pid}")
+        print(f"Logs and databases: {self.data_dir}")
+
+
+async def play_feed(platform: Platform, day: date) -> int:
+    """Plays the simulator's day; returns how many ledger entries it should produce."""
+    samples = simulator.working_day_samples(day)
+    await simulator.register_fleet(FLEET.target)
+    await simulator.publish_samples(platform.bootstrap, TopicNames(platform.namespace), samples)
+    collections = await simulator.play_locker_day(LOCKERS.target)
+    return simulator.expected_activity_records(samples) + collections
+
+
+async def wait_for_inventory(
+    year: int, entries: int, timeout_s: float = 120.0
+) -> ledger_pb2.GetInventoryResponse:
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(LEDGER.target) as channel:
+        stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
+        while True:
+            inventory = await stub.GetInventory(
+                ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=year), timeout=10
+            )
+            if inventory.entry_count >= entries:
+                return inventory
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"ledger holds {inventory.entry_count} of {entries} expected entries"
+                )
+            await asyncio.sleep(0.5)
+
+
+def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
+    def name(enum: object, number: int, prefix: str) -> str:
+        return str(enum.Name(number)).removeprefix(prefix).lower().replace("_", " ")  # type: ignore[attr-defined]
+
+    lines = [
+        f"Covenant of Mayors inventory: {inventory.municipality_id}, {inventory.year}",
+        f"{'sector':<10} {'sub-sector':<30} {'carrier':<12} {'kind':<17} "
+        f"{'activity':>16} {'kg CO2e':>14} {'entries':>7}",
+    ]
+    for line in inventory.lines:
+        lines.append(
+            f"{name(ledger_pb2.Sector, line.sector, 'SECTOR_'):<10} "
+            f"{name(ledger_pb2.Subsector, line.subsector, 'SUBSECTOR_'):<30} "
+            f"{name(ledger_pb2.EnergyCarrier, line.energy_carrier, 'ENERGY_CARRIER_'):<12} "
+            f"{name(ledger_pb2.EntryKind, line.kind, 'ENTRY_KIND_'):<17} "
+            f"{line.activity_amount + ' ' + line.activity_unit:>16} "
+            f"{line.kg_co2e:>14} {line.entry_count:>7}"
+        )
+    lines.append(f"Emissions:         {inventory.emissions_kg_co2e} kg CO2e")
+    lines.append(
+        f"Avoided emissions: {inventory.avoided_kg_co2e} kg CO2e (shared carrier capacity)"
+    )
+    lines.append(f"Ledger entries:    {inventory.entry_count}")
+    return "\n".join(lines)
+
+
+async def main(mode: str) -> int:
+    day = date.today()
+    if mode == "demo":
+        namespace = f"demo{uuid.uuid4().hex[:8]}"
+        data_dir = ROOT / "var" / namespace
+    else:
+        namespace = os.environ.get("TOPIC_NAMESPACE", "")
+        data_dir = ROOT / "var" / "platform"
+    platform = Platform(namespace, data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        started = time.monotonic()
+        platform.start_broker()
+        platform.start_services()
+        await platform.wait_healthy()
+        platform.print_addresses()
+        print(f"Platform ready in {time.monotonic() - started:.1f} s; playing the feed for {day}.")
+        expected = await play_feed(platform, day)
+        if mode == "demo":
+            inventory = await wait_for_inventory(day.year, expected)
+            print()
+            print(format_inventory(inventory))
+            return 0
+        print(f"Feed played ({expected} ledger entries expected). Press Ctrl-C to stop.")
+        await stop.wait()
+        return 0
+    finally:
+        print("Stopping the platform...", flush=True)
+        platform.stop()
+        print(f"Stopped at {datetime.now():%H:%M:%S}.")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["run", "demo"])
+    sys.exit(asyncio.run(main(parser.parse_args().mode)))
