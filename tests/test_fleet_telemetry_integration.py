@@ -73,7 +73,9 @@ async def test_samples_become_activity_and_bad_samples_are_dead_lettered(
         # Redelivery of s2 changes nothing.
         await produce(kafka, telemetry, "van-7", sample("van-7", "s2", 30, 1_020_000, 501_700))
 
-        records = await read_until(kafka, fleet.topic(topics.ACTIVITY), lambda r: len(r) >= 2)
+        records = await read_until(
+            kafka, fleet.topic(topics.ACTIVITY), lambda r: len(r) > 2, timeout_s=5
+        )
         activities = [fleet_pb2.VehicleActivity.FromString(r.value) for r in records]
         assert [(a.distance_m, a.fuel_used_ml) for a in activities] == [
             (20_000, 1_700),

@@ -1,0 +1,1 @@
+"""Database, data files and event mapping of emissions-ledger."""

@@ -1,0 +1,129 @@
+"""Wire form of the events the ledger reads and writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from greenpartners.fleet.v1 import fleet_pb2
+from greenpartners.ledger.v1 import ledger_pb2
+from greenpartners.lockers.v1 import lockers_pb2
+from servicekit.codec import from_timestamp, to_timestamp
+from servicekit.enums import from_proto, to_proto
+from servicekit.errors import PermanentEventError
+
+from emissions_ledger.adapters.repository import decimal_text
+from emissions_ledger.domain import (
+    FuelType,
+    Inventory,
+    LedgerEntry,
+    Subsector,
+    VehicleActivity,
+    WasteCollection,
+)
+
+
+def activity_from_event(event: fleet_pb2.VehicleActivity) -> VehicleActivity:
+    vehicle = event.vehicle
+    fuel_type = from_proto(fleet_pb2.FuelType, vehicle.fuel_type, FuelType)
+    if fuel_type is None:
+        raise PermanentEventError("schema_invalid", "vehicle.fuel_type is unspecified")
+    subsector = from_proto(fleet_pb2.CovenantSubsector, vehicle.covenant_subsector, Subsector)
+    if not event.HasField("period_end"):
+        raise PermanentEventError("schema_invalid", "period_end is missing")
+    return VehicleActivity(
+        event_id=event.event_id,
+        vehicle_id=vehicle.vehicle_id,
+        municipality_id=vehicle.municipality_id,
+        fuel_type=fuel_type,
+        subsector=subsector or Subsector.NONE,
+        period_end=from_timestamp(event.period_end),
+        distance_m=event.distance_m,
+        fuel_used_ml=event.fuel_used_ml,
+        energy_used_wh=event.energy_used_wh,
+    )
+
+
+def collection_from_event(event: lockers_pb2.LockerEvent) -> WasteCollection:
+    collected = event.waste_collected
+    return WasteCollection(
+        event_id=event.event_id,
+        hub_id=event.hub_id,
+        municipality_id=event.municipality_id,
+        carrier_partner_id=collected.carrier_partner_id,
+        collected_at=from_timestamp(event.occurred_at),
+        carrier_extra_distance_m=collected.carrier_extra_distance_m,
+        mass_g=collected.mass_g,
+        includes_hazardous=collected.includes_hazardous,
+    )
+
+
+def entry_to_proto(entry: LedgerEntry) -> ledger_pb2.LedgerEntry:
+    factor = entry.factor
+    wire = ledger_pb2.LedgerEntry(
+        entry_id=entry.entry_id,
+        municipality_id=entry.municipality_id,
+        year=entry.year,
+        sector=to_proto(ledger_pb2.Sector, entry.sector),
+        subsector=to_proto(ledger_pb2.Subsector, entry.subsector),
+        energy_carrier=to_proto(ledger_pb2.EnergyCarrier, entry.energy_carrier),
+        activity_amount=decimal_text(entry.activity_amount),
+        activity_unit=entry.activity_unit,
+        emission_factor=ledger_pb2.EmissionFactor(
+            factor_id=factor.factor_id,
+            value=decimal_text(factor.value),
+            unit=factor.unit,
+            source=factor.source,
+            version=factor.version,
+        ),
+        kg_co2e=decimal_text(entry.kg_co2e),
+        kind=to_proto(ledger_pb2.EntryKind, entry.kind),
+        source_event_id=entry.source_event_id,
+        source_topic=entry.source_topic,
+        activity_at=to_timestamp(entry.activity_at),
+        subject_id=entry.subject_id,
+    )
+    trip = entry.avoided_trip
+    if trip is not None:
+        wire.avoided_trip.CopyFrom(
+            ledger_pb2.AvoidedTrip(
+                avoided_trip_distance_m=trip.avoided_trip_distance_m,
+                avoided_vehicle=trip.avoided_vehicle,
+                avoided_kg_co2e=decimal_text(trip.avoided_kg_co2e),
+                carrier_extra_distance_m=trip.carrier_extra_distance_m,
+                carrier_vehicle=trip.carrier_vehicle,
+                carrier_extra_kg_co2e=decimal_text(trip.carrier_extra_kg_co2e),
+            )
+        )
+    return wire
+
+
+def entry_posted_event(entry: LedgerEntry) -> ledger_pb2.LedgerEntryPosted:
+    # The posting of an entry happens once, so its event id can be the entry id.
+    return ledger_pb2.LedgerEntryPosted(
+        event_id=entry.entry_id,
+        occurred_at=to_timestamp(datetime.now(UTC)),
+        entry=entry_to_proto(entry),
+    )
+
+
+def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:
+    return ledger_pb2.GetInventoryResponse(
+        municipality_id=inventory.municipality_id,
+        year=inventory.year,
+        lines=[
+            ledger_pb2.InventoryLine(
+                sector=to_proto(ledger_pb2.Sector, line.sector),
+                subsector=to_proto(ledger_pb2.Subsector, line.subsector),
+                energy_carrier=to_proto(ledger_pb2.EnergyCarrier, line.energy_carrier),
+                kind=to_proto(ledger_pb2.EntryKind, line.kind),
+                activity_amount=decimal_text(line.activity_amount),
+                activity_unit=line.activity_unit,
+                kg_co2e=decimal_text(line.kg_co2e),
+                entry_count=line.entry_count,
+            )
+            for line in inventory.lines
+        ],
+        emissions_kg_co2e=decimal_text(inventory.emissions_kg_co2e),
+        avoided_kg_co2e=decimal_text(inventory.avoided_kg_co2e),
+        entry_count=inventory.entry_count,
+    )

@@ -1,0 +1,128 @@
+"""The ledger's entries in its database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from servicekit.database import insert_if_absent
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from emissions_ledger.adapters.tables import ledger_entries
+from emissions_ledger.domain import (
+    AvoidedTrip,
+    EmissionFactor,
+    EnergyCarrier,
+    EntryKind,
+    LedgerEntry,
+    Sector,
+    Subsector,
+)
+
+
+def decimal_text(amount: Decimal) -> str:
+    """Exact decimal as plain text: no exponent, no trailing zeros."""
+    text = format(amount.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+class LedgerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def append(self, entry: LedgerEntry, trace_id: str) -> bool:
+        """Appends an entry; False when an entry with that id is already there."""
+        factor = entry.factor
+        trip = entry.avoided_trip
+        return await insert_if_absent(
+            self.session,
+            ledger_entries,
+            {
+                "entry_id": entry.entry_id,
+                "municipality_id": entry.municipality_id,
+                "year": entry.year,
+                "sector": entry.sector.value,
+                "subsector": entry.subsector.value,
+                "energy_carrier": entry.energy_carrier.value,
+                "activity_amount": decimal_text(entry.activity_amount),
+                "activity_unit": entry.activity_unit,
+                "factor_id": factor.factor_id,
+                "factor_value": decimal_text(factor.value),
+                "factor_unit": factor.unit,
+                "factor_activity_unit": factor.activity_unit,
+                "factor_source": factor.source,
+                "factor_version": factor.version,
+                "factor_approach": factor.approach,
+                "kg_co2e": decimal_text(entry.kg_co2e),
+                "kind": entry.kind.value,
+                "source_event_id": entry.source_event_id,
+                "source_topic": entry.source_topic,
+                "activity_at": entry.activity_at,
+                "subject_id": entry.subject_id,
+                "avoided_trip": None
+                if trip is None
+                else {
+                    "avoided_trip_distance_m": trip.avoided_trip_distance_m,
+                    "avoided_vehicle": trip.avoided_vehicle,
+                    "avoided_kg_co2e": decimal_text(trip.avoided_kg_co2e),
+                    "carrier_extra_distance_m": trip.carrier_extra_distance_m,
+                    "carrier_vehicle": trip.carrier_vehicle,
+                    "carrier_extra_kg_co2e": decimal_text(trip.carrier_extra_kg_co2e),
+                },
+                "trace_id": trace_id,
+                "posted_at": datetime.now(UTC),
+            },
+        )
+
+    async def entries(self, municipality_id: str, year: int) -> list[LedgerEntry]:
+        rows = (
+            await self.session.execute(
+                select(ledger_entries)
+                .where(ledger_entries.c.municipality_id == municipality_id)
+                .where(ledger_entries.c.year == year)
+                .order_by(ledger_entries.c.sequence)
+            )
+        ).all()
+        return [_entry_from_row(row) for row in rows]
+
+
+def _entry_from_row(row: Any) -> LedgerEntry:
+    trip = row.avoided_trip
+    return LedgerEntry(
+        entry_id=row.entry_id,
+        municipality_id=row.municipality_id,
+        year=row.year,
+        sector=Sector(row.sector),
+        subsector=Subsector(row.subsector),
+        energy_carrier=EnergyCarrier(row.energy_carrier),
+        activity_amount=Decimal(row.activity_amount),
+        activity_unit=row.activity_unit,
+        factor=EmissionFactor(
+            factor_id=row.factor_id,
+            energy_carrier=EnergyCarrier(row.energy_carrier),
+            value=Decimal(row.factor_value),
+            unit=row.factor_unit,
+            activity_unit=row.factor_activity_unit,
+            source=row.factor_source,
+            version=row.factor_version,
+            approach=row.factor_approach,
+        ),
+        kg_co2e=Decimal(row.kg_co2e),
+        kind=EntryKind(row.kind),
+        source_event_id=row.source_event_id,
+        source_topic=row.source_topic,
+        activity_at=row.activity_at,
+        subject_id=row.subject_id,
+        avoided_trip=None
+        if trip is None
+        else AvoidedTrip(
+            avoided_trip_distance_m=int(trip["avoided_trip_distance_m"]),
+            avoided_vehicle=str(trip["avoided_vehicle"]),
+            avoided_kg_co2e=Decimal(trip["avoided_kg_co2e"]),
+            carrier_extra_distance_m=int(trip["carrier_extra_distance_m"]),
+            carrier_vehicle=str(trip["carrier_vehicle"]),
+            carrier_extra_kg_co2e=Decimal(trip["carrier_extra_kg_co2e"]),
+        ),
+    )

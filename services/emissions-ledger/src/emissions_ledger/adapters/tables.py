@@ -1,0 +1,44 @@
+"""emissions-ledger's schema: an append-only table of entries, and its migrations."""
+
+from __future__ import annotations
+
+from servicekit.database import Migration, UtcDateTime, create_tables
+from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+metadata = MetaData()
+
+# Append-only: rows are inserted, never updated or deleted; a correction is a new entry.
+# Decimal amounts are stored as exact decimal text (SQLite has no exact numeric type).
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("sequence", Integer, primary_key=True, autoincrement=True),
+    Column("entry_id", String(64), nullable=False, unique=True),
+    Column("municipality_id", String(64), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("sector", String(32), nullable=False),
+    Column("subsector", String(64), nullable=False),
+    Column("energy_carrier", String(32), nullable=False),
+    Column("activity_amount", String(64), nullable=False),
+    Column("activity_unit", String(16), nullable=False),
+    Column("factor_id", String(64), nullable=False),
+    Column("factor_value", String(32), nullable=False),
+    Column("factor_unit", String(32), nullable=False),
+    Column("factor_activity_unit", String(16), nullable=False),
+    Column("factor_source", Text, nullable=False),
+    Column("factor_version", String(64), nullable=False),
+    Column("factor_approach", String(128), nullable=False),
+    Column("kg_co2e", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("source_event_id", String(200), nullable=False),
+    Column("source_topic", String(200), nullable=False),
+    Column("activity_at", UtcDateTime(), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("avoided_trip", JSON, nullable=True),
+    Column("trace_id", String(32), nullable=False),
+    Column("posted_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("source_event_id", "kind", name="uq_entry_source"),
+    Index("ix_entries_inventory", "municipality_id", "year"),
+)
+
+MIGRATIONS = [Migration(1, "append-only ledger entries", create_tables(metadata))]

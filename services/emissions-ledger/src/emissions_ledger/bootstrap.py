@@ -1,0 +1,43 @@
+"""Composition root of emissions-ledger."""
+
+from __future__ import annotations
+
+from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from pydantic import Field
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
+
+from emissions_ledger.adapters.reference_data import load_avoided_trip_policy, load_factor_catalogue
+from emissions_ledger.adapters.tables import MIGRATIONS
+from emissions_ledger.entrypoints import subscribers
+from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
+from emissions_ledger.handlers import LedgerHandlers
+
+
+class LedgerSettings(ServiceSettings):
+    service_name: str = "emissions-ledger"
+    grpc_port: int = Field(default=50054, ge=0, le=65535)
+    database_url: str = "sqlite+aiosqlite:///var/emissions-ledger.db"
+
+
+def build(**overrides: object) -> ServiceRuntime:
+    settings = load_settings(LedgerSettings, **overrides)
+    runtime = ServiceRuntime(
+        settings,
+        migrations=MIGRATIONS,
+        grpc_service_names=[
+            ledger_pb2.DESCRIPTOR.services_by_name["EmissionsLedgerService"].full_name
+        ],
+    )
+    handlers = LedgerHandlers(
+        runtime.unit_of_work,
+        runtime.names,
+        load_factor_catalogue(),
+        load_avoided_trip_policy(),
+    )
+    subscribers.subscribe(runtime, handlers)
+    api = EmissionsLedgerApi(handlers)
+    runtime.add_grpc(
+        lambda server: ledger_pb2_grpc.add_EmissionsLedgerServiceServicer_to_server(api, server)
+    )
+    return runtime

@@ -1,0 +1,61 @@
+"""The ledger's pure model: emission factors, ledger entries and yearly inventories."""
+
+from emissions_ledger.domain.entries import (
+    AvoidedTrip,
+    AvoidedTripPolicy,
+    EntryKind,
+    FuelType,
+    InvalidPolicyData,
+    LedgerEntry,
+    Sector,
+    Subsector,
+    UnaccountableActivity,
+    VehicleActivity,
+    VehicleProfile,
+    WasteCollection,
+    entry_for_activity,
+    entry_for_collection,
+    entry_id_for,
+    reporting_year,
+)
+from emissions_ledger.domain.factors import (
+    EmissionFactor,
+    EnergyCarrier,
+    FactorCatalogue,
+    InvalidFactorData,
+    NoFactor,
+)
+from emissions_ledger.domain.inventory import (
+    DuplicateEntry,
+    Inventory,
+    InventoryLine,
+    summarise,
+)
+
+__all__ = [
+    "AvoidedTrip",
+    "AvoidedTripPolicy",
+    "DuplicateEntry",
+    "EmissionFactor",
+    "EnergyCarrier",
+    "EntryKind",
+    "FactorCatalogue",
+    "FuelType",
+    "InvalidFactorData",
+    "InvalidPolicyData",
+    "Inventory",
+    "InventoryLine",
+    "LedgerEntry",
+    "NoFactor",
+    "Sector",
+    "Subsector",
+    "UnaccountableActivity",
+    "VehicleActivity",
+    "VehicleProfile",
+    "WasteCollection",
+    "entry_for_activity",
+    "entry_for_collection",
+    "entry_id_for",
+    "reporting_year",
+    "summarise",
+]

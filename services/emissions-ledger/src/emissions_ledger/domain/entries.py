@@ -1,0 +1,435 @@
+"""Ledger entries: turning fleet activity and locker-hub collections into CO2 accounting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import (
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
+from enum import StrEnum
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from emissions_ledger.domain.factors import EmissionFactor, EnergyCarrier, FactorCatalogue
+
+# Any arithmetic that would have to round raises instead: ledger amounts are exact.
+EXACT_ARITHMETIC = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+
+MUNICIPAL_TIME_ZONE = ZoneInfo("Europe/Copenhagen")
+
+# Fixed forever: changing it would give redelivered events new entry ids.
+ENTRY_ID_NAMESPACE = uuid.UUID("6d5ca3ed-722e-4b7d-a3d6-2721cbdcdb3d")
+
+
+class EntryKind(StrEnum):
+    EMISSION = "emission"
+    AVOIDED_EMISSION = "avoided_emission"
+
+
+class Sector(StrEnum):
+    """Covenant of Mayors inventory sectors, in the order of the reporting template."""
+
+    MUNICIPAL_BUILDINGS = "municipal_buildings"
+    TERTIARY_BUILDINGS = "tertiary_buildings"
+    RESIDENTIAL_BUILDINGS = "residential_buildings"
+    TRANSPORT = "transport"
+    WASTE = "waste"
+
+
+class Subsector(StrEnum):
+    """Covenant of Mayors transport sub-sectors; NONE for sectors without one."""
+
+    MUNICIPAL_FLEET = "municipal_fleet"
+    PUBLIC_TRANSPORT = "public_transport"
+    PRIVATE_COMMERCIAL_TRANSPORT = "private_commercial_transport"
+    NONE = ""
+
+
+class FuelType(StrEnum):
+    DIESEL = "diesel"
+    PETROL = "petrol"
+    ELECTRIC = "electric"
+    HVO100 = "hvo100"
+    BIOGAS = "biogas"
+    NATURAL_GAS = "natural_gas"
+
+
+_CARRIER_OF_FUEL: Mapping[FuelType, EnergyCarrier] = {
+    FuelType.DIESEL: EnergyCarrier.DIESEL,
+    FuelType.PETROL: EnergyCarrier.GASOLINE,
+    FuelType.ELECTRIC: EnergyCarrier.ELECTRICITY,
+    FuelType.HVO100: EnergyCarrier.BIOFUEL,
+    FuelType.BIOGAS: EnergyCarrier.BIOFUEL,
+    FuelType.NATURAL_GAS: EnergyCarrier.NATURAL_GAS,
+}
+
+# Fuels whose consumption is accounted in litres.
+_LITRE_FUELS = frozenset({FuelType.DIESEL, FuelType.PETROL, FuelType.HVO100, FuelType.BIOGAS})
+
+_TRANSPORT_SUBSECTORS = frozenset(
+    {
+        Subsector.MUNICIPAL_FLEET,
+        Subsector.PUBLIC_TRANSPORT,
+        Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
+    }
+)
+
+_Member = TypeVar("_Member", bound=StrEnum)
+
+LITRE = "l"
+KILOWATT_HOUR = "kWh"
+
+
+class UnaccountableActivity(ValueError):
+    """Activity the ledger cannot account; the message names the offending field."""
+
+
+class InvalidPolicyData(ValueError):
+    """The avoided-trip policy data is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class AvoidedTrip:
+    """Both sides of an avoided-emission figure: the trip not driven and the carrier's detour."""
+
+    avoided_trip_distance_m: int
+    avoided_vehicle: str
+    avoided_kg_co2e: Decimal
+    carrier_extra_distance_m: int
+    carrier_vehicle: str
+    carrier_extra_kg_co2e: Decimal
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One accounted activity; kg_co2e is never negative, the kind says which way it counts."""
+
+    entry_id: str
+    municipality_id: str
+    year: int
+    sector: Sector
+    subsector: Subsector
+    energy_carrier: EnergyCarrier
+    activity_amount: Decimal
+    activity_unit: str
+    factor: EmissionFactor
+    kg_co2e: Decimal
+    kind: EntryKind
+    source_event_id: str
+    source_topic: str
+    activity_at: datetime
+    subject_id: str
+    avoided_trip: AvoidedTrip | None = None
+
+
+@dataclass(frozen=True)
+class VehicleActivity:
+    """A vehicle's distance and consumption over one period ending at period_end (tz-aware)."""
+
+    event_id: str
+    vehicle_id: str
+    municipality_id: str
+    fuel_type: FuelType
+    subsector: Subsector
+    period_end: datetime
+    distance_m: int
+    fuel_used_ml: int
+    energy_used_wh: int
+
+
+@dataclass(frozen=True)
+class WasteCollection:
+    """A carrier collected waste from a locker hub, driving carrier_extra_distance_m extra."""
+
+    event_id: str
+    hub_id: str
+    municipality_id: str
+    carrier_partner_id: str
+    collected_at: datetime
+    carrier_extra_distance_m: int
+    mass_g: int
+    includes_hazardous: bool
+
+
+@dataclass(frozen=True)
+class VehicleProfile:
+    name: str
+    fuel_type: FuelType
+    litres_per_100_km: Decimal
+
+
+@dataclass(frozen=True)
+class AvoidedTripPolicy:
+    """The dedicated collection trip that shared carrier capacity replaces."""
+
+    dedicated_trip_distance_m: int
+    dedicated_vehicle: VehicleProfile
+    carrier_vehicle: VehicleProfile
+    # Waste companies drive under contract, so they default to private and commercial transport.
+    subsector: Subsector = Subsector.PRIVATE_COMMERCIAL_TRANSPORT
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AvoidedTripPolicy:
+        """Build the policy from parsed data, raising InvalidPolicyData on any flaw."""
+        if not isinstance(data, Mapping):
+            raise InvalidPolicyData("policy: must be a mapping")
+        known = {"dedicated_trip_distance_m", "dedicated_vehicle", "carrier_vehicle", "subsector"}
+        _reject_unknown_policy_fields("policy", data, known)
+
+        distance = data.get("dedicated_trip_distance_m")
+        if isinstance(distance, bool) or not isinstance(distance, int) or distance <= 0:
+            raise InvalidPolicyData(
+                f"policy: field 'dedicated_trip_distance_m' must be a positive whole number "
+                f"of metres, got {distance!r}"
+            )
+
+        raw_subsector = data.get("subsector", Subsector.PRIVATE_COMMERCIAL_TRANSPORT.value)
+        subsector = _member_named(Subsector, raw_subsector)
+        if subsector is None or subsector not in _TRANSPORT_SUBSECTORS:
+            allowed = ", ".join(sorted(s.value for s in _TRANSPORT_SUBSECTORS))
+            raise InvalidPolicyData(
+                f"policy: field 'subsector' is {raw_subsector!r}, expected one of: {allowed}"
+            )
+
+        return cls(
+            dedicated_trip_distance_m=distance,
+            dedicated_vehicle=_vehicle_profile("dedicated_vehicle", data.get("dedicated_vehicle")),
+            carrier_vehicle=_vehicle_profile("carrier_vehicle", data.get("carrier_vehicle")),
+            subsector=subsector,
+        )
+
+
+def entry_id_for(source_event_id: str, kind: EntryKind) -> str:
+    """Deterministic entry id, so a redelivered event maps to the entry it already made."""
+    return str(uuid.uuid5(ENTRY_ID_NAMESPACE, f"{source_event_id}:{kind}"))
+
+
+def reporting_year(at: datetime) -> int:
+    """The calendar year of `at` in the municipality's local time."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"timestamp {at.isoformat()} must be timezone-aware")
+    return at.astimezone(MUNICIPAL_TIME_ZONE).year
+
+
+def entry_for_activity(
+    activity: VehicleActivity, catalogue: FactorCatalogue, source_topic: str
+) -> LedgerEntry:
+    """The emission entry of one period of vehicle activity.
+
+    Raises UnaccountableActivity for activity that cannot be accounted and NoFactor when the
+    catalogue has no factor for the carrier in the reporting year.
+    """
+    _require_text("event_id", activity.event_id)
+    _require_text("vehicle_id", activity.vehicle_id)
+    _require_text("municipality_id", activity.municipality_id)
+    _require_aware("period_end", activity.period_end)
+    _require_not_negative("distance_m", activity.distance_m)
+    _require_not_negative("fuel_used_ml", activity.fuel_used_ml)
+    _require_not_negative("energy_used_wh", activity.energy_used_wh)
+    if activity.subsector not in _TRANSPORT_SUBSECTORS:
+        raise UnaccountableActivity("subsector: transport activity needs a Covenant sub-sector")
+
+    fuel = activity.fuel_type
+    carrier = _CARRIER_OF_FUEL.get(fuel)
+    if carrier is None:
+        raise UnaccountableActivity(f"fuel_type: no energy carrier known for '{fuel}'")
+    if fuel is FuelType.NATURAL_GAS:
+        raise UnaccountableActivity(
+            "fuel_used_ml: natural gas is metered by volume, which cannot be turned into the "
+            "kWh of its emission factor without the gas's density and heating value"
+        )
+
+    if fuel is FuelType.ELECTRIC:
+        measured_field = "energy_used_wh"
+        if activity.energy_used_wh == 0 and activity.fuel_used_ml > 0:
+            raise UnaccountableActivity(
+                "energy_used_wh: an electric vehicle reported fuel but no energy"
+            )
+        amount = EXACT_ARITHMETIC.scaleb(Decimal(activity.energy_used_wh), -3)
+        unit = KILOWATT_HOUR
+    else:
+        measured_field = "fuel_used_ml"
+        if activity.fuel_used_ml == 0 and activity.energy_used_wh > 0:
+            raise UnaccountableActivity(
+                f"fuel_used_ml: a {fuel} vehicle reported energy but no fuel"
+            )
+        amount = EXACT_ARITHMETIC.scaleb(Decimal(activity.fuel_used_ml), -3)
+        unit = LITRE
+
+    year = reporting_year(activity.period_end)
+    factor = catalogue.for_carrier(carrier, year)
+    if factor.activity_unit != unit:
+        raise UnaccountableActivity(
+            f"{measured_field}: {fuel} is measured in {unit} but factor "
+            f"'{factor.factor_id}' is per {factor.activity_unit}"
+        )
+
+    return LedgerEntry(
+        entry_id=entry_id_for(activity.event_id, EntryKind.EMISSION),
+        municipality_id=activity.municipality_id,
+        year=year,
+        sector=Sector.TRANSPORT,
+        subsector=activity.subsector,
+        energy_carrier=carrier,
+        activity_amount=amount,
+        activity_unit=unit,
+        factor=factor,
+        kg_co2e=EXACT_ARITHMETIC.multiply(amount, factor.value),
+        kind=EntryKind.EMISSION,
+        source_event_id=activity.event_id,
+        source_topic=source_topic,
+        activity_at=activity.period_end,
+        subject_id=activity.vehicle_id,
+    )
+
+
+def entry_for_collection(
+    collection: WasteCollection,
+    policy: AvoidedTripPolicy,
+    catalogue: FactorCatalogue,
+    source_topic: str,
+) -> LedgerEntry:
+    """The entry for a collection by shared carrier capacity instead of a dedicated trip.
+
+    The dedicated trip's emissions minus the carrier's detour: avoided when that is not
+    negative, an emission when the detour cost more than the trip it replaced.
+    """
+    _require_text("event_id", collection.event_id)
+    _require_text("hub_id", collection.hub_id)
+    _require_text("municipality_id", collection.municipality_id)
+    _require_aware("collected_at", collection.collected_at)
+    _require_not_negative("carrier_extra_distance_m", collection.carrier_extra_distance_m)
+    _require_not_negative("mass_g", collection.mass_g)
+
+    year = reporting_year(collection.collected_at)
+    dedicated = policy.dedicated_vehicle
+    carrier_vehicle = policy.carrier_vehicle
+    dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year)
+    carrier_factor = _litre_factor("carrier_vehicle", carrier_vehicle, catalogue, year)
+
+    avoided_litres = _litres_for(policy.dedicated_trip_distance_m, dedicated)
+    extra_litres = _litres_for(collection.carrier_extra_distance_m, carrier_vehicle)
+    avoided_kg = EXACT_ARITHMETIC.multiply(avoided_litres, dedicated_factor.value)
+    extra_kg = EXACT_ARITHMETIC.multiply(extra_litres, carrier_factor.value)
+    net_kg = EXACT_ARITHMETIC.subtract(avoided_kg, extra_kg)
+    net_litres = EXACT_ARITHMETIC.subtract(avoided_litres, extra_litres)
+
+    kind = EntryKind.AVOIDED_EMISSION if net_kg >= 0 else EntryKind.EMISSION
+    return LedgerEntry(
+        entry_id=entry_id_for(collection.event_id, kind),
+        municipality_id=collection.municipality_id,
+        year=year,
+        sector=Sector.TRANSPORT,
+        subsector=policy.subsector,
+        energy_carrier=dedicated_factor.energy_carrier,
+        activity_amount=EXACT_ARITHMETIC.abs(net_litres),
+        activity_unit=LITRE,
+        factor=dedicated_factor,
+        kg_co2e=EXACT_ARITHMETIC.abs(net_kg),
+        kind=kind,
+        source_event_id=collection.event_id,
+        source_topic=source_topic,
+        activity_at=collection.collected_at,
+        subject_id=collection.hub_id,
+        avoided_trip=AvoidedTrip(
+            avoided_trip_distance_m=policy.dedicated_trip_distance_m,
+            avoided_vehicle=dedicated.name,
+            avoided_kg_co2e=avoided_kg,
+            carrier_extra_distance_m=collection.carrier_extra_distance_m,
+            carrier_vehicle=carrier_vehicle.name,
+            carrier_extra_kg_co2e=extra_kg,
+        ),
+    )
+
+
+def _litres_for(distance_m: int, vehicle: VehicleProfile) -> Decimal:
+    # metres / 1000 * litres per 100 km / 100, shifted by powers of ten to stay exact.
+    product = EXACT_ARITHMETIC.multiply(Decimal(distance_m), vehicle.litres_per_100_km)
+    return EXACT_ARITHMETIC.scaleb(product, -5)
+
+
+def _litre_factor(
+    field: str, vehicle: VehicleProfile, catalogue: FactorCatalogue, year: int
+) -> EmissionFactor:
+    carrier = _CARRIER_OF_FUEL.get(vehicle.fuel_type)
+    if carrier is None:
+        raise UnaccountableActivity(
+            f"{field}.fuel_type: no energy carrier for '{vehicle.fuel_type}'"
+        )
+    factor = catalogue.for_carrier(carrier, year)
+    if factor.activity_unit != LITRE:
+        raise UnaccountableActivity(
+            f"{field}.fuel_type: factor '{factor.factor_id}' is per {factor.activity_unit}, "
+            f"but the vehicle's consumption is in litres"
+        )
+    return factor
+
+
+def _vehicle_profile(field: str, raw: object) -> VehicleProfile:
+    if not isinstance(raw, Mapping):
+        raise InvalidPolicyData(f"policy: field '{field}' must be a mapping")
+    _reject_unknown_policy_fields(field, raw, {"name", "fuel_type", "litres_per_100_km"})
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidPolicyData(f"{field}: field 'name' must be a non-empty string")
+
+    raw_fuel = raw.get("fuel_type")
+    fuel = _member_named(FuelType, raw_fuel)
+    if fuel is None or fuel not in _LITRE_FUELS:
+        allowed = ", ".join(sorted(f.value for f in _LITRE_FUELS))
+        raise InvalidPolicyData(
+            f"{field}: field 'fuel_type' is {raw_fuel!r}; litres per 100 km needs one of: {allowed}"
+        )
+
+    raw_rate = raw.get("litres_per_100_km")
+    # A YAML float has already lost exactness, so only strings and integers are accepted.
+    if isinstance(raw_rate, bool) or not isinstance(raw_rate, str | int):
+        raise InvalidPolicyData(
+            f"{field}: field 'litres_per_100_km' must be a quoted decimal string, got {raw_rate!r}"
+        )
+    try:
+        rate = Decimal(raw_rate)
+    except InvalidOperation:
+        rate = Decimal("NaN")
+    if not rate.is_finite() or rate < 0:
+        raise InvalidPolicyData(
+            f"{field}: field 'litres_per_100_km' must be a decimal >= 0, got {raw_rate!r}"
+        )
+    return VehicleProfile(name=name, fuel_type=fuel, litres_per_100_km=rate)
+
+
+def _member_named(enum_type: type[_Member], raw: object) -> _Member | None:
+    for member in enum_type:
+        if member.value == raw:
+            return member
+    return None
+
+
+def _reject_unknown_policy_fields(where: str, data: Mapping[Any, Any], known: set[str]) -> None:
+    unknown = sorted(str(key) for key in data if key not in known)
+    if unknown:
+        raise InvalidPolicyData(f"{where}: unknown field '{unknown[0]}'")
+
+
+def _require_text(field: str, value: str) -> None:
+    if not value.strip():
+        raise UnaccountableActivity(f"{field}: must not be empty")
+
+
+def _require_aware(field: str, at: datetime) -> None:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise UnaccountableActivity(f"{field}: must be timezone-aware")
+
+
+def _require_not_negative(field: str, amount: int) -> None:
+    if amount < 0:
+        raise UnaccountableActivity(f"{field}: must not be negative, got {amount}")

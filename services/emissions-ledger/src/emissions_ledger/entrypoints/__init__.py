@@ -1,0 +1,1 @@
+"""gRPC and Kafka entrypoints of emissions-ledger."""

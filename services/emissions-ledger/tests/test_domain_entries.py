@@ -1,0 +1,400 @@
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from emissions_ledger.domain.entries import (
+    AvoidedTrip,
+    AvoidedTripPolicy,
+    EntryKind,
+    FuelType,
+    InvalidPolicyData,
+    Sector,
+    Subsector,
+    UnaccountableActivity,
+    VehicleActivity,
+    VehicleProfile,
+    WasteCollection,
+    entry_for_activity,
+    entry_for_collection,
+    entry_id_for,
+    reporting_year,
+)
+from emissions_ledger.domain.factors import EnergyCarrier, FactorCatalogue, NoFactor
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "emissions_ledger" / "data"
+ACTIVITY_TOPIC = "fleet.activity.v1"
+LOCKER_TOPIC = "lockers.events.v1"
+
+
+def factor(
+    factor_id: str,
+    carrier: str,
+    value: str,
+    activity_unit: str,
+    **years: int,
+) -> dict[str, Any]:
+    return {
+        "id": factor_id,
+        "carrier": carrier,
+        "value": value,
+        "unit": f"kg CO2/{activity_unit}",
+        "activity_unit": activity_unit,
+        "source": f"{factor_id} source",
+        "version": "test",
+        **years,
+    }
+
+
+CATALOGUE = FactorCatalogue.from_mapping(
+    {
+        "version": "test",
+        "approach": "IPCC, tank-to-wheel, CO2",
+        "factors": [
+            factor("diesel", "diesel", "2.66", "l"),
+            factor("gasoline", "gasoline", "2.32", "l"),
+            factor("biofuel", "biofuel", "0", "l"),
+            factor("natural-gas", "natural_gas", "0.204", "kWh"),
+            factor(
+                "el-2013", "electricity", "0.363", "kWh", valid_from_year=2013, valid_to_year=2013
+            ),
+            factor("el-2023", "electricity", "0.096", "kWh", valid_from_year=2023),
+        ],
+    }
+)
+
+DIESEL_VAN = VehicleProfile("diesel van", FuelType.DIESEL, Decimal("8"))
+POLICY = AvoidedTripPolicy(
+    dedicated_trip_distance_m=14000,
+    dedicated_vehicle=DIESEL_VAN,
+    carrier_vehicle=replace(DIESEL_VAN, name="carrier van"),
+)
+
+
+def activity(**overrides: Any) -> VehicleActivity:
+    values: dict[str, Any] = {
+        "event_id": "evt-activity-1",
+        "vehicle_id": "ak-van-017",
+        "municipality_id": "aalborg-kommune",
+        "fuel_type": FuelType.DIESEL,
+        "subsector": Subsector.MUNICIPAL_FLEET,
+        "period_end": datetime(2024, 6, 1, 16, 0, tzinfo=UTC),
+        "distance_m": 48200,
+        "fuel_used_ml": 12345,
+        "energy_used_wh": 0,
+    }
+    values.update(overrides)
+    return VehicleActivity(**values)
+
+
+def collection(**overrides: Any) -> WasteCollection:
+    values: dict[str, Any] = {
+        "event_id": "evt-collection-1",
+        "hub_id": "molo-hub-07",
+        "municipality_id": "aalborg-kommune",
+        "carrier_partner_id": "nordvaerk",
+        "collected_at": datetime(2024, 9, 12, 8, 15, tzinfo=UTC),
+        "carrier_extra_distance_m": 3000,
+        "mass_g": 4200,
+        "includes_hazardous": True,
+    }
+    values.update(overrides)
+    return WasteCollection(**values)
+
+
+def test_diesel_activity_is_litres_times_factor_exactly() -> None:
+    entry = entry_for_activity(activity(), CATALOGUE, ACTIVITY_TOPIC)
+
+    assert entry.activity_amount == Decimal("12.345")
+    assert entry.activity_unit == "l"
+    assert entry.kg_co2e == Decimal("32.8377")
+    assert entry.kind is EntryKind.EMISSION
+    assert entry.energy_carrier is EnergyCarrier.DIESEL
+    assert entry.factor.factor_id == "diesel"
+    assert entry.sector is Sector.TRANSPORT
+    assert entry.subsector is Subsector.MUNICIPAL_FLEET
+    assert entry.year == 2024
+    assert entry.municipality_id == "aalborg-kommune"
+    assert entry.subject_id == "ak-van-017"
+    assert entry.source_event_id == "evt-activity-1"
+    assert entry.source_topic == ACTIVITY_TOPIC
+    assert entry.activity_at == datetime(2024, 6, 1, 16, 0, tzinfo=UTC)
+    assert entry.entry_id == entry_id_for("evt-activity-1", EntryKind.EMISSION)
+    assert entry.avoided_trip is None
+
+
+def test_petrol_activity_uses_the_gasoline_factor() -> None:
+    entry = entry_for_activity(activity(fuel_type=FuelType.PETROL), CATALOGUE, ACTIVITY_TOPIC)
+
+    assert entry.energy_carrier is EnergyCarrier.GASOLINE
+    assert entry.kg_co2e == Decimal("12.345") * Decimal("2.32")
+
+
+def test_electric_activity_is_kilowatt_hours_times_year_factor() -> None:
+    electric = activity(fuel_type=FuelType.ELECTRIC, fuel_used_ml=0, energy_used_wh=45678)
+
+    entry = entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+    assert entry.energy_carrier is EnergyCarrier.ELECTRICITY
+    assert entry.activity_amount == Decimal("45.678")
+    assert entry.activity_unit == "kWh"
+    assert entry.kg_co2e == Decimal("4.385088")
+    assert entry.factor.factor_id == "el-2023"
+
+
+def test_electric_activity_in_a_year_without_factor_raises_no_factor() -> None:
+    electric = activity(
+        fuel_type=FuelType.ELECTRIC,
+        fuel_used_ml=0,
+        energy_used_wh=1000,
+        period_end=datetime(2018, 5, 1, tzinfo=UTC),
+    )
+
+    with pytest.raises(NoFactor):
+        entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+
+@pytest.mark.parametrize("fuel", [FuelType.HVO100, FuelType.BIOGAS])
+def test_biofuel_activity_counts_its_litres_at_zero_kg(fuel: FuelType) -> None:
+    entry = entry_for_activity(activity(fuel_type=fuel), CATALOGUE, ACTIVITY_TOPIC)
+
+    assert entry.energy_carrier is EnergyCarrier.BIOFUEL
+    assert entry.activity_amount == Decimal("12.345")
+    assert entry.kg_co2e == 0
+
+
+def test_natural_gas_activity_cannot_be_accounted() -> None:
+    with pytest.raises(UnaccountableActivity, match="fuel_used_ml"):
+        entry_for_activity(activity(fuel_type=FuelType.NATURAL_GAS), CATALOGUE, ACTIVITY_TOPIC)
+
+
+def test_combustion_vehicle_with_energy_but_no_fuel_cannot_be_accounted() -> None:
+    odd = activity(fuel_used_ml=0, energy_used_wh=5000)
+
+    with pytest.raises(UnaccountableActivity, match="fuel_used_ml"):
+        entry_for_activity(odd, CATALOGUE, ACTIVITY_TOPIC)
+
+
+def test_electric_vehicle_with_fuel_but_no_energy_cannot_be_accounted() -> None:
+    odd = activity(fuel_type=FuelType.ELECTRIC, fuel_used_ml=800, energy_used_wh=0)
+
+    with pytest.raises(UnaccountableActivity, match="energy_used_wh"):
+        entry_for_activity(odd, CATALOGUE, ACTIVITY_TOPIC)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"distance_m": -1}, "distance_m"),
+        ({"fuel_used_ml": -5}, "fuel_used_ml"),
+        ({"energy_used_wh": -5}, "energy_used_wh"),
+        ({"period_end": datetime(2024, 6, 1, 16, 0)}, "period_end"),
+        ({"subsector": Subsector.NONE}, "subsector"),
+        ({"municipality_id": ""}, "municipality_id"),
+        ({"event_id": " "}, "event_id"),
+        ({"vehicle_id": ""}, "vehicle_id"),
+    ],
+)
+def test_invalid_activity_is_rejected_naming_the_field(
+    overrides: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(UnaccountableActivity, match=f"^{field}:"):
+        entry_for_activity(activity(**overrides), CATALOGUE, ACTIVITY_TOPIC)
+
+
+def test_factor_in_another_unit_than_the_measurement_is_refused() -> None:
+    per_kwh = FactorCatalogue.from_mapping(
+        {
+            "version": "t",
+            "approach": "IPCC",
+            "factors": [factor("diesel-kwh", "diesel", "0.265", "kWh")],
+        }
+    )
+
+    with pytest.raises(UnaccountableActivity, match=r"fuel_used_ml: .*per kWh"):
+        entry_for_activity(activity(), per_kwh, ACTIVITY_TOPIC)
+
+
+def test_entry_ids_are_stable_and_distinct_per_kind_and_event() -> None:
+    emission = entry_id_for("evt-1", EntryKind.EMISSION)
+
+    assert emission == entry_id_for("evt-1", EntryKind.EMISSION)
+    assert emission != entry_id_for("evt-1", EntryKind.AVOIDED_EMISSION)
+    assert emission != entry_id_for("evt-2", EntryKind.EMISSION)
+    assert uuid.UUID(emission).version == 5
+
+
+def test_redelivered_activity_yields_the_same_entry() -> None:
+    first = entry_for_activity(activity(), CATALOGUE, ACTIVITY_TOPIC)
+    again = entry_for_activity(activity(), CATALOGUE, ACTIVITY_TOPIC)
+
+    assert first == again
+
+
+def test_new_years_eve_late_evening_utc_is_next_year_in_copenhagen() -> None:
+    assert reporting_year(datetime(2024, 12, 31, 23, 30, tzinfo=UTC)) == 2025
+    assert reporting_year(datetime(2024, 12, 31, 22, 30, tzinfo=UTC)) == 2024
+    assert reporting_year(datetime(2025, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=2)))) == 2024
+
+
+def test_reporting_year_refuses_naive_timestamps() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        reporting_year(datetime(2024, 12, 31, 23, 30))
+
+
+def test_activity_year_follows_copenhagen_time() -> None:
+    entry = entry_for_activity(
+        activity(period_end=datetime(2023, 12, 31, 23, 30, tzinfo=UTC)), CATALOGUE, ACTIVITY_TOPIC
+    )
+
+    assert entry.year == 2024
+
+
+def test_collection_nets_the_avoided_trip_against_the_carrier_detour() -> None:
+    entry = entry_for_collection(collection(), POLICY, CATALOGUE, LOCKER_TOPIC)
+
+    # 14 km at 8 l/100 km = 1.12 l; 3 km = 0.24 l; both diesel at 2.66 kg/l.
+    assert entry.kind is EntryKind.AVOIDED_EMISSION
+    assert entry.kg_co2e == Decimal("2.3408")
+    assert entry.activity_amount == Decimal("0.88")
+    assert entry.activity_unit == "l"
+    assert entry.avoided_trip == AvoidedTrip(
+        avoided_trip_distance_m=14000,
+        avoided_vehicle="diesel van",
+        avoided_kg_co2e=Decimal("2.9792"),
+        carrier_extra_distance_m=3000,
+        carrier_vehicle="carrier van",
+        carrier_extra_kg_co2e=Decimal("0.6384"),
+    )
+    assert entry.energy_carrier is EnergyCarrier.DIESEL
+    assert entry.factor.factor_id == "diesel"
+    assert entry.sector is Sector.TRANSPORT
+    assert entry.subsector is Subsector.PRIVATE_COMMERCIAL_TRANSPORT
+    assert entry.subject_id == "molo-hub-07"
+    assert entry.year == 2024
+    assert entry.source_topic == LOCKER_TOPIC
+    assert entry.entry_id == entry_id_for("evt-collection-1", EntryKind.AVOIDED_EMISSION)
+
+
+def test_detour_longer_than_the_dedicated_trip_is_an_emission() -> None:
+    entry = entry_for_collection(
+        collection(carrier_extra_distance_m=20000), POLICY, CATALOGUE, LOCKER_TOPIC
+    )
+
+    assert entry.kind is EntryKind.EMISSION
+    assert entry.kg_co2e == Decimal("1.2768")
+    assert entry.activity_amount == Decimal("0.48")
+    assert entry.avoided_trip is not None
+    assert entry.avoided_trip.avoided_kg_co2e == Decimal("2.9792")
+    assert entry.avoided_trip.carrier_extra_kg_co2e == Decimal("4.256")
+    assert entry.entry_id == entry_id_for("evt-collection-1", EntryKind.EMISSION)
+
+
+def test_detour_equal_to_the_dedicated_trip_avoids_nothing() -> None:
+    entry = entry_for_collection(
+        collection(carrier_extra_distance_m=14000), POLICY, CATALOGUE, LOCKER_TOPIC
+    )
+
+    assert entry.kind is EntryKind.AVOIDED_EMISSION
+    assert entry.kg_co2e == 0
+
+
+def test_collection_uses_each_vehicles_own_fuel_factor() -> None:
+    hvo_carrier = replace(
+        POLICY, carrier_vehicle=VehicleProfile("hvo van", FuelType.HVO100, Decimal("8"))
+    )
+
+    entry = entry_for_collection(collection(), hvo_carrier, CATALOGUE, LOCKER_TOPIC)
+
+    assert entry.avoided_trip is not None
+    assert entry.avoided_trip.carrier_extra_kg_co2e == 0
+    assert entry.kg_co2e == Decimal("2.9792")
+    assert entry.factor.factor_id == "diesel"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"carrier_extra_distance_m": -1}, "carrier_extra_distance_m"),
+        ({"mass_g": -1}, "mass_g"),
+        ({"collected_at": datetime(2024, 9, 12, 8, 15)}, "collected_at"),
+        ({"hub_id": ""}, "hub_id"),
+    ],
+)
+def test_invalid_collection_is_rejected_naming_the_field(
+    overrides: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(UnaccountableActivity, match=f"^{field}:"):
+        entry_for_collection(collection(**overrides), POLICY, CATALOGUE, LOCKER_TOPIC)
+
+
+def policy_data(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "dedicated_trip_distance_m": 14000,
+        "dedicated_vehicle": {"name": "van", "fuel_type": "diesel", "litres_per_100_km": "8"},
+        "carrier_vehicle": {"name": "carrier", "fuel_type": "petrol", "litres_per_100_km": "7.5"},
+    }
+    data.update(overrides)
+    return data
+
+
+def test_policy_from_mapping_defaults_to_contractor_subsector() -> None:
+    policy = AvoidedTripPolicy.from_mapping(policy_data())
+
+    assert policy.subsector is Subsector.PRIVATE_COMMERCIAL_TRANSPORT
+    assert policy.carrier_vehicle == VehicleProfile("carrier", FuelType.PETROL, Decimal("7.5"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected_message"),
+    [
+        ({"dedicated_trip_distance_m": 0}, "dedicated_trip_distance_m"),
+        ({"dedicated_trip_distance_m": 14.0}, "dedicated_trip_distance_m"),
+        ({"subsector": "waste"}, "field 'subsector'"),
+        ({"subsector": ""}, "field 'subsector'"),
+        ({"detour_m": 1}, "unknown field 'detour_m'"),
+        ({"carrier_vehicle": None}, "field 'carrier_vehicle' must be a mapping"),
+        (
+            {"dedicated_vehicle": {"name": "van", "fuel_type": "diesel", "litres_per_100_km": 8.0}},
+            "dedicated_vehicle: field 'litres_per_100_km' must be a quoted decimal",
+        ),
+        (
+            {"dedicated_vehicle": {"name": "van", "fuel_type": "diesel", "litres_per_100_km": "x"}},
+            "dedicated_vehicle: field 'litres_per_100_km'",
+        ),
+        (
+            {"carrier_vehicle": {"name": "ev", "fuel_type": "electric", "litres_per_100_km": "0"}},
+            "carrier_vehicle: field 'fuel_type'",
+        ),
+        (
+            {"carrier_vehicle": {"name": "", "fuel_type": "diesel", "litres_per_100_km": "8"}},
+            "carrier_vehicle: field 'name'",
+        ),
+    ],
+)
+def test_invalid_policy_is_rejected_naming_the_field(
+    overrides: dict[str, Any], expected_message: str
+) -> None:
+    with pytest.raises(InvalidPolicyData, match=expected_message):
+        AvoidedTripPolicy.from_mapping(policy_data(**overrides))
+
+
+def test_shipped_data_files_account_a_collection() -> None:
+    factors = yaml.safe_load((DATA_DIR / "emission_factors.yaml").read_text(encoding="utf-8"))
+    trips = yaml.safe_load((DATA_DIR / "avoided_trips.yaml").read_text(encoding="utf-8"))
+    catalogue = FactorCatalogue.from_mapping(factors)
+
+    policy = AvoidedTripPolicy.from_mapping(trips)
+    entry = entry_for_collection(collection(), policy, catalogue, LOCKER_TOPIC)
+
+    assert policy.dedicated_trip_distance_m == 14000
+    assert policy.dedicated_vehicle.fuel_type is FuelType.DIESEL
+    assert policy.dedicated_vehicle.litres_per_100_km == Decimal("8")
+    assert policy.carrier_vehicle.litres_per_100_km == Decimal("8")
+    assert policy.subsector is Subsector.PRIVATE_COMMERCIAL_TRANSPORT
+    assert entry.kind is EntryKind.AVOIDED_EMISSION
+    assert entry.kg_co2e == Decimal("2.3408")

@@ -1,0 +1,180 @@
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from emissions_ledger.domain.entries import (
+    AvoidedTripPolicy,
+    EntryKind,
+    FuelType,
+    LedgerEntry,
+    Sector,
+    Subsector,
+    VehicleActivity,
+    VehicleProfile,
+    WasteCollection,
+    entry_for_activity,
+    entry_for_collection,
+)
+from emissions_ledger.domain.factors import EnergyCarrier, FactorCatalogue
+from emissions_ledger.domain.inventory import DuplicateEntry, InventoryLine, summarise
+
+AALBORG = "aalborg-kommune"
+CATALOGUE = FactorCatalogue.from_mapping(
+    {
+        "version": "test",
+        "approach": "IPCC, tank-to-wheel, CO2",
+        "factors": [
+            {
+                "id": "diesel",
+                "carrier": "diesel",
+                "value": "2.66",
+                "unit": "kg CO2/l",
+                "activity_unit": "l",
+                "source": "test",
+                "version": "test",
+            },
+            {
+                "id": "electricity",
+                "carrier": "electricity",
+                "value": "0.096",
+                "unit": "kg CO2/kWh",
+                "activity_unit": "kWh",
+                "source": "test",
+                "version": "test",
+            },
+        ],
+    }
+)
+DIESEL_VAN = VehicleProfile("diesel van", FuelType.DIESEL, Decimal("8"))
+POLICY = AvoidedTripPolicy(14000, DIESEL_VAN, DIESEL_VAN)
+
+
+def vehicle_entry(event_id: str, **overrides: Any) -> LedgerEntry:
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "vehicle_id": "ak-van-017",
+        "municipality_id": AALBORG,
+        "fuel_type": FuelType.DIESEL,
+        "subsector": Subsector.MUNICIPAL_FLEET,
+        "period_end": datetime(2024, 6, 1, 16, 0, tzinfo=UTC),
+        "distance_m": 40000,
+        "fuel_used_ml": 1000,
+        "energy_used_wh": 0,
+    }
+    values.update(overrides)
+    return entry_for_activity(VehicleActivity(**values), CATALOGUE, "fleet.activity.v1")
+
+
+def collection_entry(event_id: str, carrier_extra_distance_m: int) -> LedgerEntry:
+    collection = WasteCollection(
+        event_id=event_id,
+        hub_id="molo-hub-07",
+        municipality_id=AALBORG,
+        carrier_partner_id="nordvaerk",
+        collected_at=datetime(2024, 9, 12, 8, 15, tzinfo=UTC),
+        carrier_extra_distance_m=carrier_extra_distance_m,
+        mass_g=1000,
+        includes_hazardous=False,
+    )
+    return entry_for_collection(collection, POLICY, CATALOGUE, "lockers.events.v1")
+
+
+def mixed_entries() -> list[LedgerEntry]:
+    return [
+        collection_entry("c-1", carrier_extra_distance_m=3000),
+        vehicle_entry("v-1", fuel_used_ml=1000),
+        vehicle_entry(
+            "v-2",
+            fuel_type=FuelType.ELECTRIC,
+            fuel_used_ml=0,
+            energy_used_wh=10000,
+        ),
+        vehicle_entry("v-3", fuel_used_ml=2500),
+        vehicle_entry("v-4", subsector=Subsector.PRIVATE_COMMERCIAL_TRANSPORT, fuel_used_ml=100),
+        collection_entry("c-2", carrier_extra_distance_m=20000),
+        # Outside the inventory: another municipality, another year.
+        vehicle_entry("v-other-town", municipality_id="hjoerring-kommune"),
+        vehicle_entry("v-last-year", period_end=datetime(2023, 6, 1, tzinfo=UTC)),
+    ]
+
+
+def test_summarise_groups_per_line_in_template_order() -> None:
+    inventory = summarise(AALBORG, 2024, mixed_entries())
+
+    transport = Sector.TRANSPORT
+    assert inventory.lines == (
+        InventoryLine(
+            transport,
+            Subsector.MUNICIPAL_FLEET,
+            EnergyCarrier.ELECTRICITY,
+            EntryKind.EMISSION,
+            "kWh",
+            activity_amount=Decimal("10"),
+            kg_co2e=Decimal("0.96"),
+            entry_count=1,
+        ),
+        InventoryLine(
+            transport,
+            Subsector.MUNICIPAL_FLEET,
+            EnergyCarrier.DIESEL,
+            EntryKind.EMISSION,
+            "l",
+            activity_amount=Decimal("3.5"),
+            kg_co2e=Decimal("9.31"),
+            entry_count=2,
+        ),
+        InventoryLine(
+            transport,
+            Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
+            EnergyCarrier.DIESEL,
+            EntryKind.EMISSION,
+            "l",
+            # The commercial van's 0.1 l plus the detour collection's net 0.48 l.
+            activity_amount=Decimal("0.58"),
+            kg_co2e=Decimal("1.5428"),
+            entry_count=2,
+        ),
+        InventoryLine(
+            transport,
+            Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
+            EnergyCarrier.DIESEL,
+            EntryKind.AVOIDED_EMISSION,
+            "l",
+            activity_amount=Decimal("0.88"),
+            kg_co2e=Decimal("2.3408"),
+            entry_count=1,
+        ),
+    )
+
+
+def test_summarise_totals_emissions_and_avoided_separately() -> None:
+    inventory = summarise(AALBORG, 2024, mixed_entries())
+
+    assert inventory.municipality_id == AALBORG
+    assert inventory.year == 2024
+    assert inventory.emissions_kg_co2e == Decimal("11.8128")
+    assert inventory.avoided_kg_co2e == Decimal("2.3408")
+    assert inventory.entry_count == 6
+
+
+def test_summarise_does_not_depend_on_entry_order() -> None:
+    entries = mixed_entries()
+
+    assert summarise(AALBORG, 2024, entries) == summarise(AALBORG, 2024, reversed(entries))
+
+
+def test_summarise_without_matching_entries_is_empty() -> None:
+    inventory = summarise("skive-kommune", 2024, mixed_entries())
+
+    assert inventory.lines == ()
+    assert inventory.emissions_kg_co2e == 0
+    assert inventory.avoided_kg_co2e == 0
+    assert inventory.entry_count == 0
+
+
+def test_summarise_refuses_to_count_an_entry_twice() -> None:
+    entry = vehicle_entry("v-1")
+
+    with pytest.raises(DuplicateEntry, match=entry.entry_id):
+        summarise(AALBORG, 2024, [entry, entry])
