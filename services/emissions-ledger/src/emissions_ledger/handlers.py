@@ -12,7 +12,7 @@ from servicekit.telemetry import current_trace_id
 from servicekit.topics import TopicNames
 
 from emissions_ledger.adapters.events import entry_posted_event
-from emissions_ledger.adapters.repository import LedgerRepository
+from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry
 from emissions_ledger.domain import (
     AvoidedTripPolicy,
     FactorCatalogue,
@@ -75,20 +75,21 @@ class LedgerHandlers:
             async with self.unit_of_work() as session:
                 if not await claim_event(session, consumer, event_id):
                     return
-                if not await LedgerRepository(session).append(entry, current_trace_id()):
+                trace_id = current_trace_id()
+                if not await LedgerRepository(session).append(entry, trace_id):
                     return
                 await add_to_outbox(
                     session,
                     self.names(topics.LEDGER_ENTRIES),
                     entry.municipality_id,
-                    entry_posted_event(entry),
+                    entry_posted_event(entry, trace_id),
                 )
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
-        entries = await self.entries(municipality_id, year)
-        return summarise(municipality_id, year, entries)
+        posted = await self.entries(municipality_id, year)
+        return summarise(municipality_id, year, [p.entry for p in posted])
 
-    async def entries(self, municipality_id: str, year: int) -> list[LedgerEntry]:
+    async def entries(self, municipality_id: str, year: int) -> list[PostedEntry]:
         if not municipality_id:
             raise InvalidArgument("municipality_id", "required")
         if not FIRST_REPORTING_YEAR <= year <= 2100:

@@ -57,7 +57,7 @@ def collection_from_event(event: lockers_pb2.LockerEvent) -> WasteCollection:
     )
 
 
-def entry_to_proto(entry: LedgerEntry) -> ledger_pb2.LedgerEntry:
+def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerEntry:
     factor = entry.factor
     wire = ledger_pb2.LedgerEntry(
         entry_id=entry.entry_id,
@@ -81,6 +81,7 @@ def entry_to_proto(entry: LedgerEntry) -> ledger_pb2.LedgerEntry:
         source_topic=entry.source_topic,
         activity_at=to_timestamp(entry.activity_at),
         subject_id=entry.subject_id,
+        trace_id=trace_id,
     )
     trip = entry.avoided_trip
     if trip is not None:
@@ -97,12 +98,12 @@ def entry_to_proto(entry: LedgerEntry) -> ledger_pb2.LedgerEntry:
     return wire
 
 
-def entry_posted_event(entry: LedgerEntry) -> ledger_pb2.LedgerEntryPosted:
+def entry_posted_event(entry: LedgerEntry, trace_id: str) -> ledger_pb2.LedgerEntryPosted:
     # The posting of an entry happens once, so its event id can be the entry id.
     return ledger_pb2.LedgerEntryPosted(
         event_id=entry.entry_id,
         occurred_at=to_timestamp(datetime.now(UTC)),
-        entry=entry_to_proto(entry),
+        entry=entry_to_proto(entry, trace_id),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,14 @@ def decimal_text(amount: Decimal) -> str:
     """Exact decimal as plain text: no exponent, no trailing zeros."""
     text = format(amount.normalize(), "f")
     return "0" if text in ("-0", "0") else text
+
+
+@dataclass(frozen=True)
+class PostedEntry:
+    """An entry as the ledger holds it, with the trace of the processing that posted it."""
+
+    entry: LedgerEntry
+    trace_id: str
 
 
 class LedgerRepository:
@@ -76,7 +85,7 @@ class LedgerRepository:
             },
         )
 
-    async def entries(self, municipality_id: str, year: int) -> list[LedgerEntry]:
+    async def entries(self, municipality_id: str, year: int) -> list[PostedEntry]:
         rows = (
             await self.session.execute(
                 select(ledger_entries)
@@ -85,7 +94,7 @@ class LedgerRepository:
                 .order_by(ledger_entries.c.sequence)
             )
         ).all()
-        return [_entry_from_row(row) for row in rows]
+        return [PostedEntry(_entry_from_row(row), row.trace_id) for row in rows]
 
 
 def _entry_from_row(row: Any) -> LedgerEntry:

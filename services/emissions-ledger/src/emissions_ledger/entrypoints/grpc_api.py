@@ -27,4 +27,6 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         self, request: ledger_pb2.ListEntriesRequest, context: Context
     ) -> ledger_pb2.ListEntriesResponse:
         entries = await self.handlers.entries(request.municipality_id, request.year)
-        return ledger_pb2.ListEntriesResponse(entries=[entry_to_proto(e) for e in entries])
+        return ledger_pb2.ListEntriesResponse(
+            entries=[entry_to_proto(p.entry, p.trace_id) for p in entries]
+        )

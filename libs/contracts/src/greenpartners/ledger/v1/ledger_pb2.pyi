@@ -197,6 +197,7 @@ class LedgerEntry(_message.Message):
     ACTIVITY_AT_FIELD_NUMBER: _builtins.int
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     AVOIDED_TRIP_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     municipality_id: _builtins.str
     year: _builtins.int
@@ -213,6 +214,10 @@ class LedgerEntry(_message.Message):
     source_topic: _builtins.str
     subject_id: _builtins.str
     """What the activity was about: a vehicle id or a hub id."""
+    trace_id: _builtins.str
+    """Trace of the processing that posted the entry: links the figure to the call and events
+    behind it in the tracing backend.
+    """
     @_builtins.property
     def emission_factor(self) -> Global___EmissionFactor: ...
     @_builtins.property
@@ -238,10 +243,11 @@ class LedgerEntry(_message.Message):
         activity_at: _timestamp_pb2.Timestamp | None = ...,
         subject_id: _builtins.str = ...,
         avoided_trip: Global___AvoidedTrip | None = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "municipality_id", b"municipality_id", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "municipality_id", b"municipality_id", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
