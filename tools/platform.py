@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -50,13 +51,28 @@ SERVICES = (
     ServiceProcess("fleet-telemetry", "fleet_telemetry", 50053, 9103),
     ServiceProcess("emissions-ledger", "emissions_ledger", 50054, 9104),
 )
-REGISTRY, LOCKERS, FLEET, LEDGER = SERVICES
+
+
+def services_on_ports(
+    grpc_ports: Sequence[int], metrics_ports: Sequence[int]
+) -> tuple[ServiceProcess, ...]:
+    """The four services on other ports (tests run beside a running platform)."""
+    return tuple(
+        ServiceProcess(service.name, service.package, grpc_port, metrics_port)
+        for service, grpc_port, metrics_port in zip(
+            SERVICES, grpc_ports, metrics_ports, strict=True
+        )
+    )
 
 
 class Platform:
-    def __init__(self, namespace: str, data_dir: Path) -> None:
+    def __init__(
+        self, namespace: str, data_dir: Path, services: Sequence[ServiceProcess] = SERVICES
+    ) -> None:
         self.namespace = namespace
         self.data_dir = data_dir
+        self.services = tuple(services)
+        self.registry, self.lockers, self.fleet, self.ledger = self.services
         self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         self.started_broker = False
         self.processes: list[tuple[ServiceProcess, subprocess.Popen[bytes]]] = []
@@ -70,7 +86,7 @@ class Platform:
     def start_services(self) -> None:
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in SERVICES:
+        for service in self.services:
             env = {
                 **os.environ,
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -78,7 +94,7 @@ class Platform:
                 "DATABASE_URL": f"sqlite+aiosqlite:///{self.data_dir / service.name}.db",
                 "GRPC_PORT": str(service.grpc_port),
                 "METRICS_PORT": str(service.metrics_port),
-                "PARTNER_REGISTRY_TARGET": REGISTRY.target,
+                "PARTNER_REGISTRY_TARGET": self.registry.target,
                 "OUTBOX_POLL_INTERVAL_S": "0.2",
             }
             log_file = (logs / f"{service.name}.log").open("ab")
@@ -143,17 +159,17 @@ class Platform:
 async def play_feed(platform: Platform, day: date) -> int:
     """Plays the simulator's day; returns how many ledger entries it should produce."""
     samples = simulator.working_day_samples(day)
-    await simulator.register_fleet(FLEET.target)
+    await simulator.register_fleet(platform.fleet.target)
     await simulator.publish_samples(platform.bootstrap, TopicNames(platform.namespace), samples)
-    collections = await simulator.play_locker_day(LOCKERS.target)
+    collections = await simulator.play_locker_day(platform.lockers.target)
     return simulator.expected_activity_records(samples) + collections
 
 
 async def wait_for_inventory(
-    year: int, entries: int, timeout_s: float = 120.0
+    ledger_target: str, year: int, entries: int, timeout_s: float = 120.0
 ) -> ledger_pb2.GetInventoryResponse:
     deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(LEDGER.target) as channel:
+    async with grpc.aio.insecure_channel(ledger_target) as channel:
         stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
         while True:
             inventory = await stub.GetInventory(
@@ -216,7 +232,7 @@ async def main(mode: str) -> int:
         print(f"Platform ready in {time.monotonic() - started:.1f} s; playing the feed for {day}.")
         expected = await play_feed(platform, day)
         if mode == "demo":
-            inventory = await wait_for_inventory(day.year, expected)
+            inventory = await wait_for_inventory(platform.ledger.target, day.year, expected)
             print()
             print(format_inventory(inventory))
             return 0

@@ -1,0 +1,261 @@
+"""The four services as separate OS processes on the real broker, driven like production.
+
+Telemetry for a diesel and an electric vehicle, a hazardous-waste deposit and an authorised
+carrier collection must reach the Covenant inventory exactly as computed here by hand from the
+activity and the declared emission factors (emissions-ledger/data/emission_factors.yaml,
+avoided_trips.yaml).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import grpc
+import pytest
+from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
+from servicekit import topics
+from servicekit.codec import to_timestamp
+from servicekit.grpc_server import bad_request_field
+from servicekit.topics import TopicNames
+
+from tests.kafka_tools import produce, read_until, unique_namespace
+from tools.platform import Platform, services_on_ports, wait_for_inventory
+
+# Declared factors (emission_factors.yaml): diesel 2.66 kg CO2/l (Norwegian Environment
+# Agency), Danish consumption-mix electricity from 2023 0.096 kg CO2/kWh (Green Power Denmark).
+DIESEL_KG_PER_L = Decimal("2.66")
+ELECTRICITY_KG_PER_KWH = Decimal("0.096")
+# avoided_trips.yaml: a 14 km dedicated trip by a diesel van at 8 l/100 km; the carrier's van
+# also at 8 l/100 km.
+DEDICATED_TRIP_KM = Decimal("14")
+VAN_L_PER_KM = Decimal("0.08")
+
+DAY = datetime(2026, 6, 9, 6, 0, tzinfo=UTC)
+MUNICIPALITY = "aalborg-kommune"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.fixture
+async def platform(kafka: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    ports = free_ports(8)
+    running = Platform(unique_namespace("e2e"), tmp_path, services_on_ports(ports[:4], ports[4:]))
+    running.bootstrap = kafka
+    running.start_services()
+    try:
+        await running.wait_healthy()
+        yield running
+    finally:
+        running.stop()
+
+
+def sample(
+    vehicle_id: str,
+    step: int,
+    odometer_m: int,
+    fuel_ml: int | None = None,
+    energy_wh: int | None = None,
+) -> fleet_pb2.TelemetrySample:
+    event = fleet_pb2.TelemetrySample(
+        event_id=f"{vehicle_id}-sample-{step}",
+        occurred_at=to_timestamp(DAY + timedelta(minutes=30 * step)),
+        vehicle_id=vehicle_id,
+        odometer_m=odometer_m,
+    )
+    if fuel_ml is not None:
+        event.fuel_used_ml = fuel_ml
+    if energy_wh is not None:
+        event.energy_used_wh = energy_wh
+    return event
+
+
+async def inventory(
+    stub: ledger_pb2_grpc.EmissionsLedgerServiceStub,
+) -> ledger_pb2.GetInventoryResponse:
+    return await stub.GetInventory(
+        ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=2026)
+    )
+
+
+async def test_feed_reaches_the_covenant_inventory_exactly_once(
+    platform: Platform, kafka: str
+) -> None:
+    names = TopicNames(platform.namespace)
+    fleet_channel = grpc.aio.insecure_channel(platform.fleet.target)
+    lockers_channel = grpc.aio.insecure_channel(platform.lockers.target)
+    ledger_channel = grpc.aio.insecure_channel(platform.ledger.target)
+    fleet = fleet_pb2_grpc.FleetTelemetryServiceStub(fleet_channel)
+    lockers = lockers_pb2_grpc.LockerHubsServiceStub(lockers_channel)
+    ledger = ledger_pb2_grpc.EmissionsLedgerServiceStub(ledger_channel)
+    try:
+        for vehicle_id, fuel in (
+            ("e2e-diesel", fleet_pb2.FUEL_TYPE_DIESEL),
+            ("e2e-ev", fleet_pb2.FUEL_TYPE_ELECTRIC),
+        ):
+            await fleet.RegisterVehicle(
+                fleet_pb2.RegisterVehicleRequest(
+                    vehicle=fleet_pb2.Vehicle(
+                        vehicle_id=vehicle_id,
+                        owner_partner_id=MUNICIPALITY,
+                        municipality_id=MUNICIPALITY,
+                        fuel_type=fuel,  # type: ignore[arg-type]
+                        vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
+                    )
+                )
+            )
+
+        # Diesel van: 12.4 km on 961 ml, then 8.05 km on 702 ml.
+        # Electric van: 20.3 km on 4 263 Wh.
+        telemetry = [
+            sample("e2e-diesel", 0, 1_000_000, fuel_ml=50_000),
+            sample("e2e-diesel", 1, 1_012_400, fuel_ml=50_961),
+            sample("e2e-diesel", 2, 1_020_450, fuel_ml=51_663),
+            sample("e2e-ev", 0, 300_000, energy_wh=70_000),
+            sample("e2e-ev", 1, 320_300, energy_wh=74_263),
+        ]
+        for event in telemetry:
+            await produce(kafka, names(topics.TELEMETRY), event.vehicle_id, event)
+
+        hub = "molo-aalborg-07"
+        issued = await lockers.IssueDropOffCode(
+            lockers_pb2.IssueDropOffCodeRequest(hub_id=hub, hazardous=True)
+        )
+        await lockers.RegisterWasteDeposit(
+            lockers_pb2.RegisterWasteDepositRequest(
+                hub_id=hub,
+                code=issued.code,
+                waste_type=lockers_pb2.WASTE_TYPE_HAZARDOUS_HOUSEHOLD,
+                hazardous=True,
+                mass_g=3_400,
+            )
+        )
+        collection_id = str(uuid.uuid4())
+        collect = lockers_pb2.RecordCarrierCollectionRequest(
+            hub_id=hub,
+            carrier_partner_id="homerunner",
+            extra_distance_m=700,
+            collection_id=collection_id,
+        )
+        collected = await lockers.RecordCarrierCollection(collect)
+        assert collected.mass_g == 3_400
+
+        diesel_kg = (Decimal("0.961") + Decimal("0.702")) * DIESEL_KG_PER_L
+        electric_kg = Decimal("4.263") * ELECTRICITY_KG_PER_KWH
+        avoided_kg = (DEDICATED_TRIP_KM - Decimal("0.7")) * VAN_L_PER_KM * DIESEL_KG_PER_L
+        assert (diesel_kg, electric_kg, avoided_kg) == (
+            Decimal("4.42358"),
+            Decimal("0.409248"),
+            Decimal("2.83024"),
+        )
+
+        first = await wait_for_inventory(platform.ledger.target, 2026, entries=4, timeout_s=90)
+        assert first.entry_count == 4
+        # To the gram, and in fact exactly.
+        assert Decimal(first.emissions_kg_co2e) == diesel_kg + electric_kg
+        assert Decimal(first.avoided_kg_co2e) == avoided_kg
+        lines = {(line.energy_carrier, line.kind): line for line in first.lines}
+        assert (
+            Decimal(
+                lines[(ledger_pb2.ENERGY_CARRIER_DIESEL, ledger_pb2.ENTRY_KIND_EMISSION)].kg_co2e
+            )
+            == diesel_kg
+        )
+        assert (
+            Decimal(
+                lines[
+                    (ledger_pb2.ENERGY_CARRIER_ELECTRICITY, ledger_pb2.ENTRY_KIND_EMISSION)
+                ].kg_co2e
+            )
+            == electric_kg
+        )
+        assert (
+            lines[(ledger_pb2.ENERGY_CARRIER_ELECTRICITY, ledger_pb2.ENTRY_KIND_EMISSION)].subsector
+            == ledger_pb2.SUBSECTOR_MUNICIPAL_FLEET
+        )
+
+        # Redelivery: the same telemetry, the same activity and locker events, the same
+        # collection call again. None of it may change the ledger.
+        for event in telemetry:
+            await produce(kafka, names(topics.TELEMETRY), event.vehicle_id, event)
+        for topic in (topics.ACTIVITY, topics.LOCKER_EVENTS):
+            for record in await read_until(kafka, names(topic), lambda r: False, timeout_s=2):
+                await produce(kafka, names(topic), record.key, record.value, record.headers)
+        again = await lockers.RecordCarrierCollection(collect)
+        assert again.collection_id == collection_id
+
+        # A malformed event, then a good one behind it on the same partition.
+        await produce(
+            kafka,
+            names(topics.TELEMETRY),
+            "e2e-diesel",
+            b"\x08\x96\x01 garbage",
+            {"event-type": "greenpartners.fleet.v1.TelemetrySample"},
+        )
+        await produce(
+            kafka,
+            names(topics.TELEMETRY),
+            "e2e-diesel",
+            sample("e2e-diesel", 3, 1_025_450, fuel_ml=52_063),
+        )
+        later_kg = Decimal("0.400") * DIESEL_KG_PER_L
+
+        final = await wait_for_inventory(platform.ledger.target, 2026, entries=5, timeout_s=90)
+        assert final.entry_count == 5
+        assert Decimal(final.emissions_kg_co2e) == diesel_kg + electric_kg + later_kg
+        assert Decimal(final.avoided_kg_co2e) == avoided_kg
+
+        dead = await read_until(
+            kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), lambda r: len(r) >= 1
+        )
+        assert dead[0].headers["dlq-reason"] == "undecodable"
+        assert dead[0].key == "e2e-diesel"
+
+        # An organisation that is not a MoLo Hubs carrier may not collect.
+        issued = await lockers.IssueDropOffCode(
+            lockers_pb2.IssueDropOffCodeRequest(hub_id=hub, hazardous=False)
+        )
+        await lockers.RegisterWasteDeposit(
+            lockers_pb2.RegisterWasteDepositRequest(
+                hub_id=hub,
+                code=issued.code,
+                waste_type=lockers_pb2.WASTE_TYPE_TEXTILES,
+                mass_g=1_000,
+            )
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await lockers.RecordCarrierCollection(
+                lockers_pb2.RecordCarrierCollectionRequest(
+                    hub_id=hub, carrier_partner_id="aalborg-universitet", extra_distance_m=100
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        with pytest.raises(grpc.aio.AioRpcError) as invalid:
+            await lockers.RecordCarrierCollection(
+                lockers_pb2.RecordCarrierCollectionRequest(
+                    hub_id=hub, carrier_partner_id="homerunner", extra_distance_m=-5
+                )
+            )
+        assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_field(invalid.value) == "extra_distance_m"
+
+        assert (await inventory(ledger)).entry_count == 5
+    finally:
+        await fleet_channel.close()
+        await lockers_channel.close()
+        await ledger_channel.close()

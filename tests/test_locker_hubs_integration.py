@@ -1,0 +1,389 @@
+"""locker-hubs against the real broker, its real gRPC server and a stand-in partner registry."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
+from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
+from locker_hubs.bootstrap import build
+from servicekit import topics
+from servicekit.codec import from_timestamp
+from servicekit.grpc_server import bad_request_field
+from servicekit.runtime import ServiceRuntime
+
+from tests.kafka_tools import Record, read_until, unique_namespace
+
+HUB = "molo-aalborg-01"
+PEPPER = "integration-test-pepper-0123456789"
+
+
+class StandInRegistry(registry_pb2_grpc.PartnerRegistryServiceServicer):
+    """Authorises only Homerunner, and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.checks: list[tuple[str, str]] = []
+
+    async def CheckCarrierAuthorization(
+        self, request: registry_pb2.CheckCarrierAuthorizationRequest, context: Any
+    ) -> registry_pb2.CheckCarrierAuthorizationResponse:
+        self.checks.append((request.carrier_partner_id, request.hub_id))
+        if request.carrier_partner_id == "homerunner":
+            return registry_pb2.CheckCarrierAuthorizationResponse(authorized=True)
+        return registry_pb2.CheckCarrierAuthorizationResponse(
+            authorized=False,
+            reason=f"{request.carrier_partner_id} is not a carrier of MoLo Hubs",
+        )
+
+
+@dataclass
+class RegistryServer:
+    servicer: StandInRegistry
+    server: grpc.aio.Server
+    port: int
+    stopped: bool = field(default=False)
+
+    async def stop(self) -> None:
+        if not self.stopped:
+            await self.server.stop(0)
+            self.stopped = True
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[RegistryServer]:
+    servicer = StandInRegistry()
+    server = grpc.aio.server()
+    registry_pb2_grpc.add_PartnerRegistryServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    running = RegistryServer(servicer, server, port)
+    yield running
+    await running.stop()
+
+
+def start_options(kafka: str, database: Path, namespace: str, registry_port: int) -> Any:
+    return {
+        "kafka_bootstrap_servers": kafka,
+        "topic_namespace": namespace,
+        "database_url": f"sqlite+aiosqlite:///{database}",
+        "grpc_port": 0,
+        "outbox_poll_interval_s": 0.1,
+        "partner_registry_target": f"127.0.0.1:{registry_port}",
+        "code_pepper": PEPPER,
+    }
+
+
+@dataclass
+class Lockers:
+    runtime: ServiceRuntime
+    database: Path
+    options: dict[str, Any]
+
+    @property
+    def events_topic(self) -> str:
+        return self.runtime.topic(topics.LOCKER_EVENTS)
+
+
+@pytest.fixture
+async def lockers(kafka: str, tmp_path: Path, registry: RegistryServer) -> AsyncIterator[Lockers]:
+    database = tmp_path / "lockers.db"
+    options = start_options(kafka, database, unique_namespace(), registry.port)
+    runtime = build(**options)
+    await runtime.start()
+    running = Lockers(runtime, database, options)
+    yield running
+    # A test may have restarted the service.
+    await running.runtime.stop()
+
+
+def stub_for(runtime: ServiceRuntime) -> tuple[grpc.aio.Channel, Any]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+    return channel, lockers_pb2_grpc.LockerHubsServiceStub(channel)
+
+
+def compartment_states(hub: lockers_pb2.Hub) -> dict[str, int]:
+    return {c.compartment_id: c.state for c in hub.compartments}
+
+
+def locker_events(records: list[Record]) -> list[lockers_pb2.LockerEvent]:
+    return [lockers_pb2.LockerEvent.FromString(record.value) for record in records]
+
+
+async def deposit_hazardous_waste(stub: Any, hub_id: str, mass_g: int) -> str:
+    issued = await stub.IssueDropOffCode(
+        lockers_pb2.IssueDropOffCodeRequest(hub_id=hub_id, hazardous=True)
+    )
+    deposited = await stub.RegisterWasteDeposit(
+        lockers_pb2.RegisterWasteDepositRequest(
+            hub_id=hub_id,
+            code=issued.code,
+            waste_type=lockers_pb2.WASTE_TYPE_HAZARDOUS_HOUSEHOLD,
+            hazardous=True,
+            mass_g=mass_g,
+        )
+    )
+    return str(deposited.deposit_id)
+
+
+async def test_drop_off_deposit_and_collection_become_two_locker_events(
+    lockers: Lockers, registry: RegistryServer, kafka: str
+) -> None:
+    channel, stub = stub_for(lockers.runtime)
+    async with channel:
+        listed = await stub.ListHubs(lockers_pb2.ListHubsRequest())
+        assert len(listed.hubs) == 50
+        hub = next(h for h in listed.hubs if h.hub_id == HUB)
+        assert hub.municipality_id == "aalborg-kommune"
+        assert len(hub.compartments) == 8
+        assert set(compartment_states(hub).values()) == {lockers_pb2.COMPARTMENT_STATE_FREE}
+
+        before = datetime.now(UTC)
+        issued = await stub.IssueDropOffCode(
+            lockers_pb2.IssueDropOffCodeRequest(hub_id=HUB, hazardous=True)
+        )
+        assert issued.compartment_id == f"{HUB}-h1"
+        assert len(issued.code) == 8 and issued.code.isdigit()
+        expires_at = from_timestamp(issued.expires_at)
+        assert before + timedelta(hours=24) <= expires_at <= datetime.now(UTC) + timedelta(hours=24)
+
+        # Only a keyed hash of the code is stored.
+        with sqlite3.connect(lockers.database) as db:
+            state, code_hash = db.execute(
+                "SELECT state, code_hash FROM compartments WHERE compartment_id = ?",
+                (issued.compartment_id,),
+            ).fetchone()
+        assert state == "reserved"
+        assert len(code_hash) == 64
+        assert issued.code not in code_hash
+
+        deposited = await stub.RegisterWasteDeposit(
+            lockers_pb2.RegisterWasteDepositRequest(
+                hub_id=HUB,
+                code=issued.code,
+                waste_type=lockers_pb2.WASTE_TYPE_HAZARDOUS_HOUSEHOLD,
+                hazardous=True,
+                mass_g=1_250,
+            )
+        )
+        assert deposited.compartment_id == f"{HUB}-h1"
+
+        # The code is spent.
+        with pytest.raises(grpc.aio.AioRpcError) as reused:
+            await stub.RegisterWasteDeposit(
+                lockers_pb2.RegisterWasteDepositRequest(
+                    hub_id=HUB,
+                    code=issued.code,
+                    waste_type=lockers_pb2.WASTE_TYPE_HAZARDOUS_HOUSEHOLD,
+                    hazardous=True,
+                    mass_g=500,
+                )
+            )
+        assert reused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        got = await stub.GetHub(lockers_pb2.GetHubRequest(hub_id=HUB))
+        assert compartment_states(got.hub)[f"{HUB}-h1"] == lockers_pb2.COMPARTMENT_STATE_HOLDS_WASTE
+
+        collection_request = lockers_pb2.RecordCarrierCollectionRequest(
+            hub_id=HUB,
+            carrier_partner_id="homerunner",
+            extra_distance_m=3_400,
+            collection_id="homerunner-run-0042",
+        )
+        collected = await stub.RecordCarrierCollection(collection_request)
+        assert collected.collection_id == "homerunner-run-0042"
+        assert list(collected.deposit_ids) == [deposited.deposit_id]
+        assert collected.mass_g == 1_250
+
+        # A retried call answers the same and records nothing more.
+        retried = await stub.RecordCarrierCollection(collection_request)
+        assert retried == collected
+        assert registry.servicer.checks == [("homerunner", HUB), ("homerunner", HUB)]
+
+        got = await stub.GetHub(lockers_pb2.GetHubRequest(hub_id=HUB))
+        assert set(compartment_states(got.hub).values()) == {lockers_pb2.COMPARTMENT_STATE_FREE}
+
+    # Waiting for a third event shows that none comes.
+    records = await read_until(kafka, lockers.events_topic, lambda r: len(r) >= 3, timeout_s=5)
+    assert len(records) == 2
+    assert all(record.key == HUB for record in records)
+    assert records[0].headers["event-type"] == "greenpartners.lockers.v1.LockerEvent"
+    first, second = locker_events(records)
+    assert first.event_id != second.event_id
+    assert (first.hub_id, first.municipality_id) == (HUB, "aalborg-kommune")
+    assert (second.hub_id, second.municipality_id) == (HUB, "aalborg-kommune")
+
+    assert first.WhichOneof("kind") == "waste_deposited"
+    assert first.waste_deposited == lockers_pb2.WasteDeposited(
+        deposit_id=deposited.deposit_id,
+        compartment_id=f"{HUB}-h1",
+        waste_type=lockers_pb2.WASTE_TYPE_HAZARDOUS_HOUSEHOLD,
+        hazardous=True,
+        mass_g=1_250,
+    )
+    assert second.WhichOneof("kind") == "waste_collected"
+    assert second.waste_collected == lockers_pb2.WasteCollected(
+        collection_id="homerunner-run-0042",
+        carrier_partner_id="homerunner",
+        deposit_ids=[deposited.deposit_id],
+        mass_g=1_250,
+        carrier_extra_distance_m=3_400,
+        includes_hazardous=True,
+    )
+    assert from_timestamp(first.occurred_at) <= from_timestamp(second.occurred_at)
+
+
+async def test_unauthorised_carrier_is_refused_and_nothing_is_written(
+    lockers: Lockers, registry: RegistryServer, kafka: str, tmp_path: Path
+) -> None:
+    hub_id = "molo-aalborg-02"
+    channel, stub = stub_for(lockers.runtime)
+    async with channel:
+        deposit_id = await deposit_hazardous_waste(stub, hub_id, mass_g=800)
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RecordCarrierCollection(
+                lockers_pb2.RecordCarrierCollectionRequest(
+                    hub_id=hub_id, carrier_partner_id="some-van-co", extra_distance_m=1_000
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.details() == "some-van-co is not a carrier of MoLo Hubs"
+
+        got = await stub.GetHub(lockers_pb2.GetHubRequest(hub_id=hub_id))
+        assert compartment_states(got.hub)[f"{hub_id}-h1"] == (
+            lockers_pb2.COMPARTMENT_STATE_HOLDS_WASTE
+        )
+
+        # The registry cannot be reached: the caller is told to retry later.
+        await registry.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as unreachable:
+            await stub.RecordCarrierCollection(
+                lockers_pb2.RecordCarrierCollectionRequest(
+                    hub_id=hub_id, carrier_partner_id="homerunner", extra_distance_m=1_000
+                )
+            )
+        assert unreachable.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    with sqlite3.connect(lockers.database) as db:
+        assert db.execute("SELECT count(*) FROM collections").fetchone() == (0,)
+    records = await read_until(kafka, lockers.events_topic, lambda r: len(r) >= 2, timeout_s=5)
+    assert [event.WhichOneof("kind") for event in locker_events(records)] == ["waste_deposited"]
+
+    # A restart seeds no hub again: the waste is still waiting for its carrier.
+    await lockers.runtime.stop()
+    lockers.runtime = build(**lockers.options)
+    await lockers.runtime.start()
+    channel, stub = stub_for(lockers.runtime)
+    async with channel:
+        listed = await stub.ListHubs(lockers_pb2.ListHubsRequest())
+        assert len(listed.hubs) == 50
+        got = await stub.GetHub(lockers_pb2.GetHubRequest(hub_id=hub_id))
+        assert compartment_states(got.hub)[f"{hub_id}-h1"] == (
+            lockers_pb2.COMPARTMENT_STATE_HOLDS_WASTE
+        )
+    with sqlite3.connect(lockers.database) as db:
+        held = db.execute("SELECT deposit_id FROM compartments WHERE deposit_id IS NOT NULL")
+        assert held.fetchall() == [(deposit_id,)]
+
+
+async def test_bad_requests_name_the_field_and_change_nothing(lockers: Lockers) -> None:
+    hub_id = "molo-aalborg-03"
+    channel, stub = stub_for(lockers.runtime)
+    async with channel:
+
+        async def refused(call: Any, request: Any) -> grpc.aio.AioRpcError:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await call(request)
+            return raised.value
+
+        error = await refused(
+            stub.RegisterWasteDeposit,
+            lockers_pb2.RegisterWasteDepositRequest(
+                hub_id=hub_id, waste_type=lockers_pb2.WASTE_TYPE_TEXTILES
+            ),
+        )
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_field(error) == "code"
+
+        for request, bad_field in [
+            (
+                lockers_pb2.RecordCarrierCollectionRequest(
+                    hub_id=hub_id, carrier_partner_id="homerunner", extra_distance_m=-1
+                ),
+                "extra_distance_m",
+            ),
+            (lockers_pb2.RecordCarrierCollectionRequest(hub_id=hub_id), "carrier_partner_id"),
+            (
+                lockers_pb2.RecordCarrierCollectionRequest(carrier_partner_id="homerunner"),
+                "hub_id",
+            ),
+        ]:
+            error = await refused(stub.RecordCarrierCollection, request)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert bad_request_field(error) == bad_field
+
+        # Batteries belong behind a hazardous door, whatever the caller says.
+        general = await stub.IssueDropOffCode(
+            lockers_pb2.IssueDropOffCodeRequest(hub_id=hub_id, hazardous=False)
+        )
+        assert general.compartment_id == f"{hub_id}-s1"
+        error = await refused(
+            stub.RegisterWasteDeposit,
+            lockers_pb2.RegisterWasteDepositRequest(
+                hub_id=hub_id,
+                code=general.code,
+                waste_type=lockers_pb2.WASTE_TYPE_BATTERIES,
+                mass_g=300,
+            ),
+        )
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_field(error) == "waste_type"
+        error = await refused(
+            stub.RegisterWasteDeposit,
+            lockers_pb2.RegisterWasteDepositRequest(hub_id=hub_id, code=general.code, mass_g=300),
+        )
+        assert bad_request_field(error) == "waste_type"
+
+        # The refused deposits left the code usable.
+        deposited = await stub.RegisterWasteDeposit(
+            lockers_pb2.RegisterWasteDepositRequest(
+                hub_id=hub_id,
+                code=general.code,
+                waste_type=lockers_pb2.WASTE_TYPE_TEXTILES,
+                mass_g=2_000,
+            )
+        )
+        assert deposited.compartment_id == f"{hub_id}-s1"
+
+        error = await refused(
+            stub.IssueDropOffCode, lockers_pb2.IssueDropOffCodeRequest(hub_id="no-such-hub")
+        )
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        error = await refused(stub.GetHub, lockers_pb2.GetHubRequest())
+        assert bad_request_field(error) == "hub_id"
+
+        # Both hazardous doors taken: no third hazardous drop-off.
+        for _ in range(2):
+            await stub.IssueDropOffCode(
+                lockers_pb2.IssueDropOffCodeRequest(hub_id=hub_id, hazardous=True)
+            )
+        error = await refused(
+            stub.IssueDropOffCode,
+            lockers_pb2.IssueDropOffCodeRequest(hub_id=hub_id, hazardous=True),
+        )
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+        error = await refused(
+            stub.RecordCarrierCollection,
+            lockers_pb2.RecordCarrierCollectionRequest(
+                hub_id="molo-aalborg-04", carrier_partner_id="homerunner"
+            ),
+        )
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
