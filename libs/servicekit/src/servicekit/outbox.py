@@ -56,23 +56,30 @@ class OutboxRelay:
         self.batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def notify(self) -> None:
         """Called after a commit that wrote to the outbox, so publication need not wait."""
         self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        # Whatever is committed but unpublished now goes out before the broker closes.
-        with contextlib.suppress(Exception):
-            await self.publish_pending()
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Lets the relay finish its batch and publish what is committed, then stops it.
+
+        Cancelling mid-batch would republish that batch on the next start; finishing it does not.
+        """
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._task, timeout_s)
+        except TimeoutError:
+            log.warning("outbox relay did not finish in %.0f s; unpublished rows wait", timeout_s)
+        self._task = None
 
     async def _run(self) -> None:
         while True:
@@ -81,6 +88,8 @@ class OutboxRelay:
                     pass
             except Exception:
                 log.exception("outbox relay failed; retrying")
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
             self._wake.clear()

@@ -1,0 +1,1 @@
+"""Database repository, seed data and event mapping of partner-registry."""

@@ -1,0 +1,41 @@
+"""Composition root of partner-registry."""
+
+from __future__ import annotations
+
+from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
+from pydantic import Field
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
+
+from partner_registry.adapters.seed import load_seed
+from partner_registry.adapters.tables import MIGRATIONS
+from partner_registry.entrypoints.grpc_api import PartnerRegistryApi
+from partner_registry.handlers import RegistryHandlers
+
+
+class RegistrySettings(ServiceSettings):
+    service_name: str = "partner-registry"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    database_url: str = "sqlite+aiosqlite:///var/partner-registry.db"
+
+
+def build(**overrides: object) -> ServiceRuntime:
+    settings = load_settings(RegistrySettings, **overrides)
+    runtime = ServiceRuntime(
+        settings,
+        migrations=MIGRATIONS,
+        grpc_service_names=[
+            registry_pb2.DESCRIPTOR.services_by_name["PartnerRegistryService"].full_name
+        ],
+    )
+    handlers = RegistryHandlers(runtime.unit_of_work, runtime.names)
+
+    async def seed_registry() -> None:
+        await handlers.seed(*load_seed())
+
+    runtime.on_startup(seed_registry)
+    api = PartnerRegistryApi(handlers)
+    runtime.add_grpc(
+        lambda server: registry_pb2_grpc.add_PartnerRegistryServiceServicer_to_server(api, server)
+    )
+    return runtime
