@@ -1,0 +1,1 @@
+"""Database repositories, event mapping and clients of other services for locker-hubs."""

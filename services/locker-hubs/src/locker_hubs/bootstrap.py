@@ -1,0 +1,59 @@
+"""Composition root of locker-hubs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
+from pydantic import Field
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
+
+from locker_hubs.adapters.hub_data import load_shipped_hubs
+from locker_hubs.adapters.registry_client import PartnerRegistryClient
+from locker_hubs.adapters.tables import MIGRATIONS
+from locker_hubs.domain.codes import MIN_PEPPER_BYTES
+from locker_hubs.entrypoints.grpc_api import LockerHubsApi
+from locker_hubs.handlers import LockerHandlers
+
+
+class LockerSettings(ServiceSettings):
+    service_name: str = "locker-hubs"
+    grpc_port: int = Field(default=50052, ge=0, le=65535)
+    database_url: str = "sqlite+aiosqlite:///var/locker-hubs.db"
+    partner_registry_target: str = Field(default="127.0.0.1:50051", min_length=1)
+    # HMAC key of the one-time drop-off codes (env CODE_PEPPER). The default only suits
+    # development: every deployment must set its own secret value.
+    code_pepper: str = Field(
+        default="development-only-pepper-set-CODE_PEPPER-in-deployments",
+        min_length=MIN_PEPPER_BYTES,
+        repr=False,
+    )
+    drop_off_code_ttl_s: int = Field(default=86400, gt=0)
+
+
+def build(**overrides: object) -> ServiceRuntime:
+    settings = load_settings(LockerSettings, **overrides)
+    runtime = ServiceRuntime(
+        settings,
+        migrations=MIGRATIONS,
+        grpc_service_names=[lockers_pb2.DESCRIPTOR.services_by_name["LockerHubsService"].full_name],
+    )
+    handlers = LockerHandlers(
+        runtime.unit_of_work,
+        runtime.names,
+        PartnerRegistryClient(settings.partner_registry_target),
+        code_pepper=settings.code_pepper.encode(),
+        code_ttl=timedelta(seconds=settings.drop_off_code_ttl_s),
+    )
+    shipped_hubs = load_shipped_hubs()
+
+    async def seed_hubs() -> None:
+        await handlers.seed_hubs(shipped_hubs)
+
+    runtime.on_startup(seed_hubs)
+    api = LockerHubsApi(handlers)
+    runtime.add_grpc(
+        lambda server: lockers_pb2_grpc.add_LockerHubsServiceServicer_to_server(api, server)
+    )
+    return runtime

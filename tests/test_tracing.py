@@ -1,0 +1,109 @@
+"""One trace runs from the carrier-collection gRPC call, through the registry check, the outbox
+and Kafka, to the span that posts the ledger entry (in-memory exporter, services in one
+process so that one exporter sees all their spans)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from emissions_ledger.bootstrap import build as build_ledger
+from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
+from locker_hubs.bootstrap import build as build_lockers
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from partner_registry.bootstrap import build as build_registry
+from servicekit.grpc_server import insecure_channel
+from servicekit.runtime import ServiceRuntime
+from servicekit.telemetry import setup_tracing
+
+from tests.kafka_tools import eventually, unique_namespace
+
+COPENHAGEN = ZoneInfo("Europe/Copenhagen")
+
+
+@pytest.fixture
+async def services(kafka: str, tmp_path: Path) -> AsyncIterator[tuple[ServiceRuntime, ...]]:
+    common = {
+        "kafka_bootstrap_servers": kafka,
+        "topic_namespace": unique_namespace("trace"),
+        "grpc_port": 0,
+        "outbox_poll_interval_s": 0.1,
+    }
+    registry = build_registry(database_url=f"sqlite+aiosqlite:///{tmp_path}/registry.db", **common)
+    await registry.start()
+    lockers = build_lockers(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/lockers.db",
+        partner_registry_target=f"127.0.0.1:{registry.grpc_port}",
+        **common,
+    )
+    ledger = build_ledger(database_url=f"sqlite+aiosqlite:///{tmp_path}/ledger.db", **common)
+    started = [registry]
+    try:
+        for runtime in (lockers, ledger):
+            await runtime.start()
+            started.append(runtime)
+        yield registry, lockers, ledger
+    finally:
+        for runtime in reversed(started):
+            await runtime.stop()
+
+
+async def test_collection_trace_reaches_the_ledger_entry(
+    services: tuple[ServiceRuntime, ...],
+) -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("tests", exporter=exporter)
+    _registry, lockers, ledger = services
+    hub = "molo-aalborg-11"
+    async with insecure_channel(f"127.0.0.1:{lockers.grpc_port}") as channel:
+        stub = lockers_pb2_grpc.LockerHubsServiceStub(channel)
+        issued = await stub.IssueDropOffCode(
+            lockers_pb2.IssueDropOffCodeRequest(hub_id=hub, hazardous=True)
+        )
+        await stub.RegisterWasteDeposit(
+            lockers_pb2.RegisterWasteDepositRequest(
+                hub_id=hub,
+                code=issued.code,
+                waste_type=lockers_pb2.WASTE_TYPE_BATTERIES,
+                hazardous=True,
+                mass_g=500,
+            )
+        )
+        exporter.clear()
+        await stub.RecordCarrierCollection(
+            lockers_pb2.RecordCarrierCollectionRequest(
+                hub_id=hub, carrier_partner_id="homerunner", extra_distance_m=300
+            )
+        )
+
+    call_spans = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name.endswith("LockerHubsService/RecordCarrierCollection")
+    ]
+    assert call_spans, "the collection call was not traced"
+    trace_id = call_spans[0].context.trace_id
+    registry_spans = [
+        s for s in exporter.get_finished_spans() if "CheckCarrierAuthorization" in s.name
+    ]
+    assert registry_spans and all(s.context.trace_id == trace_id for s in registry_spans)
+
+    def ledger_span_in_same_trace() -> None:
+        posted = [s for s in exporter.get_finished_spans() if s.name == "ledger post entry"]
+        assert posted, "no ledger entry posted yet"
+        assert {s.context.trace_id for s in posted} == {trace_id}
+
+    await eventually(ledger_span_in_same_trace, timeout_s=45)
+
+    async with insecure_channel(f"127.0.0.1:{ledger.grpc_port}") as channel:
+        entries = await ledger_pb2_grpc.EmissionsLedgerServiceStub(channel).ListEntries(
+            ledger_pb2.ListEntriesRequest(
+                municipality_id="aalborg-kommune", year=datetime.now(COPENHAGEN).year
+            )
+        )
+    # The entry records the trace it was posted in: the figure leads back to the call.
+    assert [e.trace_id for e in entries.entries] == [format(trace_id, "032x")]
