@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.message import Message
+
 from servicekit.codec import event_headers
 
 ROOT = Path(__file__).resolve().parents[1]

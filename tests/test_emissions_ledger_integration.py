@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from emissions_ledger.bootstrap import build
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -17,7 +18,6 @@ from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.grpc_server import bad_request_field
 from servicekit.runtime import ServiceRuntime
-
 from tests.kafka_tools import eventually, produce, read_until, unique_namespace
 
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)

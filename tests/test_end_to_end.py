@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
@@ -24,7 +25,6 @@ from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.grpc_server import bad_request_field
 from servicekit.topics import TopicNames
-
 from tests.kafka_tools import produce, read_until, unique_namespace
 from tools.platform import Platform, services_on_ports, wait_for_inventory
 

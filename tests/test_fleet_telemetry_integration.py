@@ -8,13 +8,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from fleet_telemetry.bootstrap import build
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.grpc_server import bad_request_field
 from servicekit.runtime import ServiceRuntime
-
 from tests.kafka_tools import eventually, produce, read_until, unique_namespace
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)

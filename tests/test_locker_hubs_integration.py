@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from locker_hubs.bootstrap import build
@@ -18,7 +19,6 @@ from servicekit import topics
 from servicekit.codec import from_timestamp
 from servicekit.grpc_server import bad_request_field
 from servicekit.runtime import ServiceRuntime
-
 from tests.kafka_tools import Record, read_until, unique_namespace
 
 HUB = "molo-aalborg-01"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from sqlalchemy import func, select
+
 from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from partner_registry.adapters.seed import load_seed
 from partner_registry.bootstrap import build
@@ -14,8 +16,6 @@ from servicekit import topics
 from servicekit.database import outbox
 from servicekit.grpc_server import bad_request_field
 from servicekit.runtime import ServiceRuntime
-from sqlalchemy import func, select
-
 from tests.kafka_tools import Record, read_until, unique_namespace
 
 

@@ -10,16 +10,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from emissions_ledger.bootstrap import build as build_ledger
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from locker_hubs.bootstrap import build as build_lockers
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from partner_registry.bootstrap import build as build_registry
 from servicekit.grpc_server import insecure_channel
 from servicekit.runtime import ServiceRuntime
 from servicekit.telemetry import setup_tracing
-
 from tests.kafka_tools import eventually, unique_namespace
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")

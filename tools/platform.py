@@ -22,10 +22,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 import grpc
-from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servicekit.topics import TopicNames
 
+from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from servicekit.topics import TopicNames
 from tools import simulator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import grpc
 from aiokafka import AIOKafkaProducer
+
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from servicekit import topics

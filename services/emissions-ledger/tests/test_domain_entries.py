@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from emissions_ledger.domain.entries import (
     AvoidedTrip,
     AvoidedTripPolicy,

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from emissions_ledger.domain.factors import (
     EnergyCarrier,
     FactorCatalogue,

@@ -3,6 +3,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from emissions_ledger.domain.entries import (
     AvoidedTripPolicy,
     EntryKind,

@@ -2,6 +2,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from fleet_telemetry.domain.activity import (
     ACTIVITY_ID_NAMESPACE,
     MAX_PLAUSIBLE_SPEED_KMH,

@@ -1,4 +1,5 @@
 import pytest
+
 from fleet_telemetry.domain.vehicles import (
     CovenantSubsector,
     FuelType,

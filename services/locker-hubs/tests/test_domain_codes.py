@@ -4,6 +4,7 @@ import itertools
 from collections.abc import Callable
 
 import pytest
+
 from locker_hubs.domain.codes import codes_match, generate_code, hash_code
 
 PEPPER = b"p" * 32

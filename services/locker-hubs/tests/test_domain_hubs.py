@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from locker_hubs.domain.codes import hash_code
 from locker_hubs.domain.hubs import (
     CodeCollision,

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from locker_hubs.domain.hubs import CompartmentSize, CompartmentState, hubs_from_mapping
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from partner_registry.domain.partners import (
     MOLO_HUBS,
     InvalidRegistryData,

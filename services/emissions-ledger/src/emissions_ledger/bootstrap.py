@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from pydantic import Field
-from servicekit.runtime import ServiceRuntime
-from servicekit.settings import ServiceSettings, load_settings
 
 from emissions_ledger.adapters.reference_data import load_avoided_trip_policy, load_factor_catalogue
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.entrypoints import subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
 from emissions_ledger.handlers import LedgerHandlers
+from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
 
 
 class LedgerSettings(ServiceSettings):

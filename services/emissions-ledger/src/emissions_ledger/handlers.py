@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 from opentelemetry import trace
-from servicekit import topics
-from servicekit.database import claim_event
-from servicekit.errors import InvalidArgument, PermanentEventError
-from servicekit.outbox import add_to_outbox
-from servicekit.runtime import UnitOfWork
-from servicekit.telemetry import current_trace_id
-from servicekit.topics import TopicNames
 
 from emissions_ledger.adapters.events import entry_posted_event
 from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry
@@ -26,6 +19,13 @@ from emissions_ledger.domain import (
     entry_for_collection,
     summarise,
 )
+from servicekit import topics
+from servicekit.database import claim_event
+from servicekit.errors import InvalidArgument, PermanentEventError
+from servicekit.outbox import add_to_outbox
+from servicekit.runtime import UnitOfWork
+from servicekit.telemetry import current_trace_id
+from servicekit.topics import TopicNames
 
 ACTIVITY_CONSUMER = "emissions-ledger.activity"
 LOCKER_CONSUMER = "emissions-ledger.lockers"

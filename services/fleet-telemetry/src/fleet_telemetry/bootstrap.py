@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from pydantic import Field
-from servicekit.runtime import ServiceRuntime
-from servicekit.settings import ServiceSettings, load_settings
 
 from fleet_telemetry.adapters.tables import MIGRATIONS
 from fleet_telemetry.entrypoints import subscribers
 from fleet_telemetry.entrypoints.grpc_api import FleetTelemetryApi
 from fleet_telemetry.handlers import FleetHandlers
+from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
 
 
 class FleetSettings(ServiceSettings):

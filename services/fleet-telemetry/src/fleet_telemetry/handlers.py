@@ -4,13 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from servicekit import topics
-from servicekit.database import claim_event
-from servicekit.errors import InvalidArgument, NotFound, PermanentEventError
-from servicekit.outbox import add_to_outbox
-from servicekit.runtime import UnitOfWork
-from servicekit.topics import TopicNames
-
 from fleet_telemetry.adapters.events import activity_event
 from fleet_telemetry.adapters.repository import FleetRepository
 from fleet_telemetry.domain import (
@@ -24,6 +17,12 @@ from fleet_telemetry.domain import (
     derive_activity,
     new_vehicle,
 )
+from servicekit import topics
+from servicekit.database import claim_event
+from servicekit.errors import InvalidArgument, NotFound, PermanentEventError
+from servicekit.outbox import add_to_outbox
+from servicekit.runtime import UnitOfWork
+from servicekit.topics import TopicNames
 
 SAMPLE_CONSUMER = "fleet-telemetry.samples"
 

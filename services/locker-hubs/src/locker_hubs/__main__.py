@@ -1,8 +1,7 @@
 """`python -m locker_hubs`: runs the service until SIGTERM or SIGINT."""
 
-from servicekit.runtime import run
-
 from locker_hubs.bootstrap import build
+from servicekit.runtime import run
 
 if __name__ == "__main__":
     run(build)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from pydantic import Field
-from servicekit.runtime import ServiceRuntime
-from servicekit.settings import ServiceSettings, load_settings
 
+from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from locker_hubs.adapters.hub_data import load_shipped_hubs
 from locker_hubs.adapters.registry_client import PartnerRegistryClient
 from locker_hubs.adapters.tables import MIGRATIONS
 from locker_hubs.domain.codes import MIN_PEPPER_BYTES
 from locker_hubs.entrypoints.grpc_api import LockerHubsApi
 from locker_hubs.handlers import LockerHandlers
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
 
 
 class LockerSettings(ServiceSettings):

@@ -9,19 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from servicekit import topics
-from servicekit.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Unavailable,
-)
-from servicekit.outbox import add_to_outbox
-from servicekit.runtime import UnitOfWork
-from servicekit.topics import TopicNames
-
 from locker_hubs.adapters.events import waste_collected_event, waste_deposited_event
 from locker_hubs.adapters.repository import HubChanged, HubRepository, RecordedCollection
 from locker_hubs.adapters.tables import ID_LENGTH
@@ -38,6 +25,18 @@ from locker_hubs.domain import (
     generate_code,
     hash_code,
 )
+from servicekit import topics
+from servicekit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from servicekit.outbox import add_to_outbox
+from servicekit.runtime import UnitOfWork
+from servicekit.topics import TopicNames
 
 # Eight-digit codes collide with an open reservation of the same hub about once in ten
 # million issues; this many collisions in a row means the random source is broken.

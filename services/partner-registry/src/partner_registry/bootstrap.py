@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from pydantic import Field
-from servicekit.runtime import ServiceRuntime
-from servicekit.settings import ServiceSettings, load_settings
 
+from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from partner_registry.adapters.seed import load_seed
 from partner_registry.adapters.tables import MIGRATIONS
 from partner_registry.entrypoints.grpc_api import PartnerRegistryApi
 from partner_registry.handlers import RegistryHandlers
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings, load_settings
 
 
 class RegistrySettings(ServiceSettings):

@@ -7,12 +7,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from servicekit import topics
-from servicekit.errors import InvalidArgument, NotFound
-from servicekit.outbox import add_to_outbox
-from servicekit.runtime import UnitOfWork
-from servicekit.topics import TopicNames
-
 from partner_registry.adapters.events import partner_changed_event
 from partner_registry.adapters.repository import RegistryRepository
 from partner_registry.domain import (
@@ -23,6 +17,11 @@ from partner_registry.domain import (
     authorize_carrier,
     filter_partners,
 )
+from servicekit import topics
+from servicekit.errors import InvalidArgument, NotFound
+from servicekit.outbox import add_to_outbox
+from servicekit.runtime import UnitOfWork
+from servicekit.topics import TopicNames
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from servicekit.database import insert_if_absent
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +20,7 @@ from emissions_ledger.domain import (
     Sector,
     Subsector,
 )
+from servicekit.database import insert_if_absent
 
 
 def decimal_text(amount: Decimal) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from servicekit.database import Migration, UtcDateTime, create_tables
 from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+from servicekit.database import Migration, UtcDateTime, create_tables
 
 metadata = MetaData()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from emissions_ledger.adapters.events import entry_to_proto, inventory_to_proto
 from emissions_ledger.handlers import LedgerHandlers
+from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

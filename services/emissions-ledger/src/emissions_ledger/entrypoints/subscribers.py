@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from emissions_ledger.adapters.events import activity_from_event, collection_from_event
+from emissions_ledger.handlers import LedgerHandlers
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import topics
 from servicekit.kafka import EventContext
 from servicekit.runtime import ServiceRuntime
-
-from emissions_ledger.adapters.events import activity_from_event, collection_from_event
-from emissions_ledger.handlers import LedgerHandlers
 
 
 def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:

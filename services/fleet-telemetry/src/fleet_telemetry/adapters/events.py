@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from greenpartners.fleet.v1 import fleet_pb2
-from servicekit.codec import from_timestamp, to_timestamp
-from servicekit.enums import from_proto, to_proto
-
 from fleet_telemetry.domain import (
     Activity,
     CovenantSubsector,
@@ -16,6 +12,9 @@ from fleet_telemetry.domain import (
     Vehicle,
     VehicleClass,
 )
+from greenpartners.fleet.v1 import fleet_pb2
+from servicekit.codec import from_timestamp, to_timestamp
+from servicekit.enums import from_proto, to_proto
 
 
 def sample_from_event(event: fleet_pb2.TelemetrySample) -> TelemetrySample:

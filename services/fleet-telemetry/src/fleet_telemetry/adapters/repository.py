@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from servicekit.database import insert_if_absent, upsert
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +14,7 @@ from fleet_telemetry.domain import (
     Vehicle,
     VehicleClass,
 )
+from servicekit.database import insert_if_absent, upsert
 
 
 class FleetRepository:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 from fleet_telemetry.adapters.events import vehicle_fields_from_proto, vehicle_to_proto
 from fleet_telemetry.handlers import FleetHandlers, RegisterVehicle
+from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from fleet_telemetry.adapters.events import sample_from_event
+from fleet_telemetry.handlers import FleetHandlers
 from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
 from servicekit.kafka import EventContext
 from servicekit.runtime import ServiceRuntime
-
-from fleet_telemetry.adapters.events import sample_from_event
-from fleet_telemetry.handlers import FleetHandlers
 
 
 def subscribe(runtime: ServiceRuntime, handlers: FleetHandlers) -> None:

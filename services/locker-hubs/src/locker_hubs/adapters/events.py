@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from greenpartners.lockers.v1 import lockers_pb2
-from servicekit.codec import to_timestamp
-from servicekit.enums import from_proto, to_proto
-
 from locker_hubs.adapters.repository import RecordedCollection
 from locker_hubs.domain import Deposit, Hub, WasteType
+from servicekit.codec import to_timestamp
+from servicekit.enums import from_proto, to_proto
 
 
 def hub_to_proto(hub: Hub) -> lockers_pb2.Hub:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from servicekit.errors import Unavailable
 from servicekit.grpc_server import insecure_channel

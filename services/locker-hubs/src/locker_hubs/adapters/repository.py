@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from servicekit.database import insert_if_absent
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +19,7 @@ from locker_hubs.domain import (
     Hub,
     WasteType,
 )
+from servicekit.database import insert_if_absent
 
 
 class HubChanged(Exception):

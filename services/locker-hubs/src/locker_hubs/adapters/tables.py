@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from servicekit.database import Migration, UtcDateTime, create_tables
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -15,6 +14,8 @@ from sqlalchemy import (
     String,
     Table,
 )
+
+from servicekit.database import Migration, UtcDateTime, create_tables
 
 metadata = MetaData()
 

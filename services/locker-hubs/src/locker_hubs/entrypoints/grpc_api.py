@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
-from servicekit.codec import to_timestamp
 
+from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from locker_hubs.adapters.events import hub_to_proto, waste_type_from_proto
 from locker_hubs.handlers import LockerHandlers, RecordCollection, RegisterDeposit
+from servicekit.codec import to_timestamp
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

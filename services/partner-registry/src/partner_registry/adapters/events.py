@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from greenpartners.registry.v1 import registry_pb2
-from servicekit.codec import to_timestamp
-from servicekit.enums import from_proto, to_proto
-
 from partner_registry.domain import (
     CarrierAuthorization,
     Initiative,
@@ -15,6 +12,8 @@ from partner_registry.domain import (
     Partner,
     PartnerRole,
 )
+from servicekit.codec import to_timestamp
+from servicekit.enums import from_proto, to_proto
 
 
 def _iso_date(day: date | None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from servicekit.database import insert_if_absent
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +16,7 @@ from partner_registry.domain import (
     PartnerRole,
     Representative,
 )
+from servicekit.database import insert_if_absent
 
 
 class RegistryRepository:

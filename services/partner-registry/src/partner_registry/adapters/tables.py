@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from servicekit.database import Migration, create_tables
 from sqlalchemy import JSON, BigInteger, Column, Date, MetaData, String, Table, Text
+
+from servicekit.database import Migration, create_tables
 
 metadata = MetaData()
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
-from servicekit.errors import InvalidArgument
 
+from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from partner_registry.adapters.events import (
     authorization_to_proto,
     initiative_to_proto,
@@ -15,6 +14,7 @@ from partner_registry.adapters.events import (
     role_from_proto,
 )
 from partner_registry.handlers import RegistryHandlers
+from servicekit.errors import InvalidArgument
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
