@@ -145,6 +145,17 @@ class Platform:
         if self.started_broker:
             subprocess.run(["bash", str(KAFKA_SCRIPT), "down"], check=False)
 
+    def resident_memory(self) -> list[tuple[str, int]]:
+        """Resident set size of each service process, in KiB (Linux /proc)."""
+        sizes = []
+        for service, process in self.processes:
+            status = Path(f"/proc/{process.pid}/status")
+            if status.exists():
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        sizes.append((service.name, int(line.split()[1])))
+        return sizes
+
     def print_addresses(self) -> None:
         print(
             f"Kafka broker:      {self.bootstrap}"
@@ -235,6 +246,9 @@ async def main(mode: str) -> int:
             inventory = await wait_for_inventory(platform.ledger.target, day.year, expected)
             print()
             print(format_inventory(inventory))
+            print()
+            for name, kib in platform.resident_memory():
+                print(f"{name:<18} resident memory {kib / 1024:.0f} MiB")
             return 0
         print(f"Feed played ({expected} ledger entries expected). Press Ctrl-C to stop.")
         await stop.wait()
