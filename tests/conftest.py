@@ -1,10 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy.engine import make_url
 
-from tests.kafka_tools import start_broker, stop_broker
+from tests.kafka_tools import ROOT, start_broker, stop_broker
+
+POSTGRES_SCRIPT = ROOT / "deploy/local/postgres.sh"
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +22,51 @@ def kafka() -> Iterator[str]:
     yield servers
     if started:
         stop_broker()
+
+
+def _postgres_script(command: str) -> str:
+    done = subprocess.run(["bash", str(POSTGRES_SCRIPT), command], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"{POSTGRES_SCRIPT.name} {command} failed:\n{done.stderr}", pytrace=False)
+    return done.stdout.strip()
+
+
+def _local_postgres_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The PostgreSQL server for this run: TEST_DATABASE_URL, or the local one.
+
+    The local one is started when it is not running, and then stopped again.
+    """
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    already_running = _local_postgres_answers()
+    _postgres_script("up")
+    yield _postgres_script("url")
+    if not already_running:
+        _postgres_script("down")
+
+
+@pytest.fixture
+async def postgres_database(postgres_url: str) -> AsyncIterator[str]:
+    """A fresh database of its own for one test, dropped afterwards; yields its URL."""
+    server = make_url(postgres_url)
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield server.set(database=name).render_as_string(hide_password=False)
+        # FORCE: a test that fails may leave its service's connections open.
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

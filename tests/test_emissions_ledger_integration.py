@@ -23,12 +23,21 @@ from tests.kafka_tools import eventually, produce, read_until, unique_namespace
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 
 
+# Every test runs on a SQLite file and on PostgreSQL, what deployments use.
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
 @pytest.fixture
-async def ledger(kafka: str, tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
+async def ledger(kafka: str, database_url: str) -> AsyncIterator[ServiceRuntime]:
     runtime = build(
         kafka_bootstrap_servers=kafka,
         topic_namespace=unique_namespace(),
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/ledger.db",
+        database_url=database_url,
         grpc_port=0,
         outbox_poll_interval_s=0.1,
     )

@@ -1,0 +1,188 @@
+"""servicekit's database layer on both backends: a SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
+from sqlalchemy.exc import StatementError
+
+from greenpartners.fleet.v1 import fleet_pb2
+from servicekit.codec import CONTENT_TYPE
+from servicekit.database import (
+    Database,
+    Migration,
+    UtcDateTime,
+    claim_event,
+    create_tables,
+    insert_if_absent,
+    outbox,
+    schema_migrations,
+    upsert,
+)
+from servicekit.outbox import add_to_outbox
+
+metadata = MetaData()
+
+hubs = Table(
+    "hubs",
+    metadata,
+    Column("hub_id", String(50), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("boxes", Integer, nullable=False),
+    Column("opened_at", UtcDateTime(), nullable=True),
+)
+
+MIGRATIONS = [Migration(1, "hubs", create_tables(metadata, hubs))]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/kit.db"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await db.migrate(MIGRATIONS)
+    yield db
+    await db.dispose()
+
+
+async def test_migrations_apply_once_and_are_recorded(database_url: str) -> None:
+    applied: list[int] = []
+
+    def counting(version: int) -> Migration:
+        def apply(connection: Connection) -> None:
+            applied.append(version)
+            if version == 1:
+                metadata.create_all(connection, tables=[hubs])
+
+        return Migration(version, f"step {version}", apply)
+
+    first = Database(database_url)
+    try:
+        await first.migrate([counting(2), counting(1)])
+        assert applied == [1, 2]
+        await first.migrate([counting(1), counting(2)])
+        assert applied == [1, 2]
+    finally:
+        await first.dispose()
+
+    # A fresh engine (a restarted service) finds the record and applies only what is new.
+    second = Database(database_url)
+    try:
+        await second.migrate([counting(1), counting(2), counting(3)])
+        assert applied == [1, 2, 3]
+        async with second.transaction() as session:
+            recorded = (
+                await session.execute(
+                    select(schema_migrations.c.version, schema_migrations.c.applied_at).order_by(
+                        schema_migrations.c.version
+                    )
+                )
+            ).all()
+            hub_rows = (await session.execute(select(func.count()).select_from(hubs))).scalar()
+    finally:
+        await second.dispose()
+    assert [row.version for row in recorded] == [1, 2, 3]
+    assert all(row.applied_at.tzinfo is UTC for row in recorded)
+    assert hub_rows == 0
+
+
+async def test_claim_event_once_per_consumer(database: Database) -> None:
+    async with database.transaction() as session:
+        assert await claim_event(session, "ledger", "evt-1") is True
+    async with database.transaction() as session:
+        assert await claim_event(session, "ledger", "evt-1") is False
+        assert await claim_event(session, "reports", "evt-1") is True
+        assert await claim_event(session, "ledger", "evt-2") is True
+
+
+async def test_claim_event_rolled_back_with_its_transaction(database: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with database.transaction() as session:
+            assert await claim_event(session, "ledger", "evt-1") is True
+            raise RuntimeError("handler failed")
+    async with database.transaction() as session:
+        assert await claim_event(session, "ledger", "evt-1") is True
+
+
+async def test_upsert_inserts_then_updates(database: Database) -> None:
+    async with database.transaction() as session:
+        await upsert(
+            session, hubs, {"hub_id": "molo-01", "name": "Nørresundby", "boxes": 8}, key=["hub_id"]
+        )
+    async with database.transaction() as session:
+        await upsert(
+            session, hubs, {"hub_id": "molo-01", "name": "Nørresundby", "boxes": 12}, key=["hub_id"]
+        )
+        await upsert(
+            session, hubs, {"hub_id": "molo-02", "name": "Vejgaard", "boxes": 4}, ["hub_id"]
+        )
+    async with database.transaction() as session:
+        rows = (await session.execute(select(hubs).order_by(hubs.c.hub_id))).all()
+    assert [(row.hub_id, row.name, row.boxes) for row in rows] == [
+        ("molo-01", "Nørresundby", 12),
+        ("molo-02", "Vejgaard", 4),
+    ]
+
+
+async def test_insert_if_absent_keeps_the_first_row(database: Database) -> None:
+    async with database.transaction() as session:
+        assert await insert_if_absent(
+            session, hubs, {"hub_id": "molo-01", "name": "first", "boxes": 8}
+        )
+    async with database.transaction() as session:
+        assert not await insert_if_absent(
+            session, hubs, {"hub_id": "molo-01", "name": "second", "boxes": 99}
+        )
+    async with database.transaction() as session:
+        rows = (await session.execute(select(hubs.c.name, hubs.c.boxes))).all()
+    assert [(row.name, row.boxes) for row in rows] == [("first", 8)]
+
+
+async def test_utc_datetime_returns_aware_utc_and_refuses_naive(database: Database) -> None:
+    copenhagen_summer = timezone(timedelta(hours=2))
+    opened = datetime(2026, 5, 4, 12, 30, 15, 250_000, tzinfo=copenhagen_summer)
+    async with database.transaction() as session:
+        await session.execute(
+            hubs.insert().values(hub_id="molo-01", name="Nørresundby", boxes=8, opened_at=opened)
+        )
+    async with database.transaction() as session:
+        stored = (await session.execute(select(hubs.c.opened_at))).scalar_one()
+    assert stored == opened
+    assert stored.tzinfo is UTC
+    assert stored.hour == 10
+
+    with pytest.raises(StatementError, match="naive datetime"):
+        async with database.transaction() as session:
+            await session.execute(
+                hubs.insert().values(
+                    hub_id="molo-02", name="Vejgaard", boxes=4, opened_at=datetime(2026, 5, 4)
+                )
+            )
+    async with database.transaction() as session:
+        count = (await session.execute(select(func.count()).select_from(hubs))).scalar()
+    assert count == 1
+
+
+async def test_add_to_outbox_stores_the_event_with_its_headers(database: Database) -> None:
+    event = fleet_pb2.VehicleActivity(event_id="a1", distance_m=10_000)
+    async with database.transaction() as session:
+        await add_to_outbox(session, "fleet.activity.v1", "v-1", event)
+    async with database.transaction() as session:
+        row = (await session.execute(select(outbox))).one()
+    assert (row.topic, row.key) == ("fleet.activity.v1", "v-1")
+    assert row.event_type == "greenpartners.fleet.v1.VehicleActivity"
+    assert fleet_pb2.VehicleActivity.FromString(bytes(row.payload)) == event
+    assert row.headers["event-type"] == "greenpartners.fleet.v1.VehicleActivity"
+    assert row.headers["content-type"] == CONTENT_TYPE
+    assert row.created_at.tzinfo is UTC
+    assert row.published_at is None
