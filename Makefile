@@ -4,14 +4,15 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= uv
-PY_PATHS := libs/servicekit services tests tools
+PY_PATHS := libs/servicekit services tests tools bench
 
-.PHONY: help setup run demo test lint types protos protos-check buf kafka-up kafka-down clean
+.PHONY: help setup run demo test bench lint types protos protos-check buf kafka-up kafka-down clean
 
 help:
 	@echo "make run        set up everything, start Kafka, the four services and the simulator"
 	@echo "make demo       play a bounded feed through the platform, print the inventory, exit"
 	@echo "make test       lint, types, fresh contracts, buf, all tests"
+	@echo "make bench      telemetry pipeline throughput against the bare broker"
 	@echo "make protos     regenerate libs/contracts from protos/"
 	@echo "make kafka-up   start the local Kafka broker (make kafka-down stops it)"
 
@@ -30,12 +31,15 @@ demo: setup
 test: setup lint types protos-check buf
 	@$(UV) run --frozen pytest
 
+bench: setup
+	@$(UV) run --frozen python -m bench.pipeline
+
 lint:
 	@$(UV) run --frozen ruff format --check $(PY_PATHS)
 	@$(UV) run --frozen ruff check $(PY_PATHS)
 
 types:
-	@$(UV) run --frozen mypy libs/servicekit/src services/*/src tools
+	@$(UV) run --frozen mypy libs/servicekit/src services/*/src tools bench
 
 protos:
 	@$(UV) run --frozen bash scripts/gen_contracts.sh

@@ -38,7 +38,7 @@ async def registry(kafka: str, tmp_path: Path) -> AsyncIterator[ServiceRuntime]:
 
 
 async def outbox_rows(runtime: ServiceRuntime) -> int:
-    async with runtime.database.sessions() as session:
+    async with runtime.database.read() as session:
         return int((await session.execute(select(func.count()).select_from(outbox))).scalar_one())
 
 

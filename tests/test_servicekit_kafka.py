@@ -190,3 +190,68 @@ async def test_outbox_rows_committed_before_a_crash_are_published_on_restart(
     assert "traceparent" in records[0].headers
     # Marked published: a second relay publishes nothing more.
     assert await OutboxRelay(database, broker).publish_pending() == 0
+
+
+async def test_a_batch_commits_once_and_a_failure_in_it_loses_and_doubles_nothing(
+    kafka: str, names: TopicNames, database: Database
+) -> None:
+    """Batched: effects and processed-event records commit together; a rejected event rolls
+    back alone; a transient failure sends the batch round again one event at a time."""
+    from sqlalchemy import Column, MetaData, String, Table, select
+
+    from servicekit.database import Migration, claim_event, create_tables
+    from servicekit.runtime import UnitOfWork
+
+    metadata = MetaData()
+    effects = Table("effects", metadata, Column("event_id", String(50), primary_key=True))
+    await database.migrate([Migration(1, "effects", create_tables(metadata))])
+    broker = create_broker(kafka, "servicekit-test")
+    relay = OutboxRelay(database, broker)
+    unit_of_work = UnitOfWork(database, relay)
+    failures = {"b3": 2}
+    attempts: list[str] = []
+
+    async def handle(event: fleet_pb2.TelemetrySample, _context: EventContext) -> None:
+        attempts.append(event.event_id)
+        async with unit_of_work() as session:
+            if not await claim_event(session, "batch-test", event.event_id):
+                return
+            await session.execute(effects.insert().values(event_id=event.event_id))
+            if event.event_id == "b2":
+                raise PermanentEventError("test_rejected", "b2 is never valid")
+            if failures.get(event.event_id, 0) > 0:
+                failures[event.event_id] -= 1
+                raise ConnectionError("briefly unreachable")
+
+    # Produced before the consumer starts, so that they arrive as one batch.
+    for event_id in ("b1", "b2", "b3", "b4"):
+        await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
+    EventConsumer(
+        broker=broker,
+        names=names,
+        topic=topics.TELEMETRY,
+        group_id="kit-batch",
+        message_type=fleet_pb2.TelemetrySample,
+        handle=handle,
+        max_attempts=3,
+        retry_backoff_s=0.05,
+        batch_scope=unit_of_work.batch,
+    )
+    await broker.start()
+    try:
+
+        async def all_effects() -> None:
+            async with database.read() as session:
+                rows = (await session.execute(select(effects.c.event_id))).scalars().all()
+            assert sorted(rows) == ["b1", "b3", "b4"]
+
+        await eventually(all_effects)
+    finally:
+        await broker.stop()
+    # The batch ran to b3 and rolled back; then each event ran on its own, b3 retried in place.
+    assert attempts[:3] == ["b1", "b2", "b3"]
+    assert attempts[3:] == ["b1", "b2", "b3", "b3", "b4"]
+    dead = await read_until(
+        kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), lambda r: len(r) > 1, timeout_s=3
+    )
+    assert [r.headers["dlq-reason"] for r in dead] == ["test_rejected"]

@@ -5,6 +5,7 @@ Schema changes are ordered migrations recorded in `schema_migrations`, applied a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -119,8 +120,16 @@ class Database:
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: AsyncEngine = create_async_engine(self.url, pool_pre_ping=True)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reads start a deferred transaction: on SQLite in WAL mode they never wait for a writer.
+        self.read_sessions = async_sessionmaker(
+            self.engine.execution_options(read_only=True), expire_on_commit=False
+        )
+        # SQLite has one writer at a time. Its busy handler is not fair (a busy writer can
+        # starve another connection past any timeout), so a process queues its own writers.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -146,14 +155,31 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits on success, rolls back on any error."""
-        async with self.sessions() as session, session.begin():
+        async with self._writer_turn(), self._write_sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction (a consistent snapshot; writes in it are a mistake)."""
+        async with self.read_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling is switched off so that _sqlite_begin decides
+    # how a transaction starts, and savepoints work.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets the outbox relay read while a handler writes; a busy timeout waits for the lock
     # instead of failing.
@@ -161,6 +187,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    if connection.get_execution_options().get("read_only"):
+        connection.exec_driver_sql("BEGIN")
+        return
+    # A writer takes the write lock at the start: a transaction that reads, then writes, would
+    # otherwise fail with SQLITE_BUSY when another writer committed in between (the busy
+    # timeout does not cover that case).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _insert_for(session: AsyncSession, table: Table) -> Any:

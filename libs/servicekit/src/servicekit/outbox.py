@@ -95,7 +95,7 @@ class OutboxRelay:
             self._wake.clear()
 
     async def publish_pending(self) -> int:
-        async with self.database.sessions() as session:
+        async with self.database.read() as session:
             rows = (
                 await session.execute(
                     select(

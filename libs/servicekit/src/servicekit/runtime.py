@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -29,8 +30,16 @@ log = logging.getLogger(__name__)
 MessageT = TypeVar("MessageT", bound=Message)
 
 
+_batch_session: ContextVar[AsyncSession | None] = ContextVar("batch_session", default=None)
+
+
 class UnitOfWork:
-    """One database transaction; after it commits, the outbox relay is woken."""
+    """One database transaction; after it commits, the outbox relay is woken.
+
+    Inside `batch()`, units of work share the batch's transaction, each in a savepoint: one
+    that fails is rolled back alone, and the batch commits once (one commit, one offset commit
+    for many events is what makes a consumer fast).
+    """
 
     def __init__(self, database: Database, relay: OutboxRelay) -> None:
         self.database = database
@@ -38,8 +47,33 @@ class UnitOfWork:
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[AsyncSession]:
+        batch_session = _batch_session.get()
+        if batch_session is not None:
+            async with batch_session.begin_nested():
+                yield batch_session
+            return
         async with self.database.transaction() as session:
             yield session
+        self.relay.notify()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction, for queries; within a batch, the batch's own session."""
+        batch_session = _batch_session.get()
+        if batch_session is not None:
+            yield batch_session
+            return
+        async with self.database.read() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        async with self.database.transaction() as session:
+            token = _batch_session.set(session)
+            try:
+                yield
+            finally:
+                _batch_session.reset(token)
         self.relay.notify()
 
 
@@ -87,6 +121,8 @@ class ServiceRuntime:
             handle=handle,
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
+            batch_size=self.settings.consumer_batch_size,
+            batch_scope=self.unit_of_work.batch,
         )
 
     def add_grpc(self, registrar: Registrar) -> None:

@@ -29,6 +29,8 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=0.5, gt=0)
     consumer_max_attempts: int = Field(default=8, ge=1)
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
+    # Records handled in one database transaction and one offset commit; 1 disables batching.
+    consumer_batch_size: int = Field(default=200, ge=1, le=10_000)
 
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)

@@ -94,5 +94,5 @@ class LedgerHandlers:
             raise InvalidArgument("municipality_id", "required")
         if not FIRST_REPORTING_YEAR <= year <= 2100:
             raise InvalidArgument("year", f"must be a year from {FIRST_REPORTING_YEAR} to 2100")
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             return await LedgerRepository(session).entries(municipality_id, year)

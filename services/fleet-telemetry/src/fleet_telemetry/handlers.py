@@ -77,7 +77,7 @@ class FleetHandlers:
     async def get_vehicle(self, vehicle_id: str) -> tuple[Vehicle, VehicleTotals]:
         if not vehicle_id:
             raise InvalidArgument("vehicle_id", "required")
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             repository = FleetRepository(session)
             vehicle = await repository.get_vehicle(vehicle_id)
             if vehicle is None:

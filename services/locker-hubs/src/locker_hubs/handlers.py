@@ -104,7 +104,7 @@ class LockerHandlers:
             return [hub.hub_id for hub in hubs if await repository.add_hub_if_absent(hub)]
 
     async def list_hubs(self) -> list[Hub]:
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             hubs = await HubRepository(session).list_hubs()
         now = self.clock()
         for hub in hubs:
@@ -114,7 +114,7 @@ class LockerHandlers:
 
     async def get_hub(self, hub_id: str) -> Hub:
         _require("hub_id", hub_id)
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             hub = await _load_hub(HubRepository(session), hub_id)
         hub.release_expired_reservations(self.clock())
         return hub

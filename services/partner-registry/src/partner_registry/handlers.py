@@ -61,7 +61,7 @@ class RegistryHandlers:
     async def get_partner(self, partner_id: str) -> Partner:
         if not partner_id:
             raise InvalidArgument("partner_id", "required")
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             partner = await RegistryRepository(session).get_partner(partner_id)
         if partner is None:
             raise NotFound(f"no partner {partner_id!r}")
@@ -69,7 +69,7 @@ class RegistryHandlers:
 
     async def list_partners(self, initiative_id: str, role: PartnerRole | None) -> list[Partner]:
         """Partners of one initiative ("" : all) holding one role (None: any), sorted by id."""
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             repository = RegistryRepository(session)
             if initiative_id and not await repository.has_initiative(initiative_id):
                 raise NotFound(f"no initiative {initiative_id!r}")
@@ -77,7 +77,7 @@ class RegistryHandlers:
         return filter_partners(partners, initiative_id or None, role)
 
     async def list_initiatives(self) -> list[Initiative]:
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             return await RegistryRepository(session).list_initiatives()
 
     async def check_carrier_authorization(
@@ -88,6 +88,6 @@ class RegistryHandlers:
             raise InvalidArgument("carrier_partner_id", "required")
         if not hub_id:
             raise InvalidArgument("hub_id", "required")
-        async with self.unit_of_work() as session:
+        async with self.unit_of_work.read() as session:
             partner = await RegistryRepository(session).get_partner(carrier_partner_id)
         return authorize_carrier(partner, hub_id)
