@@ -99,6 +99,7 @@ class ServiceRuntime:
         self.grpc_service_names = list(grpc_service_names)
         self.registrars: list[Registrar] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         self.grpc: GrpcServer | None = None
         self.grpc_port = 0
 
@@ -131,6 +132,10 @@ class ServiceRuntime:
     def on_startup(self, hook: Callable[[], Awaitable[None]]) -> None:
         self.startup_hooks.append(hook)
 
+    def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Runs after the gRPC server stopped taking calls (e.g. to close client channels)."""
+        self.shutdown_hooks.append(hook)
+
     async def start(self) -> None:
         await self.database.migrate(self.migrations)
         await ensure_topics(self.settings.kafka_bootstrap_servers, self.names.all_specs())
@@ -151,6 +156,8 @@ class ServiceRuntime:
         # Stop taking calls first, then let the relay publish what is committed.
         if self.grpc is not None:
             await self.grpc.stop()
+        for hook in reversed(self.shutdown_hooks):
+            await hook()
         await self.relay.stop()
         await self.broker.stop()
         await self.database.dispose()

@@ -39,10 +39,12 @@ def build(**overrides: object) -> ServiceRuntime:
         migrations=MIGRATIONS,
         grpc_service_names=[lockers_pb2.DESCRIPTOR.services_by_name["LockerHubsService"].full_name],
     )
+    registry = PartnerRegistryClient(settings.partner_registry_target)
+    runtime.on_shutdown(registry.close)
     handlers = LockerHandlers(
         runtime.unit_of_work,
         runtime.names,
-        PartnerRegistryClient(settings.partner_registry_target),
+        registry,
         code_pepper=settings.code_pepper.encode(),
         code_ttl=timedelta(seconds=settings.drop_off_code_ttl_s),
     )
