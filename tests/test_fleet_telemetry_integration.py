@@ -104,6 +104,16 @@ async def test_samples_become_activity_and_bad_samples_are_dead_lettered(
 
         await eventually(totals_settled)
 
+        # Consumer lag is exported for Prometheus: nothing left behind once all is handled.
+        lags = [
+            point.value
+            for metric in fleet.metrics.collect()
+            if metric.name == "kafka_consumer_lag"
+            for point in metric.samples
+            if point.labels["topic"] == telemetry
+        ]
+        assert lags and all(lag == 0 for lag in lags)
+
 
 async def test_register_vehicle_names_the_bad_field(fleet: ServiceRuntime) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{fleet.grpc_port}") as channel:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -25,7 +26,7 @@ from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from servicekit.codec import UndecodableEvent, decode, event_headers
 from servicekit.errors import PermanentEventError
@@ -122,6 +123,7 @@ class EventConsumer(Generic[MessageT]):
         retry_backoff_s: float = 0.2,
         batch_size: int = 200,
         batch_scope: BatchScope | None = None,
+        lag: Gauge | None = None,
     ) -> None:
         self.broker = broker
         self.topic = names(topic)
@@ -132,6 +134,7 @@ class EventConsumer(Generic[MessageT]):
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.batch_scope = batch_scope
+        self.lag = lag
         broker.subscriber(
             self.topic,
             group_id=self.group_id,
@@ -152,6 +155,19 @@ class EventConsumer(Generic[MessageT]):
         for delivery in await self._process(deliveries):
             assert delivery.dead_letter is not None
             await self._dead_letter(delivery)
+        self._record_lag(getattr(message, "consumer", None), records)
+
+    def _record_lag(self, consumer: Any, records: tuple[Any, ...]) -> None:
+        """Records left behind each partition after this batch (from the last fetch's highwater)."""
+        if self.lag is None or consumer is None or not hasattr(consumer, "highwater"):
+            return
+        last_offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            last_offsets[(record.topic, record.partition)] = record.offset
+        for (topic, partition), offset in last_offsets.items():
+            highwater = consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                self.lag.labels(self.group_id, topic, str(partition)).set(highwater - offset - 1)
 
     def _decode(self, record: Any) -> _Delivery:
         headers = {key: value.decode(errors="replace") for key, value in record.headers or ()}

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.database import Database, Migration
@@ -88,6 +88,12 @@ class ServiceRuntime:
         self.settings = settings
         setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
         self.metrics = CollectorRegistry()
+        self.consumer_lag = Gauge(
+            "kafka_consumer_lag",
+            "Records behind the partition's end after the last handled batch",
+            ["group", "topic", "partition"],
+            registry=self.metrics,
+        )
         self.names = TopicNames(settings.topic_namespace)
         self.database = Database(settings.database_url)
         self.broker = create_broker(
@@ -124,6 +130,7 @@ class ServiceRuntime:
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
             batch_size=self.settings.consumer_batch_size,
             batch_scope=self.unit_of_work.batch,
+            lag=self.consumer_lag,
         )
 
     def add_grpc(self, registrar: Registrar) -> None:
