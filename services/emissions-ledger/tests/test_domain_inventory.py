@@ -18,7 +18,13 @@ from emissions_ledger.domain.entries import (
     entry_for_collection,
 )
 from emissions_ledger.domain.factors import EnergyCarrier, FactorCatalogue
-from emissions_ledger.domain.inventory import DuplicateEntry, InventoryLine, summarise
+from emissions_ledger.domain.inventory import (
+    DuplicateEntry,
+    InventoryLine,
+    add_to_line,
+    inventory_from_lines,
+    summarise,
+)
 
 AALBORG = "aalborg-kommune"
 CATALOGUE = FactorCatalogue.from_mapping(
@@ -179,3 +185,23 @@ def test_summarise_refuses_to_count_an_entry_twice() -> None:
 
     with pytest.raises(DuplicateEntry, match=entry.entry_id):
         summarise(AALBORG, 2024, [entry, entry])
+
+
+def test_running_line_totals_give_the_same_inventory_as_summing_all_entries() -> None:
+    entries = [e for e in mixed_entries() if e.municipality_id == AALBORG and e.year == 2024]
+    lines: dict[tuple[object, ...], InventoryLine] = {}
+    for entry in entries:
+        key = (entry.sector, entry.subsector, entry.energy_carrier, entry.kind, entry.activity_unit)
+        lines[key] = add_to_line(lines.get(key), entry)
+    running = inventory_from_lines(AALBORG, 2024, lines.values())
+    assert running == summarise(AALBORG, 2024, entries)
+    assert running.entry_count == 6
+
+
+def test_an_entry_cannot_be_added_to_another_line() -> None:
+    diesel, electric = (
+        vehicle_entry("a1"),
+        vehicle_entry("a2", fuel_type=FuelType.ELECTRIC, energy_used_wh=1000, fuel_used_ml=0),
+    )
+    with pytest.raises(ValueError, match="does not belong"):
+        add_to_line(add_to_line(None, diesel), electric)

@@ -17,7 +17,6 @@ from emissions_ledger.domain import (
     WasteCollection,
     entry_for_activity,
     entry_for_collection,
-    summarise,
 )
 from servicekit import topics
 from servicekit.database import claim_event
@@ -76,8 +75,10 @@ class LedgerHandlers:
                 if not await claim_event(session, consumer, event_id):
                     return
                 trace_id = current_trace_id()
-                if not await LedgerRepository(session).append(entry, trace_id):
+                repository = LedgerRepository(session)
+                if not await repository.append(entry, trace_id):
                     return
+                await repository.add_to_inventory(entry)
                 await add_to_outbox(
                     session,
                     self.names(topics.LEDGER_ENTRIES),
@@ -86,13 +87,18 @@ class LedgerHandlers:
                 )
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
-        posted = await self.entries(municipality_id, year)
-        return summarise(municipality_id, year, [p.entry for p in posted])
+        _check_inventory_request(municipality_id, year)
+        async with self.unit_of_work.read() as session:
+            return await LedgerRepository(session).inventory(municipality_id, year)
 
     async def entries(self, municipality_id: str, year: int) -> list[PostedEntry]:
-        if not municipality_id:
-            raise InvalidArgument("municipality_id", "required")
-        if not FIRST_REPORTING_YEAR <= year <= 2100:
-            raise InvalidArgument("year", f"must be a year from {FIRST_REPORTING_YEAR} to 2100")
+        _check_inventory_request(municipality_id, year)
         async with self.unit_of_work.read() as session:
             return await LedgerRepository(session).entries(municipality_id, year)
+
+
+def _check_inventory_request(municipality_id: str, year: int) -> None:
+    if not municipality_id:
+        raise InvalidArgument("municipality_id", "required")
+    if not FIRST_REPORTING_YEAR <= year <= 2100:
+        raise InvalidArgument("year", f"must be a year from {FIRST_REPORTING_YEAR} to 2100")

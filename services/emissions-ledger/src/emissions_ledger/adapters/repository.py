@@ -7,20 +7,24 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emissions_ledger.adapters.tables import ledger_entries
+from emissions_ledger.adapters.tables import inventory_lines, ledger_entries
 from emissions_ledger.domain import (
     AvoidedTrip,
     EmissionFactor,
     EnergyCarrier,
     EntryKind,
+    Inventory,
+    InventoryLine,
     LedgerEntry,
     Sector,
     Subsector,
+    add_to_line,
+    inventory_from_lines,
 )
-from servicekit.database import insert_if_absent
+from servicekit.database import insert_if_absent, upsert
 
 
 def decimal_text(amount: Decimal) -> str:
@@ -85,6 +89,28 @@ class LedgerRepository:
             },
         )
 
+    async def add_to_inventory(self, entry: LedgerEntry) -> None:
+        """Adds a newly appended entry to its inventory line's running total."""
+        key = _line_key_values(entry)
+        row = (
+            await self.session.execute(select(inventory_lines).filter_by(**key).with_for_update())
+        ).first()
+        line = add_to_line(None if row is None else _line_from_row(row), entry)
+        await upsert(
+            self.session,
+            inventory_lines,
+            {**key, **_line_totals(line)},
+            key=list(key),
+        )
+
+    async def inventory(self, municipality_id: str, year: int) -> Inventory:
+        rows = (
+            await self.session.execute(
+                select(inventory_lines).filter_by(municipality_id=municipality_id, year=year)
+            )
+        ).all()
+        return inventory_from_lines(municipality_id, year, [_line_from_row(row) for row in rows])
+
     async def entries(self, municipality_id: str, year: int) -> list[PostedEntry]:
         rows = (
             await self.session.execute(
@@ -95,6 +121,65 @@ class LedgerRepository:
             )
         ).all()
         return [PostedEntry(_entry_from_row(row), row.trace_id) for row in rows]
+
+
+def rebuild_inventory_lines(connection: Connection) -> None:
+    """Recomputes every running line total from the entries (a migration step, synchronous)."""
+    lines: dict[tuple[Any, ...], InventoryLine] = {}
+    for row in connection.execute(select(ledger_entries).order_by(ledger_entries.c.sequence)):
+        entry = _entry_from_row(row)
+        key = tuple(_line_key_values(entry).values())
+        lines[key] = add_to_line(lines.get(key), entry)
+    connection.execute(delete(inventory_lines))
+    for key, line in lines.items():
+        connection.execute(
+            insert(inventory_lines).values(
+                municipality_id=key[0], year=key[1], **_line_key_of(line), **_line_totals(line)
+            )
+        )
+
+
+def _line_key_values(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "municipality_id": entry.municipality_id,
+        "year": entry.year,
+        "sector": entry.sector.value,
+        "subsector": entry.subsector.value,
+        "energy_carrier": entry.energy_carrier.value,
+        "kind": entry.kind.value,
+        "activity_unit": entry.activity_unit,
+    }
+
+
+def _line_key_of(line: InventoryLine) -> dict[str, Any]:
+    return {
+        "sector": line.sector.value,
+        "subsector": line.subsector.value,
+        "energy_carrier": line.energy_carrier.value,
+        "kind": line.kind.value,
+        "activity_unit": line.activity_unit,
+    }
+
+
+def _line_totals(line: InventoryLine) -> dict[str, Any]:
+    return {
+        "activity_amount": decimal_text(line.activity_amount),
+        "kg_co2e": decimal_text(line.kg_co2e),
+        "entry_count": line.entry_count,
+    }
+
+
+def _line_from_row(row: Any) -> InventoryLine:
+    return InventoryLine(
+        sector=Sector(row.sector),
+        subsector=Subsector(row.subsector),
+        energy_carrier=EnergyCarrier(row.energy_carrier),
+        kind=EntryKind(row.kind),
+        activity_unit=row.activity_unit,
+        activity_amount=Decimal(row.activity_amount),
+        kg_co2e=Decimal(row.kg_co2e),
+        entry_count=row.entry_count,
+    )
 
 
 def _entry_from_row(row: Any) -> LedgerEntry:

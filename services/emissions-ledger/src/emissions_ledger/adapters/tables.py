@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from servicekit.database import Migration, UtcDateTime, create_tables
 
@@ -42,4 +53,32 @@ ledger_entries = Table(
     Index("ix_entries_inventory", "municipality_id", "year"),
 )
 
-MIGRATIONS = [Migration(1, "append-only ledger entries", create_tables(metadata))]
+# Running totals per inventory line, kept with each posting in the same transaction, so that an
+# inventory costs one read of a few rows however many entries the year holds.
+inventory_lines = Table(
+    "inventory_lines",
+    metadata,
+    Column("municipality_id", String(64), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("sector", String(32), primary_key=True),
+    Column("subsector", String(64), primary_key=True),
+    Column("energy_carrier", String(32), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("activity_unit", String(16), primary_key=True),
+    Column("activity_amount", String(64), nullable=False),
+    Column("kg_co2e", String(64), nullable=False),
+    Column("entry_count", Integer, nullable=False),
+)
+
+
+def _create_inventory_lines(connection: Connection) -> None:
+    from emissions_ledger.adapters.repository import rebuild_inventory_lines
+
+    metadata.create_all(connection, tables=[inventory_lines])
+    rebuild_inventory_lines(connection)
+
+
+MIGRATIONS = [
+    Migration(1, "append-only ledger entries", create_tables(metadata, ledger_entries)),
+    Migration(2, "running inventory line totals, from the entries", _create_inventory_lines),
+]

@@ -29,6 +29,8 @@ from emissions_ledger.domain.inventory import (
     DuplicateEntry,
     Inventory,
     InventoryLine,
+    add_to_line,
+    inventory_from_lines,
     summarise,
 )
 
@@ -53,9 +55,11 @@ __all__ = [
     "VehicleActivity",
     "VehicleProfile",
     "WasteCollection",
+    "add_to_line",
     "entry_for_activity",
     "entry_for_collection",
     "entry_id_for",
+    "inventory_from_lines",
     "reporting_year",
     "summarise",
 ]

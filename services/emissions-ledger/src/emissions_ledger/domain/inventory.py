@@ -62,16 +62,47 @@ def _template_order(key: _LineKey) -> tuple[int, int, int, int, str]:
     )
 
 
-@dataclass
-class _Totals:
-    activity_amount: Decimal = Decimal(0)
-    kg_co2e: Decimal = Decimal(0)
-    entry_count: int = 0
+def line_key(entry: LedgerEntry) -> _LineKey:
+    return (entry.sector, entry.subsector, entry.energy_carrier, entry.kind, entry.activity_unit)
+
+
+def add_to_line(line: InventoryLine | None, entry: LedgerEntry) -> InventoryLine:
+    """The inventory line after one more entry (a line starts empty); exact."""
+    if line is None:
+        sector, subsector, carrier, kind, unit = line_key(entry)
+        line = InventoryLine(sector, subsector, carrier, kind, unit, Decimal(0), Decimal(0), 0)
+    elif _line_key_of(line) != line_key(entry):
+        raise ValueError(f"entry {entry.entry_id} does not belong to line {_line_key_of(line)}")
+    return InventoryLine(
+        sector=line.sector,
+        subsector=line.subsector,
+        energy_carrier=line.energy_carrier,
+        kind=line.kind,
+        activity_unit=line.activity_unit,
+        activity_amount=EXACT_ARITHMETIC.add(line.activity_amount, entry.activity_amount),
+        kg_co2e=EXACT_ARITHMETIC.add(line.kg_co2e, entry.kg_co2e),
+        entry_count=line.entry_count + 1,
+    )
+
+
+def inventory_from_lines(
+    municipality_id: str, year: int, lines: Iterable[InventoryLine]
+) -> Inventory:
+    """The inventory made of running line totals, in the reporting template's order."""
+    ordered = tuple(sorted(lines, key=lambda line: _template_order(_line_key_of(line))))
+    return Inventory(
+        municipality_id=municipality_id,
+        year=year,
+        lines=ordered,
+        emissions_kg_co2e=_total_kg(ordered, EntryKind.EMISSION),
+        avoided_kg_co2e=_total_kg(ordered, EntryKind.AVOIDED_EMISSION),
+        entry_count=sum(line.entry_count for line in ordered),
+    )
 
 
 def summarise(municipality_id: str, year: int, entries: Iterable[LedgerEntry]) -> Inventory:
     """Total the entries of one municipality and year; other entries are ignored."""
-    totals: dict[_LineKey, _Totals] = {}
+    lines: dict[_LineKey, InventoryLine] = {}
     seen_entry_ids: set[str] = set()
     for entry in entries:
         if entry.municipality_id != municipality_id or entry.year != year:
@@ -79,33 +110,13 @@ def summarise(municipality_id: str, year: int, entries: Iterable[LedgerEntry]) -
         if entry.entry_id in seen_entry_ids:
             raise DuplicateEntry(f"entry_id: {entry.entry_id} appears more than once")
         seen_entry_ids.add(entry.entry_id)
-        key = (entry.sector, entry.subsector, entry.energy_carrier, entry.kind, entry.activity_unit)
-        line = totals.setdefault(key, _Totals())
-        line.activity_amount = EXACT_ARITHMETIC.add(line.activity_amount, entry.activity_amount)
-        line.kg_co2e = EXACT_ARITHMETIC.add(line.kg_co2e, entry.kg_co2e)
-        line.entry_count += 1
+        key = line_key(entry)
+        lines[key] = add_to_line(lines.get(key), entry)
+    return inventory_from_lines(municipality_id, year, lines.values())
 
-    lines = tuple(
-        InventoryLine(
-            sector=key[0],
-            subsector=key[1],
-            energy_carrier=key[2],
-            kind=key[3],
-            activity_unit=key[4],
-            activity_amount=line.activity_amount,
-            kg_co2e=line.kg_co2e,
-            entry_count=line.entry_count,
-        )
-        for key, line in sorted(totals.items(), key=lambda item: _template_order(item[0]))
-    )
-    return Inventory(
-        municipality_id=municipality_id,
-        year=year,
-        lines=lines,
-        emissions_kg_co2e=_total_kg(lines, EntryKind.EMISSION),
-        avoided_kg_co2e=_total_kg(lines, EntryKind.AVOIDED_EMISSION),
-        entry_count=len(seen_entry_ids),
-    )
+
+def _line_key_of(line: InventoryLine) -> _LineKey:
+    return (line.sector, line.subsector, line.energy_carrier, line.kind, line.activity_unit)
 
 
 def _total_kg(lines: tuple[InventoryLine, ...], kind: EntryKind) -> Decimal:
