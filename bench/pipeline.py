@@ -114,8 +114,7 @@ async def wait_for_entries(target: str, year: int, entries: int, timeout_s: floa
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"ledger holds {inventory.entry_count} of {entries} entries")
-            # Seldom: an inventory sums every entry of the year, which costs the ledger CPU.
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)
 
 
 def free_ports(count: int) -> list[int]:

@@ -91,12 +91,11 @@ class FleetHandlers:
             if not await claim_event(session, SAMPLE_CONSUMER, sample.event_id):
                 return
             repository = FleetRepository(session)
-            vehicle = await repository.get_vehicle(sample.vehicle_id)
+            vehicle, previous = await repository.vehicle_with_reading(sample.vehicle_id)
             if vehicle is None:
                 raise PermanentEventError(
                     "unknown_vehicle", f"vehicle {sample.vehicle_id!r} is not registered"
                 )
-            previous = await repository.last_reading(vehicle.vehicle_id)
             try:
                 reading, activity = derive_activity(vehicle, previous, sample)
             except SampleRejected as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,17 +27,38 @@ class FleetRepository:
         row = (
             await self.session.execute(select(vehicles).where(vehicles.c.vehicle_id == vehicle_id))
         ).first()
+        return None if row is None else _vehicle_from_row(row)
+
+    async def vehicle_with_reading(
+        self, vehicle_id: str
+    ) -> tuple[Vehicle | None, CounterReading | None]:
+        """The vehicle and its last accepted reading in one query: the hot path of samples."""
+        row = (
+            await self.session.execute(
+                select(
+                    vehicles,
+                    counter_readings.c.event_id.label("reading_event_id"),
+                    counter_readings.c.occurred_at,
+                    counter_readings.c.odometer_m,
+                    counter_readings.c.fuel_used_ml,
+                    counter_readings.c.energy_used_wh,
+                )
+                .outerjoin(counter_readings, counter_readings.c.vehicle_id == vehicles.c.vehicle_id)
+                .where(vehicles.c.vehicle_id == vehicle_id)
+            )
+        ).first()
         if row is None:
-            return None
-        return Vehicle(
-            vehicle_id=row.vehicle_id,
-            owner_partner_id=row.owner_partner_id,
-            municipality_id=row.municipality_id,
-            fuel_type=FuelType(row.fuel_type),
-            vehicle_class=VehicleClass(row.vehicle_class),
-            covenant_subsector=CovenantSubsector(row.covenant_subsector),
-            registration_plate=row.registration_plate,
-        )
+            return None, None
+        reading = None
+        if row.reading_event_id is not None:
+            reading = CounterReading(
+                occurred_at=row.occurred_at,
+                odometer_m=row.odometer_m,
+                fuel_used_ml=row.fuel_used_ml,
+                energy_used_wh=row.energy_used_wh,
+                event_id=row.reading_event_id,
+            )
+        return _vehicle_from_row(row), reading
 
     async def save_vehicle(self, vehicle: Vehicle) -> None:
         await upsert(
@@ -51,22 +74,6 @@ class FleetRepository:
                 "registration_plate": vehicle.registration_plate,
             },
             key=["vehicle_id"],
-        )
-
-    async def last_reading(self, vehicle_id: str) -> CounterReading | None:
-        row = (
-            await self.session.execute(
-                select(counter_readings).where(counter_readings.c.vehicle_id == vehicle_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        return CounterReading(
-            occurred_at=row.occurred_at,
-            odometer_m=row.odometer_m,
-            fuel_used_ml=row.fuel_used_ml,
-            energy_used_wh=row.energy_used_wh,
-            event_id=row.event_id,
         )
 
     async def save_reading(self, vehicle_id: str, reading: CounterReading) -> None:
@@ -118,3 +125,15 @@ class FleetRepository:
         if row is None:
             return (0, 0, 0, 0)
         return (row.distance_m, row.fuel_used_ml, row.energy_used_wh, row.activity_records)
+
+
+def _vehicle_from_row(row: Any) -> Vehicle:
+    return Vehicle(
+        vehicle_id=row.vehicle_id,
+        owner_partner_id=row.owner_partner_id,
+        municipality_id=row.municipality_id,
+        fuel_type=FuelType(row.fuel_type),
+        vehicle_class=VehicleClass(row.vehicle_class),
+        covenant_subsector=CovenantSubsector(row.covenant_subsector),
+        registration_plate=row.registration_plate,
+    )
