@@ -24,5 +24,5 @@ def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:
         topics.ACTIVITY, "emissions-ledger.activity", fleet_pb2.VehicleActivity, on_activity
     )
     runtime.consume(
-        topics.LOCKER_EVENTS, "emissions-ledger", lockers_pb2.LockerEvent, on_locker_event
+        topics.LOCKER_EVENTS, "emissions-ledger.lockers", lockers_pb2.LockerEvent, on_locker_event
     )
