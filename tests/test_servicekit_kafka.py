@@ -111,11 +111,12 @@ async def test_permanent_and_exhausted_failures_are_dead_lettered_and_the_stream
         await eventually(good_handled)
         assert recorder.attempts.count("bad") == 1
         assert recorder.attempts.count("stuck") == 3
+        # The undecodable record came last: wait for its dead letter too before stopping.
+        dead = await read_until(
+            kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), lambda r: len(r) >= 3
+        )
     finally:
         await broker.stop()
-    dead = await read_until(
-        kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), lambda r: len(r) >= 3
-    )
     reasons = [(r.headers["dlq-reason"], r.headers["dlq-source-topic"]) for r in dead]
     assert reasons == [
         ("test_rejected", names(topics.TELEMETRY)),
