@@ -49,8 +49,13 @@ protos-check: protos
 	@git diff --exit-code --stat -- libs/contracts || (echo "libs/contracts is stale: run 'make protos' and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- libs/contracts)" || (echo "libs/contracts has untracked generated files: run 'make protos' and commit" >&2; exit 1)
 
+# Lint, format, and no breaking change against the contracts on main (a clone without a main
+# branch, e.g. a detached CI checkout, skips only the breaking check).
 buf:
 	@cd protos && ../node_modules/.bin/buf lint && ../node_modules/.bin/buf format --exit-code --diff > /dev/null
+	@if git rev-parse --verify -q main >/dev/null; then \
+	  cd protos && ../node_modules/.bin/buf breaking --against '../.git#branch=main,subdir=protos'; \
+	else echo "buf breaking: no main branch here, not checked"; fi
 
 kafka-up:
 	@bash deploy/local/kafka.sh up
