@@ -142,6 +142,25 @@ async def test_entries_inventory_redelivery_and_dead_letters(
         assert by_source["c1"].avoided_trip.avoided_trip_distance_m == 14_000
         assert by_source["c1"].avoided_trip.carrier_extra_distance_m == 500
 
+        # Pages follow posting order and add up to the whole list.
+        query = {"municipality_id": "aalborg-kommune", "year": 2026}
+        first = await stub.ListEntries(ledger_pb2.ListEntriesRequest(**query, page_size=3))
+        assert len(first.entries) == 3 and first.next_page_token
+        rest = await stub.ListEntries(
+            ledger_pb2.ListEntriesRequest(**query, page_size=3, page_token=first.next_page_token)
+        )
+        assert (len(rest.entries), rest.next_page_token) == (1, "")
+        assert [e.entry_id for e in [*first.entries, *rest.entries]] == [
+            e.entry_id for e in entries
+        ]
+        with pytest.raises(grpc.aio.AioRpcError) as foreign_token:
+            await stub.ListEntries(
+                ledger_pb2.ListEntriesRequest(
+                    municipality_id="aalborg-kommune", year=2025, page_token=first.next_page_token
+                )
+            )
+        assert bad_request_field(foreign_token.value) == "page_token"
+
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.GetInventory(
                 ledger_pb2.GetInventoryRequest(municipality_id="aalborg-kommune", year=12)

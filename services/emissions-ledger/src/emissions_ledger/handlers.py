@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from opentelemetry import trace
 
 from emissions_ledger.adapters.events import entry_posted_event
@@ -29,6 +31,8 @@ from servicekit.topics import TopicNames
 ACTIVITY_CONSUMER = "emissions-ledger.activity"
 LOCKER_CONSUMER = "emissions-ledger.lockers"
 FIRST_REPORTING_YEAR = 1990  # the Covenant's recommended base year
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000
 tracer = trace.get_tracer(__name__)
 
 
@@ -91,10 +95,24 @@ class LedgerHandlers:
         async with self.unit_of_work.read() as session:
             return await LedgerRepository(session).inventory(municipality_id, year)
 
-    async def entries(self, municipality_id: str, year: int) -> list[PostedEntry]:
+    async def entries(
+        self, municipality_id: str, year: int, page_size: int, page_token: str
+    ) -> tuple[list[PostedEntry], str]:
+        """One page of entries in posting order, and the token of the next page ("" at the end)."""
         _check_inventory_request(municipality_id, year)
+        if page_size < 0:
+            raise InvalidArgument("page_size", "must not be negative")
+        limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _sequence_from_token(page_token, municipality_id, year)
         async with self.unit_of_work.read() as session:
-            return await LedgerRepository(session).entries(municipality_id, year)
+            # One more than asked tells whether another page follows.
+            posted = await LedgerRepository(session).entries(
+                municipality_id, year, after, limit + 1
+            )
+        if len(posted) <= limit:
+            return posted, ""
+        page = posted[:limit]
+        return page, _page_token(municipality_id, year, page[-1].sequence)
 
 
 def _check_inventory_request(municipality_id: str, year: int) -> None:
@@ -102,3 +120,23 @@ def _check_inventory_request(municipality_id: str, year: int) -> None:
         raise InvalidArgument("municipality_id", "required")
     if not FIRST_REPORTING_YEAR <= year <= 2100:
         raise InvalidArgument("year", f"must be a year from {FIRST_REPORTING_YEAR} to 2100")
+
+
+def _page_token(municipality_id: str, year: int, last_sequence: int) -> str:
+    text = f"{municipality_id}|{year}|{last_sequence}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _sequence_from_token(page_token: str, municipality_id: str, year: int) -> int:
+    """The last sequence of the previous page; the token must come from the same query."""
+    if not page_token:
+        return 0
+    try:
+        token_municipality, token_year, sequence = (
+            base64.urlsafe_b64decode(page_token.encode()).decode().split("|")
+        )
+        if (token_municipality, int(token_year)) != (municipality_id, year):
+            raise ValueError("token of another query")
+        return int(sequence)
+    except ValueError as error:
+        raise InvalidArgument("page_token", "not a token of this query") from error

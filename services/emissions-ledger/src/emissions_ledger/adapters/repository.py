@@ -39,6 +39,8 @@ class PostedEntry:
 
     entry: LedgerEntry
     trace_id: str
+    # Posting order within the ledger.
+    sequence: int
 
 
 class LedgerRepository:
@@ -111,16 +113,21 @@ class LedgerRepository:
         ).all()
         return inventory_from_lines(municipality_id, year, [_line_from_row(row) for row in rows])
 
-    async def entries(self, municipality_id: str, year: int) -> list[PostedEntry]:
+    async def entries(
+        self, municipality_id: str, year: int, after_sequence: int, limit: int
+    ) -> list[PostedEntry]:
+        """Entries in posting order, from just after `after_sequence` (0: from the start)."""
         rows = (
             await self.session.execute(
                 select(ledger_entries)
                 .where(ledger_entries.c.municipality_id == municipality_id)
                 .where(ledger_entries.c.year == year)
+                .where(ledger_entries.c.sequence > after_sequence)
                 .order_by(ledger_entries.c.sequence)
+                .limit(limit)
             )
         ).all()
-        return [PostedEntry(_entry_from_row(row), row.trace_id) for row in rows]
+        return [PostedEntry(_entry_from_row(row), row.trace_id, row.sequence) for row in rows]
 
 
 def rebuild_inventory_lines(connection: Connection) -> None:

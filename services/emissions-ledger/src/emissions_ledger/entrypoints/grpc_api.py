@@ -26,7 +26,10 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
     async def ListEntries(
         self, request: ledger_pb2.ListEntriesRequest, context: Context
     ) -> ledger_pb2.ListEntriesResponse:
-        entries = await self.handlers.entries(request.municipality_id, request.year)
+        entries, next_page_token = await self.handlers.entries(
+            request.municipality_id, request.year, request.page_size, request.page_token
+        )
         return ledger_pb2.ListEntriesResponse(
-            entries=[entry_to_proto(p.entry, p.trace_id) for p in entries]
+            entries=[entry_to_proto(p.entry, p.trace_id) for p in entries],
+            next_page_token=next_page_token,
         )

@@ -62,7 +62,7 @@ class EmissionsLedgerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEntries(self, request, context):
-        """The entries behind an inventory, in posting order.
+        """The entries behind an inventory, in posting order, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,7 +40,7 @@ class EmissionsLedgerServiceStub:
     energy carrier and kind.
     """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListEntriesRequest, _ledger_pb2.ListEntriesResponse]
-    """The entries behind an inventory, in posting order."""
+    """The entries behind an inventory, in posting order, a page at a time."""
 
 @_typing.type_check_only
 class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
@@ -54,7 +54,7 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     energy carrier and kind.
     """
     ListEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListEntriesRequest, _ledger_pb2.ListEntriesResponse]  # type: ignore[assignment]
-    """The entries behind an inventory, in posting order."""
+    """The entries behind an inventory, in posting order, a page at a time."""
 
 class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The emissions ledger: append-only Covenant of Mayors entries, fed by the other services'
@@ -77,6 +77,6 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListEntriesResponse, _abc.Awaitable[_ledger_pb2.ListEntriesResponse]]:
-        """The entries behind an inventory, in posting order."""
+        """The entries behind an inventory, in posting order, a page at a time."""
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer: EmissionsLedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
