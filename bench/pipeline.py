@@ -1,27 +1,35 @@
 """Throughput of the telemetry pipeline, end to end, against the bare broker.
 
-    uv run python -m bench.pipeline [--samples N] [--vehicles M]
+    uv run python -m bench.pipeline [--samples N] [--vehicles M] [--database sqlite|postgresql]
 
 Baseline: the same number of telemetry records produced and consumed with plain aiokafka, no
 processing (what the broker and client alone can do on this machine). Platform: the records
 played into fleet.telemetry.v1 of the four services running as processes; measured until
 fleet-telemetry has published every activity record and until the ledger holds every entry.
-Traffic stays on loopback; the run is bounded by --samples and a timeout.
+With --database postgresql each service gets a fresh database of its own on the local
+PostgreSQL server (deploy/local/postgres.sh), as in a deployment. Traffic stays on loopback; the
+run is bounded by --samples and a timeout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
+import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.engine import make_url
 
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -33,6 +41,7 @@ from tools.platform import Platform, services_on_ports
 
 START = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
 MUNICIPALITY = "aalborg-kommune"
+POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "deploy/local/postgres.sh"
 
 
 def make_samples(samples: int, vehicles: int) -> list[fleet_pb2.TelemetrySample]:
@@ -127,14 +136,45 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def _postgres_script(command: str) -> str:
+    return subprocess.run(
+        ["bash", str(POSTGRES_SCRIPT), command], check=True, capture_output=True, text=True
+    ).stdout
+
+
+@contextlib.asynccontextmanager
+async def postgres_databases(names: list[str]) -> AsyncIterator[dict[str, str]]:
+    """A fresh PostgreSQL database per service on the local server, dropped afterwards."""
+    await asyncio.to_thread(_postgres_script, "up")
+    server = make_url((await asyncio.to_thread(_postgres_script, "url")).strip())
+    admin = await asyncpg.connect(server.set(drivername="postgresql").render_as_string(False))
+    databases = {name: f"bench_{uuid.uuid4().hex[:12]}" for name in names}
+    try:
+        for database in databases.values():
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        yield {
+            name: server.set(database=database).render_as_string(hide_password=False)
+            for name, database in databases.items()
+        }
+    finally:
+        for database in databases.values():
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
 async def platform_run(
-    servers: str, events: list[fleet_pb2.TelemetrySample], vehicles: int
+    servers: str, events: list[fleet_pb2.TelemetrySample], vehicles: int, database: str
 ) -> tuple[float, float]:
     ports = free_ports(8)
-    with tempfile.TemporaryDirectory() as data_dir:
-        platform = Platform(
-            unique_namespace("bench"), Path(data_dir), services_on_ports(ports[:4], ports[4:])
-        )
+    services = services_on_ports(ports[:4], ports[4:])
+    async with contextlib.AsyncExitStack() as stack:
+        database_urls: dict[str, str] = {}
+        if database == "postgresql":
+            database_urls = await stack.enter_async_context(
+                postgres_databases([service.name for service in services])
+            )
+        data_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        platform = Platform(unique_namespace("bench"), Path(data_dir), services, database_urls)
         platform.bootstrap = servers
         platform.start_services()
         try:
@@ -169,12 +209,12 @@ async def platform_run(
             platform.stop()
 
 
-async def main(samples: int, vehicles: int) -> None:
+async def main(samples: int, vehicles: int, database: str) -> None:
     servers, started_broker = start_broker()
     try:
         events = make_samples(samples, vehicles)
         base_s = await baseline(servers, events)
-        fleet_s, ledger_s = await platform_run(servers, events, vehicles)
+        fleet_s, ledger_s = await platform_run(servers, events, vehicles, database)
     finally:
         if started_broker:
             stop_broker()
@@ -196,5 +236,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--vehicles", type=int, default=30)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.samples, arguments.vehicles))
+    asyncio.run(main(arguments.samples, arguments.vehicles, arguments.database))

@@ -67,11 +67,17 @@ def services_on_ports(
 
 class Platform:
     def __init__(
-        self, namespace: str, data_dir: Path, services: Sequence[ServiceProcess] = SERVICES
+        self,
+        namespace: str,
+        data_dir: Path,
+        services: Sequence[ServiceProcess] = SERVICES,
+        database_urls: dict[str, str] | None = None,
     ) -> None:
         self.namespace = namespace
         self.data_dir = data_dir
         self.services = tuple(services)
+        # Per service name; a service without one gets a SQLite file in data_dir.
+        self.database_urls = dict(database_urls or {})
         self.registry, self.lockers, self.fleet, self.ledger = self.services
         self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         self.started_broker = False
@@ -91,7 +97,9 @@ class Platform:
                 **os.environ,
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "TOPIC_NAMESPACE": self.namespace,
-                "DATABASE_URL": f"sqlite+aiosqlite:///{self.data_dir / service.name}.db",
+                "DATABASE_URL": self.database_urls.get(
+                    service.name, f"sqlite+aiosqlite:///{self.data_dir / service.name}.db"
+                ),
                 "GRPC_PORT": str(service.grpc_port),
                 "METRICS_PORT": str(service.metrics_port),
                 "PARTNER_REGISTRY_TARGET": self.registry.target,
