@@ -56,17 +56,36 @@ def postgres_url() -> Iterator[str]:
         _postgres_script("down")
 
 
+class PostgresDatabases:
+    """Creates fresh databases on the test server; the fixture drops them afterwards."""
+
+    def __init__(self, server_url: str, admin: asyncpg.Connection) -> None:
+        self.server = make_url(server_url)
+        self.admin = admin
+        self.names: list[str] = []
+
+    async def create(self) -> str:
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        await self.admin.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return self.server.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture
-async def postgres_database(postgres_url: str) -> AsyncIterator[str]:
-    """A fresh database of its own for one test, dropped afterwards; yields its URL."""
-    server = make_url(postgres_url)
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    admin_dsn = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    admin = await asyncpg.connect(admin_dsn)
+async def postgres_databases(postgres_url: str) -> AsyncIterator[PostgresDatabases]:
+    admin_dsn = make_url(postgres_url).set(drivername="postgresql")
+    admin = await asyncpg.connect(admin_dsn.render_as_string(hide_password=False))
+    databases = PostgresDatabases(postgres_url, admin)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
+        yield databases
         # FORCE: a test that fails may leave its service's connections open.
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in databases.names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def postgres_database(postgres_databases: PostgresDatabases) -> str:
+    """A fresh database of its own for one test, dropped afterwards; its URL."""
+    return await postgres_databases.create()

@@ -25,6 +25,7 @@ from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.grpc_server import bad_request_field
 from servicekit.topics import TopicNames
+from tests.conftest import PostgresDatabases
 from tests.kafka_tools import produce, read_until, unique_namespace
 from tools.platform import Platform, services_on_ports, wait_for_inventory
 
@@ -51,10 +52,23 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def platform(kafka: str, tmp_path: Path) -> AsyncIterator[Platform]:
+async def platform(
+    kafka: str, tmp_path: Path, database_kind: str, postgres_databases: PostgresDatabases
+) -> AsyncIterator[Platform]:
+    """The four services as processes, each with a database of its own: a SQLite file, or a
+    database on the PostgreSQL server as in a deployment."""
     ports = free_ports(8)
-    running = Platform(unique_namespace("e2e"), tmp_path, services_on_ports(ports[:4], ports[4:]))
+    services = services_on_ports(ports[:4], ports[4:])
+    database_urls = {}
+    if database_kind == "postgresql":
+        database_urls = {service.name: await postgres_databases.create() for service in services}
+    running = Platform(unique_namespace("e2e"), tmp_path, services, database_urls)
     running.bootstrap = kafka
     running.start_services()
     try:
