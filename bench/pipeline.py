@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,7 +36,7 @@ from servicekit import topics
 from servicekit.codec import event_headers, to_timestamp
 from servicekit.topics import TopicNames, ensure_topics
 from tests.kafka_tools import start_broker, stop_broker, unique_namespace
-from tools.platform import Platform, services_on_ports
+from tools.platform import Platform, free_ports, services_on_ports
 
 START = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
 MUNICIPALITY = "aalborg-kommune"
@@ -124,16 +123,6 @@ async def wait_for_entries(target: str, year: int, entries: int, timeout_s: floa
             if time.monotonic() > deadline:
                 raise TimeoutError(f"ledger holds {inventory.entry_count} of {entries} entries")
             await asyncio.sleep(0.2)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def _postgres_script(command: str) -> str:

@@ -8,7 +8,6 @@ avoided_trips.yaml).
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,7 @@ from servicekit.grpc_server import bad_request_field
 from servicekit.topics import TopicNames
 from tests.conftest import PostgresDatabases
 from tests.kafka_tools import produce, read_until, unique_namespace
-from tools.platform import Platform, services_on_ports, wait_for_inventory
+from tools.platform import Platform, free_ports, services_on_ports, wait_for_inventory
 
 # Declared factors (emission_factors.yaml): diesel 2.66 kg CO2/l (Norwegian Environment
 # Agency), Danish consumption-mix electricity from 2023 0.096 kg CO2/kWh (Green Power Denmark).
@@ -40,16 +39,6 @@ VAN_L_PER_KM = Decimal("0.08")
 
 DAY = datetime(2026, 6, 9, 6, 0, tzinfo=UTC)
 MUNICIPALITY = "aalborg-kommune"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

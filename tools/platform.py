@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,17 @@ SERVICES = (
     ServiceProcess("fleet-telemetry", "fleet_telemetry", 50053, 9103),
     ServiceProcess("emissions-ledger", "emissions_ledger", 50054, 9104),
 )
+
+
+def free_ports(count: int) -> list[int]:
+    """Loopback ports free at this moment, for a platform beside a running one."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
 def services_on_ports(
