@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emissions_ledger.adapters.reference_data import load_avoided_trip_policy, load_factor_catalogue
+from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
 from emissions_ledger.adapters.repository import LedgerRepository
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.domain import (

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
-from partner_registry.adapters.seed import load_seed
+from partner_registry.adapters.data_files import load_seed
 from partner_registry.bootstrap import build
 from servicekit import topics
 from servicekit.database import outbox

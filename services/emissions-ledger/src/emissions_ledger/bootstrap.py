@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from emissions_ledger.adapters.reference_data import load_avoided_trip_policy, load_factor_catalogue
+from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.entrypoints import subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi

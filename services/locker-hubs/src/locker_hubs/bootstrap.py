@@ -7,7 +7,7 @@ from datetime import timedelta
 from pydantic import Field
 
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
-from locker_hubs.adapters.hub_data import load_shipped_hubs
+from locker_hubs.adapters.data_files import load_shipped_hubs
 from locker_hubs.adapters.registry_client import PartnerRegistryClient
 from locker_hubs.adapters.tables import MIGRATIONS
 from locker_hubs.domain.codes import MIN_PEPPER_BYTES

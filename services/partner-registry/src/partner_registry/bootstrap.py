@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
-from partner_registry.adapters.seed import load_seed
+from partner_registry.adapters.data_files import load_seed
 from partner_registry.adapters.tables import MIGRATIONS
 from partner_registry.entrypoints.grpc_api import PartnerRegistryApi
 from partner_registry.handlers import RegistryHandlers

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-
-import yaml
-
 from locker_hubs.domain import Hub, hubs_from_mapping
+from servicekit.data_files import load_packaged_yaml
 
 
 def load_shipped_hubs() -> list[Hub]:
-    text = (files("locker_hubs") / "data" / "hubs.yaml").read_text(encoding="utf-8")
-    return hubs_from_mapping(yaml.safe_load(text))
+    return hubs_from_mapping(load_packaged_yaml("locker_hubs", "hubs.yaml"))

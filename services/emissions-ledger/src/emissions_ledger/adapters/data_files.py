@@ -1,0 +1,18 @@
+"""The ledger's data files: emission factors with their sources, and the avoided-trip policy."""
+
+from __future__ import annotations
+
+from emissions_ledger.domain import AvoidedTripPolicy, FactorCatalogue
+from servicekit.data_files import load_packaged_yaml
+
+
+def load_factor_catalogue() -> FactorCatalogue:
+    return FactorCatalogue.from_mapping(
+        load_packaged_yaml("emissions_ledger", "emission_factors.yaml")
+    )
+
+
+def load_avoided_trip_policy() -> AvoidedTripPolicy:
+    return AvoidedTripPolicy.from_mapping(
+        load_packaged_yaml("emissions_ledger", "avoided_trips.yaml")
+    )
