@@ -168,6 +168,9 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
 
         first = await wait_for_inventory(platform.ledger.target, 2026, entries=4, timeout_s=90)
         assert first.entry_count == 4
+        # The fleet manager's view of the same activity.
+        diesel_van = await fleet.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="e2e-diesel"))
+        assert (diesel_van.totals.distance_m, diesel_van.totals.fuel_used_ml) == (20_450, 1_663)
         # To the gram, and in fact exactly.
         assert Decimal(first.emissions_kg_co2e) == diesel_kg + electric_kg
         assert Decimal(first.avoided_kg_co2e) == avoided_kg
