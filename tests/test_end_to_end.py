@@ -265,3 +265,6 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         await fleet_channel.close()
         await lockers_channel.close()
         await ledger_channel.close()
+
+    # SIGTERM: every service drains and exits cleanly.
+    assert platform.stop() == {service.name: 0 for service in platform.services}

@@ -150,20 +150,23 @@ class Platform:
                         raise TimeoutError(f"{service.name} did not become healthy")
                     await asyncio.sleep(0.3)
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, int]:
+        """SIGTERM to every service, then their exit codes (0: a clean shutdown)."""
         for _service, process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        exit_codes = {}
         for service, process in self.processes:
             try:
-                process.wait(timeout=20)
+                exit_codes[service.name] = process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 print(f"{service.name} did not stop in time; killing it", file=sys.stderr)
                 process.kill()
-                process.wait()
+                exit_codes[service.name] = process.wait()
         self.processes.clear()
         if self.started_broker:
             subprocess.run(["bash", str(KAFKA_SCRIPT), "down"], check=False)
+        return exit_codes
 
     def resident_memory(self) -> list[tuple[str, int]]:
         """Resident set size of each service process, in KiB (Linux /proc)."""
