@@ -42,10 +42,6 @@ class PermissionDenied(ServiceError):
     status_code = grpc.StatusCode.PERMISSION_DENIED
 
 
-class Unauthenticated(ServiceError):
-    status_code = grpc.StatusCode.UNAUTHENTICATED
-
-
 class Unavailable(ServiceError):
     """A dependency (another service, the database) cannot be reached right now."""
 

@@ -28,7 +28,7 @@ from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from prometheus_client import CollectorRegistry, Gauge
 
-from servicekit.codec import UndecodableEvent, decode, event_headers
+from servicekit.codec import UndecodableEvent, decode
 from servicekit.errors import PermanentEventError
 from servicekit.topics import TopicNames, dead_letter_topic
 
@@ -51,22 +51,6 @@ def create_broker(
         enable_idempotence=True,
         middlewares=middlewares,
         logger=logging.getLogger(f"{client_id}.kafka"),
-    )
-
-
-async def publish_event(
-    broker: KafkaBroker,
-    topic: str,
-    key: str,
-    message: Message,
-    headers: dict[str, str] | None = None,
-) -> None:
-    """Publishes one protobuf event and waits for the broker's acknowledgement."""
-    await broker.publish(
-        message.SerializeToString(),
-        topic=topic,
-        key=key.encode(),
-        headers={**event_headers(message), **(headers or {})},
     )
 
 
