@@ -3,7 +3,8 @@
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= uv
+# uv from PATH, or run as a module when pip installed it where PATH does not look.
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY_PATHS := libs/servicekit services tests tools bench
 
 .PHONY: help setup run demo test bench lint types protos protos-check buf kafka-up kafka-down clean
@@ -18,7 +19,8 @@ help:
 
 # uv and buf come from PyPI and npm; Kafka from Maven Central (deploy/local/kafka.sh).
 setup:
-	@command -v $(UV) >/dev/null || python3 -m pip install --quiet --user 'uv==0.13.9' || python3 -m pip install --quiet 'uv==0.13.9'
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet 'uv==0.13.9' \
+	  || python3 -m pip install --quiet --user 'uv==0.13.9'
 	@$(UV) sync --quiet --frozen
 	@[ -x node_modules/.bin/buf ] || npm ci --no-audit --no-fund --silent
 
