@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 PARTNERS = "registry.partners.v1"
 TELEMETRY = "fleet.telemetry.v1"
 ACTIVITY = "fleet.activity.v1"
+QUALITY = "fleet.quality.v1"
 LOCKER_EVENTS = "lockers.events.v1"
 LEDGER_ENTRIES = "ledger.entries.v1"
 
@@ -32,6 +33,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(PARTNERS, partitions=1, configs={"cleanup.policy": "compact"}),
     TopicSpec(TELEMETRY, partitions=6),
     TopicSpec(ACTIVITY),
+    TopicSpec(QUALITY),
     TopicSpec(LOCKER_EVENTS),
     TopicSpec(LEDGER_ENTRIES),
 )

@@ -25,35 +25,45 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"greenpartners/fleet/v1/fleet.proto\x12\x16greenpartners.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x02\n\x07Vehicle\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x18\n\x10owner_partner_id\x18\x02 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x03 \x01(\t\x12\x33\n\tfuel_type\x18\x04 \x01(\x0e\x32 .greenpartners.fleet.v1.FuelType\x12;\n\rvehicle_class\x18\x05 \x01(\x0e\x32$.greenpartners.fleet.v1.VehicleClass\x12\x45\n\x12\x63ovenant_subsector\x18\x06 \x01(\x0e\x32).greenpartners.fleet.v1.CovenantSubsector\x12\x1a\n\x12registration_plate\x18\x07 \x01(\t\"k\n\rVehicleTotals\x12\x12\n\ndistance_m\x18\x01 \x01(\x03\x12\x14\n\x0c\x66uel_used_ml\x18\x02 \x01(\x03\x12\x16\n\x0e\x65nergy_used_wh\x18\x03 \x01(\x03\x12\x18\n\x10\x61\x63tivity_records\x18\x04 \x01(\x03\"J\n\x16RegisterVehicleRequest\x12\x30\n\x07vehicle\x18\x01 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\"K\n\x17RegisterVehicleResponse\x12\x30\n\x07vehicle\x18\x01 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\"\'\n\x11GetVehicleRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\"}\n\x12GetVehicleResponse\x12\x30\n\x07vehicle\x18\x01 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\x12\x35\n\x06totals\x18\x02 \x01(\x0b\x32%.greenpartners.fleet.v1.VehicleTotals\"\xd8\x01\n\x0fTelemetrySample\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nvehicle_id\x18\x03 \x01(\t\x12\x12\n\nodometer_m\x18\x04 \x01(\x03\x12\x19\n\x0c\x66uel_used_ml\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1b\n\x0e\x65nergy_used_wh\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x0f\n\r_fuel_used_mlB\x11\n\x0f_energy_used_wh\"\xca\x02\n\x0fVehicleActivity\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07vehicle\x18\x03 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\x12\x30\n\x0cperiod_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndistance_m\x18\x06 \x01(\x03\x12\x14\n\x0c\x66uel_used_ml\x18\x07 \x01(\x03\x12\x16\n\x0e\x65nergy_used_wh\x18\x08 \x01(\x03\x12\x1e\n\x16source_sample_event_id\x18\t \x01(\t*\xb0\x01\n\x08\x46uelType\x12\x19\n\x15\x46UEL_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46UEL_TYPE_DIESEL\x10\x01\x12\x14\n\x10\x46UEL_TYPE_PETROL\x10\x02\x12\x16\n\x12\x46UEL_TYPE_ELECTRIC\x10\x03\x12\x14\n\x10\x46UEL_TYPE_HVO100\x10\x04\x12\x14\n\x10\x46UEL_TYPE_BIOGAS\x10\x05\x12\x19\n\x15\x46UEL_TYPE_NATURAL_GAS\x10\x06*\xb5\x01\n\x0cVehicleClass\x12\x1d\n\x19VEHICLE_CLASS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bVEHICLE_CLASS_PASSENGER_CAR\x10\x01\x12\x15\n\x11VEHICLE_CLASS_VAN\x10\x02\x12\x17\n\x13VEHICLE_CLASS_TRUCK\x10\x03\x12\x1e\n\x1aVEHICLE_CLASS_REFUSE_TRUCK\x10\x04\x12\x15\n\x11VEHICLE_CLASS_BUS\x10\x05*\xbd\x01\n\x11\x43ovenantSubsector\x12\"\n\x1e\x43OVENANT_SUBSECTOR_UNSPECIFIED\x10\x00\x12&\n\"COVENANT_SUBSECTOR_MUNICIPAL_FLEET\x10\x01\x12\'\n#COVENANT_SUBSECTOR_PUBLIC_TRANSPORT\x10\x02\x12\x33\n/COVENANT_SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT\x10\x03\x32\xf0\x01\n\x15\x46leetTelemetryService\x12r\n\x0fRegisterVehicle\x12..greenpartners.fleet.v1.RegisterVehicleRequest\x1a/.greenpartners.fleet.v1.RegisterVehicleResponse\x12\x63\n\nGetVehicle\x12).greenpartners.fleet.v1.GetVehicleRequest\x1a*.greenpartners.fleet.v1.GetVehicleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"greenpartners/fleet/v1/fleet.proto\x12\x16greenpartners.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x02\n\x07Vehicle\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x18\n\x10owner_partner_id\x18\x02 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x03 \x01(\t\x12\x33\n\tfuel_type\x18\x04 \x01(\x0e\x32 .greenpartners.fleet.v1.FuelType\x12;\n\rvehicle_class\x18\x05 \x01(\x0e\x32$.greenpartners.fleet.v1.VehicleClass\x12\x45\n\x12\x63ovenant_subsector\x18\x06 \x01(\x0e\x32).greenpartners.fleet.v1.CovenantSubsector\x12\x1a\n\x12registration_plate\x18\x07 \x01(\t\"\xd0\x01\n\rVehicleTotals\x12\x12\n\ndistance_m\x18\x01 \x01(\x03\x12\x14\n\x0c\x66uel_used_ml\x18\x02 \x01(\x03\x12\x16\n\x0e\x65nergy_used_wh\x18\x03 \x01(\x03\x12\x18\n\x10\x61\x63tivity_records\x18\x04 \x01(\x03\x12\x18\n\x10samples_accepted\x18\x05 \x01(\x03\x12\x14\n\x0csamples_late\x18\x06 \x01(\x03\x12\x1b\n\x13samples_quarantined\x18\x07 \x01(\x03\x12\x16\n\x0e\x63ounter_resets\x18\x08 \x01(\x03\"\xca\x01\n\x0e\x43ounterReading\x12/\n\x0boccurred_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nodometer_m\x18\x02 \x01(\x03\x12\x19\n\x0c\x66uel_used_ml\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x1b\n\x0e\x65nergy_used_wh\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x17\n\x0fsample_event_id\x18\x05 \x01(\tB\x0f\n\r_fuel_used_mlB\x11\n\x0f_energy_used_wh\"J\n\x16RegisterVehicleRequest\x12\x30\n\x07vehicle\x18\x01 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\"K\n\x17RegisterVehicleResponse\x12\x30\n\x07vehicle\x18\x01 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\"\'\n\x11GetVehicleRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\"\xf6\x01\n\x12GetVehicleResponse\x12\x30\n\x07vehicle\x18\x01 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\x12\x35\n\x06totals\x18\x02 \x01(\x0b\x32%.greenpartners.fleet.v1.VehicleTotals\x12\x38\n\x08\x62\x61seline\x18\x03 \x01(\x0b\x32&.greenpartners.fleet.v1.CounterReading\x12=\n\rpending_reset\x18\x04 \x01(\x0b\x32&.greenpartners.fleet.v1.CounterReading\"\x8f\x01\n\x19SetVehicleBaselineRequest\x12\x12\n\nvehicle_id\x18\x01 \x01(\t\x12\x38\n\x08\x62\x61seline\x18\x02 \x01(\x0b\x32&.greenpartners.fleet.v1.CounterReading\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0crequested_by\x18\x04 \x01(\t\"\x99\x01\n\x1aSetVehicleBaselineResponse\x12\x38\n\x08\x62\x61seline\x18\x01 \x01(\x0b\x32&.greenpartners.fleet.v1.CounterReading\x12\x41\n\x11previous_baseline\x18\x02 \x01(\x0b\x32&.greenpartners.fleet.v1.CounterReading\"\xd8\x01\n\x0fTelemetrySample\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nvehicle_id\x18\x03 \x01(\t\x12\x12\n\nodometer_m\x18\x04 \x01(\x03\x12\x19\n\x0c\x66uel_used_ml\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1b\n\x0e\x65nergy_used_wh\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\x0f\n\r_fuel_used_mlB\x11\n\x0f_energy_used_wh\"\x9d\x03\n\x0fVehicleActivity\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07vehicle\x18\x03 \x01(\x0b\x32\x1f.greenpartners.fleet.v1.Vehicle\x12\x30\n\x0cperiod_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nperiod_end\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndistance_m\x18\x06 \x01(\x03\x12\x14\n\x0c\x66uel_used_ml\x18\x07 \x01(\x03\x12\x16\n\x0e\x65nergy_used_wh\x18\x08 \x01(\x03\x12\x1e\n\x16source_sample_event_id\x18\t \x01(\t\x12\x14\n\x0csample_count\x18\n \x01(\x03\x12\x1d\n\x15\x66irst_sample_event_id\x18\x0b \x01(\t\x12\x1c\n\x14last_sample_event_id\x18\x0c \x01(\t\"\xd0\x02\n\x15TelemetryQualityEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nvehicle_id\x18\x03 \x01(\t\x12\x36\n\x04kind\x18\x04 \x01(\x0e\x32(.greenpartners.fleet.v1.QualityEventKind\x12\x17\n\x0fsample_event_id\x18\x05 \x01(\t\x12\x41\n\x11previous_baseline\x18\x06 \x01(\x0b\x32&.greenpartners.fleet.v1.CounterReading\x12<\n\x0cnew_baseline\x18\x07 \x01(\x0b\x32&.greenpartners.fleet.v1.CounterReading\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t*\xb0\x01\n\x08\x46uelType\x12\x19\n\x15\x46UEL_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46UEL_TYPE_DIESEL\x10\x01\x12\x14\n\x10\x46UEL_TYPE_PETROL\x10\x02\x12\x16\n\x12\x46UEL_TYPE_ELECTRIC\x10\x03\x12\x14\n\x10\x46UEL_TYPE_HVO100\x10\x04\x12\x14\n\x10\x46UEL_TYPE_BIOGAS\x10\x05\x12\x19\n\x15\x46UEL_TYPE_NATURAL_GAS\x10\x06*\xb5\x01\n\x0cVehicleClass\x12\x1d\n\x19VEHICLE_CLASS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bVEHICLE_CLASS_PASSENGER_CAR\x10\x01\x12\x15\n\x11VEHICLE_CLASS_VAN\x10\x02\x12\x17\n\x13VEHICLE_CLASS_TRUCK\x10\x03\x12\x1e\n\x1aVEHICLE_CLASS_REFUSE_TRUCK\x10\x04\x12\x15\n\x11VEHICLE_CLASS_BUS\x10\x05*\xbd\x01\n\x11\x43ovenantSubsector\x12\"\n\x1e\x43OVENANT_SUBSECTOR_UNSPECIFIED\x10\x00\x12&\n\"COVENANT_SUBSECTOR_MUNICIPAL_FLEET\x10\x01\x12\'\n#COVENANT_SUBSECTOR_PUBLIC_TRANSPORT\x10\x02\x12\x33\n/COVENANT_SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT\x10\x03*\xa8\x01\n\x10QualityEventKind\x12\"\n\x1eQUALITY_EVENT_KIND_UNSPECIFIED\x10\x00\x12$\n QUALITY_EVENT_KIND_COUNTER_RESET\x10\x01\x12%\n!QUALITY_EVENT_KIND_COUNTER_GLITCH\x10\x02\x12#\n\x1fQUALITY_EVENT_KIND_BASELINE_SET\x10\x03\x32\xed\x02\n\x15\x46leetTelemetryService\x12r\n\x0fRegisterVehicle\x12..greenpartners.fleet.v1.RegisterVehicleRequest\x1a/.greenpartners.fleet.v1.RegisterVehicleResponse\x12\x63\n\nGetVehicle\x12).greenpartners.fleet.v1.GetVehicleRequest\x1a*.greenpartners.fleet.v1.GetVehicleResponse\x12{\n\x12SetVehicleBaseline\x12\x31.greenpartners.fleet.v1.SetVehicleBaselineRequest\x1a\x32.greenpartners.fleet.v1.SetVehicleBaselineResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'greenpartners.fleet.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FUELTYPE']._serialized_start=1374
-  _globals['_FUELTYPE']._serialized_end=1550
-  _globals['_VEHICLECLASS']._serialized_start=1553
-  _globals['_VEHICLECLASS']._serialized_end=1734
-  _globals['_COVENANTSUBSECTOR']._serialized_start=1737
-  _globals['_COVENANTSUBSECTOR']._serialized_end=1926
+  _globals['_FUELTYPE']._serialized_start=2527
+  _globals['_FUELTYPE']._serialized_end=2703
+  _globals['_VEHICLECLASS']._serialized_start=2706
+  _globals['_VEHICLECLASS']._serialized_end=2887
+  _globals['_COVENANTSUBSECTOR']._serialized_start=2890
+  _globals['_COVENANTSUBSECTOR']._serialized_end=3079
+  _globals['_QUALITYEVENTKIND']._serialized_start=3082
+  _globals['_QUALITYEVENTKIND']._serialized_end=3250
   _globals['_VEHICLE']._serialized_start=96
   _globals['_VEHICLE']._serialized_end=389
-  _globals['_VEHICLETOTALS']._serialized_start=391
-  _globals['_VEHICLETOTALS']._serialized_end=498
-  _globals['_REGISTERVEHICLEREQUEST']._serialized_start=500
-  _globals['_REGISTERVEHICLEREQUEST']._serialized_end=574
-  _globals['_REGISTERVEHICLERESPONSE']._serialized_start=576
-  _globals['_REGISTERVEHICLERESPONSE']._serialized_end=651
-  _globals['_GETVEHICLEREQUEST']._serialized_start=653
-  _globals['_GETVEHICLEREQUEST']._serialized_end=692
-  _globals['_GETVEHICLERESPONSE']._serialized_start=694
-  _globals['_GETVEHICLERESPONSE']._serialized_end=819
-  _globals['_TELEMETRYSAMPLE']._serialized_start=822
-  _globals['_TELEMETRYSAMPLE']._serialized_end=1038
-  _globals['_VEHICLEACTIVITY']._serialized_start=1041
-  _globals['_VEHICLEACTIVITY']._serialized_end=1371
-  _globals['_FLEETTELEMETRYSERVICE']._serialized_start=1929
-  _globals['_FLEETTELEMETRYSERVICE']._serialized_end=2169
+  _globals['_VEHICLETOTALS']._serialized_start=392
+  _globals['_VEHICLETOTALS']._serialized_end=600
+  _globals['_COUNTERREADING']._serialized_start=603
+  _globals['_COUNTERREADING']._serialized_end=805
+  _globals['_REGISTERVEHICLEREQUEST']._serialized_start=807
+  _globals['_REGISTERVEHICLEREQUEST']._serialized_end=881
+  _globals['_REGISTERVEHICLERESPONSE']._serialized_start=883
+  _globals['_REGISTERVEHICLERESPONSE']._serialized_end=958
+  _globals['_GETVEHICLEREQUEST']._serialized_start=960
+  _globals['_GETVEHICLEREQUEST']._serialized_end=999
+  _globals['_GETVEHICLERESPONSE']._serialized_start=1002
+  _globals['_GETVEHICLERESPONSE']._serialized_end=1248
+  _globals['_SETVEHICLEBASELINEREQUEST']._serialized_start=1251
+  _globals['_SETVEHICLEBASELINEREQUEST']._serialized_end=1394
+  _globals['_SETVEHICLEBASELINERESPONSE']._serialized_start=1397
+  _globals['_SETVEHICLEBASELINERESPONSE']._serialized_end=1550
+  _globals['_TELEMETRYSAMPLE']._serialized_start=1553
+  _globals['_TELEMETRYSAMPLE']._serialized_end=1769
+  _globals['_VEHICLEACTIVITY']._serialized_start=1772
+  _globals['_VEHICLEACTIVITY']._serialized_end=2185
+  _globals['_TELEMETRYQUALITYEVENT']._serialized_start=2188
+  _globals['_TELEMETRYQUALITYEVENT']._serialized_end=2524
+  _globals['_FLEETTELEMETRYSERVICE']._serialized_start=3253
+  _globals['_FLEETTELEMETRYSERVICE']._serialized_end=3618
 # @@protoc_insertion_point(module_scope)

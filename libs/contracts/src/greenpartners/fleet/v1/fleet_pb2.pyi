@@ -86,6 +86,31 @@ COVENANT_SUBSECTOR_PUBLIC_TRANSPORT: CovenantSubsector.ValueType  # 2
 COVENANT_SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT: CovenantSubsector.ValueType  # 3
 Global___CovenantSubsector: _TypeAlias = CovenantSubsector  # noqa: Y015
 
+class _QualityEventKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _QualityEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_QualityEventKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    QUALITY_EVENT_KIND_UNSPECIFIED: _QualityEventKind.ValueType  # 0
+    QUALITY_EVENT_KIND_COUNTER_RESET: _QualityEventKind.ValueType  # 1
+    """Counters dropped and the next sample confirmed it: a new baseline was started."""
+    QUALITY_EVENT_KIND_COUNTER_GLITCH: _QualityEventKind.ValueType  # 2
+    """A single backwards sample between two consistent ones: quarantined, baseline kept."""
+    QUALITY_EVENT_KIND_BASELINE_SET: _QualityEventKind.ValueType  # 3
+    """An operator set the baseline (SetVehicleBaseline)."""
+
+class QualityEventKind(_QualityEventKind, metaclass=_QualityEventKindEnumTypeWrapper): ...
+
+QUALITY_EVENT_KIND_UNSPECIFIED: QualityEventKind.ValueType  # 0
+QUALITY_EVENT_KIND_COUNTER_RESET: QualityEventKind.ValueType  # 1
+"""Counters dropped and the next sample confirmed it: a new baseline was started."""
+QUALITY_EVENT_KIND_COUNTER_GLITCH: QualityEventKind.ValueType  # 2
+"""A single backwards sample between two consistent ones: quarantined, baseline kept."""
+QUALITY_EVENT_KIND_BASELINE_SET: QualityEventKind.ValueType  # 3
+"""An operator set the baseline (SetVehicleBaseline)."""
+Global___QualityEventKind: _TypeAlias = QualityEventKind  # noqa: Y015
+
 @_typing.final
 class Vehicle(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -136,10 +161,24 @@ class VehicleTotals(_message.Message):
     FUEL_USED_ML_FIELD_NUMBER: _builtins.int
     ENERGY_USED_WH_FIELD_NUMBER: _builtins.int
     ACTIVITY_RECORDS_FIELD_NUMBER: _builtins.int
+    SAMPLES_ACCEPTED_FIELD_NUMBER: _builtins.int
+    SAMPLES_LATE_FIELD_NUMBER: _builtins.int
+    SAMPLES_QUARANTINED_FIELD_NUMBER: _builtins.int
+    COUNTER_RESETS_FIELD_NUMBER: _builtins.int
     distance_m: _builtins.int
     fuel_used_ml: _builtins.int
     energy_used_wh: _builtins.int
     activity_records: _builtins.int
+    samples_accepted: _builtins.int
+    """Samples whose counters were accepted into the totals (the first one only as a baseline)."""
+    samples_late: _builtins.int
+    """Samples older than the last accepted one: already covered, they change nothing."""
+    samples_quarantined: _builtins.int
+    """Samples rejected as implausible or invalid (dead-lettered with their reason) or judged a
+    counter glitch.
+    """
+    counter_resets: _builtins.int
+    """Counter resets (unit replaced, counter rolled over or cleared): a new baseline was started."""
     def __init__(
         self,
         *,
@@ -147,14 +186,60 @@ class VehicleTotals(_message.Message):
         fuel_used_ml: _builtins.int = ...,
         energy_used_wh: _builtins.int = ...,
         activity_records: _builtins.int = ...,
+        samples_accepted: _builtins.int = ...,
+        samples_late: _builtins.int = ...,
+        samples_quarantined: _builtins.int = ...,
+        counter_resets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_records", b"activity_records", "distance_m", b"distance_m", "energy_used_wh", b"energy_used_wh", "fuel_used_ml", b"fuel_used_ml"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_records", b"activity_records", "counter_resets", b"counter_resets", "distance_m", b"distance_m", "energy_used_wh", b"energy_used_wh", "fuel_used_ml", b"fuel_used_ml", "samples_accepted", b"samples_accepted", "samples_late", b"samples_late", "samples_quarantined", b"samples_quarantined"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VehicleTotals: _TypeAlias = VehicleTotals  # noqa: Y015
+
+@_typing.final
+class CounterReading(_message.Message):
+    """A cumulative counter reading of a vehicle."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ODOMETER_M_FIELD_NUMBER: _builtins.int
+    FUEL_USED_ML_FIELD_NUMBER: _builtins.int
+    ENERGY_USED_WH_FIELD_NUMBER: _builtins.int
+    SAMPLE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    odometer_m: _builtins.int
+    fuel_used_ml: _builtins.int
+    energy_used_wh: _builtins.int
+    sample_event_id: _builtins.str
+    """The sample the reading came from; empty when set by an operator."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        odometer_m: _builtins.int = ...,
+        fuel_used_ml: _builtins.int | None = ...,
+        energy_used_wh: _builtins.int | None = ...,
+        sample_event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_energy_used_wh", b"_energy_used_wh", "_fuel_used_ml", b"_fuel_used_ml", "energy_used_wh", b"energy_used_wh", "fuel_used_ml", b"fuel_used_ml", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_energy_used_wh", b"_energy_used_wh", "_fuel_used_ml", b"_fuel_used_ml", "energy_used_wh", b"energy_used_wh", "fuel_used_ml", b"fuel_used_ml", "occurred_at", b"occurred_at", "odometer_m", b"odometer_m", "sample_event_id", b"sample_event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__energy_used_wh: _TypeAlias = _typing.Literal["energy_used_wh"]  # noqa: Y015
+    _WhichOneofArgType__energy_used_wh: _TypeAlias = _typing.Literal["_energy_used_wh", b"_energy_used_wh"]  # noqa: Y015
+    _WhichOneofReturnType__fuel_used_ml: _TypeAlias = _typing.Literal["fuel_used_ml"]  # noqa: Y015
+    _WhichOneofArgType__fuel_used_ml: _TypeAlias = _typing.Literal["_fuel_used_ml", b"_fuel_used_ml"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__energy_used_wh) -> _WhichOneofReturnType__energy_used_wh | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__fuel_used_ml) -> _WhichOneofReturnType__fuel_used_ml | None: ...
+
+Global___CounterReading: _TypeAlias = CounterReading  # noqa: Y015
 
 @_typing.final
 class RegisterVehicleRequest(_message.Message):
@@ -221,23 +306,92 @@ class GetVehicleResponse(_message.Message):
 
     VEHICLE_FIELD_NUMBER: _builtins.int
     TOTALS_FIELD_NUMBER: _builtins.int
+    BASELINE_FIELD_NUMBER: _builtins.int
+    PENDING_RESET_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def vehicle(self) -> Global___Vehicle: ...
     @_builtins.property
     def totals(self) -> Global___VehicleTotals: ...
+    @_builtins.property
+    def baseline(self) -> Global___CounterReading:
+        """The reading the next sample is measured against; unset before the first sample."""
+
+    @_builtins.property
+    def pending_reset(self) -> Global___CounterReading:
+        """A backwards reading waiting for the next sample to tell a counter reset from a glitch."""
+
     def __init__(
         self,
         *,
         vehicle: Global___Vehicle | None = ...,
         totals: Global___VehicleTotals | None = ...,
+        baseline: Global___CounterReading | None = ...,
+        pending_reset: Global___CounterReading | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals", "vehicle", b"vehicle"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "pending_reset", b"pending_reset", "totals", b"totals", "vehicle", b"vehicle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["totals", b"totals", "vehicle", b"vehicle"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "pending_reset", b"pending_reset", "totals", b"totals", "vehicle", b"vehicle"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetVehicleResponse: _TypeAlias = GetVehicleResponse  # noqa: Y015
+
+@_typing.final
+class SetVehicleBaselineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VEHICLE_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    vehicle_id: _builtins.str
+    reason: _builtins.str
+    """Why the baseline is set, kept in the audit trail (required)."""
+    requested_by: _builtins.str
+    """Who sets it, kept in the audit trail (required)."""
+    @_builtins.property
+    def baseline(self) -> Global___CounterReading:
+        """occurred_at is required: samples up to that time count as already accounted."""
+
+    def __init__(
+        self,
+        *,
+        vehicle_id: _builtins.str = ...,
+        baseline: Global___CounterReading | None = ...,
+        reason: _builtins.str = ...,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "reason", b"reason", "requested_by", b"requested_by", "vehicle_id", b"vehicle_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetVehicleBaselineRequest: _TypeAlias = SetVehicleBaselineRequest  # noqa: Y015
+
+@_typing.final
+class SetVehicleBaselineResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASELINE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_BASELINE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def baseline(self) -> Global___CounterReading: ...
+    @_builtins.property
+    def previous_baseline(self) -> Global___CounterReading: ...
+    def __init__(
+        self,
+        *,
+        baseline: Global___CounterReading | None = ...,
+        previous_baseline: Global___CounterReading | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "previous_baseline", b"previous_baseline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "previous_baseline", b"previous_baseline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetVehicleBaselineResponse: _TypeAlias = SetVehicleBaselineResponse  # noqa: Y015
 
 @_typing.final
 class TelemetrySample(_message.Message):
@@ -290,8 +444,9 @@ Global___TelemetrySample: _TypeAlias = TelemetrySample  # noqa: Y015
 
 @_typing.final
 class VehicleActivity(_message.Message):
-    """Payload of topic fleet.activity.v1 (key = vehicle_id): what a vehicle did between two
-    consecutive samples.
+    """Payload of topic fleet.activity.v1 (key = vehicle_id): what a vehicle did in one period,
+    summed over consecutive samples. A period never spans more than one activity window (15
+    minutes by default, aligned to the clock), so it never crosses midnight or a year boundary.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -305,12 +460,20 @@ class VehicleActivity(_message.Message):
     FUEL_USED_ML_FIELD_NUMBER: _builtins.int
     ENERGY_USED_WH_FIELD_NUMBER: _builtins.int
     SOURCE_SAMPLE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    SAMPLE_COUNT_FIELD_NUMBER: _builtins.int
+    FIRST_SAMPLE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    LAST_SAMPLE_EVENT_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     distance_m: _builtins.int
     fuel_used_ml: _builtins.int
     energy_used_wh: _builtins.int
     source_sample_event_id: _builtins.str
-    """The telemetry sample that closed the period."""
+    """The telemetry sample that closed the period (the same as last_sample_event_id)."""
+    sample_count: _builtins.int
+    """How many samples' increments the activity sums."""
+    first_sample_event_id: _builtins.str
+    """The first and last samples whose increments the activity sums (provenance)."""
+    last_sample_event_id: _builtins.str
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -331,11 +494,62 @@ class VehicleActivity(_message.Message):
         fuel_used_ml: _builtins.int = ...,
         energy_used_wh: _builtins.int = ...,
         source_sample_event_id: _builtins.str = ...,
+        sample_count: _builtins.int = ...,
+        first_sample_event_id: _builtins.str = ...,
+        last_sample_event_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "period_end", b"period_end", "period_start", b"period_start", "vehicle", b"vehicle"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_m", b"distance_m", "energy_used_wh", b"energy_used_wh", "event_id", b"event_id", "fuel_used_ml", b"fuel_used_ml", "occurred_at", b"occurred_at", "period_end", b"period_end", "period_start", b"period_start", "source_sample_event_id", b"source_sample_event_id", "vehicle", b"vehicle"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_m", b"distance_m", "energy_used_wh", b"energy_used_wh", "event_id", b"event_id", "first_sample_event_id", b"first_sample_event_id", "fuel_used_ml", b"fuel_used_ml", "last_sample_event_id", b"last_sample_event_id", "occurred_at", b"occurred_at", "period_end", b"period_end", "period_start", b"period_start", "sample_count", b"sample_count", "source_sample_event_id", b"source_sample_event_id", "vehicle", b"vehicle"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VehicleActivity: _TypeAlias = VehicleActivity  # noqa: Y015
+
+@_typing.final
+class TelemetryQualityEvent(_message.Message):
+    """Payload of topic fleet.quality.v1 (key = vehicle_id): what happened to a vehicle's counters
+    that is not activity, for operators and dashboards.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    VEHICLE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SAMPLE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_BASELINE_FIELD_NUMBER: _builtins.int
+    NEW_BASELINE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    vehicle_id: _builtins.str
+    kind: Global___QualityEventKind.ValueType
+    sample_event_id: _builtins.str
+    """The sample that caused it (empty for an operator's baseline)."""
+    detail: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def previous_baseline(self) -> Global___CounterReading: ...
+    @_builtins.property
+    def new_baseline(self) -> Global___CounterReading: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        vehicle_id: _builtins.str = ...,
+        kind: Global___QualityEventKind.ValueType = ...,
+        sample_event_id: _builtins.str = ...,
+        previous_baseline: Global___CounterReading | None = ...,
+        new_baseline: Global___CounterReading | None = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["new_baseline", b"new_baseline", "occurred_at", b"occurred_at", "previous_baseline", b"previous_baseline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "event_id", b"event_id", "kind", b"kind", "new_baseline", b"new_baseline", "occurred_at", b"occurred_at", "previous_baseline", b"previous_baseline", "sample_event_id", b"sample_event_id", "vehicle_id", b"vehicle_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TelemetryQualityEvent: _TypeAlias = TelemetryQualityEvent  # noqa: Y015

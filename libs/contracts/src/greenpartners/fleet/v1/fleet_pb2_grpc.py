@@ -46,6 +46,11 @@ class FleetTelemetryServiceStub:
                 request_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.GetVehicleRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.GetVehicleResponse.FromString,
                 _registered_method=True)
+        self.SetVehicleBaseline = channel.unary_unary(
+                '/greenpartners.fleet.v1.FleetTelemetryService/SetVehicleBaseline',
+                request_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.SetVehicleBaselineRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.SetVehicleBaselineResponse.FromString,
+                _registered_method=True)
 
 
 class FleetTelemetryServiceServicer:
@@ -61,7 +66,17 @@ class FleetTelemetryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetVehicle(self, request, context):
-        """One vehicle with its accumulated activity. NOT_FOUND when unknown.
+        """One vehicle with its accumulated activity and the quality of its data. NOT_FOUND when
+        unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetVehicleBaseline(self, request, context):
+        """Sets or corrects the reading that the vehicle's next samples are measured against (after
+        a telematics unit was replaced with different counters, for example). Recorded in an audit
+        trail; samples dead-lettered before can then be replayed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -79,6 +94,11 @@ def add_FleetTelemetryServiceServicer_to_server(servicer, server):
                     servicer.GetVehicle,
                     request_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.GetVehicleRequest.FromString,
                     response_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.GetVehicleResponse.SerializeToString,
+            ),
+            'SetVehicleBaseline': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVehicleBaseline,
+                    request_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.SetVehicleBaselineRequest.FromString,
+                    response_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.SetVehicleBaselineResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +157,33 @@ class FleetTelemetryService:
             '/greenpartners.fleet.v1.FleetTelemetryService/GetVehicle',
             greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.GetVehicleRequest.SerializeToString,
             greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.GetVehicleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVehicleBaseline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.fleet.v1.FleetTelemetryService/SetVehicleBaseline',
+            greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.SetVehicleBaselineRequest.SerializeToString,
+            greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.SetVehicleBaselineResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,7 +38,14 @@ class FleetTelemetryServiceStub:
     RegisterVehicle: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.RegisterVehicleRequest, _fleet_pb2.RegisterVehicleResponse]
     """Registers a vehicle, or updates it when the id is known."""
     GetVehicle: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.GetVehicleRequest, _fleet_pb2.GetVehicleResponse]
-    """One vehicle with its accumulated activity. NOT_FOUND when unknown."""
+    """One vehicle with its accumulated activity and the quality of its data. NOT_FOUND when
+    unknown.
+    """
+    SetVehicleBaseline: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.SetVehicleBaselineRequest, _fleet_pb2.SetVehicleBaselineResponse]
+    """Sets or corrects the reading that the vehicle's next samples are measured against (after
+    a telematics unit was replaced with different counters, for example). Recorded in an audit
+    trail; samples dead-lettered before can then be replayed.
+    """
 
 @_typing.type_check_only
 class FleetTelemetryServiceAsyncStub(FleetTelemetryServiceStub):
@@ -50,7 +57,14 @@ class FleetTelemetryServiceAsyncStub(FleetTelemetryServiceStub):
     RegisterVehicle: _aio.UnaryUnaryMultiCallable[_fleet_pb2.RegisterVehicleRequest, _fleet_pb2.RegisterVehicleResponse]  # type: ignore[assignment]
     """Registers a vehicle, or updates it when the id is known."""
     GetVehicle: _aio.UnaryUnaryMultiCallable[_fleet_pb2.GetVehicleRequest, _fleet_pb2.GetVehicleResponse]  # type: ignore[assignment]
-    """One vehicle with its accumulated activity. NOT_FOUND when unknown."""
+    """One vehicle with its accumulated activity and the quality of its data. NOT_FOUND when
+    unknown.
+    """
+    SetVehicleBaseline: _aio.UnaryUnaryMultiCallable[_fleet_pb2.SetVehicleBaselineRequest, _fleet_pb2.SetVehicleBaselineResponse]  # type: ignore[assignment]
+    """Sets or corrects the reading that the vehicle's next samples are measured against (after
+    a telematics unit was replaced with different counters, for example). Recorded in an audit
+    trail; samples dead-lettered before can then be replayed.
+    """
 
 class FleetTelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Fleet telemetry: the vehicles of municipal and partner fleets, and the activity (distance,
@@ -71,6 +85,19 @@ class FleetTelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fleet_pb2.GetVehicleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_pb2.GetVehicleResponse, _abc.Awaitable[_fleet_pb2.GetVehicleResponse]]:
-        """One vehicle with its accumulated activity. NOT_FOUND when unknown."""
+        """One vehicle with its accumulated activity and the quality of its data. NOT_FOUND when
+        unknown.
+        """
+
+    @_abc_1.abstractmethod
+    def SetVehicleBaseline(
+        self,
+        request: _fleet_pb2.SetVehicleBaselineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_pb2.SetVehicleBaselineResponse, _abc.Awaitable[_fleet_pb2.SetVehicleBaselineResponse]]:
+        """Sets or corrects the reading that the vehicle's next samples are measured against (after
+        a telematics unit was replaced with different counters, for example). Recorded in an audit
+        trail; samples dead-lettered before can then be replayed.
+        """
 
 def add_FleetTelemetryServiceServicer_to_server(servicer: FleetTelemetryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
