@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from opentelemetry import trace
 
@@ -19,21 +21,25 @@ from emissions_ledger.domain import (
     WasteCollection,
     entry_for_activity,
     entry_for_collection,
+    increments_per_line,
 )
 from servicekit import topics
-from servicekit.database import claim_event
-from servicekit.errors import InvalidArgument, PermanentEventError
-from servicekit.outbox import add_to_outbox
+from servicekit.errors import InvalidArgument
+from servicekit.kafka import Rejection
+from servicekit.outbox import add_many_to_outbox
 from servicekit.runtime import UnitOfWork
 from servicekit.telemetry import current_trace_id
 from servicekit.topics import TopicNames
 
-ACTIVITY_CONSUMER = "emissions-ledger.activity"
-LOCKER_CONSUMER = "emissions-ledger.lockers"
 FIRST_REPORTING_YEAR = 1990  # the Covenant's recommended base year
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
 tracer = trace.get_tracer(__name__)
+
+SourceT = TypeVar("SourceT")
+
+# A source event with its position in the consumed batch, which a rejection names.
+Positioned = tuple[int, SourceT]
 
 
 class LedgerHandlers:
@@ -49,45 +55,58 @@ class LedgerHandlers:
         self.catalogue = catalogue
         self.policy = policy
 
-    async def post_activity(self, activity: VehicleActivity) -> None:
-        try:
-            entry = entry_for_activity(activity, self.catalogue, topics.ACTIVITY)
-        except NoFactor as error:
-            raise PermanentEventError("no_emission_factor", str(error)) from error
-        except UnaccountableActivity as error:
-            raise PermanentEventError("unaccountable_activity", str(error)) from error
-        await self._post(ACTIVITY_CONSUMER, activity.event_id, entry)
+    async def post_activities(
+        self, activities: Sequence[Positioned[VehicleActivity]]
+    ) -> list[Rejection]:
+        """Posts the emission entry of each activity; returns the activities it cannot account."""
+        entries, rejections = _entries_for(
+            activities,
+            lambda activity: entry_for_activity(activity, self.catalogue, topics.ACTIVITY),
+        )
+        await self._post(entries)
+        return rejections
 
-    async def post_collection(self, collection: WasteCollection) -> None:
-        try:
-            entry = entry_for_collection(
+    async def post_collections(
+        self, collections: Sequence[Positioned[WasteCollection]]
+    ) -> list[Rejection]:
+        """Posts the entry of each carrier collection; returns those it cannot account."""
+        entries, rejections = _entries_for(
+            collections,
+            lambda collection: entry_for_collection(
                 collection, self.policy, self.catalogue, topics.LOCKER_EVENTS
-            )
-        except NoFactor as error:
-            raise PermanentEventError("no_emission_factor", str(error)) from error
-        except UnaccountableActivity as error:
-            raise PermanentEventError("unaccountable_activity", str(error)) from error
-        await self._post(LOCKER_CONSUMER, collection.event_id, entry)
+            ),
+        )
+        await self._post(entries)
+        return rejections
 
-    async def _post(self, consumer: str, event_id: str, entry: LedgerEntry) -> None:
-        """Appends the entry and announces it, once per source event."""
+    async def _post(self, entries: Sequence[LedgerEntry]) -> None:
+        """Appends the entries the ledger does not hold yet, adds them to their inventory lines
+        and announces them, in one transaction and a few statements however many there are.
+
+        No processed-event record is needed: an entry's unique source makes the append
+        idempotent, and only the entries actually appended are counted and announced.
+        """
+        if not entries:
+            return
         with tracer.start_as_current_span(
-            "ledger post entry",
-            attributes={"ledger.entry_id": entry.entry_id, "ledger.source_event_id": event_id},
-        ):
+            "ledger post entries", attributes={"ledger.entry_count": len(entries)}
+        ) as span:
             async with self.unit_of_work() as session:
-                if not await claim_event(session, consumer, event_id):
-                    return
+                # The producer's trace when the batch carries one, else the batch's own.
                 trace_id = current_trace_id()
                 repository = LedgerRepository(session)
-                if not await repository.append(entry, trace_id):
+                appended = await repository.append(entries, trace_id)
+                span.set_attribute("ledger.appended_count", len(appended))
+                if not appended:
                     return
-                await repository.add_to_inventory(entry)
-                await add_to_outbox(
+                await repository.add_to_inventory(increments_per_line(appended))
+                topic = self.names(topics.LEDGER_ENTRIES)
+                await add_many_to_outbox(
                     session,
-                    self.names(topics.LEDGER_ENTRIES),
-                    entry.municipality_id,
-                    entry_posted_event(entry, trace_id),
+                    (
+                        (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
+                        for entry in appended
+                    ),
                 )
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
@@ -140,3 +159,19 @@ def _sequence_from_token(page_token: str, municipality_id: str, year: int) -> in
         return int(sequence)
     except ValueError as error:
         raise InvalidArgument("page_token", "not a token of this query") from error
+
+
+def _entries_for(
+    sources: Sequence[Positioned[SourceT]], entry_for: Callable[[SourceT], LedgerEntry]
+) -> tuple[list[LedgerEntry], list[Rejection]]:
+    """The entry of each source event, and a rejection for each the domain cannot account."""
+    entries: list[LedgerEntry] = []
+    rejections: list[Rejection] = []
+    for index, source in sources:
+        try:
+            entries.append(entry_for(source))
+        except NoFactor as error:
+            rejections.append(Rejection(index, "no_emission_factor", str(error)))
+        except UnaccountableActivity as error:
+            rejections.append(Rejection(index, "unaccountable_activity", str(error)))
+    return entries, rejections

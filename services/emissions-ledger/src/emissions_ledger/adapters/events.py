@@ -9,6 +9,7 @@ from emissions_ledger.domain import (
     FuelType,
     Inventory,
     LedgerEntry,
+    SampleProvenance,
     Subsector,
     VehicleActivity,
     WasteCollection,
@@ -39,6 +40,18 @@ def activity_from_event(event: fleet_pb2.VehicleActivity) -> VehicleActivity:
         distance_m=event.distance_m,
         fuel_used_ml=event.fuel_used_ml,
         energy_used_wh=event.energy_used_wh,
+        samples=_samples_of(event),
+    )
+
+
+def _samples_of(event: fleet_pb2.VehicleActivity) -> SampleProvenance | None:
+    # Activity from before aggregation does not say how many samples it sums.
+    if event.sample_count == 0:
+        return None
+    return SampleProvenance(
+        sample_count=event.sample_count,
+        first_sample_event_id=event.first_sample_event_id,
+        last_sample_event_id=event.last_sample_event_id or event.source_sample_event_id,
     )
 
 

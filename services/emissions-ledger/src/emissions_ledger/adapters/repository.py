@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,12 +20,18 @@ from emissions_ledger.domain import (
     Inventory,
     InventoryLine,
     LedgerEntry,
+    LineIncrement,
+    SampleProvenance,
     Sector,
     Subsector,
-    add_to_line,
+    add_lines,
     inventory_from_lines,
 )
-from servicekit.database import insert_if_absent, upsert
+from servicekit.database import add_exact, insert_statement
+
+# Inventory lines per upsert statement: far below any driver's bound-parameter limit (10 per
+# line); a batch touches a few lines per municipality and year, so one statement in practice.
+_LINES_PER_STATEMENT = 1000
 
 
 def decimal_text(amount: Decimal) -> str:
@@ -47,63 +54,73 @@ class LedgerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def append(self, entry: LedgerEntry, trace_id: str) -> bool:
-        """Appends an entry; False when an entry with that id is already there."""
-        factor = entry.factor
-        trip = entry.avoided_trip
-        return await insert_if_absent(
-            self.session,
-            ledger_entries,
-            {
-                "entry_id": entry.entry_id,
-                "municipality_id": entry.municipality_id,
-                "year": entry.year,
-                "sector": entry.sector.value,
-                "subsector": entry.subsector.value,
-                "energy_carrier": entry.energy_carrier.value,
-                "activity_amount": decimal_text(entry.activity_amount),
-                "activity_unit": entry.activity_unit,
-                "factor_id": factor.factor_id,
-                "factor_value": decimal_text(factor.value),
-                "factor_unit": factor.unit,
-                "factor_activity_unit": factor.activity_unit,
-                "factor_source": factor.source,
-                "factor_version": factor.version,
-                "factor_approach": factor.approach,
-                "kg_co2e": decimal_text(entry.kg_co2e),
-                "kind": entry.kind.value,
-                "source_event_id": entry.source_event_id,
-                "source_topic": entry.source_topic,
-                "activity_at": entry.activity_at,
-                "subject_id": entry.subject_id,
-                "avoided_trip": None
-                if trip is None
-                else {
-                    "avoided_trip_distance_m": trip.avoided_trip_distance_m,
-                    "avoided_vehicle": trip.avoided_vehicle,
-                    "avoided_kg_co2e": decimal_text(trip.avoided_kg_co2e),
-                    "carrier_extra_distance_m": trip.carrier_extra_distance_m,
-                    "carrier_vehicle": trip.carrier_vehicle,
-                    "carrier_extra_kg_co2e": decimal_text(trip.carrier_extra_kg_co2e),
-                },
-                "trace_id": trace_id,
-                "posted_at": datetime.now(UTC),
-            },
-        )
+    async def append(self, entries: Sequence[LedgerEntry], trace_id: str) -> list[LedgerEntry]:
+        """Appends the entries the ledger does not hold yet; returns those, in the given order.
 
-    async def add_to_inventory(self, entry: LedgerEntry) -> None:
-        """Adds a newly appended entry to its inventory line's running total."""
-        key = _line_key_values(entry)
-        row = (
-            await self.session.execute(select(inventory_lines).filter_by(**key).with_for_update())
-        ).first()
-        line = add_to_line(None if row is None else _line_from_row(row), entry)
-        await upsert(
-            self.session,
-            inventory_lines,
-            {**key, **_line_totals(line)},
-            key=list(key),
+        One multi-row INSERT whatever the number of entries (SQLAlchemy splits it into pages
+        below the driver's bound-parameter limit). The unique source of an entry makes the
+        append idempotent: an entry already posted, by this batch or an earlier delivery of
+        it, is skipped by the database and not returned.
+        """
+        unique: dict[str, LedgerEntry] = {}
+        for entry in entries:
+            unique.setdefault(entry.entry_id, entry)
+        if not unique:
+            return []
+        posted_at = datetime.now(UTC)
+        statement = (
+            insert_statement(self.session, ledger_entries)
+            .on_conflict_do_nothing(index_elements=["source_event_id", "kind"])
+            .returning(ledger_entries.c.entry_id)
         )
+        inserted = set(
+            (
+                await self.session.execute(
+                    statement,
+                    [_entry_row(entry, trace_id, posted_at) for entry in unique.values()],
+                )
+            ).scalars()
+        )
+        return [entry for entry in unique.values() if entry.entry_id in inserted]
+
+    async def add_to_inventory(self, increments: Sequence[LineIncrement]) -> None:
+        """Adds each increment to its line's running total, creating lines that are new.
+
+        The addition happens in the database (INSERT ... ON CONFLICT DO UPDATE SET total =
+        total + excluded), never read, added and written back: on PostgreSQL, a transaction
+        that meets a line another one is creating waits for it and then adds to it, so
+        concurrent first postings to a line both count.
+        """
+        for start in range(0, len(increments), _LINES_PER_STATEMENT):
+            chunk = increments[start : start + _LINES_PER_STATEMENT]
+            statement = insert_statement(self.session, inventory_lines).values(
+                [
+                    {
+                        "municipality_id": increment.municipality_id,
+                        "year": increment.year,
+                        **_line_key_of(increment.line),
+                        **_line_totals(increment.line),
+                    }
+                    for increment in chunk
+                ]
+            )
+            added = statement.excluded
+            await self.session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[column.name for column in inventory_lines.primary_key],
+                    set_={
+                        "activity_amount": add_exact(
+                            self.session,
+                            inventory_lines.c.activity_amount,
+                            added.activity_amount,
+                        ),
+                        "kg_co2e": add_exact(
+                            self.session, inventory_lines.c.kg_co2e, added.kg_co2e
+                        ),
+                        "entry_count": inventory_lines.c.entry_count + added.entry_count,
+                    },
+                )
+            )
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         rows = (
@@ -131,30 +148,90 @@ class LedgerRepository:
 
 
 def rebuild_inventory_lines(connection: Connection) -> None:
-    """Recomputes every running line total from the entries (a migration step, synchronous)."""
+    """Recomputes every running line total from the entries (a migration step, synchronous).
+
+    Reads only columns the first schema version had, so it runs on a ledger of any version.
+    """
+    entries = ledger_entries.c
+    rows = connection.execute(
+        select(
+            entries.municipality_id,
+            entries.year,
+            entries.sector,
+            entries.subsector,
+            entries.energy_carrier,
+            entries.kind,
+            entries.activity_unit,
+            entries.activity_amount,
+            entries.kg_co2e,
+        )
+    )
     lines: dict[tuple[Any, ...], InventoryLine] = {}
-    for row in connection.execute(select(ledger_entries).order_by(ledger_entries.c.sequence)):
-        entry = _entry_from_row(row)
-        key = tuple(_line_key_values(entry).values())
-        lines[key] = add_to_line(lines.get(key), entry)
+    for row in rows:
+        line = _line_from_row(row, entry_count=1)
+        key = (row.municipality_id, row.year, *_line_key_of(line).values())
+        lines[key] = add_lines(lines.get(key), line)
     connection.execute(delete(inventory_lines))
-    for key, line in lines.items():
+    if lines:
         connection.execute(
-            insert(inventory_lines).values(
-                municipality_id=key[0], year=key[1], **_line_key_of(line), **_line_totals(line)
-            )
+            insert(inventory_lines),
+            [
+                {
+                    "municipality_id": municipality_id,
+                    "year": year,
+                    **_line_key_of(line),
+                    **_line_totals(line),
+                }
+                for (municipality_id, year, *_), line in lines.items()
+            ],
         )
 
 
-def _line_key_values(entry: LedgerEntry) -> dict[str, Any]:
+def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[str, Any]:
+    factor = entry.factor
+    trip = entry.avoided_trip
+    samples = entry.samples
     return {
+        "entry_id": entry.entry_id,
         "municipality_id": entry.municipality_id,
         "year": entry.year,
         "sector": entry.sector.value,
         "subsector": entry.subsector.value,
         "energy_carrier": entry.energy_carrier.value,
-        "kind": entry.kind.value,
+        "activity_amount": decimal_text(entry.activity_amount),
         "activity_unit": entry.activity_unit,
+        "factor_id": factor.factor_id,
+        "factor_value": decimal_text(factor.value),
+        "factor_unit": factor.unit,
+        "factor_activity_unit": factor.activity_unit,
+        "factor_source": factor.source,
+        "factor_version": factor.version,
+        "factor_approach": factor.approach,
+        "kg_co2e": decimal_text(entry.kg_co2e),
+        "kind": entry.kind.value,
+        "source_event_id": entry.source_event_id,
+        "source_topic": entry.source_topic,
+        "activity_at": entry.activity_at,
+        "subject_id": entry.subject_id,
+        "avoided_trip": None
+        if trip is None
+        else {
+            "avoided_trip_distance_m": trip.avoided_trip_distance_m,
+            "avoided_vehicle": trip.avoided_vehicle,
+            "avoided_kg_co2e": decimal_text(trip.avoided_kg_co2e),
+            "carrier_extra_distance_m": trip.carrier_extra_distance_m,
+            "carrier_vehicle": trip.carrier_vehicle,
+            "carrier_extra_kg_co2e": decimal_text(trip.carrier_extra_kg_co2e),
+        },
+        "activity_samples": None
+        if samples is None
+        else {
+            "sample_count": samples.sample_count,
+            "first_sample_event_id": samples.first_sample_event_id,
+            "last_sample_event_id": samples.last_sample_event_id,
+        },
+        "trace_id": trace_id,
+        "posted_at": posted_at,
     }
 
 
@@ -170,13 +247,14 @@ def _line_key_of(line: InventoryLine) -> dict[str, Any]:
 
 def _line_totals(line: InventoryLine) -> dict[str, Any]:
     return {
-        "activity_amount": decimal_text(line.activity_amount),
-        "kg_co2e": decimal_text(line.kg_co2e),
+        "activity_amount": line.activity_amount,
+        "kg_co2e": line.kg_co2e,
         "entry_count": line.entry_count,
     }
 
 
-def _line_from_row(row: Any) -> InventoryLine:
+def _line_from_row(row: Any, entry_count: int | None = None) -> InventoryLine:
+    """An inventory line from a line row, or from an entry row when entry_count is given."""
     return InventoryLine(
         sector=Sector(row.sector),
         subsector=Subsector(row.subsector),
@@ -185,12 +263,13 @@ def _line_from_row(row: Any) -> InventoryLine:
         activity_unit=row.activity_unit,
         activity_amount=Decimal(row.activity_amount),
         kg_co2e=Decimal(row.kg_co2e),
-        entry_count=row.entry_count,
+        entry_count=row.entry_count if entry_count is None else entry_count,
     )
 
 
 def _entry_from_row(row: Any) -> LedgerEntry:
     trip = row.avoided_trip
+    samples = row.activity_samples
     return LedgerEntry(
         entry_id=row.entry_id,
         municipality_id=row.municipality_id,
@@ -225,5 +304,12 @@ def _entry_from_row(row: Any) -> LedgerEntry:
             carrier_extra_distance_m=int(trip["carrier_extra_distance_m"]),
             carrier_vehicle=str(trip["carrier_vehicle"]),
             carrier_extra_kg_co2e=Decimal(trip["carrier_extra_kg_co2e"]),
+        ),
+        samples=None
+        if samples is None
+        else SampleProvenance(
+            sample_count=int(samples["sample_count"]),
+            first_sample_event_id=str(samples["first_sample_event_id"]),
+            last_sample_event_id=str(samples["last_sample_event_id"]),
         ),
     )

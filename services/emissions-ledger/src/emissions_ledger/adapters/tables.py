@@ -13,9 +13,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
+    text,
 )
 
-from servicekit.database import Migration, UtcDateTime, create_tables
+from servicekit.database import ExactDecimal, Migration, UtcDateTime, create_tables
 
 metadata = MetaData()
 
@@ -47,6 +49,8 @@ ledger_entries = Table(
     Column("activity_at", UtcDateTime(), nullable=False),
     Column("subject_id", String(64), nullable=False),
     Column("avoided_trip", JSON, nullable=True),
+    # Vehicle activity only: sample_count, first and last sample event id (migration 4).
+    Column("activity_samples", JSON, nullable=True),
     Column("trace_id", String(32), nullable=False),
     Column("posted_at", UtcDateTime(), nullable=False),
     UniqueConstraint("source_event_id", "kind", name="uq_entry_source"),
@@ -54,7 +58,9 @@ ledger_entries = Table(
 )
 
 # Running totals per inventory line, kept with each posting in the same transaction, so that an
-# inventory costs one read of a few rows however many entries the year holds.
+# inventory costs one read of a few rows however many entries the year holds. The amounts are
+# added in SQL (additive upsert), so they are exact decimals the database can add: NUMERIC on
+# PostgreSQL, decimal text added by servicekit's decimal_add function on SQLite.
 inventory_lines = Table(
     "inventory_lines",
     metadata,
@@ -65,8 +71,8 @@ inventory_lines = Table(
     Column("energy_carrier", String(32), primary_key=True),
     Column("kind", String(32), primary_key=True),
     Column("activity_unit", String(16), primary_key=True),
-    Column("activity_amount", String(64), nullable=False),
-    Column("kg_co2e", String(64), nullable=False),
+    Column("activity_amount", ExactDecimal(), nullable=False),
+    Column("kg_co2e", ExactDecimal(), nullable=False),
     Column("entry_count", Integer, nullable=False),
 )
 
@@ -78,7 +84,35 @@ def _create_inventory_lines(connection: Connection) -> None:
     rebuild_inventory_lines(connection)
 
 
+def _exact_inventory_amounts(connection: Connection) -> None:
+    # SQLite keeps the exact decimal text it always had; PostgreSQL converts it to NUMERIC, which
+    # holds the same value exactly and adds without rounding.
+    if connection.dialect.name != "postgresql":
+        return
+    for column in ("activity_amount", "kg_co2e"):
+        connection.execute(
+            text(
+                f"ALTER TABLE inventory_lines ALTER COLUMN {column} TYPE NUMERIC "
+                f"USING {column}::numeric"
+            )
+        )
+
+
+def _add_activity_samples(connection: Connection) -> None:
+    # Migration 1 creates the table as defined today, so a new ledger has the column already.
+    if "activity_samples" in {c["name"] for c in inspect(connection).get_columns("ledger_entries")}:
+        return
+    column_type = JSON().compile(dialect=connection.dialect)
+    connection.execute(
+        text(f"ALTER TABLE ledger_entries ADD COLUMN activity_samples {column_type}")
+    )
+
+
 MIGRATIONS = [
     Migration(1, "append-only ledger entries", create_tables(metadata, ledger_entries)),
     Migration(2, "running inventory line totals, from the entries", _create_inventory_lines),
+    Migration(
+        3, "inventory line amounts as exact numbers the database adds", _exact_inventory_amounts
+    ),
+    Migration(4, "which samples an activity entry sums", _add_activity_samples),
 ]

@@ -109,6 +109,15 @@ class AvoidedTrip:
 
 
 @dataclass(frozen=True)
+class SampleProvenance:
+    """Which telemetry samples an aggregated activity sums: how many, the first and the last."""
+
+    sample_count: int
+    first_sample_event_id: str
+    last_sample_event_id: str
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     """One accounted activity; kg_co2e is never negative, the kind says which way it counts."""
 
@@ -128,6 +137,8 @@ class LedgerEntry:
     activity_at: datetime
     subject_id: str
     avoided_trip: AvoidedTrip | None = None
+    # For vehicle activity: the samples behind the figure (None for other sources).
+    samples: SampleProvenance | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,8 @@ class VehicleActivity:
     distance_m: int
     fuel_used_ml: int
     energy_used_wh: int
+    # None when the producer did not say (activity from before aggregation).
+    samples: SampleProvenance | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +247,8 @@ def entry_for_activity(
     _require_not_negative("distance_m", activity.distance_m)
     _require_not_negative("fuel_used_ml", activity.fuel_used_ml)
     _require_not_negative("energy_used_wh", activity.energy_used_wh)
+    if activity.samples is not None:
+        _require_not_negative("sample_count", activity.samples.sample_count)
     if activity.subsector not in _TRANSPORT_SUBSECTORS:
         raise UnaccountableActivity("subsector: transport activity needs a Covenant sub-sector")
 
@@ -288,6 +303,7 @@ def entry_for_activity(
         source_topic=source_topic,
         activity_at=activity.period_end,
         subject_id=activity.vehicle_id,
+        samples=activity.samples,
     )
 
 

@@ -66,23 +66,68 @@ def line_key(entry: LedgerEntry) -> _LineKey:
     return (entry.sector, entry.subsector, entry.energy_carrier, entry.kind, entry.activity_unit)
 
 
-def add_to_line(line: InventoryLine | None, entry: LedgerEntry) -> InventoryLine:
-    """The inventory line after one more entry (a line starts empty); exact."""
+def line_of(entry: LedgerEntry) -> InventoryLine:
+    """The inventory line that holds this one entry alone."""
+    sector, subsector, carrier, kind, unit = line_key(entry)
+    return InventoryLine(
+        sector, subsector, carrier, kind, unit, entry.activity_amount, entry.kg_co2e, 1
+    )
+
+
+def add_lines(line: InventoryLine | None, other: InventoryLine) -> InventoryLine:
+    """Two totals of the same line added (a line starts empty); exact."""
     if line is None:
-        sector, subsector, carrier, kind, unit = line_key(entry)
-        line = InventoryLine(sector, subsector, carrier, kind, unit, Decimal(0), Decimal(0), 0)
-    elif _line_key_of(line) != line_key(entry):
-        raise ValueError(f"entry {entry.entry_id} does not belong to line {_line_key_of(line)}")
+        return other
+    if _line_key_of(line) != _line_key_of(other):
+        raise ValueError(f"line {_line_key_of(other)} cannot be added to {_line_key_of(line)}")
     return InventoryLine(
         sector=line.sector,
         subsector=line.subsector,
         energy_carrier=line.energy_carrier,
         kind=line.kind,
         activity_unit=line.activity_unit,
-        activity_amount=EXACT_ARITHMETIC.add(line.activity_amount, entry.activity_amount),
-        kg_co2e=EXACT_ARITHMETIC.add(line.kg_co2e, entry.kg_co2e),
-        entry_count=line.entry_count + 1,
+        activity_amount=EXACT_ARITHMETIC.add(line.activity_amount, other.activity_amount),
+        kg_co2e=EXACT_ARITHMETIC.add(line.kg_co2e, other.kg_co2e),
+        entry_count=line.entry_count + other.entry_count,
     )
+
+
+def add_to_line(line: InventoryLine | None, entry: LedgerEntry) -> InventoryLine:
+    """The inventory line after one more entry (a line starts empty); exact."""
+    if line is not None and _line_key_of(line) != line_key(entry):
+        raise ValueError(f"entry {entry.entry_id} does not belong to line {_line_key_of(line)}")
+    return add_lines(line, line_of(entry))
+
+
+@dataclass(frozen=True)
+class LineIncrement:
+    """What some entries add to one inventory line of one municipality and year."""
+
+    municipality_id: str
+    year: int
+    line: InventoryLine
+
+
+def increments_per_line(entries: Iterable[LedgerEntry]) -> list[LineIncrement]:
+    """The entries summed per inventory line: one increment per line they touch, exact.
+
+    Increments come in one fixed order (municipality, year, template order), so writers that
+    add them concurrently take the lines' locks in the same order and cannot deadlock.
+    """
+    sums: dict[tuple[str, int, _LineKey], InventoryLine] = {}
+    seen_entry_ids: set[str] = set()
+    for entry in entries:
+        if entry.entry_id in seen_entry_ids:
+            raise DuplicateEntry(f"entry_id: {entry.entry_id} appears more than once")
+        seen_entry_ids.add(entry.entry_id)
+        key = (entry.municipality_id, entry.year, line_key(entry))
+        sums[key] = add_to_line(sums.get(key), entry)
+    return [
+        LineIncrement(municipality_id, year, sums[(municipality_id, year, line)])
+        for municipality_id, year, line in sorted(
+            sums, key=lambda key: (key[0], key[1], _template_order(key[2]))
+        )
+    ]
 
 
 def inventory_from_lines(

@@ -1,28 +1,50 @@
-"""Kafka subscribers of emissions-ledger: fleet activity and locker events."""
+"""Kafka subscribers of emissions-ledger: fleet activity and locker events, a batch at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from emissions_ledger.adapters.events import activity_from_event, collection_from_event
+from emissions_ledger.domain import VehicleActivity, WasteCollection
 from emissions_ledger.handlers import LedgerHandlers
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import topics
-from servicekit.kafka import EventContext
+from servicekit.errors import PermanentEventError
+from servicekit.kafka import Delivered, Rejection
 from servicekit.runtime import ServiceRuntime
+
+ACTIVITY_GROUP = "emissions-ledger.activity"
+LOCKER_GROUP = "emissions-ledger.lockers"
 
 
 def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:
-    async def on_activity(event: fleet_pb2.VehicleActivity, _context: EventContext) -> None:
-        await handlers.post_activity(activity_from_event(event))
+    async def post_activities(
+        batch: Sequence[Delivered[fleet_pb2.VehicleActivity]],
+    ) -> Sequence[Rejection]:
+        activities: list[tuple[int, VehicleActivity]] = []
+        rejections: list[Rejection] = []
+        for index, delivered in enumerate(batch):
+            try:
+                activities.append((index, activity_from_event(delivered.event)))
+            except PermanentEventError as error:
+                rejections.append(Rejection(index, error.reason, error.detail))
+        return [*rejections, *await handlers.post_activities(activities)]
 
-    async def on_locker_event(event: lockers_pb2.LockerEvent, _context: EventContext) -> None:
+    async def post_collections(
+        batch: Sequence[Delivered[lockers_pb2.LockerEvent]],
+    ) -> Sequence[Rejection]:
         # Deposits carry no emissions of their own; a collection replaces a dedicated trip.
-        if event.WhichOneof("kind") == "waste_collected":
-            await handlers.post_collection(collection_from_event(event))
+        collections: list[tuple[int, WasteCollection]] = [
+            (index, collection_from_event(delivered.event))
+            for index, delivered in enumerate(batch)
+            if delivered.event.WhichOneof("kind") == "waste_collected"
+        ]
+        return await handlers.post_collections(collections)
 
-    runtime.consume(
-        topics.ACTIVITY, "emissions-ledger.activity", fleet_pb2.VehicleActivity, on_activity
+    runtime.consume_batches(
+        topics.ACTIVITY, ACTIVITY_GROUP, fleet_pb2.VehicleActivity, post_activities
     )
-    runtime.consume(
-        topics.LOCKER_EVENTS, "emissions-ledger.lockers", lockers_pb2.LockerEvent, on_locker_event
+    runtime.consume_batches(
+        topics.LOCKER_EVENTS, LOCKER_GROUP, lockers_pb2.LockerEvent, post_collections
     )
