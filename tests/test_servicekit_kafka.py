@@ -1,22 +1,27 @@
-"""servicekit's delivery mechanics on the real broker: retries in place, dead letters,
-commits after the effect, and an outbox that survives a crash before publication."""
+"""servicekit's delivery mechanics on the real broker: batches in one transaction, retries in
+place, dead letters byte for byte, commits after the effect, and an outbox that survives a crash
+before publication and is never published twice by two relays."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import Column, MetaData, String, Table, func, select
 
 from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
-from servicekit.codec import to_timestamp
-from servicekit.database import Database
-from servicekit.errors import PermanentEventError
-from servicekit.kafka import EventConsumer, EventContext, create_broker
-from servicekit.outbox import OutboxRelay, add_to_outbox
+from servicekit.codec import event_headers, to_timestamp
+from servicekit.database import Database, Migration, create_tables, outbox
+from servicekit.kafka import BatchConsumer, Delivered, Producer, Rejection
+from servicekit.outbox import OutboxRelay, add_many_to_outbox, add_to_outbox
+from servicekit.runtime import UnitOfWork
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames, ensure_topics
 from tests.kafka_tools import eventually, produce, read_until, unique_namespace
@@ -29,22 +34,30 @@ def sample(event_id: str) -> fleet_pb2.TelemetrySample:
 
 
 class Recorder:
-    """A handler that fails as told, and records every attempt and every success."""
+    """A batch handler that fails as told, and records every batch it saw and every success."""
 
-    def __init__(self, transient_failures: dict[str, int], permanent: set[str]) -> None:
+    def __init__(self, transient_failures: dict[str, int], rejected: set[str]) -> None:
         self.transient_failures = dict(transient_failures)
-        self.permanent = permanent
-        self.attempts: list[str] = []
+        self.rejected = rejected
+        self.batches: list[list[str]] = []
         self.handled: list[str] = []
 
-    async def __call__(self, event: fleet_pb2.TelemetrySample, _context: EventContext) -> None:
-        self.attempts.append(event.event_id)
-        if event.event_id in self.permanent:
-            raise PermanentEventError("test_rejected", f"{event.event_id} is never valid")
-        if self.transient_failures.get(event.event_id, 0) > 0:
-            self.transient_failures[event.event_id] -= 1
-            raise ConnectionError("database briefly unreachable")
-        self.handled.append(event.event_id)
+    async def __call__(
+        self, batch: Sequence[Delivered[fleet_pb2.TelemetrySample]]
+    ) -> list[Rejection]:
+        ids = [delivered.event.event_id for delivered in batch]
+        self.batches.append(ids)
+        for event_id in ids:
+            if self.transient_failures.get(event_id, 0) > 0:
+                self.transient_failures[event_id] -= 1
+                raise ConnectionError("database briefly unreachable")
+        rejections = [
+            Rejection(index, "test_rejected", f"{event_id} is never valid")
+            for index, event_id in enumerate(ids)
+            if event_id in self.rejected
+        ]
+        self.handled += [event_id for event_id in ids if event_id not in self.rejected]
+        return rejections
 
 
 @pytest.fixture
@@ -54,83 +67,150 @@ async def names(kafka: str) -> TopicNames:
     return names
 
 
-async def start_consumer(
-    kafka: str, names: TopicNames, recorder: Recorder, max_attempts: int = 4
-) -> KafkaBroker:
-    broker = create_broker(kafka, "servicekit-test")
-    EventConsumer(
-        broker=broker,
+@pytest.fixture
+async def producer(kafka: str) -> AsyncIterator[Producer]:
+    producer = Producer(kafka, "servicekit-test")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+def consumer_for(
+    kafka: str,
+    names: TopicNames,
+    producer: Producer,
+    handler: Any,
+    max_attempts: int = 4,
+    batch_scope: Any = None,
+    group: str = "kit-consumer",
+) -> BatchConsumer[fleet_pb2.TelemetrySample]:
+    return BatchConsumer(
+        bootstrap_servers=kafka,
+        client_id="servicekit-test",
+        producer=producer,
         names=names,
         topic=topics.TELEMETRY,
-        group_id="kit-consumer",
+        group_id=group,
         message_type=fleet_pb2.TelemetrySample,
-        handle=recorder,
+        handle_batch=handler,
+        batch_scope=batch_scope,
         max_attempts=max_attempts,
         retry_backoff_s=0.05,
     )
-    await broker.start()
-    return broker
 
 
-async def test_transient_failures_retry_in_place_and_keep_order(
-    kafka: str, names: TopicNames
+async def test_transient_failures_retry_the_batch_in_place(
+    kafka: str, names: TopicNames, producer: Producer
 ) -> None:
-    recorder = Recorder(transient_failures={"e2": 2}, permanent=set())
-    broker = await start_consumer(kafka, names, recorder)
+    recorder = Recorder(transient_failures={"e2": 2}, rejected=set())
+    for event_id in ("e1", "e2", "e3"):
+        await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
+    consumer = consumer_for(kafka, names, producer, recorder)
+    await consumer.start()
     try:
-        for event_id in ("e1", "e2", "e3"):
-            await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
 
         def all_handled() -> None:
             assert recorder.handled == ["e1", "e2", "e3"]
 
         await eventually(all_handled)
-        # e3 waited until e2 succeeded: the partition did not move past the failure.
-        assert recorder.attempts == ["e1", "e2", "e2", "e2", "e3"]
     finally:
-        await broker.stop()
+        await consumer.stop()
+    # One batch, failed twice, then handled whole: nothing moved past the failure.
+    assert recorder.batches == [["e1", "e2", "e3"]] * 3
     dead = await read_until(
         kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), lambda r: False, timeout_s=2
     )
     assert dead == []
 
 
-async def test_permanent_and_exhausted_failures_are_dead_lettered_and_the_stream_moves_on(
-    kafka: str, names: TopicNames
+async def test_rejected_and_exhausted_events_are_dead_lettered_and_the_stream_moves_on(
+    kafka: str, names: TopicNames, producer: Producer
 ) -> None:
-    recorder = Recorder(transient_failures={"stuck": 99}, permanent={"bad"})
-    broker = await start_consumer(kafka, names, recorder, max_attempts=3)
+    recorder = Recorder(transient_failures={"stuck": 99}, rejected={"bad"})
+    for event_id in ("bad", "stuck", "good"):
+        await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
+    await produce(kafka, names(topics.TELEMETRY), "v1", b"\x01\x02 not a sample")
+    consumer = consumer_for(kafka, names, producer, recorder, max_attempts=3)
+    await consumer.start()
     try:
-        for event_id in ("bad", "stuck", "good"):
-            await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
-        await produce(kafka, names(topics.TELEMETRY), "v1", b"\x01\x02 not a sample")
 
         def good_handled() -> None:
-            assert recorder.handled == ["good"]
+            assert "good" in recorder.handled
 
         await eventually(good_handled)
-        assert recorder.attempts.count("bad") == 1
-        assert recorder.attempts.count("stuck") == 3
-        # The undecodable record came last: wait for its dead letter too before stopping.
         dead = await read_until(
             kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), lambda r: len(r) >= 3
         )
     finally:
-        await broker.stop()
-    reasons = [(r.headers["dlq-reason"], r.headers["dlq-source-topic"]) for r in dead]
+        await consumer.stop()
+    # The batch failed three times, then each event went alone: "stuck" alone three times.
+    assert recorder.batches[:3] == [["bad", "stuck", "good"]] * 3
+    assert recorder.batches[3:] == [["bad"], ["stuck"], ["stuck"], ["stuck"], ["good"]]
+    reasons = sorted((r.headers["dlq-reason"], r.headers["dlq-source-topic"]) for r in dead)
     assert reasons == [
-        ("test_rejected", names(topics.TELEMETRY)),
         ("retries_exhausted", names(topics.TELEMETRY)),
+        ("test_rejected", names(topics.TELEMETRY)),
         ("undecodable", names(topics.TELEMETRY)),
     ]
-    assert "ConnectionError" in dead[1].headers["dlq-detail"]
-    assert fleet_pb2.TelemetrySample.FromString(dead[0].value).event_id == "bad"
-    assert dead[0].key == "v1"
+    by_reason = {r.headers["dlq-reason"]: r for r in dead}
+    assert "ConnectionError" in by_reason["retries_exhausted"].headers["dlq-detail"]
+    assert fleet_pb2.TelemetrySample.FromString(by_reason["test_rejected"].value).event_id == "bad"
+    assert by_reason["test_rejected"].key == "v1"
 
 
-async def test_offsets_are_committed_after_the_effect(kafka: str, names: TopicNames) -> None:
-    first = Recorder(transient_failures={}, permanent=set())
-    broker = await start_consumer(kafka, names, first)
+async def test_a_dead_letter_keeps_key_value_and_headers_byte_for_byte(
+    kafka: str, names: TopicNames, producer: Producer
+) -> None:
+    original_headers = [
+        *[(name, value.encode()) for name, value in event_headers(sample("x")).items()],
+        ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("tracestate", b"vendor=opaque"),
+        ("x-unit-firmware", b"\xff\xfe raw bytes"),
+    ]
+    value = sample("poison").SerializeToString()
+    raw_producer = AIOKafkaProducer(bootstrap_servers=kafka)
+    await raw_producer.start()
+    try:
+        await raw_producer.send_and_wait(
+            names(topics.TELEMETRY), value, key=b"unit-7", headers=original_headers
+        )
+    finally:
+        await raw_producer.stop()
+    consumer = consumer_for(kafka, names, producer, Recorder({}, rejected={"poison"}))
+    await consumer.start()
+    try:
+        dead = await read_raw(kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), 1)
+    finally:
+        await consumer.stop()
+    assert dead[0].key == b"unit-7"
+    assert dead[0].value == value
+    assert list(dead[0].headers[: len(original_headers)]) == original_headers
+    added = dict(dead[0].headers[len(original_headers) :])
+    assert added["dlq-reason"] == b"test_rejected"
+
+
+async def read_raw(servers: str, topic: str, count: int, timeout_s: float = 30) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(records) < count:
+                for batch in (await consumer.getmany(timeout_ms=300)).values():
+                    records += batch
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_offsets_are_committed_after_the_effect(
+    kafka: str, names: TopicNames, producer: Producer
+) -> None:
+    first = Recorder(transient_failures={}, rejected=set())
+    consumer = consumer_for(kafka, names, producer, first)
+    await consumer.start()
     try:
         for event_id in ("c1", "c2"):
             await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
@@ -140,11 +220,12 @@ async def test_offsets_are_committed_after_the_effect(kafka: str, names: TopicNa
 
         await eventually(both_handled)
     finally:
-        await broker.stop()
+        await consumer.stop()
 
     # The same group again: only what came after is delivered.
-    second = Recorder(transient_failures={}, permanent=set())
-    broker = await start_consumer(kafka, names, second)
+    second = Recorder(transient_failures={}, rejected=set())
+    consumer = consumer_for(kafka, names, producer, second)
+    await consumer.start()
     try:
         await produce(kafka, names(topics.TELEMETRY), "v1", sample("c3"))
 
@@ -153,7 +234,7 @@ async def test_offsets_are_committed_after_the_effect(kafka: str, names: TopicNa
 
         await eventually(third_handled)
     finally:
-        await broker.stop()
+        await consumer.stop()
 
 
 @pytest.fixture
@@ -165,80 +246,96 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 async def test_outbox_rows_committed_before_a_crash_are_published_on_restart(
-    kafka: str, names: TopicNames, database: Database
+    kafka: str, names: TopicNames, database: Database, producer: Producer
 ) -> None:
     setup_tracing("servicekit-test")  # as every service does at start
     # The service committed its change and events, then died before its relay ran.
     async with database.transaction() as session:
-        for event_id in ("o1", "o2", "o3"):
-            await add_to_outbox(session, names(topics.TELEMETRY), "v1", sample(event_id))
+        await add_to_outbox(session, names(topics.TELEMETRY), "v1", sample("o1"))
+        await add_many_to_outbox(
+            session, [(names(topics.TELEMETRY), "v1", sample(e)) for e in ("o2", "o3")]
+        )
 
-    broker = create_broker(kafka, "servicekit-test")
-    await broker.start()
-    relay = OutboxRelay(database, broker, poll_interval_s=0.05)
+    relay = OutboxRelay(database, producer, poll_interval_s=0.05)
     relay.start()
     try:
         records = await read_until(kafka, names(topics.TELEMETRY), lambda r: len(r) >= 3)
     finally:
         await relay.stop()
-        await broker.stop()
     assert [fleet_pb2.TelemetrySample.FromString(r.value).event_id for r in records] == [
         "o1",
         "o2",
         "o3",
     ]
     assert records[0].headers["event-type"] == "greenpartners.fleet.v1.TelemetrySample"
-    assert "traceparent" in records[0].headers
-    # Marked published: a second relay publishes nothing more.
-    assert await OutboxRelay(database, broker).publish_pending() == 0
+    # Published rows are gone: a second relay publishes nothing more.
+    assert await OutboxRelay(database, producer).publish_pending() == 0
+    async with database.read() as session:
+        assert (await session.execute(select(func.count()).select_from(outbox))).scalar() == 0
+
+
+async def test_two_relays_on_postgresql_never_publish_a_row_twice(
+    kafka: str, names: TopicNames, producer: Producer, postgres_database: str
+) -> None:
+    database = Database(postgres_database)
+    await database.migrate([])
+    try:
+        async with database.transaction() as session:
+            await add_many_to_outbox(
+                session,
+                [(names(topics.TELEMETRY), f"v{i % 7}", sample(f"p{i}")) for i in range(600)],
+            )
+        relays = [OutboxRelay(database, producer, batch=50) for _ in range(2)]
+
+        async def drain(relay: OutboxRelay) -> int:
+            published = 0
+            while count := await relay.publish_pending():
+                published += count
+            return published
+
+        counts = await asyncio.gather(*(drain(relay) for relay in relays))
+        records = await read_until(kafka, names(topics.TELEMETRY), lambda r: len(r) >= 600)
+        # Give a duplicate, if there were one, the time to arrive.
+        records = await read_until(kafka, names(topics.TELEMETRY), lambda r: False, timeout_s=2)
+    finally:
+        await database.dispose()
+    assert sum(counts) == 600
+    ids = [fleet_pb2.TelemetrySample.FromString(r.value).event_id for r in records]
+    assert sorted(ids) == sorted(f"p{i}" for i in range(600))
 
 
 async def test_a_batch_commits_once_and_a_failure_in_it_loses_and_doubles_nothing(
-    kafka: str, names: TopicNames, database: Database
+    kafka: str, names: TopicNames, database: Database, producer: Producer
 ) -> None:
-    """Batched: effects and processed-event records commit together; a rejected event rolls
-    back alone; a transient failure sends the batch round again one event at a time."""
-    from sqlalchemy import Column, MetaData, String, Table, select
-
-    from servicekit.database import Migration, claim_event, create_tables
-    from servicekit.runtime import UnitOfWork
-
+    """The batch's effects commit together; a rejected event's effect is not kept; a transient
+    failure rolls the whole batch back and it is handled again."""
     metadata = MetaData()
     effects = Table("effects", metadata, Column("event_id", String(50), primary_key=True))
     await database.migrate([Migration(1, "effects", create_tables(metadata))])
-    broker = create_broker(kafka, "servicekit-test")
-    relay = OutboxRelay(database, broker)
+    relay = OutboxRelay(database, producer)
     unit_of_work = UnitOfWork(database, relay)
-    failures = {"b3": 2}
-    attempts: list[str] = []
+    failures = {"b3": 1}
+    batches: list[list[str]] = []
 
-    async def handle(event: fleet_pb2.TelemetrySample, _context: EventContext) -> None:
-        attempts.append(event.event_id)
+    async def handle(batch: Sequence[Delivered[fleet_pb2.TelemetrySample]]) -> list[Rejection]:
+        ids = [delivered.event.event_id for delivered in batch]
+        batches.append(ids)
         async with unit_of_work() as session:
-            if not await claim_event(session, "batch-test", event.event_id):
-                return
-            await session.execute(effects.insert().values(event_id=event.event_id))
-            if event.event_id == "b2":
-                raise PermanentEventError("test_rejected", "b2 is never valid")
-            if failures.get(event.event_id, 0) > 0:
-                failures[event.event_id] -= 1
-                raise ConnectionError("briefly unreachable")
+            for event_id in ids:
+                if event_id != "b2":
+                    await session.execute(effects.insert().values(event_id=event_id))
+                if failures.get(event_id, 0) > 0:
+                    failures[event_id] -= 1
+                    raise ConnectionError("briefly unreachable")
+        return [Rejection(ids.index("b2"), "test_rejected", "never valid")] if "b2" in ids else []
 
     # Produced before the consumer starts, so that they arrive as one batch.
     for event_id in ("b1", "b2", "b3", "b4"):
         await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
-    EventConsumer(
-        broker=broker,
-        names=names,
-        topic=topics.TELEMETRY,
-        group_id="kit-batch",
-        message_type=fleet_pb2.TelemetrySample,
-        handle=handle,
-        max_attempts=3,
-        retry_backoff_s=0.05,
-        batch_scope=unit_of_work.batch,
+    consumer = consumer_for(
+        kafka, names, producer, handle, max_attempts=3, batch_scope=unit_of_work.batch
     )
-    await broker.start()
+    await consumer.start()
     try:
 
         async def all_effects() -> None:
@@ -248,11 +345,42 @@ async def test_a_batch_commits_once_and_a_failure_in_it_loses_and_doubles_nothin
 
         await eventually(all_effects)
     finally:
-        await broker.stop()
-    # The batch ran to b3 and rolled back; then each event ran on its own, b3 retried in place.
-    assert attempts[:3] == ["b1", "b2", "b3"]
-    assert attempts[3:] == ["b1", "b2", "b3", "b3", "b4"]
+        await consumer.stop()
+    assert batches == [["b1", "b2", "b3", "b4"]] * 2
     dead = await read_until(
         kafka, names(topics.dead_letter_topic(topics.TELEMETRY)), lambda r: len(r) > 1, timeout_s=3
     )
     assert [r.headers["dlq-reason"] for r in dead] == ["test_rejected"]
+
+
+async def test_a_batch_is_one_span_linked_to_each_producer_trace(
+    kafka: str, names: TopicNames, producer: Producer
+) -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("servicekit-test", exporter=exporter)
+    traces = ["0af7651916cd43dd8448eb211c80319c", "4bf92f3577b34da6a3ce929d0e0e4736"]
+    for index, trace_id in enumerate(traces):
+        await produce(
+            kafka,
+            names(topics.TELEMETRY),
+            "v1",
+            sample(f"t{index}"),
+            headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+        )
+    recorder = Recorder({}, set())
+    consumer = consumer_for(kafka, names, producer, recorder, group="kit-trace")
+    await consumer.start()
+    try:
+
+        def both_handled() -> None:
+            assert recorder.handled == ["t0", "t1"]
+
+        await eventually(both_handled)
+    finally:
+        await consumer.stop()
+    spans = [
+        s for s in exporter.get_finished_spans() if s.name == f"{names(topics.TELEMETRY)} process"
+    ]
+    linked = {format(link.context.trace_id, "032x") for span in spans for link in span.links}
+    assert linked == set(traces)
+    assert sum(span.attributes["messaging.batch.message_count"] for span in spans) == 2

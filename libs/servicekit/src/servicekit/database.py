@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,15 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     TypeDecorator,
     event,
+    func,
     insert,
     select,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -38,6 +42,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,48 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """An exact decimal: NUMERIC on PostgreSQL, plain decimal text on SQLite (whose NUMERIC
+    would round through binary floating point). Add two of them in SQL with `add_exact`."""
+
+    impl = String(64)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(String(64))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return Decimal(value)
+        return decimal_text(Decimal(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+def decimal_text(amount: Decimal) -> str:
+    """Exact decimal as plain text: no exponent, no trailing zeros."""
+    text = format(amount.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def add_exact(session: AsyncSession, left: Any, right: Any) -> ColumnElement[Any]:
+    """SQL that adds two ExactDecimal values without rounding, for additive upserts."""
+    if _dialect_name(session) == "postgresql":
+        return type_coerce(left, Numeric()) + type_coerce(right, Numeric())
+    return func.decimal_add(left, right)
+
+
+def _sqlite_decimal_add(left: str | None, right: str | None) -> str | None:
+    if left is None or right is None:
+        return None
+    return decimal_text(Decimal(left) + Decimal(right))
 
 
 kit_metadata = MetaData()
@@ -187,6 +234,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    dbapi_connection.create_function("decimal_add", 2, _sqlite_decimal_add, deterministic=True)
 
 
 def _sqlite_begin(connection: Any) -> None:
@@ -199,16 +247,20 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _insert_for(session: AsyncSession, table: Table) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+def _dialect_name(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def insert_statement(session: AsyncSession, table: Table) -> Any:
+    """The session's dialect of INSERT, which has on_conflict_do_nothing / _do_update."""
+    return (pg_insert if _dialect_name(session) == "postgresql" else sqlite_insert)(table)
 
 
 async def upsert(
     session: AsyncSession, table: Table, values: dict[str, Any], key: Sequence[str]
 ) -> None:
     """Inserts a row, or updates it when a row with the same key exists."""
-    statement = _insert_for(session, table).values(**values)
+    statement = insert_statement(session, table).values(**values)
     changed = {name: statement.excluded[name] for name in values if name not in key}
     await session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=changed))
 
@@ -216,7 +268,7 @@ async def upsert(
 async def insert_if_absent(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:
     """Inserts a row unless one with the same primary key exists; True when it inserted."""
     result = await session.execute(
-        _insert_for(session, table).values(**values).on_conflict_do_nothing()
+        insert_statement(session, table).values(**values).on_conflict_do_nothing()
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 

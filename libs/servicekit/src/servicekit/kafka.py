@@ -1,32 +1,35 @@
-"""Kafka for the services: the broker, consumers with exactly-once effect, dead letters.
+"""Kafka for the services: one producer, batch consumers with exactly-once effect, dead letters.
 
 Delivery rules (see docs/delivery.md):
-- producers use acks=all and the idempotent producer;
-- a consumer commits an offset only after the event's effect is durable; a transient failure
-  is retried in place with backoff, so the partition does not move past it, until it succeeds
-  or is dead-lettered;
-- an event that can never be processed goes to `<topic>.dlq` with the reason in headers.
+- the producer uses acks=all and idempotence;
+- a consumer hands its handler a whole fetched batch in one database transaction and commits
+  the offsets only after that transaction committed; a transient failure is retried in place
+  with backoff, so the partition does not move past it, until it succeeds or is dead-lettered;
+- an event that can never be processed goes to `<topic>.dlq`, byte for byte as it came (key,
+  value, headers), with the reason in added `dlq-*` headers.
+
+The consumer is plain aiokafka rather than a framework subscriber: it owns fetching, offsets,
+rebalancing and tracing per batch, which is what a consumer at telematics rate needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
-from aiokafka import TopicPartition
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
-from prometheus_client import CollectorRegistry, Gauge
+from opentelemetry.context import Context
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from servicekit.codec import UndecodableEvent, decode
 from servicekit.errors import PermanentEventError
@@ -37,26 +40,13 @@ tracer = trace.get_tracer(__name__)
 
 MessageT = TypeVar("MessageT", bound=Message)
 
-
-def create_broker(
-    bootstrap_servers: str, client_id: str, metrics_registry: CollectorRegistry | None = None
-) -> KafkaBroker:
-    middlewares: list[Any] = [KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())]
-    if metrics_registry is not None:
-        middlewares.append(KafkaPrometheusMiddleware(registry=metrics_registry, app_name=client_id))
-    return KafkaBroker(
-        bootstrap_servers,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        middlewares=middlewares,
-        logger=logging.getLogger(f"{client_id}.kafka"),
-    )
+# A dead letter's detail is cut to this many characters (headers are not for essays).
+MAX_DETAIL_CHARS = 2000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventContext:
-    """Where an event came from, for handlers that record provenance."""
+    """Where an event came from, for handlers that record provenance or positions."""
 
     topic: str
     partition: int
@@ -64,210 +54,429 @@ class EventContext:
     key: str
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+@dataclass(frozen=True, slots=True)
+class Delivered(Generic[MessageT]):
+    event: MessageT
+    context: EventContext
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event of a batch that can never be processed: it is dead-lettered with the reason."""
+
+    index: int
     reason: str
     detail: str
 
 
-@dataclass
-class _Delivery:
-    """One record of a fetched batch, decoded or already judged dead."""
-
-    record: Any
-    headers: dict[str, str]
-    context: EventContext
-    event: Message | None = None
-    dead_letter: DeadLetter | None = None
-
-
+BatchHandler = Callable[[Sequence[Delivered[MessageT]]], Awaitable[Sequence[Rejection]]]
+PartitionsHook = Callable[[set[int]], Awaitable[None]]
 BatchScope = Callable[[], AbstractAsyncContextManager[None]]
 
 
-class EventConsumer(Generic[MessageT]):
-    """Consumes one topic with one message type and one handler, in order, per partition.
+class Producer:
+    """The service's one Kafka producer: acks=all, idempotent, records sent without waiting
+    for each acknowledgement in turn."""
 
-    Records are fetched in batches. With a `batch_scope` (one database transaction, see
-    `servicekit.runtime.UnitOfWork.batch`) a batch is handled in one transaction and its offsets
-    committed once; if anything in it fails transiently, the batch is rolled back and its
-    records are handled one at a time, each retried in place until it succeeds or is
-    dead-lettered. Offsets are committed only after that.
+    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send_all(
+        self, records: Sequence[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]
+    ) -> None:
+        """Sends (topic, key, value, headers) records and returns once all are acknowledged.
+
+        All are handed to the producer first, so they travel in a few produce requests; with
+        idempotence, records of one partition stay in order.
+        """
+        acknowledgements = [
+            await self._producer.send(topic, value, key=key, headers=headers)
+            for topic, key, value, headers in records
+        ]
+        if acknowledgements:
+            await asyncio.gather(*acknowledgements)
+
+
+@dataclass(slots=True)
+class _Record:
+    """One fetched record, decoded or already judged dead."""
+
+    raw: Any
+    headers: dict[str, str]
+    delivered: Delivered[Any] | None = None
+    dead_reason: str = ""
+    dead_detail: str = ""
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "kafka_consumer_lag",
+            "Records behind the partition's end after the last handled batch",
+            ["group", "topic", "partition"],
+            registry=registry,
+        )
+        self.records = Counter(
+            "kafka_consumed_records",
+            "Records handled (committed), dead letters included",
+            ["group", "topic"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "kafka_dead_letters",
+            "Records sent to the dead-letter topic, by reason",
+            ["group", "topic", "reason"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "kafka_batch_seconds",
+            "Time to handle one fetched batch, commit included",
+            ["group", "topic"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+
+
+class BatchConsumer(Generic[MessageT]):
+    """Consumes one topic with one message type; hands each fetched batch to one handler.
+
+    Each batch runs in one database transaction (`batch_scope`) and one CONSUMER span, its
+    rejections are dead-lettered before the transaction commits, and its offsets are committed
+    after. A handler that raises is retried with backoff on the whole batch; if it keeps
+    failing, the events go one by one, and one that still fails is dead-lettered as
+    `retries_exhausted`. Handlers are therefore written for any split of the stream into
+    batches, and for a batch delivered again after its effect committed.
     """
 
     def __init__(
         self,
         *,
-        broker: KafkaBroker,
+        bootstrap_servers: str,
+        client_id: str,
+        producer: Producer,
         names: TopicNames,
         topic: str,
         group_id: str,
         message_type: type[MessageT],
-        handle: Callable[[MessageT, EventContext], Awaitable[None]],
+        handle_batch: BatchHandler[MessageT],
+        batch_scope: BatchScope | None = None,
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
-        batch_size: int = 200,
-        batch_scope: BatchScope | None = None,
-        lag: Gauge | None = None,
+        batch_size: int = 5000,
+        metrics: ConsumerMetrics | None = None,
+        on_assigned: PartitionsHook | None = None,
+        on_revoked: PartitionsHook | None = None,
     ) -> None:
-        self.broker = broker
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.producer = producer
         self.topic = names(topic)
         self.dead_letter_topic = names(dead_letter_topic(topic))
         self.group_id = names.group(group_id)
         self.message_type = message_type
-        self.handle = handle
+        self.handle_batch = handle_batch
+        self.batch_scope = batch_scope
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
-        self.batch_scope = batch_scope
-        self.lag = lag
-        broker.subscriber(
-            self.topic,
+        self.batch_size = batch_size
+        self.metrics = metrics
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # Held while a batch is handled: a rebalance waits for it, so a partition changes
+        # owner only between batches.
+        self._working = asyncio.Lock()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
             group_id=self.group_id,
+            enable_auto_commit=False,
             auto_offset_reset="earliest",
-            batch=True,
-            max_records=batch_size,
-            batch_timeout_ms=100,
-            # Commit only after the handler returned: on an escaping error (the dead-letter
-            # publish itself failed) the batch is sought back and delivered again.
-            ack_policy=AckPolicy.NACK_ON_ERROR,
             max_poll_interval_ms=10 * 60 * 1000,
-        )(self._on_batch)
-
-    async def _on_batch(self, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records = raw if isinstance(raw, tuple) else (raw,)
-        deliveries = [self._decode(record) for record in records]
-        for delivery in await self._process(deliveries):
-            assert delivery.dead_letter is not None
-            await self._dead_letter(delivery)
-        self._record_lag(getattr(message, "consumer", None), records)
-
-    def _record_lag(self, consumer: Any, records: tuple[Any, ...]) -> None:
-        """Records left behind each partition after this batch (from the last fetch's highwater)."""
-        if self.lag is None or consumer is None or not hasattr(consumer, "highwater"):
-            return
-        last_offsets: dict[tuple[str, int], int] = {}
-        for record in records:
-            last_offsets[(record.topic, record.partition)] = record.offset
-        for (topic, partition), offset in last_offsets.items():
-            highwater = consumer.highwater(TopicPartition(topic, partition))
-            if highwater is not None:
-                self.lag.labels(self.group_id, topic, str(partition)).set(highwater - offset - 1)
-
-    def _decode(self, record: Any) -> _Delivery:
-        headers = {key: value.decode(errors="replace") for key, value in record.headers or ()}
-        delivery = _Delivery(
-            record=record,
-            headers=headers,
-            context=EventContext(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=(record.key or b"").decode(errors="replace"),
-            ),
+            # Enough bytes per fetch that a backlog comes in batches of thousands.
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
         )
-        try:
-            delivery.event = decode(self.message_type, record.value or b"", headers)
-        except UndecodableEvent as error:
-            delivery.dead_letter = DeadLetter(error.reason, error.detail)
-        return delivery
+        self._consumer.subscribe([self.topic], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"consume {self.topic}")
 
-    async def _process(self, deliveries: list[_Delivery]) -> list[_Delivery]:
-        """Handles the batch; returns the deliveries to dead-letter."""
-        if self.batch_scope is not None and len(deliveries) > 1:
+    async def stop(self) -> None:
+        """Finishes the batch in hand (its effect and offsets), then leaves the group."""
+        self._stopping = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping:
             try:
-                return await self._process_in_one_transaction(deliveries)
+                fetched = await consumer.getmany(timeout_ms=100, max_records=self.batch_size)
             except Exception:
-                log.warning(
-                    "batch failed; handling its events one at a time",
-                    extra={"topic": self.topic, "records": len(deliveries)},
-                    exc_info=True,
-                )
-        dead = []
-        for delivery in deliveries:
-            if delivery.dead_letter is None:
-                delivery.dead_letter = await self._process_one(delivery)
-            if delivery.dead_letter is not None:
-                dead.append(delivery)
-        return dead
-
-    async def _process_in_one_transaction(self, deliveries: list[_Delivery]) -> list[_Delivery]:
-        assert self.batch_scope is not None
-        rejected: dict[int, DeadLetter] = {}
-        async with self.batch_scope():
-            for index, delivery in enumerate(deliveries):
-                if delivery.dead_letter is not None:
-                    continue
+                log.exception("fetching from %s failed; retrying", self.topic)
+                await asyncio.sleep(self.retry_backoff_s)
+                continue
+            if not fetched:
+                continue
+            async with self._working:
+                started = time.perf_counter()
                 try:
-                    await self._handle(delivery)
-                except PermanentEventError as error:
-                    rejected[index] = DeadLetter(error.reason, error.detail)
-        # Only once the batch committed are its rejections final.
-        for index, dead_letter in rejected.items():
-            deliveries[index].dead_letter = dead_letter
-        return [delivery for delivery in deliveries if delivery.dead_letter is not None]
+                    await self._process([record for rs in fetched.values() for record in rs])
+                except Exception:
+                    # Nothing committed for this batch: fetch it again from its first offsets.
+                    log.exception("batch of %s failed; it is fetched again", self.topic)
+                    for partition, records in fetched.items():
+                        with contextlib.suppress(IllegalStateError):
+                            consumer.seek(partition, records[0].offset)
+                    await asyncio.sleep(self.retry_backoff_s)
+                    continue
+                await self._commit(consumer, fetched)
+                self._record_metrics(consumer, fetched, time.perf_counter() - started)
 
-    async def _process_one(self, delivery: _Delivery) -> DeadLetter | None:
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[Any]]
+    ) -> None:
+        offsets = {partition: records[-1].offset + 1 for partition, records in fetched.items()}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as error:
+            # The partitions moved to another member meanwhile; it receives the batch again and
+            # the handler's high-water marks or unique keys make that a no-op.
+            log.warning("offset commit refused after a rebalance: %s", error)
+
+    def _record_metrics(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[Any]],
+        seconds: float,
+    ) -> None:
+        if self.metrics is None:
+            return
+        count = sum(len(records) for records in fetched.values())
+        self.metrics.records.labels(self.group_id, self.topic).inc(count)
+        self.metrics.batch_seconds.labels(self.group_id, self.topic).observe(seconds)
+        for partition, records in fetched.items():
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                self.metrics.lag.labels(self.group_id, self.topic, str(partition.partition)).set(
+                    highwater - records[-1].offset - 1
+                )
+
+    def _decode(self, raw: Any) -> _Record:
+        headers = {key: (value or b"").decode(errors="replace") for key, value in raw.headers or ()}
+        record = _Record(raw=raw, headers=headers)
+        try:
+            event = decode(self.message_type, raw.value or b"", headers)
+        except UndecodableEvent as error:
+            record.dead_reason, record.dead_detail = error.reason, error.detail
+            return record
+        key = raw.key.decode(errors="replace") if raw.key else ""
+        record.delivered = Delivered(event, EventContext(raw.topic, raw.partition, raw.offset, key))
+        return record
+
+    async def _process(self, raws: list[Any]) -> None:
+        records = [self._decode(raw) for raw in raws]
+        undecodable = [record for record in records if record.delivered is None]
+        if undecodable:
+            await self._dead_letter(undecodable)
+        decoded = [record for record in records if record.delivered is not None]
+        if not decoded:
+            return
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self._handle(delivery)
-                return None
+                await self._handle(decoded)
+                return
             except PermanentEventError as error:
-                return DeadLetter(error.reason, error.detail)
+                if len(decoded) == 1:
+                    await self._reject(decoded[0], error)
+                    return
+                break  # one of them is at fault: find it by going one by one
             except Exception as error:  # transient until proven otherwise: retry in place
                 if attempt == self.max_attempts:
-                    return DeadLetter("retries_exhausted", f"{type(error).__name__}: {error}")
-                delay = min(self.retry_backoff_s * 2 ** (attempt - 1), 10.0)
-                log.warning(
-                    "event handling failed, retrying",
-                    extra={
-                        "topic": delivery.context.topic,
-                        "offset": delivery.context.offset,
-                        "attempt": attempt,
-                    },
-                    exc_info=True,
-                )
-                await asyncio.sleep(delay)
-        return None  # pragma: no cover - the loop always returns
+                    if len(decoded) == 1:
+                        decoded[0].dead_reason = "retries_exhausted"
+                        decoded[0].dead_detail = f"{type(error).__name__}: {error}"
+                        await self._dead_letter(decoded)
+                        return
+                    break
+                await self._back_off(attempt, len(decoded))
+        log.warning("batch of %s keeps failing; handling its events one by one", self.topic)
+        for record in decoded:
+            await self._process_alone(record)
 
-    async def _handle(self, delivery: _Delivery) -> None:
-        # Each event is handled in its own producer's trace, also when a batch holds several.
+    async def _process_alone(self, record: _Record) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self._handle([record])
+                return
+            except PermanentEventError as error:
+                await self._reject(record, error)
+                return
+            except Exception as error:
+                if attempt == self.max_attempts:
+                    record.dead_reason = "retries_exhausted"
+                    record.dead_detail = f"{type(error).__name__}: {error}"
+                    await self._dead_letter([record])
+                    return
+                await self._back_off(attempt, 1)
+
+    async def _reject(self, record: _Record, error: PermanentEventError) -> None:
+        record.dead_reason, record.dead_detail = error.reason, error.detail
+        await self._dead_letter([record])
+
+    async def _back_off(self, attempt: int, records: int) -> None:
+        delay = min(self.retry_backoff_s * 2 ** (attempt - 1), 10.0)
+        log.warning(
+            "event handling failed, retrying",
+            extra={"topic": self.topic, "attempt": attempt, "records": records},
+            exc_info=True,
+        )
+        await asyncio.sleep(delay)
+
+    async def _handle(self, records: list[_Record]) -> None:
+        delivered = [record.delivered for record in records]
+        with self._batch_span(records):
+            async with self._scope():
+                rejections = await self.handle_batch(delivered)  # type: ignore[arg-type]
+                if rejections:
+                    rejected = []
+                    for rejection in rejections:
+                        record = records[rejection.index]
+                        record.dead_reason, record.dead_detail = rejection.reason, rejection.detail
+                        rejected.append(record)
+                    # Published before the transaction commits: a crash in between sends them
+                    # again (at least once), never loses one.
+                    await self._dead_letter(rejected)
+
+    @contextlib.asynccontextmanager
+    async def _scope(self) -> AsyncIterator[None]:
+        if self.batch_scope is None:
+            yield
+            return
+        async with self.batch_scope():
+            yield
+
+    @contextlib.contextmanager
+    def _batch_span(self, records: list[_Record]) -> Any:
+        """One span per batch, linked to each record's producer span (OpenTelemetry messaging
+        conventions for batch receive); a batch of one trace continues that trace."""
+        producer_contexts = [
+            trace.get_current_span(propagate.extract(record.headers)).get_span_context()
+            for record in records
+            if "traceparent" in record.headers
+        ]
+        valid = [context for context in producer_contexts if context.is_valid]
+        parent: Context | None = None
+        if (
+            valid
+            and len({context.trace_id for context in valid}) == 1
+            and len(valid) == len(records)
+        ):
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(valid[0]))
         with tracer.start_as_current_span(
-            f"{delivery.context.topic} process",
-            context=propagate.extract(delivery.headers),
+            f"{self.topic} process",
+            context=parent,
             kind=trace.SpanKind.CONSUMER,
+            links=[trace.Link(context) for context in valid],
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": delivery.context.topic,
-                "messaging.kafka.offset": delivery.context.offset,
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self.topic,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.batch.message_count": len(records),
             },
-        ):
-            await self.handle(cast(MessageT, delivery.event), delivery.context)
+        ) as span:
+            yield span
 
-    async def _dead_letter(self, delivery: _Delivery) -> None:
-        dead_letter = delivery.dead_letter
-        assert dead_letter is not None
-        context = delivery.context
-        log.warning(
-            "event dead-lettered",
-            extra={
-                "topic": context.topic,
-                "offset": context.offset,
-                "reason": dead_letter.reason,
-                "detail": dead_letter.detail,
-            },
-        )
-        await self.broker.publish(
-            delivery.record.value or b"",
-            topic=self.dead_letter_topic,
-            key=delivery.record.key,
-            headers={
-                **delivery.headers,
-                "dlq-reason": dead_letter.reason,
-                "dlq-detail": dead_letter.detail[:2000],
-                "dlq-source-topic": context.topic,
-                "dlq-source-partition": str(context.partition),
-                "dlq-source-offset": str(context.offset),
-                "dlq-consumer-group": self.group_id,
-                "dlq-failed-at": datetime.now(UTC).isoformat(),
-            },
-        )
+    async def _dead_letter(self, records: list[_Record]) -> None:
+        failed_at = datetime.now(UTC).isoformat().encode()
+        outgoing = []
+        for record in records:
+            raw = record.raw
+            log.warning(
+                "event dead-lettered",
+                extra={
+                    "topic": raw.topic,
+                    "offset": raw.offset,
+                    "reason": record.dead_reason,
+                    "detail": record.dead_detail,
+                },
+            )
+            if self.metrics is not None:
+                self.metrics.dead_letters.labels(
+                    self.group_id, self.topic, record.dead_reason
+                ).inc()
+            # The original headers as they came, then the reason: a replay restores the record.
+            headers = [(key, value or b"") for key, value in raw.headers or ()]
+            headers += [
+                ("dlq-reason", record.dead_reason.encode()),
+                ("dlq-detail", record.dead_detail[:MAX_DETAIL_CHARS].encode()),
+                ("dlq-source-topic", raw.topic.encode()),
+                ("dlq-source-partition", str(raw.partition).encode()),
+                ("dlq-source-offset", str(raw.offset).encode()),
+                ("dlq-consumer-group", self.group_id.encode()),
+                ("dlq-failed-at", failed_at),
+            ]
+            outgoing.append((self.dead_letter_topic, raw.key, raw.value or b"", headers))
+        await self.producer.send_all(outgoing)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: BatchConsumer[Any]) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Waits for the batch in hand, whose offsets are then committed.
+        async with self.owner._working:
+            if self.owner.on_revoked is not None and revoked:
+                await self.owner.on_revoked({partition.partition for partition in revoked})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.owner.on_assigned is not None:
+            await self.owner.on_assigned({partition.partition for partition in assigned})
+
+
+def per_event(
+    handle: Callable[[MessageT, EventContext], Awaitable[None]],
+) -> BatchHandler[MessageT]:
+    """A batch handler from a handler of one event, for streams too thin to need batching.
+
+    The handler runs its unit of work in a savepoint of the batch's transaction (see
+    `servicekit.runtime.UnitOfWork`); an event that raises PermanentEventError is rolled back
+    alone and dead-lettered.
+    """
+
+    async def handle_batch(batch: Sequence[Delivered[MessageT]]) -> list[Rejection]:
+        rejections = []
+        for index, delivered in enumerate(batch):
+            try:
+                await handle(delivered.event, delivered.context)
+            except PermanentEventError as error:
+                rejections.append(Rejection(index, error.reason, error.detail))
+        return rejections
+
+    return handle_batch

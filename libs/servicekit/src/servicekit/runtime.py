@@ -13,12 +13,20 @@ from contextvars import ContextVar
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.database import Database, Migration
 from servicekit.grpc_server import GrpcServer, Registrar
-from servicekit.kafka import EventConsumer, EventContext, create_broker
+from servicekit.kafka import (
+    BatchConsumer,
+    BatchHandler,
+    ConsumerMetrics,
+    EventContext,
+    PartitionsHook,
+    Producer,
+    per_event,
+)
 from servicekit.logs import setup_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -36,9 +44,8 @@ _batch_session: ContextVar[AsyncSession | None] = ContextVar("batch_session", de
 class UnitOfWork:
     """One database transaction; after it commits, the outbox relay is woken.
 
-    Inside `batch()`, units of work share the batch's transaction, each in a savepoint: one
-    that fails is rolled back alone, and the batch commits once (one commit, one offset commit
-    for many events is what makes a consumer fast).
+    Inside `batch()` (a consumer's batch), units of work share the batch's transaction, each in
+    a savepoint: one that fails is rolled back alone, and the batch commits once.
     """
 
     def __init__(self, database: Database, relay: OutboxRelay) -> None:
@@ -88,18 +95,12 @@ class ServiceRuntime:
         self.settings = settings
         setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
         self.metrics = CollectorRegistry()
-        self.consumer_lag = Gauge(
-            "kafka_consumer_lag",
-            "Records behind the partition's end after the last handled batch",
-            ["group", "topic", "partition"],
-            registry=self.metrics,
-        )
+        self.consumer_metrics = ConsumerMetrics(self.metrics)
         self.names = TopicNames(settings.topic_namespace)
         self.database = Database(settings.database_url)
-        self.broker = create_broker(
-            settings.kafka_bootstrap_servers, settings.service_name, self.metrics
-        )
-        self.relay = OutboxRelay(self.database, self.broker, settings.outbox_poll_interval_s)
+        self.producer = Producer(settings.kafka_bootstrap_servers, settings.service_name)
+        self.consumers: list[BatchConsumer[Message]] = []
+        self.relay = OutboxRelay(self.database, self.producer, settings.outbox_poll_interval_s)
         self.unit_of_work = UnitOfWork(self.database, self.relay)
         self.migrations = list(migrations)
         self.grpc_service_names = list(grpc_service_names)
@@ -112,26 +113,45 @@ class ServiceRuntime:
     def topic(self, name: str) -> str:
         return self.names(name)
 
+    def consume_batches(
+        self,
+        topic: str,
+        group_id: str,
+        message_type: type[MessageT],
+        handle_batch: BatchHandler[MessageT],
+        on_assigned: PartitionsHook | None = None,
+        on_revoked: PartitionsHook | None = None,
+    ) -> BatchConsumer[MessageT]:
+        """Consumes a topic batch by batch, each batch in one transaction (see BatchConsumer)."""
+        consumer = BatchConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            client_id=self.settings.service_name,
+            producer=self.producer,
+            names=self.names,
+            topic=topic,
+            group_id=group_id,
+            message_type=message_type,
+            handle_batch=handle_batch,
+            batch_scope=self.unit_of_work.batch,
+            max_attempts=self.settings.consumer_max_attempts,
+            retry_backoff_s=self.settings.consumer_retry_backoff_s,
+            batch_size=self.settings.consumer_batch_size,
+            metrics=self.consumer_metrics,
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
+        )
+        self.consumers.append(consumer)  # type: ignore[arg-type]
+        return consumer
+
     def consume(
         self,
         topic: str,
         group_id: str,
         message_type: type[MessageT],
         handle: Callable[[MessageT, EventContext], Awaitable[None]],
-    ) -> EventConsumer[MessageT]:
-        return EventConsumer(
-            broker=self.broker,
-            names=self.names,
-            topic=topic,
-            group_id=group_id,
-            message_type=message_type,
-            handle=handle,
-            max_attempts=self.settings.consumer_max_attempts,
-            retry_backoff_s=self.settings.consumer_retry_backoff_s,
-            batch_size=self.settings.consumer_batch_size,
-            batch_scope=self.unit_of_work.batch,
-            lag=self.consumer_lag,
-        )
+    ) -> BatchConsumer[MessageT]:
+        """Consumes a topic event by event (each in a savepoint of the batch's transaction)."""
+        return self.consume_batches(topic, group_id, message_type, per_event(handle))
 
     def add_grpc(self, registrar: Registrar) -> None:
         self.registrars.append(registrar)
@@ -146,10 +166,12 @@ class ServiceRuntime:
     async def start(self) -> None:
         await self.database.migrate(self.migrations)
         await ensure_topics(self.settings.kafka_bootstrap_servers, self.names.all_specs())
-        await self.broker.start()
+        await self.producer.start()
         self.relay.start()
         for hook in self.startup_hooks:
             await hook()
+        for consumer in self.consumers:
+            await consumer.start()
         self.grpc = GrpcServer(
             service_names=self.grpc_service_names,
             registrars=self.registrars,
@@ -163,10 +185,12 @@ class ServiceRuntime:
         # Stop taking calls first, then let the relay publish what is committed.
         if self.grpc is not None:
             await self.grpc.stop()
+        for consumer in self.consumers:
+            await consumer.stop()
         for hook in reversed(self.shutdown_hooks):
             await hook()
         await self.relay.stop()
-        await self.broker.stop()
+        await self.producer.stop()
         await self.database.dispose()
 
 
