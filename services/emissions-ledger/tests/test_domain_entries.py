@@ -14,6 +14,7 @@ from emissions_ledger.domain.entries import (
     EntryKind,
     FuelType,
     InvalidPolicyData,
+    SampleProvenance,
     Sector,
     Subsector,
     UnaccountableActivity,
@@ -128,6 +129,15 @@ def test_diesel_activity_is_litres_times_factor_exactly() -> None:
     assert entry.avoided_trip is None
 
 
+def test_aggregated_activity_entry_keeps_which_samples_it_sums() -> None:
+    samples = SampleProvenance(90, "evt-sample-1", "evt-sample-90")
+
+    entry = entry_for_activity(activity(samples=samples), CATALOGUE, ACTIVITY_TOPIC)
+
+    assert entry.samples == samples
+    assert entry_for_collection(collection(), POLICY, CATALOGUE, LOCKER_TOPIC).samples is None
+
+
 def test_petrol_activity_uses_the_gasoline_factor() -> None:
     entry = entry_for_activity(activity(fuel_type=FuelType.PETROL), CATALOGUE, ACTIVITY_TOPIC)
 
@@ -198,6 +208,7 @@ def test_electric_vehicle_with_fuel_but_no_energy_cannot_be_accounted() -> None:
         ({"municipality_id": ""}, "municipality_id"),
         ({"event_id": " "}, "event_id"),
         ({"vehicle_id": ""}, "vehicle_id"),
+        ({"samples": SampleProvenance(-1, "s-1", "s-2")}, "sample_count"),
     ],
 )
 def test_invalid_activity_is_rejected_naming_the_field(

@@ -1,8 +1,11 @@
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emissions_ledger.domain.entries import (
     AvoidedTripPolicy,
@@ -21,8 +24,12 @@ from emissions_ledger.domain.factors import EnergyCarrier, FactorCatalogue
 from emissions_ledger.domain.inventory import (
     DuplicateEntry,
     InventoryLine,
+    LineIncrement,
+    add_lines,
     add_to_line,
+    increments_per_line,
     inventory_from_lines,
+    line_of,
     summarise,
 )
 
@@ -205,3 +212,62 @@ def test_an_entry_cannot_be_added_to_another_line() -> None:
     )
     with pytest.raises(ValueError, match="does not belong"):
         add_to_line(add_to_line(None, diesel), electric)
+
+
+def test_a_batch_is_summed_once_per_line_of_each_municipality_and_year() -> None:
+    increments = increments_per_line(mixed_entries())
+
+    # Municipality, then year, then the template's order: every writer locks lines alike.
+    assert [(i.municipality_id, i.year) for i in increments] == [
+        (AALBORG, 2023),
+        *[(AALBORG, 2024)] * 4,
+        ("hjoerring-kommune", 2024),
+    ]
+    aalborg_2024 = [i.line for i in increments if (i.municipality_id, i.year) == (AALBORG, 2024)]
+    assert tuple(aalborg_2024) == summarise(AALBORG, 2024, mixed_entries()).lines
+    assert increments[0] == LineIncrement(AALBORG, 2023, line_of(mixed_entries()[-1]))
+    assert sum(i.line.entry_count for i in increments) == len(mixed_entries())
+
+
+def test_an_empty_batch_adds_nothing() -> None:
+    assert increments_per_line([]) == []
+
+
+def test_a_batch_refuses_to_count_an_entry_twice() -> None:
+    entry = vehicle_entry("v-1")
+
+    with pytest.raises(DuplicateEntry, match=entry.entry_id):
+        increments_per_line([entry, vehicle_entry("v-2"), entry])
+
+
+@given(
+    order=st.permutations(range(len(mixed_entries()))),
+    cuts=st.sets(st.integers(min_value=1, max_value=len(mixed_entries()) - 1)),
+)
+def test_batch_increments_add_up_to_the_whole_however_the_stream_is_split(
+    order: list[int], cuts: set[int]
+) -> None:
+    entries = [mixed_entries()[i] for i in order]
+    bounds = [0, *sorted(cuts), len(entries)]
+    running: dict[tuple[object, ...], InventoryLine] = {}
+    for start, end in pairwise(bounds):
+        for increment in increments_per_line(entries[start:end]):
+            line = increment.line
+            key = (increment.municipality_id, increment.year, line.sector, line.subsector)
+            key += (line.energy_carrier, line.kind, line.activity_unit)
+            running[key] = add_lines(running.get(key), line)
+
+    for municipality_id, year in [(AALBORG, 2024), (AALBORG, 2023), ("hjoerring-kommune", 2024)]:
+        lines = [line for key, line in running.items() if key[:2] == (municipality_id, year)]
+        assert inventory_from_lines(municipality_id, year, lines) == summarise(
+            municipality_id, year, entries
+        )
+
+
+def test_totals_of_different_lines_cannot_be_added() -> None:
+    diesel = line_of(vehicle_entry("a1"))
+    electric = line_of(
+        vehicle_entry("a2", fuel_type=FuelType.ELECTRIC, energy_used_wh=1000, fuel_used_ml=0)
+    )
+    with pytest.raises(ValueError, match="cannot be added"):
+        add_lines(diesel, electric)
