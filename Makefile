@@ -33,8 +33,9 @@ demo: setup
 test: setup lint types protos-check buf
 	@$(UV) run --frozen pytest
 
+# Every scenario at full size; e.g. BENCH_ARGS="--quick" or "--scenario latency --database postgresql".
 bench: setup
-	@$(UV) run --frozen python -m bench.pipeline
+	@$(UV) run --frozen python -m bench.pipeline $(BENCH_ARGS)
 
 lint:
 	@$(UV) run --frozen ruff format --check $(PY_PATHS)

@@ -1,230 +1,227 @@
-"""Throughput of the telemetry pipeline, end to end, against the bare broker.
+"""Benchmark of the telemetry pipeline: the services as processes on the local broker.
 
-    uv run python -m bench.pipeline [--samples N] [--vehicles M] [--database sqlite|postgresql]
+    uv run python -m bench.pipeline [--scenario all|catch-up|latency|two-instances|memory]
+                                    [--database sqlite|postgresql] [--quick] [sizes...]
 
-Baseline: the same number of telemetry records produced and consumed with plain aiokafka, no
-processing (what the broker and client alone can do on this machine). Platform: the records
-played into fleet.telemetry.v1 of the four services running as processes; measured until
-fleet-telemetry has published every activity record and until the ledger holds every entry.
-With --database postgresql each service gets a fresh database of its own on the local
-PostgreSQL server (deploy/local/postgres.sh), as in a deployment. Traffic stays on loopback; the
-run is bounded by --samples and a timeout.
+catch-up       Vehicles registered, fleet-telemetry and the ledger stopped, a backlog preloaded
+               into the telemetry topic. Baseline on that backlog, before the services start:
+               a plain aiokafka consumer reading it from the beginning (getmany) and parsing
+               every record, nothing else. Then the two services are started and timed until
+               fleet-telemetry has accounted every sample (the distinct activities' sample_count
+               sums to samples - vehicles: a vehicle's first sample is only its baseline) and
+               until GetInventory shows exactly the diesel litres computed from the samples.
+               Both timers start when the services are started: their start-up counts.
+latency        A paced load with occurred_at = now, GetInventory polled every ~20 ms:
+               p50/p95/p99 from occurred_at until the inventory includes the sample and every
+               sample before it.
+two-instances  The catch-up with two fleet-telemetry instances in one consumer group.
+memory         Resident memory (VmRSS) of every service with many vehicles known.
+
+Each scenario runs a platform of its own (topic namespace, databases), on loopback, bounded
+by its sizes and --timeout, and checks that its totals are exact. Targets are printed beside
+the figures; nothing fails on a missed target, only on wrong totals.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import math
 import os
-import subprocess
-import tempfile
-import time
-import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
-import asyncpg
-import grpc
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy.engine import make_url
+from bench import scenarios
+from bench.scenarios import CatchUp, Latency, Memory, Options
+from tests.kafka_tools import start_broker, stop_broker
 
-from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
-from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from servicekit import topics
-from servicekit.codec import event_headers, to_timestamp
-from servicekit.topics import TopicNames, ensure_topics
-from tests.kafka_tools import start_broker, stop_broker, unique_namespace
-from tools.platform import Platform, free_ports, services_on_ports
-
-START = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
-MUNICIPALITY = "aalborg-kommune"
-POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "deploy/local/postgres.sh"
+FLEET_RATIO_TARGET = 0.25
+LEDGER_RATIO_TARGET = 0.15
+P99_TARGET_S = 1.0
+RESIDENT_TARGET_MB = 150
+SCENARIOS = ("catch-up", "latency", "two-instances", "memory")
 
 
-def make_samples(samples: int, vehicles: int) -> list[fleet_pb2.TelemetrySample]:
-    """Per vehicle, a reading every minute: 400-600 m and 40-60 ml since the previous one."""
-    events = []
-    per_vehicle = samples // vehicles
-    for v in range(vehicles):
-        odometer, fuel = 10_000_000, 1_000_000
-        for step in range(per_vehicle):
-            odometer += 400 + (step * 37 + v) % 200
-            fuel += 40 + (step * 13 + v) % 20
-            events.append(
-                fleet_pb2.TelemetrySample(
-                    event_id=f"bench-{v}-{step}",
-                    occurred_at=to_timestamp(START + timedelta(minutes=step)),
-                    vehicle_id=f"bench-{v}",
-                    odometer_m=odometer,
-                    fuel_used_ml=fuel,
-                )
-            )
-    # Interleave vehicles as units reporting at the same time would.
-    events.sort(key=lambda e: (e.occurred_at.seconds, e.vehicle_id))
-    return events
-
-
-async def produce_all(servers: str, topic: str, events: list[fleet_pb2.TelemetrySample]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send(
-                topic,
-                event.SerializeToString(),
-                key=event.vehicle_id.encode(),
-                headers=[(k, v.encode()) for k, v in event_headers(event).items()],
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def consume_count(servers: str, topic: str, count: int, timeout_s: float) -> None:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    await consumer.start()
-    seen = 0
-    deadline = time.monotonic() + timeout_s
-    try:
-        while seen < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"saw {seen} of {count} records on {topic}")
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                seen += len(batch)
-    finally:
-        await consumer.stop()
-
-
-async def baseline(servers: str, events: list[fleet_pb2.TelemetrySample]) -> float:
-    names = TopicNames(unique_namespace("benchbase"))
-    await ensure_topics(servers, names.all_specs())
-    started = time.perf_counter()
-    await asyncio.gather(
-        produce_all(servers, names(topics.TELEMETRY), events),
-        consume_count(servers, names(topics.TELEMETRY), len(events), 120),
+    parser.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes for a check that everything works (figures not meaningful)",
     )
-    return time.perf_counter() - started
+    parser.add_argument("--samples", type=int, help="catch-up backlog (default 200000)")
+    parser.add_argument("--vehicles", type=int, help="catch-up vehicles (default 500)")
+    parser.add_argument("--baseline-runs", type=int, default=3, help="the fastest one counts")
+    parser.add_argument("--latency-rate", type=float, help="samples/s offered (default 1000)")
+    parser.add_argument("--latency-seconds", type=float, help="load duration (default 60)")
+    parser.add_argument("--latency-vehicles", type=int, help="vehicles reporting (default 200)")
+    parser.add_argument("--poll-interval", type=float, default=0.02, help="GetInventory, s")
+    parser.add_argument("--memory-vehicles", type=int, help="vehicles known (default 10000)")
+    parser.add_argument("--memory-samples", type=int, default=3, help="samples per vehicle")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="bound of each waiting phase, in seconds"
+    )
+    parser.add_argument("--keep-logs", type=Path, help="copy the services' logs here")
+    arguments = parser.parse_args(argv)
+    full = {
+        "samples": 200_000,
+        "vehicles": 500,
+        "latency_rate": 1000.0,
+        "latency_seconds": 60.0,
+        "latency_vehicles": 200,
+        "memory_vehicles": 10_000,
+    }
+    quick = {
+        "samples": 2_000,
+        "vehicles": 50,
+        "latency_rate": 100.0,
+        "latency_seconds": 10.0,
+        "latency_vehicles": 20,
+        "memory_vehicles": 200,
+    }
+    for name, value in (quick if arguments.quick else full).items():
+        if getattr(arguments, name) is None:
+            setattr(arguments, name, value)
+    return arguments
 
 
-async def wait_for_entries(target: str, year: int, entries: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
-        while True:
-            inventory = await stub.GetInventory(
-                ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=year)
-            )
-            if inventory.entry_count >= entries:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ledger holds {inventory.entry_count} of {entries} entries")
-            await asyncio.sleep(0.2)
-
-
-def _postgres_script(command: str) -> str:
-    return subprocess.run(
-        ["bash", str(POSTGRES_SCRIPT), command], check=True, capture_output=True, text=True
-    ).stdout
-
-
-@contextlib.asynccontextmanager
-async def postgres_databases(names: list[str]) -> AsyncIterator[dict[str, str]]:
-    """A fresh PostgreSQL database per service on the local server, dropped afterwards."""
-    await asyncio.to_thread(_postgres_script, "up")
-    server = make_url((await asyncio.to_thread(_postgres_script, "url")).strip())
-    admin = await asyncpg.connect(server.set(drivername="postgresql").render_as_string(False))
-    databases = {name: f"bench_{uuid.uuid4().hex[:12]}" for name in names}
-    try:
-        for database in databases.values():
-            await admin.execute(f'CREATE DATABASE "{database}"')
-        yield {
-            name: server.set(database=database).render_as_string(hide_password=False)
-            for name, database in databases.items()
-        }
-    finally:
-        for database in databases.values():
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
-
-
-async def platform_run(
-    servers: str, events: list[fleet_pb2.TelemetrySample], vehicles: int, database: str
-) -> tuple[float, float]:
-    ports = free_ports(8)
-    services = services_on_ports(ports[:4], ports[4:])
-    async with contextlib.AsyncExitStack() as stack:
-        database_urls: dict[str, str] = {}
-        if database == "postgresql":
-            database_urls = await stack.enter_async_context(
-                postgres_databases([service.name for service in services])
-            )
-        data_dir = stack.enter_context(tempfile.TemporaryDirectory())
-        platform = Platform(unique_namespace("bench"), Path(data_dir), services, database_urls)
-        platform.bootstrap = servers
-        platform.start_services()
-        try:
-            await platform.wait_healthy()
-            async with grpc.aio.insecure_channel(platform.fleet.target) as channel:
-                stub = fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
-                for v in range(vehicles):
-                    await stub.RegisterVehicle(
-                        fleet_pb2.RegisterVehicleRequest(
-                            vehicle=fleet_pb2.Vehicle(
-                                vehicle_id=f"bench-{v}",
-                                owner_partner_id=MUNICIPALITY,
-                                municipality_id=MUNICIPALITY,
-                                fuel_type=fleet_pb2.FUEL_TYPE_DIESEL,
-                                vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-                            )
-                        )
-                    )
-            names = TopicNames(platform.namespace)
-            activities = len(events) - vehicles  # each vehicle's first sample is its baseline
-            started = time.perf_counter()
-            fleet_done = asyncio.create_task(
-                consume_count(servers, names(topics.ACTIVITY), activities, 600)
-            )
-            await produce_all(servers, names(topics.TELEMETRY), events)
-            await fleet_done
-            fleet_s = time.perf_counter() - started
-            await wait_for_entries(platform.ledger.target, START.year, activities, 600)
-            ledger_s = time.perf_counter() - started
-            return fleet_s, ledger_s
-        finally:
-            platform.stop()
-
-
-async def main(samples: int, vehicles: int, database: str) -> None:
+async def run(arguments: argparse.Namespace) -> None:
     servers, started_broker = start_broker()
+    options = Options(servers, arguments.database, arguments.timeout, arguments.keep_logs)
+    chosen = SCENARIOS if arguments.scenario == "all" else (arguments.scenario,)
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"Telemetry pipeline benchmark: {arguments.database}, broker {servers}, "
+        f"{os.cpu_count()} cores, load average {load} at the start",
+        flush=True,
+    )
     try:
-        events = make_samples(samples, vehicles)
-        base_s = await baseline(servers, events)
-        fleet_s, ledger_s = await platform_run(servers, events, vehicles, database)
+        for name in chosen:
+            print(flush=True)
+            if name == "catch-up":
+                print_catch_up(
+                    await scenarios.catch_up(
+                        options, arguments.samples, arguments.vehicles, 1, arguments.baseline_runs
+                    )
+                )
+            elif name == "two-instances":
+                print_catch_up(
+                    await scenarios.catch_up(
+                        options, arguments.samples, arguments.vehicles, 2, arguments.baseline_runs
+                    )
+                )
+            elif name == "latency":
+                print_latency(
+                    await scenarios.latency(
+                        options,
+                        arguments.latency_vehicles,
+                        arguments.latency_rate,
+                        arguments.latency_seconds,
+                        arguments.poll_interval,
+                    )
+                )
+            else:
+                print_memory(
+                    await scenarios.memory(
+                        options, arguments.memory_vehicles, arguments.memory_samples
+                    )
+                )
     finally:
         if started_broker:
             stop_broker()
-    n = len(events)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def print_catch_up(result: CatchUp) -> None:
+    instances = "one fleet-telemetry" if result.fleet_instances == 1 else "two fleet-telemetry"
     print(
-        f"telemetry samples: {n} from {vehicles} vehicles, broker {servers}, {os.cpu_count()} cores"
+        f"Catch-up, {instances} instance{'s' if result.fleet_instances > 1 else ''}: "
+        f"{result.samples:,} samples of {result.vehicles:,} vehicles preloaded "
+        f"(produced in {result.produce_s:.1f} s, {result.samples / result.produce_s:,.0f}/s; "
+        "not timed below)"
     )
+    runs = ", ".join(f"{seconds:.2f}" for seconds in result.baseline_runs_s)
     rows = (
-        ("baseline  produce+consume, no processing", base_s, "records/s"),
-        ("platform  samples -> activity published", fleet_s, "samples/s"),
-        ("platform  samples -> ledger entries", ledger_s, "samples/s"),
+        ("baseline  aiokafka getmany + ParseFromString", result.baseline_s, "records/s", None),
+        ("fleet     samples -> accounted (activity)", result.fleet_s, "samples/s", "fleet"),
+        ("ledger    samples -> visible (GetInventory)", result.ledger_s, "samples/s", "ledger"),
     )
-    for label, seconds, unit in rows:
-        print(f"{label:<42} {seconds:7.2f} s  {n / seconds:9.0f} {unit}")
-    print(f"ratio     platform end to end / baseline:  {base_s / ledger_s:7.3f}")
+    for label, seconds, unit, stage in rows:
+        line = f"  {label:<44} {seconds:8.2f} s {result.samples / seconds:10,.0f} {unit}"
+        if stage is not None:
+            ratio = result.baseline_s / seconds
+            target = FLEET_RATIO_TARGET if stage == "fleet" else LEDGER_RATIO_TARGET
+            line += f"   ratio {ratio:6.3f}x (target >= {target}x: {verdict(ratio >= target)})"
+        else:
+            line += f"   (runs {runs} s; the fastest counts)"
+        print(line)
+    print("  the platform's timers start when the services are started: start-up counts")
+    print(
+        f"  totals exact: {result.accounted_samples:,} samples accounted "
+        f"(= {result.samples:,} - {result.vehicles:,} baselines) in {result.activities:,} "
+        f"activities ({result.redelivered_copies:,} identical copies redelivered), "
+        f"{result.diesel_litres:,} l diesel in the ledger as computed from the samples"
+    )
+    for label, partitions in result.partitions.items():
+        if partitions and result.fleet_instances > 1:
+            print(f"  {label} consumed telemetry partitions {partitions}")
+    print_resident(result.resident_kib)
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def print_latency(result: Latency) -> None:
+    print(
+        f"Latency: {result.offered:,} samples from {result.vehicles:,} vehicles offered in "
+        f"{result.load_s:.1f} s ({result.offered / result.load_s:,.0f} samples/s), "
+        f"GetInventory polled {result.polls:,} times"
+    )
+    ordered = sorted(result.latencies_s)
+    if not ordered:
+        print("  no sample became visible")
+    else:
+        p50, p95, p99 = (percentile(ordered, f) for f in (0.50, 0.95, 0.99))
+        print(
+            f"  occurred_at -> visible in GetInventory: p50 {p50 * 1000:,.0f} ms, "
+            f"p95 {p95 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms, max {ordered[-1] * 1000:,.0f} "
+            f"ms, mean {statistics.fmean(ordered) * 1000:,.0f} ms "
+            f"(target p99 < {P99_TARGET_S:.0f} s: {verdict(p99 < P99_TARGET_S)})"
+        )
+    if result.unseen:
+        print(f"  {result.unseen:,} samples never became visible within the time allowed")
+    print_resident(result.resident_kib)
+
+
+def print_memory(result: Memory) -> None:
+    print(
+        f"Memory: {result.vehicles:,} vehicles registered in {result.register_s:.1f} s "
+        f"({result.vehicles / result.register_s:,.0f}/s over gRPC), {result.samples:,} samples "
+        f"accounted in {result.fleet_s:.1f} s, visible in the ledger after {result.ledger_s:.1f} s"
+    )
+    print_resident(result.resident_kib, check=True)
+
+
+def print_resident(sizes: Sequence[tuple[str, int]], check: bool = False) -> None:
+    parts = []
+    for label, kib in sizes:
+        megabytes = kib * 1024 / 1e6
+        mark = f" ({verdict(megabytes <= RESIDENT_TARGET_MB)})" if check else ""
+        parts.append(f"{label} {megabytes:.0f} MB{mark}")
+    target = f"; target <= {RESIDENT_TARGET_MB} MB (10^6 bytes) each" if check else ""
+    print(f"  resident memory (VmRSS) at the end: {', '.join(parts)}{target}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=3000)
-    parser.add_argument("--vehicles", type=int, default=30)
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.samples, arguments.vehicles, arguments.database))
+    asyncio.run(run(parse_arguments()))

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -40,10 +40,16 @@ class ServiceProcess:
     package: str
     grpc_port: int
     metrics_port: int
+    # 0 for a service's first instance; more instances share its database and consumer groups.
+    instance: int = 0
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.instance == 0 else f"{self.name}-{self.instance}"
 
 
 SERVICES = (
@@ -77,6 +83,18 @@ def services_on_ports(
     )
 
 
+def resident_kib(pid: int) -> int | None:
+    """A process's resident set size in KiB, None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
 class Platform:
     def __init__(
         self,
@@ -84,12 +102,15 @@ class Platform:
         data_dir: Path,
         services: Sequence[ServiceProcess] = SERVICES,
         database_urls: dict[str, str] | None = None,
+        service_env: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.namespace = namespace
         self.data_dir = data_dir
         self.services = tuple(services)
         # Per service name; a service without one gets a SQLite file in data_dir.
         self.database_urls = dict(database_urls or {})
+        # Extra environment variables per service name (CONSUMER_BATCH_SIZE, ...).
+        self.service_env = {name: dict(env) for name, env in (service_env or {}).items()}
         self.registry, self.lockers, self.fleet, self.ledger = self.services
         self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         self.started_broker = False
@@ -101,33 +122,85 @@ class Platform:
             subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
             self.started_broker = "KAFKA_BOOTSTRAP_SERVERS" not in os.environ
 
-    def start_services(self) -> None:
+    def start_services(self, names: Collection[str] | None = None) -> None:
+        """Starts the services (those named, or all four), each as a process of its own."""
+        for service in self.services:
+            if names is None or service.name in names:
+                self.start(service)
+
+    def start(self, service: ServiceProcess) -> subprocess.Popen[bytes]:
+        """Starts one instance of a service; instances of one service share its database."""
+        if self.running(service) is not None:
+            raise RuntimeError(f"{service.label} is already running")
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in self.services:
-            env = {
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "TOPIC_NAMESPACE": self.namespace,
-                "DATABASE_URL": self.database_urls.get(
-                    service.name, f"sqlite+aiosqlite:///{self.data_dir / service.name}.db"
-                ),
-                "GRPC_PORT": str(service.grpc_port),
-                "METRICS_PORT": str(service.metrics_port),
-                "PARTNER_REGISTRY_TARGET": self.registry.target,
-                "OUTBOX_POLL_INTERVAL_S": "0.2",
-            }
-            log_file = (logs / f"{service.name}.log").open("ab")
-            process = subprocess.Popen(
-                [sys.executable, "-m", service.package],
-                env=env,
-                cwd=ROOT,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                # Own process group: Ctrl-C reaches the supervisor, which stops them in order.
-                start_new_session=True,
-            )
-            self.processes.append((service, process))
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "TOPIC_NAMESPACE": self.namespace,
+            "DATABASE_URL": self.database_urls.get(
+                service.name, f"sqlite+aiosqlite:///{self.data_dir / service.name}.db"
+            ),
+            "GRPC_PORT": str(service.grpc_port),
+            "METRICS_PORT": str(service.metrics_port),
+            "PARTNER_REGISTRY_TARGET": self.registry.target,
+            "OUTBOX_POLL_INTERVAL_S": "0.2",
+            **self.service_env.get(service.name, {}),
+        }
+        log_file = (logs / f"{service.label}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", service.package],
+            env=env,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            # Own process group: Ctrl-C reaches the supervisor, which stops them in order.
+            start_new_session=True,
+        )
+        log_file.close()
+        self.processes.append((service, process))
+        return process
+
+    def another_instance(self, service: ServiceProcess) -> ServiceProcess:
+        """One more instance of a service on free ports (start it with `start`)."""
+        taken = [s.instance for s, _ in self.processes if s.name == service.name]
+        grpc_port, metrics_port = free_ports(2)
+        return replace(
+            service,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            instance=max(taken, default=0) + 1,
+        )
+
+    def running(self, service: ServiceProcess) -> subprocess.Popen[bytes] | None:
+        for candidate, process in self.processes:
+            if candidate == service:
+                return process
+        return None
+
+    def stop_service(self, service: ServiceProcess, timeout_s: float = 20.0) -> int:
+        """SIGTERM to one instance; its exit code (0: a clean shutdown)."""
+        process = self._take(service)
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            print(f"{service.label} did not stop in time; killing it", file=sys.stderr)
+            process.kill()
+            return process.wait()
+
+    def kill_service(self, service: ServiceProcess) -> int:
+        """SIGKILL to one instance, as a crash or an OOM kill would end it."""
+        process = self._take(service)
+        process.kill()
+        return process.wait()
+
+    def _take(self, service: ServiceProcess) -> subprocess.Popen[bytes]:
+        process = self.running(service)
+        if process is None:
+            raise RuntimeError(f"{service.label} is not running")
+        self.processes.remove((service, process))
+        return process
 
     async def wait_healthy(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -137,8 +210,8 @@ class Platform:
                 while True:
                     if process.poll() is not None:
                         raise RuntimeError(
-                            f"{service.name} exited with {process.returncode}; see "
-                            f"{self.data_dir / 'logs' / service.name}.log"
+                            f"{service.label} exited with {process.returncode}; see "
+                            f"{self.data_dir / 'logs' / service.label}.log"
                         )
                     try:
                         reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
@@ -147,36 +220,34 @@ class Platform:
                     except grpc.aio.AioRpcError:
                         pass
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"{service.name} did not become healthy")
+                        raise TimeoutError(f"{service.label} did not become healthy")
                     await asyncio.sleep(0.3)
 
     def stop(self) -> dict[str, int]:
-        """SIGTERM to every service, then their exit codes (0: a clean shutdown)."""
+        """SIGTERM to every running instance, then their exit codes (0: a clean shutdown)."""
         for _service, process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         exit_codes = {}
         for service, process in self.processes:
             try:
-                exit_codes[service.name] = process.wait(timeout=20)
+                exit_codes[service.label] = process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                print(f"{service.name} did not stop in time; killing it", file=sys.stderr)
+                print(f"{service.label} did not stop in time; killing it", file=sys.stderr)
                 process.kill()
-                exit_codes[service.name] = process.wait()
+                exit_codes[service.label] = process.wait()
         self.processes.clear()
         if self.started_broker:
             subprocess.run(["bash", str(KAFKA_SCRIPT), "down"], check=False)
         return exit_codes
 
     def resident_memory(self) -> list[tuple[str, int]]:
-        """Resident set size of each service process, in KiB (Linux /proc)."""
+        """Resident set size of each running instance, in KiB (VmRSS of Linux /proc)."""
         sizes = []
         for service, process in self.processes:
-            status = Path(f"/proc/{process.pid}/status")
-            if status.exists():
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        sizes.append((service.name, int(line.split()[1])))
+            kib = resident_kib(process.pid)
+            if kib is not None:
+                sizes.append((service.label, kib))
         return sizes
 
     def print_addresses(self) -> None:
@@ -186,7 +257,9 @@ class Platform:
         )
         for service, process in self.processes:
             metrics = f"http://127.0.0.1:{service.metrics_port}/metrics"
-            print(f"{service.name:<18} gRPC {service.target}  metrics {metrics}  pid {process.pid}")
+            print(
+                f"{service.label:<18} gRPC {service.target}  metrics {metrics}  pid {process.pid}"
+            )
         print(f"Logs and databases: {self.data_dir}")
 
 

@@ -1,0 +1,421 @@
+"""The benchmark's scenarios. Each runs a fresh platform, measures, checks the totals are exact
+and stops everything it started."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+import urllib.request
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from aiokafka import AIOKafkaProducer
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bench.environment import fresh_platform
+from bench.kafka_io import (
+    TELEMETRY_HEADERS,
+    ActivityTally,
+    consume_and_decode,
+    produce_records,
+    telemetry_producer,
+)
+from bench.ledger_probe import LedgerProbe
+from bench.workload import (
+    ML_PER_LITRE,
+    Backlog,
+    minute_backlog,
+    register_vehicles,
+    vehicle_ids,
+)
+from greenpartners.fleet.v1 import fleet_pb2
+from servicekit import topics
+from servicekit.topics import TopicNames
+from tools.platform import Platform, ServiceProcess
+
+T = TypeVar("T")
+
+# Preloaded samples start here: a working day, far from midnight and New Year.
+BACKLOG_START = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
+# After both stages report the expected totals, how long they must stay exact (a stage that
+# double counts would overshoot a moment later).
+SETTLE_S = 2.0
+
+
+@dataclass(frozen=True)
+class Options:
+    servers: str
+    database: str
+    timeout_s: float
+    keep_logs: Path | None = None
+
+
+@dataclass
+class CatchUp:
+    samples: int
+    vehicles: int
+    fleet_instances: int
+    produce_s: float
+    baseline_runs_s: list[float]
+    fleet_s: float
+    ledger_s: float
+    activities: int
+    redelivered_copies: int
+    accounted_samples: int
+    diesel_litres: Decimal
+    resident_kib: list[tuple[str, int]]
+    partitions: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def baseline_s(self) -> float:
+        # The fastest run: the most demanding yardstick for the platform.
+        return min(self.baseline_runs_s)
+
+
+@dataclass
+class Latency:
+    vehicles: int
+    offered: int
+    load_s: float
+    latencies_s: list[float]
+    unseen: int
+    polls: int
+    resident_kib: list[tuple[str, int]]
+
+
+@dataclass
+class Memory:
+    vehicles: int
+    samples: int
+    register_s: float
+    fleet_s: float
+    ledger_s: float
+    resident_kib: list[tuple[str, int]]
+
+
+async def catch_up(
+    options: Options, samples: int, vehicles: int, fleet_instances: int, baseline_runs: int
+) -> CatchUp:
+    """Registers the vehicles, stops fleet-telemetry and the ledger, preloads the backlog,
+    measures the plain consumer on it, then starts the two services and times them."""
+    per_vehicle = max(samples // vehicles, 1)
+    backlog = minute_backlog(per_vehicle, vehicle_ids(vehicles), BACKLOG_START, "catch-up")
+    async with fresh_platform(options.servers, options.database, options.keep_logs) as platform:
+        names = TopicNames(platform.namespace)
+        platform.start_services()
+        await platform.wait_healthy()
+        await register_vehicles(platform.fleet.target, backlog.vehicle_ids)
+        for stage in (platform.fleet, platform.ledger):
+            if (code := platform.stop_service(stage)) != 0:
+                raise RuntimeError(f"{stage.label} exited with {code} when stopped")
+
+        produce_s = await produce_records(options.servers, names(topics.TELEMETRY), backlog.records)
+        baseline_runs_s = [
+            await consume_and_decode(
+                options.servers, names(topics.TELEMETRY), backlog.samples, options.timeout_s
+            )
+            for _ in range(baseline_runs)
+        ]
+
+        fleet = [platform.fleet]
+        fleet += [platform.another_instance(platform.fleet) for _ in range(fleet_instances - 1)]
+        tally = ActivityTally(options.servers, names(topics.ACTIVITY))
+        await tally.start()
+        try:
+            started = time.perf_counter()
+            for stage in (*fleet, platform.ledger):
+                platform.start(stage)
+            fleet_done, ledger_done = await _measure_stages(
+                platform, tally, backlog, options.timeout_s
+            )
+            totals = await _settled_totals(platform, tally, backlog)
+            partitions = {stage.label: await _telemetry_partitions(stage) for stage in fleet}
+        finally:
+            await tally.stop()
+        return CatchUp(
+            samples=backlog.samples,
+            vehicles=vehicles,
+            fleet_instances=fleet_instances,
+            produce_s=produce_s,
+            baseline_runs_s=baseline_runs_s,
+            fleet_s=fleet_done - started,
+            ledger_s=ledger_done - started,
+            activities=len(tally.payloads),
+            redelivered_copies=tally.copies,
+            accounted_samples=totals[0],
+            diesel_litres=totals[1],
+            resident_kib=platform.resident_memory(),
+            partitions=partitions,
+        )
+
+
+async def _measure_stages(
+    platform: Platform, tally: ActivityTally, backlog: Backlog, timeout_s: float
+) -> tuple[float, float]:
+    """When fleet-telemetry has accounted every sample, and when the ledger shows them all."""
+    async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+        probe = LedgerProbe(channel, backlog.year)
+        ledger = asyncio.create_task(probe.wait_for_litres(backlog.diesel_litres, timeout_s))
+        try:
+            fleet_done = await _while_running(
+                platform, tally.wait_for_samples(backlog.accountable_samples, timeout_s)
+            )
+            ledger_done = await _while_running(platform, ledger)
+        finally:
+            ledger.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ledger
+    return fleet_done, ledger_done
+
+
+async def _settled_totals(
+    platform: Platform, tally: ActivityTally, backlog: Backlog
+) -> tuple[int, Decimal]:
+    """The totals a moment after they were reached: they must not have moved on."""
+    await asyncio.sleep(SETTLE_S)
+    async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+        litres = await LedgerProbe(channel, backlog.year).diesel_litres()
+    checks = {
+        "activity sample_count sum": (tally.sample_count, backlog.accountable_samples),
+        "activity fuel ml": (tally.fuel_used_ml, int(backlog.diesel_litres * ML_PER_LITRE)),
+        "ledger diesel litres": (litres, backlog.diesel_litres),
+        "activity ids published with different contents": (len(tally.conflicts), 0),
+    }
+    wrong = {name: found for name, (found, expected) in checks.items() if found != expected}
+    if wrong:
+        raise AssertionError(f"totals are not exact: {wrong} (expected {checks})")
+    return tally.sample_count, litres
+
+
+async def _while_running(platform: Platform, waiting: Awaitable[T]) -> T:
+    """Awaits `waiting`, failing early if a service process exits."""
+    task = asyncio.ensure_future(waiting)
+    try:
+        while not task.done():
+            exited = [
+                (service.label, process.returncode)
+                for service, process in platform.processes
+                if process.poll() is not None
+            ]
+            if exited:
+                raise RuntimeError(
+                    f"service exited while measured: {exited}; logs in {platform.data_dir}/logs"
+                )
+            await asyncio.wait({task}, timeout=0.5)
+        return task.result()
+    finally:
+        task.cancel()
+
+
+async def _telemetry_partitions(stage: ServiceProcess) -> list[int]:
+    """Telemetry partitions the instance reports consumer lag for (what it was assigned)."""
+
+    def scrape() -> str:
+        url = f"http://127.0.0.1:{stage.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode())
+
+    try:
+        text = await asyncio.to_thread(scrape)
+    except OSError:
+        return []
+    partitions = set()
+    for line in text.splitlines():
+        if line.startswith("kafka_consumer_lag{") and f'{topics.TELEMETRY}"' in line:
+            labels = line[line.index("{") + 1 : line.index("}")]
+            for label in labels.split(","):
+                name, _, value = label.partition("=")
+                if name == "partition":
+                    partitions.add(int(value.strip('"')))
+    return sorted(partitions)
+
+
+async def latency(
+    options: Options, vehicles: int, rate: float, duration_s: float, poll_interval_s: float
+) -> Latency:
+    """A paced load with occurred_at = now; the inventory polled as a dashboard would."""
+    ids = vehicle_ids(vehicles, prefix="live")
+    async with fresh_platform(options.servers, options.database, options.keep_logs) as platform:
+        names = TopicNames(platform.namespace)
+        platform.start_services()
+        await platform.wait_healthy()
+        await register_vehicles(platform.fleet.target, ids)
+        producer = telemetry_producer(options.servers)
+        await producer.start()
+        try:
+            load = PacedLoad(producer, names(topics.TELEMETRY), ids)
+            # Every vehicle's first sample is only its baseline: sent before the measurement.
+            await load.send_baselines()
+            await asyncio.sleep(2.0)
+            async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+                watch = VisibilityWatch(LedgerProbe(channel, datetime.now(UTC).year), load)
+                watching = asyncio.create_task(watch.run(poll_interval_s))
+                try:
+                    load_s = await _while_running(platform, load.offer(rate, duration_s))
+                    await _while_running(
+                        platform, watch.wait_all_visible(min(options.timeout_s, 60.0))
+                    )
+                finally:
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
+        finally:
+            await producer.stop()
+        return Latency(
+            vehicles=vehicles,
+            offered=len(load.occurred_s),
+            load_s=load_s,
+            latencies_s=watch.latencies_s,
+            unseen=len(load.occurred_s) - watch.visible,
+            polls=watch.polls,
+            resident_kib=platform.resident_memory(),
+        )
+
+
+class PacedLoad:
+    """Vehicles reporting in turn at a fixed total rate, each sample stamped with the moment
+    it is sent. Counters advance with the time since the vehicle's previous sample (15 m/s,
+    3 ml/s, at least 1 ml), so speeds stay plausible however the sends are spaced and every
+    sample adds fuel that the inventory must show."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, ids: Sequence[str]) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.ids = list(ids)
+        self.odometer_m = [5_000_000] * len(ids)
+        self.fuel_ml = [2_000_000] * len(ids)
+        self.last_ns = [0] * len(ids)
+        self.sent = 0
+        # Per measured sample in send order: occurred_at, and the diesel added by every
+        # measured sample up to and including it.
+        self.occurred_s: list[float] = []
+        self.cumulative_ml: list[int] = []
+
+    async def send_baselines(self) -> None:
+        for vehicle in range(len(self.ids)):
+            await self._send(vehicle, measured=False)
+
+    async def offer(self, rate: float, duration_s: float) -> float:
+        total = int(rate * duration_s)
+        started = time.monotonic()
+        for number in range(total):
+            await self._send(number % len(self.ids), measured=True)
+            ahead = started + (number + 1) / rate - time.monotonic()
+            if ahead > 0.002:
+                await asyncio.sleep(ahead)
+        await self.producer.flush()
+        return time.monotonic() - started
+
+    async def _send(self, vehicle: int, measured: bool) -> None:
+        now_ns = time.time_ns() // 1000 * 1000  # the microseconds a Timestamp keeps here
+        if self.last_ns[vehicle]:
+            elapsed_s = (now_ns - self.last_ns[vehicle]) / 1e9
+            self.odometer_m[vehicle] += round(elapsed_s * 15)
+            added_ml = max(1, round(elapsed_s * 3))
+            self.fuel_ml[vehicle] += added_ml
+        else:
+            added_ml = 0
+        self.last_ns[vehicle] = now_ns
+        stamp = Timestamp()
+        stamp.FromNanoseconds(now_ns)
+        event = fleet_pb2.TelemetrySample(
+            event_id=f"{self.topic}-{self.sent}",
+            occurred_at=stamp,
+            vehicle_id=self.ids[vehicle],
+            odometer_m=self.odometer_m[vehicle],
+            fuel_used_ml=self.fuel_ml[vehicle],
+        )
+        self.sent += 1
+        await self.producer.send(
+            self.topic,
+            event.SerializeToString(),
+            key=self.ids[vehicle].encode(),
+            headers=TELEMETRY_HEADERS,
+        )
+        if measured:
+            previous = self.cumulative_ml[-1] if self.cumulative_ml else 0
+            self.cumulative_ml.append(previous + added_ml)
+            self.occurred_s.append(now_ns / 1e9)
+
+
+class VisibilityWatch:
+    """Polls GetInventory. A sample is visible when the inventory's diesel reaches the fuel
+    of every measured sample sent up to and including it (so a sample counts only once all
+    before it are visible too), at the moment that poll's answer arrived."""
+
+    def __init__(self, probe: LedgerProbe, load: PacedLoad) -> None:
+        self.probe = probe
+        self.load = load
+        self.visible = 0
+        self.polls = 0
+        self.latencies_s: list[float] = []
+        self._progress = asyncio.Event()
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            began = time.monotonic()
+            # Only samples sent before the question can be credited by its answer.
+            sent = len(self.load.occurred_s)
+            litres = await self.probe.diesel_litres()
+            answered_s = time.time()
+            self.polls += 1
+            reached_ml = int(litres * ML_PER_LITRE)
+            now_visible = bisect.bisect_right(self.load.cumulative_ml, reached_ml, 0, sent)
+            for index in range(self.visible, now_visible):
+                self.latencies_s.append(answered_s - self.load.occurred_s[index])
+            if now_visible > self.visible:
+                self.visible = now_visible
+                self._progress.set()
+            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - began)))
+
+    async def wait_all_visible(self, timeout_s: float) -> None:
+        """Until every offered sample is visible, or the time is up (the rest count unseen)."""
+        deadline = time.monotonic() + timeout_s
+        while self.visible < len(self.load.occurred_s):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+
+
+async def memory(options: Options, vehicles: int, samples_per_vehicle: int) -> Memory:
+    """Resident memory once many vehicles are known: registered, each with a few samples
+    accounted all the way to the ledger."""
+    backlog = minute_backlog(
+        samples_per_vehicle, vehicle_ids(vehicles, prefix="many"), BACKLOG_START, "memory"
+    )
+    async with fresh_platform(options.servers, options.database, options.keep_logs) as platform:
+        names = TopicNames(platform.namespace)
+        platform.start_services()
+        await platform.wait_healthy()
+        began = time.perf_counter()
+        await register_vehicles(platform.fleet.target, backlog.vehicle_ids)
+        register_s = time.perf_counter() - began
+        tally = ActivityTally(options.servers, names(topics.ACTIVITY))
+        await tally.start()
+        try:
+            started = time.perf_counter()
+            await produce_records(options.servers, names(topics.TELEMETRY), backlog.records)
+            fleet_done, ledger_done = await _measure_stages(
+                platform, tally, backlog, options.timeout_s
+            )
+            await _settled_totals(platform, tally, backlog)
+        finally:
+            await tally.stop()
+        return Memory(
+            vehicles=vehicles,
+            samples=backlog.samples,
+            register_s=register_s,
+            fleet_s=fleet_done - started,
+            ledger_s=ledger_done - started,
+            resident_kib=platform.resident_memory(),
+        )
