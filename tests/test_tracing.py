@@ -17,6 +17,7 @@ from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from locker_hubs.bootstrap import build as build_lockers
 from partner_registry.bootstrap import build as build_registry
+from servicekit import topics
 from servicekit.grpc_server import insecure_channel
 from servicekit.runtime import ServiceRuntime
 from servicekit.telemetry import setup_tracing
@@ -93,11 +94,18 @@ async def test_collection_trace_reaches_the_ledger_entry(
     assert registry_spans and all(s.context.trace_id == trace_id for s in registry_spans)
 
     def ledger_span_in_same_trace() -> None:
-        posted = [s for s in exporter.get_finished_spans() if s.name == "ledger post entry"]
+        posted = [s for s in exporter.get_finished_spans() if s.name == "ledger post entries"]
         assert posted, "no ledger entry posted yet"
         assert {s.context.trace_id for s in posted} == {trace_id}
+        assert [dict(s.attributes or {}).get("ledger.entry_count") for s in posted] == [1]
 
     await eventually(ledger_span_in_same_trace, timeout_s=45)
+    # The posting runs in the ledger's span of the consumed batch, which continues the trace.
+    spans = exporter.get_finished_spans()
+    (posting,) = [s for s in spans if s.name == "ledger post entries"]
+    batch_spans = [s for s in spans if s.name == f"{ledger.topic(topics.LOCKER_EVENTS)} process"]
+    assert posting.parent is not None
+    assert posting.parent.span_id in {s.context.span_id for s in batch_spans}
 
     async with insecure_channel(f"127.0.0.1:{ledger.grpc_port}") as channel:
         entries = await ledger_pb2_grpc.EmissionsLedgerServiceStub(channel).ListEntries(
