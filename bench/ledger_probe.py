@@ -30,8 +30,11 @@ class LedgerProbe:
         self.stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
         self.request = ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=year)
 
+    async def inventory(self) -> ledger_pb2.GetInventoryResponse:
+        return await self.stub.GetInventory(self.request, timeout=10)
+
     async def diesel_litres(self) -> Decimal:
-        return diesel_litres(await self.stub.GetInventory(self.request, timeout=10))
+        return diesel_litres(await self.inventory())
 
     async def wait_for_litres(
         self, expected: Decimal, timeout_s: float, interval_s: float = 0.05
