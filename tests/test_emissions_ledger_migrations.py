@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, text
 
 from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
-from emissions_ledger.adapters.repository import LedgerRepository, decimal_text
+from emissions_ledger.adapters.repository import LedgerRepository
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.domain import (
     FuelType,
@@ -25,7 +25,7 @@ from emissions_ledger.domain import (
     increments_per_line,
     summarise,
 )
-from servicekit.database import Database, Migration
+from servicekit.database import Database, Migration, decimal_text
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from emissions_ledger.adapters.repository import decimal_text
 from emissions_ledger.domain import (
     FuelType,
     Inventory,
@@ -18,6 +17,7 @@ from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit.codec import from_timestamp, to_timestamp
+from servicekit.database import decimal_text
 from servicekit.enums import from_proto, to_proto
 from servicekit.errors import PermanentEventError
 

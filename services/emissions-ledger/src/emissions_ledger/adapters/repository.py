@@ -27,17 +27,11 @@ from emissions_ledger.domain import (
     add_lines,
     inventory_from_lines,
 )
-from servicekit.database import add_exact, insert_statement
+from servicekit.database import add_exact, decimal_text, insert_statement
 
 # Inventory lines per upsert statement: far below any driver's bound-parameter limit (10 per
 # line); a batch touches a few lines per municipality and year, so one statement in practice.
 _LINES_PER_STATEMENT = 1000
-
-
-def decimal_text(amount: Decimal) -> str:
-    """Exact decimal as plain text: no exponent, no trailing zeros."""
-    text = format(amount.normalize(), "f")
-    return "0" if text in ("-0", "0") else text
 
 
 @dataclass(frozen=True)
