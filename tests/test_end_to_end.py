@@ -1,9 +1,9 @@
 """The four services as separate OS processes on the real broker, driven like production.
 
-Telemetry for a diesel and an electric vehicle, a hazardous-waste deposit and an authorised
-carrier collection must reach the Covenant inventory exactly as computed here by hand from the
-activity and the declared emission factors (emissions-ledger/data/emission_factors.yaml,
-avoided_trips.yaml).
+Telemetry for a diesel van, an electric van and a refuse truck whose telematics unit is
+replaced mid-stream, a hazardous-waste deposit and an authorised carrier collection must reach
+the Covenant inventory exactly as computed here by hand from the activity and the declared
+emission factors (emissions-ledger/data/emission_factors.yaml, avoided_trips.yaml).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def sample(
 ) -> fleet_pb2.TelemetrySample:
     event = fleet_pb2.TelemetrySample(
         event_id=f"{vehicle_id}-sample-{step}",
-        occurred_at=to_timestamp(DAY + timedelta(minutes=30 * step)),
+        # One reading per 15-minute activity window: each increment is one activity.
+        occurred_at=to_timestamp(DAY + timedelta(minutes=15 * step)),
         vehicle_id=vehicle_id,
         odometer_m=odometer_m,
     )
@@ -106,9 +107,10 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
     lockers = lockers_pb2_grpc.LockerHubsServiceStub(lockers_channel)
     ledger = ledger_pb2_grpc.EmissionsLedgerServiceStub(ledger_channel)
     try:
-        for vehicle_id, fuel in (
-            ("e2e-diesel", fleet_pb2.FUEL_TYPE_DIESEL),
-            ("e2e-ev", fleet_pb2.FUEL_TYPE_ELECTRIC),
+        for vehicle_id, fuel, vehicle_class in (
+            ("e2e-diesel", fleet_pb2.FUEL_TYPE_DIESEL, fleet_pb2.VEHICLE_CLASS_VAN),
+            ("e2e-ev", fleet_pb2.FUEL_TYPE_ELECTRIC, fleet_pb2.VEHICLE_CLASS_VAN),
+            ("e2e-refuse", fleet_pb2.FUEL_TYPE_DIESEL, fleet_pb2.VEHICLE_CLASS_REFUSE_TRUCK),
         ):
             await fleet.RegisterVehicle(
                 fleet_pb2.RegisterVehicleRequest(
@@ -117,19 +119,29 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
                         owner_partner_id=MUNICIPALITY,
                         municipality_id=MUNICIPALITY,
                         fuel_type=fuel,  # type: ignore[arg-type]
-                        vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
+                        vehicle_class=vehicle_class,  # type: ignore[arg-type]
                     )
                 )
             )
 
         # Diesel van: 12.4 km on 961 ml, then 8.05 km on 702 ml.
         # Electric van: 20.3 km on 4 263 Wh.
+        # Refuse truck: 6.2 km on 4 650 ml, 5.7 km on 4 275 ml; then its telematics unit is
+        # replaced and the counters start again near zero (1.3 km, 980 ml). That first reading
+        # of the new unit is only the new baseline: the drive from the old unit's last reading
+        # to it is measured by neither unit. Then 5.6 km on 4 200 ml, 5.2 km on 3 900 ml.
         telemetry = [
             sample("e2e-diesel", 0, 1_000_000, fuel_ml=50_000),
             sample("e2e-diesel", 1, 1_012_400, fuel_ml=50_961),
             sample("e2e-diesel", 2, 1_020_450, fuel_ml=51_663),
             sample("e2e-ev", 0, 300_000, energy_wh=70_000),
             sample("e2e-ev", 1, 320_300, energy_wh=74_263),
+            sample("e2e-refuse", 0, 48_000_000, fuel_ml=9_000_000),
+            sample("e2e-refuse", 1, 48_006_200, fuel_ml=9_004_650),
+            sample("e2e-refuse", 2, 48_011_900, fuel_ml=9_008_925),
+            sample("e2e-refuse", 3, 1_300, fuel_ml=980),
+            sample("e2e-refuse", 4, 6_900, fuel_ml=5_180),
+            sample("e2e-refuse", 5, 12_100, fuel_ml=9_080),
         ]
         for event in telemetry:
             await produce(kafka, names(topics.TELEMETRY), event.vehicle_id, event)
@@ -159,27 +171,38 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
 
         diesel_kg = (Decimal("0.961") + Decimal("0.702")) * DIESEL_KG_PER_L
         electric_kg = Decimal("4.263") * ELECTRICITY_KG_PER_KWH
+        refuse_kg = (
+            Decimal("4.650") + Decimal("4.275") + Decimal("4.200") + Decimal("3.900")
+        ) * DIESEL_KG_PER_L
         avoided_kg = (DEDICATED_TRIP_KM - Decimal("0.7")) * VAN_L_PER_KM * DIESEL_KG_PER_L
-        assert (diesel_kg, electric_kg, avoided_kg) == (
+        assert (diesel_kg, electric_kg, refuse_kg, avoided_kg) == (
             Decimal("4.42358"),
             Decimal("0.409248"),
+            Decimal("45.2865"),
             Decimal("2.83024"),
         )
 
-        first = await wait_for_inventory(platform.ledger.target, 2026, entries=4, timeout_s=90)
-        assert first.entry_count == 4
+        # One entry per increment (each within one activity window), one for the collection.
+        first = await wait_for_inventory(platform.ledger.target, 2026, entries=8, timeout_s=90)
+        assert first.entry_count == 8
         # The fleet manager's view of the same activity.
         diesel_van = await fleet.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="e2e-diesel"))
         assert (diesel_van.totals.distance_m, diesel_van.totals.fuel_used_ml) == (20_450, 1_663)
+        refuse = await fleet.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="e2e-refuse"))
+        assert (refuse.totals.distance_m, refuse.totals.fuel_used_ml) == (22_700, 17_025)
+        assert (refuse.totals.counter_resets, refuse.totals.samples_quarantined) == (1, 0)
+        assert (refuse.baseline.odometer_m, refuse.baseline.fuel_used_ml) == (12_100, 9_080)
+        assert refuse.baseline.sample_event_id == "e2e-refuse-sample-5"
+        assert not refuse.HasField("pending_reset")
         # To the gram, and in fact exactly.
-        assert Decimal(first.emissions_kg_co2e) == diesel_kg + electric_kg
+        assert Decimal(first.emissions_kg_co2e) == diesel_kg + electric_kg + refuse_kg
         assert Decimal(first.avoided_kg_co2e) == avoided_kg
         lines = {(line.energy_carrier, line.kind): line for line in first.lines}
         assert (
             Decimal(
                 lines[(ledger_pb2.ENERGY_CARRIER_DIESEL, ledger_pb2.ENTRY_KIND_EMISSION)].kg_co2e
             )
-            == diesel_kg
+            == diesel_kg + refuse_kg
         )
         assert (
             Decimal(
@@ -220,9 +243,9 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         )
         later_kg = Decimal("0.400") * DIESEL_KG_PER_L
 
-        final = await wait_for_inventory(platform.ledger.target, 2026, entries=5, timeout_s=90)
-        assert final.entry_count == 5
-        assert Decimal(final.emissions_kg_co2e) == diesel_kg + electric_kg + later_kg
+        final = await wait_for_inventory(platform.ledger.target, 2026, entries=9, timeout_s=90)
+        assert final.entry_count == 9
+        assert Decimal(final.emissions_kg_co2e) == diesel_kg + electric_kg + refuse_kg + later_kg
         assert Decimal(final.avoided_kg_co2e) == avoided_kg
 
         dead = await read_until(
@@ -260,7 +283,7 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert bad_request_field(invalid.value) == "extra_distance_m"
 
-        assert (await inventory(ledger)).entry_count == 5
+        assert (await inventory(ledger)).entry_count == 9
     finally:
         await fleet_channel.close()
         await lockers_channel.close()
