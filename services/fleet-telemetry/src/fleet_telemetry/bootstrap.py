@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fleet_telemetry.adapters.tables import MIGRATIONS
+from fleet_telemetry.domain import DEFAULT_ACTIVITY_WINDOW_MINUTES, window_length_us
 from fleet_telemetry.entrypoints import subscribers
 from fleet_telemetry.entrypoints.grpc_api import FleetTelemetryApi
-from fleet_telemetry.handlers import FleetHandlers
+from fleet_telemetry.handlers import FleetHandlers, SampleOutcomes
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
@@ -19,6 +20,15 @@ class FleetSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///var/fleet-telemetry.db"
     # Owners whose vehicles default to the Covenant's municipal-fleet sub-sector.
     municipal_partner_ids: str = "aalborg-kommune"
+    # Length of the activity windows a vehicle's increments are summed in. It must divide an
+    # hour, so windows align with every whole-hour time zone and never cross midnight.
+    activity_window_minutes: int = Field(default=DEFAULT_ACTIVITY_WINDOW_MINUTES, ge=1, le=60)
+
+    @field_validator("activity_window_minutes")
+    @classmethod
+    def _divides_an_hour(cls, minutes: int) -> int:
+        window_length_us(minutes)
+        return minutes
 
 
 def build(**overrides: object) -> ServiceRuntime:
@@ -34,6 +44,8 @@ def build(**overrides: object) -> ServiceRuntime:
         runtime.unit_of_work,
         runtime.names,
         frozenset(filter(None, settings.municipal_partner_ids.split(","))),
+        window_length_us(settings.activity_window_minutes),
+        SampleOutcomes(runtime.metrics),
     )
     subscribers.subscribe(runtime, handlers)
     api = FleetTelemetryApi(handlers)

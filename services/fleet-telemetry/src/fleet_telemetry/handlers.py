@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fleet_telemetry.adapters.events import activity_event
+from google.protobuf.message import Message
+from prometheus_client import CollectorRegistry, Counter
+
+from fleet_telemetry.adapters.events import (
+    activity_event,
+    quality_event,
+    sample_from_event,
+    vehicle_to_proto,
+)
 from fleet_telemetry.adapters.repository import FleetRepository
+from fleet_telemetry.adapters.state_cache import VehicleStateCache
 from fleet_telemetry.domain import (
     CovenantSubsector,
     FuelType,
+    InvalidBaseline,
     InvalidVehicle,
-    SampleRejected,
+    Reading,
+    StreamPosition,
     TelemetrySample,
     Vehicle,
     VehicleClass,
-    derive_activity,
+    VehicleState,
+    VehicleTotals,
+    baseline_set_event,
+    fold_samples,
     new_vehicle,
+    operator_baseline,
+    set_baseline,
 )
+from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
-from servicekit.database import claim_event
-from servicekit.errors import InvalidArgument, NotFound, PermanentEventError
-from servicekit.outbox import add_to_outbox
+from servicekit.errors import InvalidArgument, NotFound
+from servicekit.kafka import Delivered, Rejection
+from servicekit.outbox import add_many_to_outbox, add_to_outbox
 from servicekit.runtime import UnitOfWork
 from servicekit.topics import TopicNames
-
-SAMPLE_CONSUMER = "fleet-telemetry.samples"
 
 
 @dataclass(frozen=True)
@@ -39,20 +55,59 @@ class RegisterVehicle:
 
 
 @dataclass(frozen=True)
-class VehicleTotals:
-    distance_m: int
-    fuel_used_ml: int
-    energy_used_wh: int
-    activity_records: int
+class SetVehicleBaseline:
+    vehicle_id: str
+    # None when the request carries no time.
+    occurred_at_us: int | None
+    odometer_m: int
+    fuel_used_ml: int | None
+    energy_used_wh: int | None
+    reason: str
+    requested_by: str
+
+
+@dataclass(frozen=True)
+class BaselineCorrected:
+    baseline: Reading
+    previous_baseline: Reading | None
+
+
+class SampleOutcomes:
+    """Samples counted by outcome, for Prometheus (a batch handled again counts again)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.counter = Counter(
+            "fleet_telemetry_samples",
+            "Telemetry samples by outcome: accepted, late, quarantined",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def record(self, before: VehicleTotals, after: VehicleTotals) -> None:
+        for outcome, change in (
+            ("accepted", after.samples_accepted - before.samples_accepted),
+            ("late", after.samples_late - before.samples_late),
+            ("quarantined", after.samples_quarantined - before.samples_quarantined),
+        ):
+            if change:
+                self.counter.labels(outcome).inc(change)
 
 
 class FleetHandlers:
     def __init__(
-        self, unit_of_work: UnitOfWork, names: TopicNames, municipal_partner_ids: frozenset[str]
+        self,
+        unit_of_work: UnitOfWork,
+        names: TopicNames,
+        municipal_partner_ids: frozenset[str],
+        window_us: int,
+        outcomes: SampleOutcomes | None = None,
     ) -> None:
         self.unit_of_work = unit_of_work
         self.names = names
         self.municipal_partner_ids = municipal_partner_ids
+        self.window_us = window_us
+        self.outcomes = outcomes
+        self.states = VehicleStateCache()
 
     async def register_vehicle(self, command: RegisterVehicle) -> Vehicle:
         try:
@@ -69,43 +124,149 @@ class FleetHandlers:
         except InvalidVehicle as error:
             raise InvalidArgument(f"vehicle.{error.field}", error.message) from error
         async with self.unit_of_work() as session:
-            repository = FleetRepository(session)
-            await repository.save_vehicle(vehicle)
-            await repository.open_totals(vehicle.vehicle_id)
+            await FleetRepository(session).save_vehicle(vehicle)
         return vehicle
 
-    async def get_vehicle(self, vehicle_id: str) -> tuple[Vehicle, VehicleTotals]:
+    async def get_vehicle(self, vehicle_id: str) -> VehicleState:
         if not vehicle_id:
             raise InvalidArgument("vehicle_id", "required")
         async with self.unit_of_work.read() as session:
-            repository = FleetRepository(session)
-            vehicle = await repository.get_vehicle(vehicle_id)
-            if vehicle is None:
-                raise NotFound(f"no vehicle {vehicle_id!r}")
-            totals = VehicleTotals(*await repository.totals(vehicle_id))
-        return vehicle, totals
+            state = await FleetRepository(session).state(vehicle_id)
+        if state is None:
+            raise NotFound(f"no vehicle {vehicle_id!r}")
+        return state
 
-    async def record_sample(self, sample: TelemetrySample) -> None:
-        """Turns a sample into activity since the vehicle's last reading, exactly once."""
+    async def set_vehicle_baseline(self, command: SetVehicleBaseline) -> BaselineCorrected:
+        """Replaces a vehicle's baseline, with an audit row and a BASELINE_SET event."""
+        for field, value in (
+            ("vehicle_id", command.vehicle_id),
+            ("reason", command.reason.strip()),
+            ("requested_by", command.requested_by.strip()),
+        ):
+            if not value:
+                raise InvalidArgument(field, f"{field} is required")
         async with self.unit_of_work() as session:
-            if not await claim_event(session, SAMPLE_CONSUMER, sample.event_id):
-                return
             repository = FleetRepository(session)
-            vehicle, previous = await repository.vehicle_with_reading(sample.vehicle_id)
-            if vehicle is None:
-                raise PermanentEventError(
-                    "unknown_vehicle", f"vehicle {sample.vehicle_id!r} is not registered"
-                )
+            state = await repository.state(command.vehicle_id, for_update=True)
+            if state is None:
+                raise NotFound(f"no vehicle {command.vehicle_id!r}")
             try:
-                reading, activity = derive_activity(vehicle, previous, sample)
-            except SampleRejected as error:
-                raise PermanentEventError(error.reason, error.message) from error
-            await repository.save_reading(vehicle.vehicle_id, reading)
-            if activity is not None:
-                await repository.add_to_totals(activity)
-                await add_to_outbox(
-                    session,
-                    self.names(topics.ACTIVITY),
-                    vehicle.vehicle_id,
-                    activity_event(vehicle, activity),
+                baseline = operator_baseline(
+                    state.vehicle,
+                    command.occurred_at_us,
+                    command.odometer_m,
+                    command.fuel_used_ml,
+                    command.energy_used_wh,
                 )
+            except InvalidBaseline as error:
+                raise InvalidArgument(f"baseline.{error.field}", error.message) from error
+            revision = await repository.next_revision(command.vehicle_id)
+            await repository.save_states([set_baseline(state, baseline, revision)])
+            await repository.record_correction(
+                vehicle_id=command.vehicle_id,
+                revision=revision,
+                requested_by=command.requested_by.strip(),
+                reason=command.reason.strip(),
+                previous=state.baseline,
+                new=baseline,
+                dropped_pending=state.pending_reset,
+            )
+            event = baseline_set_event(
+                command.vehicle_id,
+                state.baseline,
+                baseline,
+                revision,
+                f"set by {command.requested_by.strip()}: {command.reason.strip()}",
+            )
+            await add_to_outbox(
+                session, self.names(topics.QUALITY), command.vehicle_id, quality_event(event)
+            )
+        return BaselineCorrected(baseline=baseline, previous_baseline=state.baseline)
+
+    async def record_samples(
+        self, batch: Sequence[Delivered[fleet_pb2.TelemetrySample]]
+    ) -> list[Rejection]:
+        """Folds a batch of samples into their vehicles' states: one query to lock and version
+        the vehicles, one to load those not cached, one upsert of the changed states, one
+        insert of the resulting events."""
+        records: dict[str, list[tuple[StreamPosition, TelemetrySample]]] = {}
+        batch_indexes: dict[str, list[int]] = {}
+        for index, delivered in enumerate(batch):
+            sample = sample_from_event(delivered.event)
+            context = delivered.context
+            vehicle_records = records.get(sample.vehicle_id)
+            if vehicle_records is None:
+                vehicle_records = records[sample.vehicle_id] = []
+                batch_indexes[sample.vehicle_id] = []
+            vehicle_records.append(((context.partition, context.offset), sample))
+            batch_indexes[sample.vehicle_id].append(index)
+
+        rejections: list[Rejection] = []
+        async with self.unit_of_work() as session:
+            repository = FleetRepository(session)
+            versions = await repository.lock_versions(records)
+            states: dict[str, VehicleState] = {}
+            to_load = []
+            for vehicle_id, (revision, position) in versions.items():
+                cached = self.states.current(vehicle_id, revision, position)
+                if cached is None:
+                    to_load.append(vehicle_id)
+                else:
+                    states[vehicle_id] = cached
+            if to_load:
+                loaded = await repository.load_states(to_load)
+                self.states.put_all(loaded)
+                states.update((state.vehicle.vehicle_id, state) for state in loaded)
+
+            changed: list[VehicleState] = []
+            outgoing: list[tuple[str, str, Message]] = []
+            activity_topic = self.names(topics.ACTIVITY)
+            quality_topic = self.names(topics.QUALITY)
+            for vehicle_id, vehicle_records in records.items():
+                state = states.get(vehicle_id)
+                indexes = batch_indexes[vehicle_id]
+                if state is None:
+                    rejections.extend(
+                        Rejection(
+                            index, "unknown_vehicle", f"vehicle {vehicle_id!r} is not registered"
+                        )
+                        for index in indexes
+                    )
+                    continue
+                result = fold_samples(state, vehicle_records, self.window_us)
+                rejections.extend(
+                    Rejection(indexes[rejected.index], rejected.reason, rejected.detail)
+                    for rejected in result.rejections
+                )
+                if not result.changed:
+                    continue
+                changed.append(result.state)
+                if self.outcomes is not None:
+                    self.outcomes.record(state.totals, result.state.totals)
+                if result.activities:
+                    vehicle = vehicle_to_proto(state.vehicle)
+                    outgoing.extend(
+                        (activity_topic, vehicle_id, activity_event(vehicle, activity))
+                        for activity in result.activities
+                    )
+                outgoing.extend(
+                    (quality_topic, vehicle_id, quality_event(event))
+                    for event in result.quality_events
+                )
+            await repository.save_states(changed)
+            await add_many_to_outbox(session, outgoing)
+        # Cached before the batch's transaction commits: if it rolls back, the stored
+        # position differs from the cached one and the next batch reloads the state.
+        self.states.put_all(changed)
+        rejections.sort(key=lambda rejection: rejection.index)
+        return rejections
+
+    async def partitions_assigned(self, partitions: set[int]) -> None:
+        """Starts the new partitions from the stored states (another instance may have moved
+        them on while they were not ours)."""
+        self.states.drop_partitions(partitions)
+        async with self.unit_of_work.read() as session:
+            self.states.put_all(await FleetRepository(session).states_in_partitions(partitions))
+
+    async def partitions_revoked(self, partitions: set[int]) -> None:
+        self.states.drop_partitions(partitions)

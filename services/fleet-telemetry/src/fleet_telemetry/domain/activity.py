@@ -1,203 +1,222 @@
-"""Turning cumulative telematics counters into per-period vehicle activity.
+"""Aggregated vehicle activity: accepted counter increments summed per activity window.
 
-Counters (odometer, fuel used, traction energy used) are cumulative, as in rFMS and Traccar, so
-the activity of a period is the difference between two consecutive readings. A counter that goes
-backwards or jumps implausibly is a data-quality event, never negative or phantom kilometres.
+An activity window is a fixed slice of time aligned to the Unix epoch (15 minutes by default).
+Its length divides an hour, so windows line up with the hours of every whole-hour time zone:
+no window crosses midnight or a year boundary, in UTC or in Copenhagen, and the year an
+activity is reported in is exact.
+
+Within one batch, a vehicle's increments that fall in the same window become one activity. An
+increment whose interval crosses window boundaries is apportioned to the windows it covers in
+proportion to time; each counter is split with the largest-remainder method, so the parts are
+whole units and add up to the increment exactly (ties go to the earlier window). A part in
+which every counter is zero is dropped, and so is a window with nothing in it.
+
+Times are integer microseconds since the epoch (UTC) throughout: a fold handles many thousand
+samples per batch and a datetime per sample would cost more than the rules themselves.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from fleet_telemetry.domain.vehicles import Vehicle
-
-MAX_PLAUSIBLE_SPEED_KMH = 200
+from datetime import UTC, datetime, timedelta
 
 # Fixed forever: activity ids derived from it must stay stable across releases and retries.
 ACTIVITY_ID_NAMESPACE = uuid.UUID("48a547c7-617b-411c-bcb9-c3f7f392f045")
 
-_MICROSECONDS_PER_HOUR = 3_600_000_000
+DEFAULT_ACTIVITY_WINDOW_MINUTES = 15
+MICROSECONDS_PER_MINUTE = 60_000_000
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class TelemetrySample:
-    event_id: str
-    vehicle_id: str
-    occurred_at: datetime
-    odometer_m: int
-    fuel_used_ml: int | None
-    energy_used_wh: int | None
+def microseconds(moment: datetime) -> int | None:
+    """Microseconds since the epoch of an aware time; None for a time without a zone."""
+    if moment.utcoffset() is None:
+        return None
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
-@dataclass(frozen=True)
-class CounterReading:
-    """The last accepted reading of a vehicle: the baseline the next sample is compared with."""
-
-    occurred_at: datetime
-    odometer_m: int
-    fuel_used_ml: int | None
-    energy_used_wh: int | None
-    event_id: str
+def to_datetime(at_us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=at_us)
 
 
-@dataclass(frozen=True)
+def window_length_us(window_minutes: int) -> int:
+    """The window length in microseconds; the minutes must divide an hour."""
+    if window_minutes < 1 or 60 % window_minutes:
+        raise ValueError(f"an activity window of {window_minutes} minutes does not divide an hour")
+    return window_minutes * MICROSECONDS_PER_MINUTE
+
+
+@dataclass(frozen=True, slots=True)
 class Activity:
-    """What a vehicle did between two consecutive accepted samples."""
+    """What a vehicle did within one activity window, summed over consecutive samples."""
 
     event_id: str
     vehicle_id: str
-    period_start: datetime
-    period_end: datetime
+    period_start_us: int
+    period_end_us: int
     distance_m: int
     fuel_used_ml: int
     energy_used_wh: int
-    source_sample_event_id: str
+    sample_count: int
+    first_sample_event_id: str
+    last_sample_event_id: str
+
+    @property
+    def source_sample_event_id(self) -> str:
+        return self.last_sample_event_id
 
 
-class SampleRejected(ValueError):
-    """A telemetry sample that cannot be accounted; `reason` is a short machine-readable code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def activity_event_id(sample_event_id: str) -> str:
-    """Same sample, same activity id: a retried sample cannot produce a second activity."""
-    return str(uuid.uuid5(ACTIVITY_ID_NAMESPACE, sample_event_id))
+def activity_event_id(
+    vehicle_id: str, window_start_us: int, first_sample_event_id: str, last_sample_event_id: str
+) -> str:
+    """Same vehicle, window and samples, same id: a batch handled again cannot post twice."""
+    name = f"{vehicle_id}/{window_start_us}/{first_sample_event_id}/{last_sample_event_id}"
+    return str(uuid.uuid5(ACTIVITY_ID_NAMESPACE, name))
 
 
-def derive_activity(
-    vehicle: Vehicle, previous: CounterReading | None, sample: TelemetrySample
-) -> tuple[CounterReading, Activity | None]:
-    """Accept a sample against the vehicle's last reading.
+class _WindowSums:
+    """The running sums of one window while a batch is folded."""
 
-    Returns the reading to keep as the new baseline and the activity since the previous one,
-    or None when there is nothing to report (first sample, redelivery, nothing changed).
-    Raises SampleRejected when the sample cannot be trusted.
-    """
-    if previous is not None and sample.event_id == previous.event_id:
-        return previous, None
-    _validate_sample(vehicle, sample)
-    if previous is None:
-        return _reading_from(sample, previous=None), None
-
-    if sample.occurred_at <= previous.occurred_at:
-        raise SampleRejected(
-            "not_after_previous",
-            f"sample at {sample.occurred_at.isoformat()} is not after the previous reading "
-            f"at {previous.occurred_at.isoformat()}",
-        )
-    distance_m = sample.odometer_m - previous.odometer_m
-    if distance_m < 0:
-        raise SampleRejected(
-            "odometer_backwards",
-            f"odometer went back from {previous.odometer_m} m to {sample.odometer_m} m",
-        )
-    fuel_used_ml = _counter_increase(
-        previous.fuel_used_ml, sample.fuel_used_ml, "fuel_counter_backwards", "fuel used", "ml"
+    __slots__ = (
+        "distance_m",
+        "end_us",
+        "energy_used_wh",
+        "first_sample_event_id",
+        "fuel_used_ml",
+        "last_sample_event_id",
+        "sample_count",
+        "start_us",
     )
-    energy_used_wh = _counter_increase(
-        previous.energy_used_wh,
-        sample.energy_used_wh,
-        "energy_counter_backwards",
-        "energy used",
-        "Wh",
-    )
-    elapsed = sample.occurred_at - previous.occurred_at
-    _check_plausible_speed(distance_m, elapsed)
 
-    reading = _reading_from(sample, previous)
-    if distance_m == 0 and fuel_used_ml == 0 and energy_used_wh == 0:
-        return reading, None
-    activity = Activity(
-        event_id=activity_event_id(sample.event_id),
-        vehicle_id=vehicle.vehicle_id,
-        period_start=previous.occurred_at,
-        period_end=sample.occurred_at,
-        distance_m=distance_m,
-        fuel_used_ml=fuel_used_ml,
-        energy_used_wh=energy_used_wh,
-        source_sample_event_id=sample.event_id,
-    )
-    return reading, activity
+    def __init__(self, start_us: int, first_sample_event_id: str) -> None:
+        self.start_us = start_us
+        self.end_us = start_us
+        self.distance_m = 0
+        self.fuel_used_ml = 0
+        self.energy_used_wh = 0
+        self.sample_count = 0
+        self.first_sample_event_id = first_sample_event_id
+        self.last_sample_event_id = first_sample_event_id
 
 
-def _validate_sample(vehicle: Vehicle, sample: TelemetrySample) -> None:
-    if not sample.event_id:
-        raise SampleRejected("missing_event_id", "sample has no event_id")
-    if sample.vehicle_id != vehicle.vehicle_id:
-        raise SampleRejected(
-            "vehicle_mismatch",
-            f"sample for vehicle {sample.vehicle_id!r} applied to vehicle {vehicle.vehicle_id!r}",
+class ActivityWindows:
+    """Collects one vehicle's increments of one batch, window by window."""
+
+    __slots__ = ("_sums", "vehicle_id", "window_us")
+
+    def __init__(self, vehicle_id: str, window_us: int) -> None:
+        self.vehicle_id = vehicle_id
+        self.window_us = window_us
+        self._sums: dict[int, _WindowSums] = {}
+
+    def add(
+        self,
+        start_us: int,
+        end_us: int,
+        distance_m: int,
+        fuel_used_ml: int,
+        energy_used_wh: int,
+        sample_event_id: str,
+    ) -> None:
+        """Adds the increment of one sample over the interval [start_us, end_us]."""
+        if not (distance_m or fuel_used_ml or energy_used_wh):
+            return
+        window_us = self.window_us
+        first_window = start_us // window_us
+        # The interval's end belongs to the window before when it falls on a boundary.
+        last_window = (end_us - 1) // window_us
+        if first_window == last_window:
+            self._add_part(
+                first_window,
+                start_us,
+                end_us,
+                distance_m,
+                fuel_used_ml,
+                energy_used_wh,
+                sample_event_id,
+            )
+            return
+        bounds = [
+            (
+                max(start_us, window * window_us),
+                min(end_us, (window + 1) * window_us),
+            )
+            for window in range(first_window, last_window + 1)
+        ]
+        weights = [part_end - part_start for part_start, part_end in bounds]
+        distances = apportion(distance_m, weights)
+        fuels = apportion(fuel_used_ml, weights)
+        energies = apportion(energy_used_wh, weights)
+        for offset, (part_start, part_end) in enumerate(bounds):
+            if distances[offset] or fuels[offset] or energies[offset]:
+                self._add_part(
+                    first_window + offset,
+                    part_start,
+                    part_end,
+                    distances[offset],
+                    fuels[offset],
+                    energies[offset],
+                    sample_event_id,
+                )
+
+    def _add_part(
+        self,
+        window: int,
+        start_us: int,
+        end_us: int,
+        distance_m: int,
+        fuel_used_ml: int,
+        energy_used_wh: int,
+        sample_event_id: str,
+    ) -> None:
+        sums = self._sums.get(window)
+        if sums is None:
+            sums = self._sums[window] = _WindowSums(start_us, sample_event_id)
+        sums.end_us = end_us
+        sums.distance_m += distance_m
+        sums.fuel_used_ml += fuel_used_ml
+        sums.energy_used_wh += energy_used_wh
+        sums.sample_count += 1
+        sums.last_sample_event_id = sample_event_id
+
+    def activities(self) -> list[Activity]:
+        """One activity per window that received anything, in time order."""
+        vehicle_id = self.vehicle_id
+        return [
+            Activity(
+                event_id=activity_event_id(
+                    vehicle_id,
+                    window * self.window_us,
+                    sums.first_sample_event_id,
+                    sums.last_sample_event_id,
+                ),
+                vehicle_id=vehicle_id,
+                period_start_us=sums.start_us,
+                period_end_us=sums.end_us,
+                distance_m=sums.distance_m,
+                fuel_used_ml=sums.fuel_used_ml,
+                energy_used_wh=sums.energy_used_wh,
+                sample_count=sums.sample_count,
+                first_sample_event_id=sums.first_sample_event_id,
+                last_sample_event_id=sums.last_sample_event_id,
+            )
+            for window, sums in sorted(self._sums.items())
+        ]
+
+
+def apportion(amount: int, weights: list[int]) -> list[int]:
+    """Splits a whole amount in proportion to positive weights, in whole units that add up to
+    the amount: each part is rounded down, and the units left over go to the parts with the
+    largest remainders (the earlier part on a tie)."""
+    total = sum(weights)
+    parts = [amount * weight // total for weight in weights]
+    left_over = amount - sum(parts)
+    if left_over:
+        by_remainder = sorted(
+            range(len(weights)), key=lambda index: (-(amount * weights[index] % total), index)
         )
-    if sample.occurred_at.utcoffset() is None:
-        raise SampleRejected(
-            "naive_timestamp",
-            f"sample time {sample.occurred_at.isoformat()} has no time zone",
-        )
-    for name, value in (
-        ("odometer_m", sample.odometer_m),
-        ("fuel_used_ml", sample.fuel_used_ml),
-        ("energy_used_wh", sample.energy_used_wh),
-    ):
-        if value is not None and value < 0:
-            raise SampleRejected("negative_counter", f"{name} is negative: {value}")
-    if vehicle.burns_fuel and sample.fuel_used_ml is None:
-        raise SampleRejected(
-            "missing_fuel_counter",
-            f"{vehicle.fuel_type} vehicle {vehicle.vehicle_id!r} sent no fuel_used_ml",
-        )
-    if not vehicle.burns_fuel and sample.energy_used_wh is None:
-        raise SampleRejected(
-            "missing_energy_counter",
-            f"{vehicle.fuel_type} vehicle {vehicle.vehicle_id!r} sent no energy_used_wh",
-        )
-
-
-def _counter_increase(
-    previous_value: int | None, sample_value: int | None, reason: str, label: str, unit: str
-) -> int:
-    # An optional counter only counts once both readings carry it; until then it is a baseline.
-    if previous_value is None or sample_value is None:
-        return 0
-    increase = sample_value - previous_value
-    if increase < 0:
-        raise SampleRejected(
-            reason, f"{label} went back from {previous_value} {unit} to {sample_value} {unit}"
-        )
-    return increase
-
-
-def _check_plausible_speed(distance_m: int, elapsed: timedelta) -> None:
-    elapsed_us = elapsed // timedelta(microseconds=1)
-    # Integer comparison of distance_m / elapsed against the limit, free of rounding.
-    if distance_m * _MICROSECONDS_PER_HOUR > MAX_PLAUSIBLE_SPEED_KMH * 1000 * elapsed_us:
-        speed_kmh = distance_m * _MICROSECONDS_PER_HOUR / (1000 * elapsed_us)
-        raise SampleRejected(
-            "implausible_speed",
-            f"{distance_m} m in {elapsed.total_seconds():g} s is an average of "
-            f"{speed_kmh:.1f} km/h, above the plausible {MAX_PLAUSIBLE_SPEED_KMH} km/h",
-        )
-
-
-def _reading_from(sample: TelemetrySample, previous: CounterReading | None) -> CounterReading:
-    # An optional counter a sample leaves out keeps its last value, so the next sample that
-    # carries it accounts the whole gap instead of losing it.
-    fuel_used_ml = sample.fuel_used_ml
-    energy_used_wh = sample.energy_used_wh
-    if previous is not None:
-        if fuel_used_ml is None:
-            fuel_used_ml = previous.fuel_used_ml
-        if energy_used_wh is None:
-            energy_used_wh = previous.energy_used_wh
-    return CounterReading(
-        occurred_at=sample.occurred_at,
-        odometer_m=sample.odometer_m,
-        fuel_used_ml=fuel_used_ml,
-        energy_used_wh=energy_used_wh,
-        event_id=sample.event_id,
-    )
+        for index in by_remainder[:left_over]:
+            parts[index] += 1
+    return parts

@@ -6,8 +6,14 @@ from typing import Any
 
 import grpc
 
-from fleet_telemetry.adapters.events import vehicle_fields_from_proto, vehicle_to_proto
-from fleet_telemetry.handlers import FleetHandlers, RegisterVehicle
+from fleet_telemetry.adapters.events import (
+    reading_to_proto,
+    timestamp_us,
+    totals_to_proto,
+    vehicle_fields_from_proto,
+    vehicle_to_proto,
+)
+from fleet_telemetry.handlers import FleetHandlers, RegisterVehicle, SetVehicleBaseline
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -38,13 +44,36 @@ class FleetTelemetryApi(fleet_pb2_grpc.FleetTelemetryServiceServicer):
     async def GetVehicle(
         self, request: fleet_pb2.GetVehicleRequest, context: Context
     ) -> fleet_pb2.GetVehicleResponse:
-        vehicle, totals = await self.handlers.get_vehicle(request.vehicle_id)
-        return fleet_pb2.GetVehicleResponse(
-            vehicle=vehicle_to_proto(vehicle),
-            totals=fleet_pb2.VehicleTotals(
-                distance_m=totals.distance_m,
-                fuel_used_ml=totals.fuel_used_ml,
-                energy_used_wh=totals.energy_used_wh,
-                activity_records=totals.activity_records,
-            ),
+        state = await self.handlers.get_vehicle(request.vehicle_id)
+        response = fleet_pb2.GetVehicleResponse(
+            vehicle=vehicle_to_proto(state.vehicle), totals=totals_to_proto(state.totals)
         )
+        if state.baseline is not None:
+            response.baseline.CopyFrom(reading_to_proto(state.baseline))
+        if state.pending_reset is not None:
+            response.pending_reset.CopyFrom(reading_to_proto(state.pending_reset))
+        return response
+
+    async def SetVehicleBaseline(
+        self, request: fleet_pb2.SetVehicleBaselineRequest, context: Context
+    ) -> fleet_pb2.SetVehicleBaselineResponse:
+        wire = request.baseline
+        corrected = await self.handlers.set_vehicle_baseline(
+            SetVehicleBaseline(
+                vehicle_id=request.vehicle_id,
+                occurred_at_us=timestamp_us(wire.occurred_at)
+                if wire.HasField("occurred_at")
+                else None,
+                odometer_m=wire.odometer_m,
+                fuel_used_ml=wire.fuel_used_ml if wire.HasField("fuel_used_ml") else None,
+                energy_used_wh=wire.energy_used_wh if wire.HasField("energy_used_wh") else None,
+                reason=request.reason,
+                requested_by=request.requested_by,
+            )
+        )
+        response = fleet_pb2.SetVehicleBaselineResponse(
+            baseline=reading_to_proto(corrected.baseline)
+        )
+        if corrected.previous_baseline is not None:
+            response.previous_baseline.CopyFrom(reading_to_proto(corrected.previous_baseline))
+        return response
