@@ -235,6 +235,11 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
             assert by_source["c1"].kind == ledger_pb2.ENTRY_KIND_AVOIDED_EMISSION
             assert by_source["c1"].avoided_trip.avoided_trip_distance_m == 14_000
             assert by_source["c1"].avoided_trip.carrier_extra_distance_m == 500
+            # The samples behind an aggregated activity's entry, on the wire too.
+            assert by_source["a1"].samples == ledger_pb2.SampleProvenance(
+                sample_count=30, first_sample_event_id="s-a1-1", last_sample_event_id="s-a1-30"
+            )
+            assert not by_source["c1"].HasField("samples")
 
             # Pages follow posting order and add up to the whole list.
             query = {"municipality_id": AALBORG, "year": 2026}

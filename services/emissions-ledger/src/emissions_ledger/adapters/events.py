@@ -107,6 +107,15 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
                 carrier_extra_kg_co2e=decimal_text(trip.carrier_extra_kg_co2e),
             )
         )
+    samples = entry.samples
+    if samples is not None:
+        wire.samples.CopyFrom(
+            ledger_pb2.SampleProvenance(
+                sample_count=samples.sample_count,
+                first_sample_event_id=samples.first_sample_event_id,
+                last_sample_event_id=samples.last_sample_event_id,
+            )
+        )
     return wire
 
 

@@ -198,6 +198,7 @@ class LedgerEntry(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     AVOIDED_TRIP_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     municipality_id: _builtins.str
     year: _builtins.int
@@ -224,6 +225,10 @@ class LedgerEntry(_message.Message):
     def activity_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def avoided_trip(self) -> Global___AvoidedTrip: ...
+    @_builtins.property
+    def samples(self) -> Global___SampleProvenance:
+        """For vehicle activity: the telemetry samples the figure sums (unset for other sources)."""
+
     def __init__(
         self,
         *,
@@ -244,14 +249,42 @@ class LedgerEntry(_message.Message):
         subject_id: _builtins.str = ...,
         avoided_trip: Global___AvoidedTrip | None = ...,
         trace_id: _builtins.str = ...,
+        samples: Global___SampleProvenance | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "samples", b"samples"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "municipality_id", b"municipality_id", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "municipality_id", b"municipality_id", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
+
+@_typing.final
+class SampleProvenance(_message.Message):
+    """Which telemetry samples an aggregated vehicle activity sums."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLE_COUNT_FIELD_NUMBER: _builtins.int
+    FIRST_SAMPLE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    LAST_SAMPLE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    sample_count: _builtins.int
+    first_sample_event_id: _builtins.str
+    last_sample_event_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        sample_count: _builtins.int = ...,
+        first_sample_event_id: _builtins.str = ...,
+        last_sample_event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_sample_event_id", b"first_sample_event_id", "last_sample_event_id", b"last_sample_event_id", "sample_count", b"sample_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleProvenance: _TypeAlias = SampleProvenance  # noqa: Y015
 
 @_typing.final
 class LedgerEntryPosted(_message.Message):
