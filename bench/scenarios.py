@@ -63,7 +63,8 @@ class CatchUp:
     vehicles: int
     fleet_instances: int
     produce_s: float
-    baseline_runs_s: list[float]
+    # Per run: (the services' fetch sizes?, seconds).
+    baseline_runs_s: list[tuple[bool, float]]
     fleet_s: float
     ledger_s: float
     activities: int
@@ -76,7 +77,7 @@ class CatchUp:
     @property
     def baseline_s(self) -> float:
         # The fastest run: the most demanding yardstick for the platform.
-        return min(self.baseline_runs_s)
+        return min(seconds for _, seconds in self.baseline_runs_s)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Latency:
     latencies_s: list[float]
     unseen: int
     polls: int
+    failed_polls: int
     resident_kib: list[tuple[str, int]]
 
 
@@ -117,12 +119,17 @@ async def catch_up(
                 raise RuntimeError(f"{stage.label} exited with {code} when stopped")
 
         produce_s = await produce_records(options.servers, names(topics.TELEMETRY), backlog.records)
-        baseline_runs_s = [
-            await consume_and_decode(
-                options.servers, names(topics.TELEMETRY), backlog.samples, options.timeout_s
-            )
-            for _ in range(baseline_runs)
-        ]
+        baseline_runs_s = []
+        for _ in range(baseline_runs):
+            for service_fetch in (False, True):
+                seconds = await consume_and_decode(
+                    options.servers,
+                    names(topics.TELEMETRY),
+                    backlog.samples,
+                    options.timeout_s,
+                    service_fetch,
+                )
+                baseline_runs_s.append((service_fetch, seconds))
 
         fleet = [platform.fleet]
         fleet += [platform.another_instance(platform.fleet) for _ in range(fleet_instances - 1)]
@@ -275,6 +282,7 @@ async def latency(
             latencies_s=watch.latencies_s,
             unseen=len(load.occurred_s) - watch.visible,
             polls=watch.polls,
+            failed_polls=watch.failed_polls,
             resident_kib=platform.resident_memory(),
         )
 
@@ -355,6 +363,7 @@ class VisibilityWatch:
         self.load = load
         self.visible = 0
         self.polls = 0
+        self.failed_polls = 0
         self.latencies_s: list[float] = []
         self._progress = asyncio.Event()
 
@@ -363,7 +372,12 @@ class VisibilityWatch:
             began = time.monotonic()
             # Only samples sent before the question can be credited by its answer.
             sent = len(self.load.occurred_s)
-            litres = await self.probe.diesel_litres()
+            try:
+                litres = await self.probe.diesel_litres()
+            except grpc.aio.AioRpcError:
+                # A busy ledger may answer late; the next poll asks again.
+                self.failed_polls += 1
+                continue
             answered_s = time.time()
             self.polls += 1
             reached_ml = int(litres * ML_PER_LITRE)
