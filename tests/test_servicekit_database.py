@@ -16,7 +16,6 @@ from servicekit.database import (
     Database,
     Migration,
     UtcDateTime,
-    claim_event,
     create_tables,
     insert_if_absent,
     outbox,
@@ -94,24 +93,6 @@ async def test_migrations_apply_once_and_are_recorded(database_url: str) -> None
     assert [row.version for row in recorded] == [1, 2, 3]
     assert all(row.applied_at.tzinfo is UTC for row in recorded)
     assert hub_rows == 0
-
-
-async def test_claim_event_once_per_consumer(database: Database) -> None:
-    async with database.transaction() as session:
-        assert await claim_event(session, "ledger", "evt-1") is True
-    async with database.transaction() as session:
-        assert await claim_event(session, "ledger", "evt-1") is False
-        assert await claim_event(session, "reports", "evt-1") is True
-        assert await claim_event(session, "ledger", "evt-2") is True
-
-
-async def test_claim_event_rolled_back_with_its_transaction(database: Database) -> None:
-    with pytest.raises(RuntimeError):
-        async with database.transaction() as session:
-            assert await claim_event(session, "ledger", "evt-1") is True
-            raise RuntimeError("handler failed")
-    async with database.transaction() as session:
-        assert await claim_event(session, "ledger", "evt-1") is True
 
 
 async def test_upsert_inserts_then_updates(database: Database) -> None:

@@ -118,16 +118,6 @@ schema_migrations = Table(
     Column("applied_at", UtcDateTime(), nullable=False),
 )
 
-# The idempotent-consumer record: an event's effect and this row commit together.
-processed_events = Table(
-    "processed_events",
-    kit_metadata,
-    Column("consumer", String(200), primary_key=True),
-    Column("event_id", String(200), primary_key=True),
-    Column("processed_at", UtcDateTime(), nullable=False),
-)
-
-
 # The transactional outbox: events written in the same transaction as the state they announce,
 # published by the relay afterwards.
 outbox = Table(
@@ -185,6 +175,9 @@ class Database:
     async def migrate(self, migrations: Sequence[Migration]) -> None:
         async with self.engine.begin() as connection:
             await connection.run_sync(lambda c: kit_metadata.create_all(c))
+            # Consumers deduplicate by their own keys and high-water marks now; the table of
+            # processed event ids that earlier versions kept only grew.
+            await connection.exec_driver_sql("DROP TABLE IF EXISTS processed_events")
             done = set((await connection.execute(select(schema_migrations.c.version))).scalars())
             for migration in sorted(migrations, key=lambda m: m.version):
                 if migration.version in done:
@@ -271,16 +264,3 @@ async def insert_if_absent(session: AsyncSession, table: Table, values: dict[str
         insert_statement(session, table).values(**values).on_conflict_do_nothing()
     )
     return bool(getattr(result, "rowcount", 0) == 1)
-
-
-async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bool:
-    """Records that `consumer` processed `event_id` in the caller's transaction.
-
-    Returns False when it was already processed: the caller then does nothing, so a
-    redelivered event changes nothing.
-    """
-    return await insert_if_absent(
-        session,
-        processed_events,
-        {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)},
-    )
