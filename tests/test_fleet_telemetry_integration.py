@@ -18,12 +18,21 @@ from fleet_telemetry.adapters.tables import (
     v1_vehicles,
 )
 from fleet_telemetry.bootstrap import build
-from fleet_telemetry.domain import Reading, VehicleTotals, microseconds
+from fleet_telemetry.domain import (
+    FuelType,
+    Reading,
+    VehicleClass,
+    VehicleTotals,
+    microseconds,
+    window_length_us,
+)
+from fleet_telemetry.handlers import FleetHandlers, RegisterVehicle, SetVehicleBaseline
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.database import Database
 from servicekit.grpc_server import bad_request_field
+from servicekit.kafka import Delivered, EventContext
 from servicekit.runtime import ServiceRuntime
 from tests.kafka_tools import Record, eventually, produce, read_until, unique_namespace
 from tools.dlq import list_dead_letters, replay_dead_letters
@@ -500,3 +509,110 @@ async def test_upgrade_moves_readings_and_totals_into_vehicle_state(database_url
         assert {"vehicle_state", "baseline_corrections"} <= tables
     finally:
         await database.dispose()
+
+
+class Instance:
+    """One fleet-telemetry instance's handlers on a shared database, driven batch by batch as
+    its consumer would (no broker: the order of batches is the test's)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.runtime = build(database_url=database_url, grpc_port=0)
+        self.handlers = FleetHandlers(
+            self.runtime.unit_of_work,
+            self.runtime.names,
+            frozenset({"aalborg-kommune"}),
+            window_length_us(15),
+        )
+
+    async def handle(self, batch: list[Delivered[fleet_pb2.TelemetrySample]]) -> list[str]:
+        async with self.runtime.unit_of_work.batch():
+            rejections = await self.handlers.record_samples(batch)
+        return [rejection.reason for rejection in rejections]
+
+    async def totals(self, vehicle_id: str) -> VehicleTotals:
+        return (await self.handlers.get_vehicle(vehicle_id)).totals
+
+
+def delivered(
+    partition: int, offset: int, event: fleet_pb2.TelemetrySample
+) -> Delivered[fleet_pb2.TelemetrySample]:
+    return Delivered(event, EventContext("fleet.telemetry.v1", partition, offset, event.vehicle_id))
+
+
+async def test_cached_states_follow_the_database(database_url: str) -> None:
+    first, second = Instance(database_url), Instance(database_url)
+    await first.runtime.database.migrate(MIGRATIONS)
+    try:
+        for vehicle_id in ("van-1", "van-2"):
+            await first.handlers.register_vehicle(
+                RegisterVehicle(
+                    vehicle_id=vehicle_id,
+                    owner_partner_id="aalborg-kommune",
+                    municipality_id="aalborg-kommune",
+                    fuel_type=FuelType.DIESEL,
+                    vehicle_class=VehicleClass.VAN,
+                    covenant_subsector=None,
+                    registration_plate="",
+                )
+            )
+        stream = [
+            delivered(4, offset, sample("van-1", f"s{offset}", 5 * offset, 1_000 * offset, offset))
+            for offset in range(12)
+        ]
+        assert await first.handle(stream[0:3]) == []
+        # The partition moves to the second instance, then back: the first one's cache is
+        # stale by then, and the stored position tells it so.
+        assert await second.handle(stream[3:5]) == []
+        assert await first.handle(stream[5:7]) == []
+        moved_back = await first.totals("van-1")
+        assert (moved_back.distance_m, moved_back.samples_accepted) == (6_000, 7)
+
+        # A batch redelivered after its effect committed changes nothing.
+        assert await second.handle(stream[3:7]) == []
+        assert (await second.totals("van-1")).distance_m == 6_000
+
+        # A batch whose transaction rolls back leaves the cache ahead of the database; the
+        # batch comes again and counts once.
+        with pytest.raises(RuntimeError):
+            async with first.runtime.unit_of_work.batch():
+                await first.handlers.record_samples(stream[7:9])
+                raise RuntimeError("crash before the commit")
+        assert (await first.totals("van-1")).distance_m == 6_000
+        assert await first.handle(stream[7:9]) == []
+        assert (await first.totals("van-1")).distance_m == 8_000
+
+        # The operator corrects the baseline through the other instance: the first sees it.
+        await second.handlers.set_vehicle_baseline(
+            SetVehicleBaseline(
+                vehicle_id="van-1",
+                occurred_at_us=microseconds(START + timedelta(minutes=50)),
+                odometer_m=9_500,
+                fuel_used_ml=9,
+                energy_used_wh=None,
+                reason="odometer calibrated",
+                requested_by="workshop",
+            )
+        )
+        assert await first.handle(stream[9:12]) == []
+        totals = await first.totals("van-1")
+        # s9 (at 45 minutes) and s10 (at the new baseline's time) are late; s11 counts 1.5 km.
+        assert (totals.distance_m, totals.samples_late) == (9_500, 2)
+
+        # Unknown vehicles are rejected; registered ones in the same batch are not held up.
+        assert await first.handle(
+            [
+                delivered(1, 0, sample("ghost", "g1", 0, 10, 1)),
+                delivered(1, 1, sample("van-2", "v1", 0, 10, 1)),
+            ]
+        ) == ["unknown_vehicle"]
+
+        # On assignment, an instance preloads the states last seen in its new partitions.
+        fresh = Instance(database_url)
+        await fresh.handlers.partitions_assigned({4})
+        assert len(fresh.handlers.states) == 1
+        await fresh.handlers.partitions_revoked({4})
+        assert len(fresh.handlers.states) == 0
+        await fresh.runtime.database.dispose()
+    finally:
+        await first.runtime.database.dispose()
+        await second.runtime.database.dispose()
