@@ -532,6 +532,10 @@ class Instance:
     async def totals(self, vehicle_id: str) -> VehicleTotals:
         return (await self.handlers.get_vehicle(vehicle_id)).totals
 
+    async def close(self) -> None:
+        await self.runtime.producer.stop()
+        await self.runtime.database.dispose()
+
 
 def delivered(
     partition: int, offset: int, event: fleet_pb2.TelemetrySample
@@ -612,7 +616,7 @@ async def test_cached_states_follow_the_database(database_url: str) -> None:
         assert len(fresh.handlers.states) == 1
         await fresh.handlers.partitions_revoked({4})
         assert len(fresh.handlers.states) == 0
-        await fresh.runtime.database.dispose()
+        await fresh.close()
     finally:
-        await first.runtime.database.dispose()
-        await second.runtime.database.dispose()
+        await first.close()
+        await second.close()

@@ -204,7 +204,7 @@ class FleetHandlers:
         rejections: list[Rejection] = []
         async with self.unit_of_work() as session:
             repository = FleetRepository(session)
-            versions = await repository.lock_versions(records)
+            versions = await repository.lock_versions(list(records))
             states: dict[str, VehicleState] = {}
             to_load = []
             for vehicle_id, (revision, position) in versions.items():

@@ -213,6 +213,8 @@ def fold_samples(
             continue
 
         if pending is None:
+            # A candidate starts afresh: a counter it lacks is not carried over from the old
+            # unit's readings.
             pending = _reading(sample, None)
             continue
         if at_us <= pending.at_us:
