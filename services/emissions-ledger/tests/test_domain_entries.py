@@ -266,6 +266,15 @@ def test_activity_year_follows_copenhagen_time() -> None:
     assert entry.year == 2024
 
 
+def test_an_activity_window_ending_at_new_year_belongs_to_the_old_year() -> None:
+    # The 23:45-00:00 window of New Year's Eve, Copenhagen time (UTC+1 in winter).
+    last_window = activity(period_end=datetime(2024, 12, 31, 23, 0, tzinfo=UTC))
+    first_window = activity(period_end=datetime(2024, 12, 31, 23, 15, tzinfo=UTC))
+
+    assert entry_for_activity(last_window, CATALOGUE, ACTIVITY_TOPIC).year == 2024
+    assert entry_for_activity(first_window, CATALOGUE, ACTIVITY_TOPIC).year == 2025
+
+
 def test_collection_nets_the_avoided_trip_against_the_carrier_detour() -> None:
     entry = entry_for_collection(collection(), POLICY, CATALOGUE, LOCKER_TOPIC)
 

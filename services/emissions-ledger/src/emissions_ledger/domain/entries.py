@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import (
     Context,
     Decimal,
@@ -225,6 +225,9 @@ def entry_id_for(source_event_id: str, kind: EntryKind) -> str:
     return str(uuid.uuid5(ENTRY_ID_NAMESPACE, f"{source_event_id}:{kind}"))
 
 
+LAST_INSTANT = timedelta(microseconds=1)
+
+
 def reporting_year(at: datetime) -> int:
     """The calendar year of `at` in the municipality's local time."""
     if at.tzinfo is None or at.utcoffset() is None:
@@ -279,7 +282,9 @@ def entry_for_activity(
         amount = EXACT_ARITHMETIC.scaleb(Decimal(activity.fuel_used_ml), -3)
         unit = LITRE
 
-    year = reporting_year(activity.period_end)
+    # A period is half-open and ends on a window boundary at most: its last instant, not its
+    # end, says the year (an activity ending at midnight on New Year's Eve is the old year's).
+    year = reporting_year(activity.period_end - LAST_INSTANT)
     factor = catalogue.for_carrier(carrier, year)
     if factor.activity_unit != unit:
         raise UnaccountableActivity(
