@@ -162,22 +162,6 @@ def working_day_samples(day: date, seed: int = 2014) -> list[Sample]:
     return samples
 
 
-def expected_activity_records(samples: list[Sample]) -> int:
-    """How many activity records fleet-telemetry will derive (changed counters only)."""
-    count = 0
-    previous: dict[str, Sample] = {}
-    for sample in samples:
-        before = previous.get(sample.vehicle_id)
-        if before is not None and (
-            before.odometer_m != sample.odometer_m
-            or before.fuel_used_ml != sample.fuel_used_ml
-            or before.energy_used_wh != sample.energy_used_wh
-        ):
-            count += 1
-        previous[sample.vehicle_id] = sample
-    return count
-
-
 async def register_fleet(fleet_target: str, municipality_id: str = "aalborg-kommune") -> None:
     async with grpc.aio.insecure_channel(fleet_target) as channel:
         stub = fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
