@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -49,11 +50,11 @@ async def postgres_databases(names: list[str]) -> AsyncIterator[dict[str, str]]:
 
 @contextlib.asynccontextmanager
 async def fresh_platform(
-    servers: str, database: str, keep_logs: Path | None = None
+    servers: str, database: str, keep: Path | None = None
 ) -> AsyncIterator[Platform]:
     """A platform whose services are not started yet; every process is stopped on the way
     out. Topics are created up front so that a backlog can be preloaded before any service
-    runs."""
+    runs. With `keep`, the services' logs and SQLite files are copied there at the end."""
     ports = free_ports(8)
     services = services_on_ports(ports[:4], ports[4:])
     async with contextlib.AsyncExitStack() as stack:
@@ -70,12 +71,5 @@ async def fresh_platform(
             yield platform
         finally:
             platform.stop()
-            if keep_logs is not None:
-                _copy_logs(data_dir / "logs", keep_logs / platform.namespace)
-
-
-def _copy_logs(source: Path, target: Path) -> None:
-    if source.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        for log in source.iterdir():
-            (target / log.name).write_bytes(log.read_bytes())
+            if keep is not None:
+                shutil.copytree(data_dir, keep / platform.namespace)

@@ -53,6 +53,9 @@ SERVICE_FETCH = {
     "fetch_max_bytes": 32 * 1024 * 1024,
 }
 SERVICE_BATCH_RECORDS = 5000
+# A waiting phase fails when its figure has not moved for this long: a stage that lost
+# events would otherwise keep the benchmark waiting for its whole timeout.
+STALLED_S = 60.0
 
 
 async def consume_and_decode(
@@ -143,21 +146,27 @@ class ActivityTally:
         self.sample_count += activity.sample_count
         self.fuel_used_ml += activity.fuel_used_ml
 
-    async def wait_for_samples(self, expected: int, timeout_s: float) -> float:
-        """perf_counter() when the distinct activities first sum to `expected` samples."""
+    async def wait_for_samples(
+        self, expected: int, timeout_s: float, stalled_s: float = STALLED_S
+    ) -> float:
+        """perf_counter() when the distinct activities first sum to `expected` samples. Fails
+        after `timeout_s`, or sooner when the sum has not moved for `stalled_s`."""
         deadline = time.monotonic() + timeout_s
+        last_count, last_change = self.sample_count, time.monotonic()
         while self.sample_count < expected:
             if self._task is not None and self._task.done():
                 self._task.result()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if self.sample_count != last_count:
+                last_count, last_change = self.sample_count, now
+            if now > deadline or now - last_change > stalled_s:
                 raise TimeoutError(
-                    f"activity accounts {self.sample_count} of {expected} samples after "
-                    f"{timeout_s:.0f} s"
+                    f"activity accounts {self.sample_count} of {expected} samples, unchanged "
+                    f"for {now - last_change:.0f} s"
                 )
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                await asyncio.wait_for(self._changed.wait(), 1.0)
         return time.perf_counter()
 
 

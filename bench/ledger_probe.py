@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import grpc
 
+from bench.kafka_io import STALLED_S
 from bench.workload import MUNICIPALITY
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
@@ -37,25 +38,36 @@ class LedgerProbe:
         return diesel_litres(await self.inventory())
 
     async def wait_for_litres(
-        self, expected: Decimal, timeout_s: float, interval_s: float = 0.05
+        self,
+        expected: Decimal,
+        timeout_s: float,
+        interval_s: float = 0.05,
+        stalled_s: float = STALLED_S,
     ) -> float:
         """perf_counter() when the inventory first shows exactly `expected` diesel litres.
         More than expected is double counting: it fails at once. While the ledger is still
-        starting, its port refuses calls; that is waited out."""
+        starting, its port refuses calls; that is waited out. Fails after `timeout_s`, or
+        sooner when the litres have not moved for `stalled_s`."""
         deadline = time.monotonic() + timeout_s
         litres = Decimal(0)
+        last_change = time.monotonic()
         while True:
             try:
-                litres = await self.diesel_litres()
+                now_litres = await self.diesel_litres()
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
+                now_litres = litres
+            now = time.monotonic()
+            if now_litres != litres:
+                litres, last_change = now_litres, now
             if litres == expected:
                 return time.perf_counter()
             if litres > expected:
                 raise AssertionError(f"ledger shows {litres} l of diesel, expected {expected}")
-            if time.monotonic() > deadline:
+            if now > deadline or now - last_change > stalled_s:
                 raise TimeoutError(
-                    f"ledger shows {litres} of {expected} l of diesel after {timeout_s:.0f} s"
+                    f"ledger shows {litres} of {expected} l of diesel, unchanged for "
+                    f"{now - last_change:.0f} s"
                 )
             await asyncio.sleep(interval_s)

@@ -29,6 +29,7 @@ import asyncio
 import math
 import os
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=900.0, help="bound of each waiting phase, in seconds"
     )
-    parser.add_argument("--keep-logs", type=Path, help="copy the services' logs here")
+    parser.add_argument(
+        "--keep", type=Path, help="copy each platform's logs and SQLite files here at its end"
+    )
     arguments = parser.parse_args(argv)
     full = {
         "samples": 200_000,
@@ -96,9 +99,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
-async def run(arguments: argparse.Namespace) -> None:
+async def run(arguments: argparse.Namespace) -> int:
     servers, started_broker = start_broker()
-    options = Options(servers, arguments.database, arguments.timeout, arguments.keep_logs)
+    options = Options(servers, arguments.database, arguments.timeout, arguments.keep)
     chosen = SCENARIOS if arguments.scenario == "all" else (arguments.scenario,)
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
@@ -106,40 +109,44 @@ async def run(arguments: argparse.Namespace) -> None:
         f"{os.cpu_count()} cores, load average {load} at the start",
         flush=True,
     )
+    failed = []
     try:
         for name in chosen:
             print(flush=True)
-            if name == "catch-up":
-                print_catch_up(
-                    await scenarios.catch_up(
-                        options, arguments.samples, arguments.vehicles, 1, arguments.baseline_runs
-                    )
-                )
-            elif name == "two-instances":
-                print_catch_up(
-                    await scenarios.catch_up(
-                        options, arguments.samples, arguments.vehicles, 2, arguments.baseline_runs
-                    )
-                )
-            elif name == "latency":
-                print_latency(
-                    await scenarios.latency(
-                        options,
-                        arguments.latency_vehicles,
-                        arguments.latency_rate,
-                        arguments.latency_seconds,
-                        arguments.poll_interval,
-                    )
-                )
-            else:
-                print_memory(
-                    await scenarios.memory(
-                        options, arguments.memory_vehicles, arguments.memory_samples
-                    )
-                )
+            try:
+                await run_scenario(name, options, arguments)
+            except Exception as error:
+                # The other scenarios still run; the benchmark fails at the end.
+                print(f"Scenario {name} FAILED: {type(error).__name__}: {error}", flush=True)
+                failed.append(name)
     finally:
         if started_broker:
             stop_broker()
+    return 1 if failed else 0
+
+
+async def run_scenario(name: str, options: Options, arguments: argparse.Namespace) -> None:
+    if name in ("catch-up", "two-instances"):
+        instances = 1 if name == "catch-up" else 2
+        print_catch_up(
+            await scenarios.catch_up(
+                options, arguments.samples, arguments.vehicles, instances, arguments.baseline_runs
+            )
+        )
+    elif name == "latency":
+        print_latency(
+            await scenarios.latency(
+                options,
+                arguments.latency_vehicles,
+                arguments.latency_rate,
+                arguments.latency_seconds,
+                arguments.poll_interval,
+            )
+        )
+    else:
+        print_memory(
+            await scenarios.memory(options, arguments.memory_vehicles, arguments.memory_samples)
+        )
 
 
 def verdict(met: bool) -> str:
@@ -236,4 +243,4 @@ def print_resident(sizes: Sequence[tuple[str, int]], check: bool = False) -> Non
 
 
 if __name__ == "__main__":
-    asyncio.run(run(parse_arguments()))
+    sys.exit(asyncio.run(run(parse_arguments())))

@@ -54,7 +54,7 @@ class Options:
     servers: str
     database: str
     timeout_s: float
-    keep_logs: Path | None = None
+    keep: Path | None = None
 
 
 @dataclass
@@ -109,7 +109,7 @@ async def catch_up(
     measures the plain consumer on it, then starts the two services and times them."""
     per_vehicle = max(samples // vehicles, 1)
     backlog = minute_backlog(per_vehicle, vehicle_ids(vehicles), BACKLOG_START, "catch-up")
-    async with fresh_platform(options.servers, options.database, options.keep_logs) as platform:
+    async with fresh_platform(options.servers, options.database, options.keep) as platform:
         names = TopicNames(platform.namespace)
         platform.start_services()
         await platform.wait_healthy()
@@ -249,7 +249,7 @@ async def latency(
 ) -> Latency:
     """A paced load with occurred_at = now; the inventory polled as a dashboard would."""
     ids = vehicle_ids(vehicles, prefix="live")
-    async with fresh_platform(options.servers, options.database, options.keep_logs) as platform:
+    async with fresh_platform(options.servers, options.database, options.keep) as platform:
         names = TopicNames(platform.namespace)
         platform.start_services()
         await platform.wait_healthy()
@@ -407,7 +407,7 @@ async def memory(options: Options, vehicles: int, samples_per_vehicle: int) -> M
     backlog = minute_backlog(
         samples_per_vehicle, vehicle_ids(vehicles, prefix="many"), BACKLOG_START, "memory"
     )
-    async with fresh_platform(options.servers, options.database, options.keep_logs) as platform:
+    async with fresh_platform(options.servers, options.database, options.keep) as platform:
         names = TopicNames(platform.namespace)
         platform.start_services()
         await platform.wait_healthy()
