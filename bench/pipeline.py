@@ -41,6 +41,7 @@ FLEET_RATIO_TARGET = 0.25
 LEDGER_RATIO_TARGET = 0.15
 P99_TARGET_S = 1.0
 RESIDENT_TARGET_MB = 150
+CORES = os.cpu_count() or 1
 SCENARIOS = ("catch-up", "latency", "two-instances", "memory")
 
 
@@ -181,7 +182,16 @@ def print_catch_up(result: CatchUp) -> None:
         else:
             line += f"   (fastest run of: {runs})"
         print(line)
-    print("  the platform's timers start when the services are started: start-up counts")
+    print(
+        "  the platform's timers start when the services are started: start-up counts "
+        f"(all answered their health checks after {result.healthy_s:.1f} s)"
+    )
+    wall = result.ledger_s
+    cpu = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result.cpu_s.items())
+    print(
+        f"  CPU used in those {wall:.1f} s ({CORES} cores: {CORES * wall:.1f} CPU s available, "
+        f"{sum(result.cpu_s.values()):.1f} used): {cpu}"
+    )
     print(
         f"  totals exact: {result.accounted_samples:,} samples accounted "
         f"(= {result.samples:,} - {result.vehicles:,} baselines) in {result.activities:,} "

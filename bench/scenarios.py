@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import os
 import time
 import urllib.request
 from collections.abc import Awaitable, Sequence
@@ -38,12 +39,14 @@ from bench.workload import (
 from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
 from servicekit.topics import TopicNames
-from tools.platform import Platform, ServiceProcess
+from tools.platform import ROOT, Platform, ServiceProcess, cpu_seconds
 
 T = TypeVar("T")
 
 # Preloaded samples start here: a working day, far from midnight and New Year.
 BACKLOG_START = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
+# Written by deploy/local/kafka.sh when it started the local broker.
+BROKER_PID_FILE = ROOT / "deploy/local/.kafka/data/kafka.pid"
 # After both stages report the expected totals, how long they must stay exact (a stage that
 # double counts would overshoot a moment later).
 SETTLE_S = 2.0
@@ -72,6 +75,10 @@ class CatchUp:
     accounted_samples: int
     diesel_litres: Decimal
     resident_kib: list[tuple[str, int]]
+    # Seconds from starting the services until every one answers its health check.
+    healthy_s: float
+    # CPU seconds used from the start of the timers until the ledger showed everything.
+    cpu_s: dict[str, float]
     partitions: dict[str, list[int]] = field(default_factory=dict)
 
     @property
@@ -136,12 +143,16 @@ async def catch_up(
         tally = ActivityTally(options.servers, names(topics.ACTIVITY))
         await tally.start()
         try:
+            cpu = CpuMeter(platform)
             started = time.perf_counter()
             for stage in (*fleet, platform.ledger):
                 platform.start(stage)
+            healthy = asyncio.create_task(_healthy_after(platform, started))
             fleet_done, ledger_done = await _measure_stages(
                 platform, tally, backlog, options.timeout_s
             )
+            cpu_s = cpu.used()
+            healthy_s = await healthy
             totals = await _settled_totals(platform, tally, backlog)
             partitions = {stage.label: await _telemetry_partitions(stage) for stage in fleet}
         finally:
@@ -159,8 +170,45 @@ async def catch_up(
             accounted_samples=totals[0],
             diesel_litres=totals[1],
             resident_kib=platform.resident_memory(),
+            healthy_s=healthy_s,
+            cpu_s=cpu_s,
             partitions=partitions,
         )
+
+
+class CpuMeter:
+    """CPU seconds used from now on by the platform's processes (those started later count
+    from their start), the local broker, and the benchmark itself (its readers and pollers)."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.broker_pid = _broker_pid()
+        self.at_start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = dict(self.platform.cpu_used())
+        if self.broker_pid is not None and (broker := cpu_seconds(self.broker_pid)) is not None:
+            now["kafka broker"] = broker
+        times = os.times()
+        now["benchmark"] = times.user + times.system
+        return now
+
+    def used(self) -> dict[str, float]:
+        return {
+            label: seconds - self.at_start.get(label, 0.0) for label, seconds in self._now().items()
+        }
+
+
+def _broker_pid() -> int | None:
+    try:
+        return int(BROKER_PID_FILE.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+async def _healthy_after(platform: Platform, started: float) -> float:
+    await platform.wait_healthy()
+    return time.perf_counter() - started
 
 
 async def _measure_stages(

@@ -96,6 +96,18 @@ def resident_kib(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time a process has used so far (user + system), None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    # Fields after the command name, which is in parentheses and may contain spaces.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    user_ticks, system_ticks = int(fields[11]), int(fields[12])
+    return (user_ticks + system_ticks) / os.sysconf("SC_CLK_TCK")
+
+
 class Platform:
     def __init__(
         self,
@@ -250,6 +262,15 @@ class Platform:
             if kib is not None:
                 sizes.append((service.label, kib))
         return sizes
+
+    def cpu_used(self) -> list[tuple[str, float]]:
+        """CPU seconds each running instance has used since it started."""
+        used = []
+        for service, process in self.processes:
+            seconds = cpu_seconds(process.pid)
+            if seconds is not None:
+                used.append((service.label, seconds))
+        return used
 
     def print_addresses(self) -> None:
         print(
