@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select, text
 from sqlalchemy.exc import StatementError
 
 from greenpartners.fleet.v1 import fleet_pb2
@@ -166,4 +166,53 @@ async def test_add_to_outbox_stores_the_event_with_its_headers(database: Databas
     assert row.headers["event-type"] == "greenpartners.fleet.v1.VehicleActivity"
     assert row.headers["content-type"] == CONTENT_TYPE
     assert row.created_at.tzinfo is UTC
-    assert row.published_at is None
+
+
+async def test_outbox_ids_are_never_reused_once_the_table_was_emptied(database: Database) -> None:
+    # The relay deletes what it published by id; a reused id would delete an unpublished row.
+    event = fleet_pb2.VehicleActivity(event_id="a1")
+    async with database.transaction() as session:
+        await add_to_outbox(session, "fleet.activity.v1", "v-1", event)
+        await add_to_outbox(session, "fleet.activity.v1", "v-1", event)
+    async with database.transaction() as session:
+        first_ids = (await session.execute(select(outbox.c.id))).scalars().all()
+        await session.execute(outbox.delete())
+    async with database.transaction() as session:
+        await add_to_outbox(session, "fleet.activity.v1", "v-1", event)
+        later_id = (await session.execute(select(outbox.c.id))).scalar_one()
+    assert later_id > max(first_ids)
+
+
+async def test_an_older_sqlite_outbox_is_rebuilt_with_ids_that_are_never_reused(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/old.db"
+    old = Database(url)
+    async with old.engine.begin() as connection:
+        # The outbox as earlier versions created it, with one row not yet published.
+        await connection.exec_driver_sql(
+            "CREATE TABLE outbox (id INTEGER NOT NULL PRIMARY KEY, topic VARCHAR(200) NOT NULL, "
+            "key VARCHAR(200) NOT NULL, event_type VARCHAR(200) NOT NULL, payload BLOB NOT NULL, "
+            "headers JSON NOT NULL, created_at DATETIME NOT NULL, published_at DATETIME)"
+        )
+        await connection.exec_driver_sql(
+            "INSERT INTO outbox VALUES (7, 't', 'k', 'e', x'00', '{}', '2026-11-01 10:00:00', NULL)"
+        )
+        await connection.exec_driver_sql(
+            "CREATE TABLE processed_events (consumer VARCHAR(200), event_id VARCHAR(200))"
+        )
+    await old.dispose()
+    database = Database(url)
+    try:
+        await database.migrate([])
+        async with database.read() as session:
+            assert (await session.execute(select(outbox.c.id, outbox.c.topic))).all() == [(7, "t")]
+            created = (
+                await session.execute(
+                    select(func.group_concat(text("sql"))).select_from(text("sqlite_master"))
+                )
+            ).scalar()
+        assert "AUTOINCREMENT" in created
+        assert "processed_events" not in created
+    finally:
+        await database.dispose()

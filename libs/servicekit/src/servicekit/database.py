@@ -119,7 +119,8 @@ schema_migrations = Table(
 )
 
 # The transactional outbox: events written in the same transaction as the state they announce,
-# published by the relay afterwards.
+# published (and then deleted) by the relay. Ids are never reused, also on SQLite once the table
+# was emptied (AUTOINCREMENT): a relay deletes what it published by id.
 outbox = Table(
     "outbox",
     kit_metadata,
@@ -130,8 +131,30 @@ outbox = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("headers", JSON, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
-    Column("published_at", UtcDateTime(), nullable=True, index=True),
+    sqlite_autoincrement=True,
 )
+
+_OUTBOX_COLUMNS = "id, topic, key, event_type, payload, headers, created_at"
+
+
+def _upgrade_kit_tables(connection: Connection) -> None:
+    """Brings servicekit's own tables of an older database to the current shape."""
+    # Consumers deduplicate by their own keys and high-water marks now; the table of processed
+    # event ids that earlier versions kept only grew.
+    connection.exec_driver_sql("DROP TABLE IF EXISTS processed_events")
+    if connection.dialect.name != "sqlite":
+        return  # PostgreSQL sequences never hand out an id twice
+    created = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+    ).scalar()
+    if created is None or "AUTOINCREMENT" in str(created).upper():
+        return
+    connection.exec_driver_sql("ALTER TABLE outbox RENAME TO outbox_reused_ids")
+    outbox.create(connection)
+    connection.exec_driver_sql(
+        f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) SELECT {_OUTBOX_COLUMNS} FROM outbox_reused_ids"
+    )
+    connection.exec_driver_sql("DROP TABLE outbox_reused_ids")
 
 
 @dataclass(frozen=True)
@@ -174,10 +197,8 @@ class Database:
 
     async def migrate(self, migrations: Sequence[Migration]) -> None:
         async with self.engine.begin() as connection:
+            await connection.run_sync(_upgrade_kit_tables)
             await connection.run_sync(lambda c: kit_metadata.create_all(c))
-            # Consumers deduplicate by their own keys and high-water marks now; the table of
-            # processed event ids that earlier versions kept only grew.
-            await connection.exec_driver_sql("DROP TABLE IF EXISTS processed_events")
             done = set((await connection.execute(select(schema_migrations.c.version))).scalars())
             for migration in sorted(migrations, key=lambda m: m.version):
                 if migration.version in done:
