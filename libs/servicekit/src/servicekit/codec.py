@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,23 +25,36 @@ def event_headers(message: Message) -> dict[str, str]:
     return {"content-type": CONTENT_TYPE, "event-type": message.DESCRIPTOR.full_name}
 
 
-def decode(message_type: type[MessageT], payload: bytes, headers: dict[str, str]) -> MessageT:
-    """Parses a payload, refusing what is not the topic's message type or lacks its identity."""
-    expected = message_type.DESCRIPTOR.full_name
-    event_type = headers.get("event-type", expected)
-    if event_type != expected:
-        raise UndecodableEvent("wrong_event_type", f"expected {expected}, got {event_type}")
-    message = message_type()
-    try:
-        message.ParseFromString(payload)
-    except DecodeError as error:
-        raise UndecodableEvent("undecodable", f"not a {expected}: {error}") from error
-    fields = message.DESCRIPTOR.fields_by_name
-    if _EVENT_ID in fields and not str(getattr(message, _EVENT_ID)):
-        raise UndecodableEvent("schema_invalid", "event_id is empty")
-    if "occurred_at" in fields and not message.HasField("occurred_at"):
-        raise UndecodableEvent("schema_invalid", "occurred_at is missing")
-    return message
+class Decoder(Generic[MessageT]):
+    """Parses one topic's payloads, refusing what is not its message type or lacks its identity.
+
+    Built once per consumer: the checks it needs are worked out from the message type up front,
+    since it runs for every record.
+    """
+
+    def __init__(self, message_type: type[MessageT]) -> None:
+        self.message_type = message_type
+        self.full_name = message_type.DESCRIPTOR.full_name
+        self.event_type = self.full_name.encode()
+        fields = message_type.DESCRIPTOR.fields_by_name
+        self.has_event_id = _EVENT_ID in fields
+        self.has_occurred_at = "occurred_at" in fields
+
+    def decode(self, payload: bytes, event_type: bytes | None) -> MessageT:
+        """`event_type` is the record's `event-type` header, None when it has none."""
+        if event_type is not None and event_type != self.event_type:
+            got = event_type.decode(errors="replace")
+            raise UndecodableEvent("wrong_event_type", f"expected {self.full_name}, got {got}")
+        message = self.message_type()
+        try:
+            message.ParseFromString(payload)
+        except DecodeError as error:
+            raise UndecodableEvent("undecodable", f"not a {self.full_name}: {error}") from error
+        if self.has_event_id and not getattr(message, _EVENT_ID):
+            raise UndecodableEvent("schema_invalid", "event_id is empty")
+        if self.has_occurred_at and not message.HasField("occurred_at"):
+            raise UndecodableEvent("schema_invalid", "occurred_at is missing")
+        return message
 
 
 def to_timestamp(moment: datetime) -> Timestamp:

@@ -31,7 +31,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from servicekit.codec import UndecodableEvent, decode
+from servicekit.codec import Decoder, UndecodableEvent
 from servicekit.errors import PermanentEventError
 from servicekit.topics import TopicNames, dead_letter_topic
 
@@ -115,7 +115,6 @@ class _Record:
     """One fetched record, decoded or already judged dead."""
 
     raw: Any
-    headers: dict[str, str]
     delivered: Delivered[Any] | None = None
     dead_reason: str = ""
     dead_detail: str = ""
@@ -186,7 +185,7 @@ class BatchConsumer(Generic[MessageT]):
         self.topic = names(topic)
         self.dead_letter_topic = names(dead_letter_topic(topic))
         self.group_id = names.group(group_id)
-        self.message_type = message_type
+        self.decoder = Decoder(message_type)
         self.handle_batch = handle_batch
         self.batch_scope = batch_scope
         self.max_attempts = max_attempts
@@ -287,10 +286,14 @@ class BatchConsumer(Generic[MessageT]):
                 )
 
     def _decode(self, raw: Any) -> _Record:
-        headers = {key: (value or b"").decode(errors="replace") for key, value in raw.headers or ()}
-        record = _Record(raw=raw, headers=headers)
+        # The hot path of a consumer: one pass over the headers, no dictionary per record.
+        event_type = None
+        for name, value in raw.headers or ():
+            if name == "event-type":
+                event_type = value or b""
+        record = _Record(raw)
         try:
-            event = decode(self.message_type, raw.value or b"", headers)
+            event = self.decoder.decode(raw.value or b"", event_type)
         except UndecodableEvent as error:
             record.dead_reason, record.dead_detail = error.reason, error.detail
             return record
@@ -385,9 +388,9 @@ class BatchConsumer(Generic[MessageT]):
         """One span per batch, linked to each record's producer span (OpenTelemetry messaging
         conventions for batch receive); a batch of one trace continues that trace."""
         producer_contexts = [
-            trace.get_current_span(propagate.extract(record.headers)).get_span_context()
-            for record in records
-            if "traceparent" in record.headers
+            trace.get_current_span(propagate.extract(headers)).get_span_context()
+            for headers in map(_trace_headers, records)
+            if headers
         ]
         valid = [context for context in producer_contexts if context.is_valid]
         parent: Context | None = None
@@ -443,6 +446,15 @@ class BatchConsumer(Generic[MessageT]):
             ]
             outgoing.append((self.dead_letter_topic, raw.key, raw.value or b"", headers))
         await self.producer.send_all(outgoing)
+
+
+def _trace_headers(record: _Record) -> dict[str, str]:
+    """The record's W3C trace headers (empty when it carries none, as most telemetry)."""
+    return {
+        name: (value or b"").decode(errors="replace")
+        for name, value in record.raw.headers or ()
+        if name in ("traceparent", "tracestate")
+    }
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -194,6 +195,19 @@ class ServiceRuntime:
         await self.database.dispose()
 
 
+def _settle_garbage_collector() -> None:
+    """Keeps the cyclic garbage collector off what start-up loaded.
+
+    Libraries and generated code leave hundreds of thousands of long-lived objects; a batch of
+    thousands of events makes the collector run often, and each full collection would walk them
+    all again. Frozen, they are left out; a higher first threshold lets a batch's short-lived
+    objects go by reference counting before a collection starts.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 def run(build: Callable[[], ServiceRuntime]) -> None:
     """Entry point of `python -m <service>`: runs until SIGTERM or SIGINT, then stops cleanly."""
 
@@ -205,6 +219,7 @@ def run(build: Callable[[], ServiceRuntime]) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await runtime.start()
+        _settle_garbage_collector()
         log.info(
             "listening",
             extra={
