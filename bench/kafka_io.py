@@ -103,6 +103,9 @@ class ActivityTally:
         self.fuel_used_ml = 0
         self.copies = 0
         self.conflicts: list[str] = []
+        # When the first activity arrived, and the samples counted by then (its fetch).
+        self.first_at: float | None = None
+        self.counted_at_first = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -128,9 +131,12 @@ class ActivityTally:
 
     async def _read(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            for records in (await consumer.getmany(timeout_ms=100)).values():
+            fetched = await consumer.getmany(timeout_ms=100)
+            for records in fetched.values():
                 for record in records:
                     self._count(record.value or b"")
+            if fetched and self.first_at is None:
+                self.first_at, self.counted_at_first = time.perf_counter(), self.sample_count
             self._changed.set()
 
     def _count(self, payload: bytes) -> None:

@@ -186,6 +186,16 @@ def print_catch_up(result: CatchUp) -> None:
         "  the platform's timers start when the services are started: start-up counts "
         f"(all answered their health checks after {result.healthy_s:.1f} s)"
     )
+    drained = result.accounted_samples - result.accounted_at_first_activity
+    for label, done_s in (("fleet ", result.fleet_s), ("ledger", result.ledger_s)):
+        seconds = done_s - result.first_activity_s
+        rate = drained / seconds
+        ratio = rate / (result.samples / result.baseline_s)
+        print(
+            f"  without start-up, {label} from the first activity "
+            f"({result.first_activity_s:.2f} s) on: {drained:,} samples in {seconds:.2f} s, "
+            f"{rate:,.0f} samples/s, ratio {ratio:.3f}x"
+        )
     wall = result.ledger_s
     cpu = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in result.cpu_s.items())
     print(

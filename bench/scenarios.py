@@ -80,6 +80,11 @@ class CatchUp:
     # CPU seconds used from the start of the timers until the ledger showed everything.
     cpu_s: dict[str, float]
     partitions: dict[str, list[int]] = field(default_factory=dict)
+    # Seconds from starting the services until the first activity arrived, and the samples it
+    # and the activities fetched with it accounted: what follows is the catch-up without
+    # start-up.
+    first_activity_s: float = 0.0
+    accounted_at_first_activity: int = 0
 
     @property
     def baseline_s(self) -> float:
@@ -173,6 +178,8 @@ async def catch_up(
             healthy_s=healthy_s,
             cpu_s=cpu_s,
             partitions=partitions,
+            first_activity_s=(tally.first_at or started) - started,
+            accounted_at_first_activity=tally.counted_at_first,
         )
 
 

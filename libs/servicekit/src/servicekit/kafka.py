@@ -174,7 +174,7 @@ class BatchConsumer(Generic[MessageT]):
         batch_scope: BatchScope | None = None,
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
-        batch_size: int = 5000,
+        batch_size: int = 10_000,
         metrics: ConsumerMetrics | None = None,
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
