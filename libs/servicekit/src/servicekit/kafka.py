@@ -174,7 +174,7 @@ class BatchConsumer(Generic[MessageT]):
         batch_scope: BatchScope | None = None,
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
-        batch_size: int = 10_000,
+        batch_size: int = 5000,
         metrics: ConsumerMetrics | None = None,
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
@@ -210,6 +210,9 @@ class BatchConsumer(Generic[MessageT]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=10 * 60 * 1000,
+            # A member learns of a rebalance at its next heartbeat: sooner than the default 3 s
+            # lets a new instance take its share of partitions sooner.
+            heartbeat_interval_ms=1000,
             # Enough bytes per fetch that a backlog comes in batches of thousands.
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,

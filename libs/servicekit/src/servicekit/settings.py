@@ -30,7 +30,7 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=8, ge=1)
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
     # Records handled in one database transaction and one offset commit; 1 disables batching.
-    consumer_batch_size: int = Field(default=10_000, ge=1, le=50_000)
+    consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
 
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
