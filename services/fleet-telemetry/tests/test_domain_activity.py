@@ -175,6 +175,9 @@ def test_activity_id_is_uuid5_of_vehicle_window_and_samples() -> None:
     assert event_id != activity_event_id("van-8", at(6, 0), "s1", "s3")
     assert event_id != activity_event_id("van-7", at(6, 0), "s2", "s3")
     assert event_id != activity_event_id("van-7", at(6, 0), "s1", "s4")
+    # After the vehicle's revision changed (an operator set its baseline), the same samples
+    # make a new activity.
+    assert event_id != activity_event_id("van-7", at(6, 0), "s1", "s3", revision=4)
 
 
 @pytest.mark.parametrize(

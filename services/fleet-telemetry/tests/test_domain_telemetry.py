@@ -428,6 +428,23 @@ def test_operator_baseline_replaces_the_baseline_and_drops_the_candidate() -> No
     assert amounts(after.state.totals) == (2_000, 200, 0)
 
 
+def test_samples_accounted_again_after_a_baseline_moved_back_make_new_activities() -> None:
+    stream = Stream()
+    records = stream.records(
+        sample("s1", 1, 10_000, 1_000),
+        sample("s2", 2, 10_500, 1_050),
+        sample("s3", 3, 11_000, 1_100),
+    )
+    first = fold(fresh(), records)
+    # The operator moves the baseline back to s1 and the samples after it are replayed.
+    moved = set_baseline(first.state, reading(records[0][1]), new_revision=2)
+    replayed = fold(moved, stream.records(records[1][1], records[2][1]))
+    [before], [again] = first.activities, replayed.activities
+    assert (again.distance_m, again.sample_count) == (before.distance_m, before.sample_count)
+    # Same window and samples, yet a new id: the ledger posts it instead of dropping it.
+    assert again.event_id != before.event_id
+
+
 def test_baseline_set_event_id_follows_the_revision() -> None:
     new = Reading(T0, 7_000, 700, None, "")
     first = baseline_set_event("van-7", None, new, 3, "unit replaced")

@@ -69,10 +69,20 @@ class Activity:
 
 
 def activity_event_id(
-    vehicle_id: str, window_start_us: int, first_sample_event_id: str, last_sample_event_id: str
+    vehicle_id: str,
+    window_start_us: int,
+    first_sample_event_id: str,
+    last_sample_event_id: str,
+    revision: int = 0,
 ) -> str:
-    """Same vehicle, window and samples, same id: a batch handled again cannot post twice."""
+    """Same vehicle, window and samples, same id: a batch handled again cannot post twice.
+
+    The vehicle's revision is part of it: after an operator moved the baseline back, samples
+    accounted again form new activities instead of repeating an id the ledger already holds.
+    """
     name = f"{vehicle_id}/{window_start_us}/{first_sample_event_id}/{last_sample_event_id}"
+    if revision:
+        name += f"/r{revision}"
     return str(uuid.uuid5(ACTIVITY_ID_NAMESPACE, name))
 
 
@@ -104,11 +114,12 @@ class _WindowSums:
 class ActivityWindows:
     """Collects one vehicle's increments of one batch, window by window."""
 
-    __slots__ = ("_sums", "vehicle_id", "window_us")
+    __slots__ = ("_sums", "revision", "vehicle_id", "window_us")
 
-    def __init__(self, vehicle_id: str, window_us: int) -> None:
+    def __init__(self, vehicle_id: str, window_us: int, revision: int = 0) -> None:
         self.vehicle_id = vehicle_id
         self.window_us = window_us
+        self.revision = revision
         self._sums: dict[int, _WindowSums] = {}
 
     def add(
@@ -191,6 +202,7 @@ class ActivityWindows:
                     window * self.window_us,
                     sums.first_sample_event_id,
                     sums.last_sample_event_id,
+                    self.revision,
                 ),
                 vehicle_id=vehicle_id,
                 period_start_us=sums.start_us,

@@ -164,7 +164,7 @@ def fold_samples(
     position = state.position
     accepted = late = quarantined = resets = 0
     distance_total = fuel_total = energy_total = 0
-    windows = ActivityWindows(vehicle_id, window_us)
+    windows = ActivityWindows(vehicle_id, window_us, state.revision)
     quality_events: list[QualityEvent] = []
     rejections: list[SampleRejection] = []
 
