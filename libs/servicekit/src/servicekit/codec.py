@@ -57,10 +57,17 @@ class Decoder(Generic[MessageT]):
         return message
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
+    """An aware datetime as a protobuf Timestamp, in integer arithmetic (exact, and several times
+    faster than Timestamp.FromDatetime, which matters once per event)."""
+    since_epoch = moment - _EPOCH
+    return Timestamp(
+        seconds=since_epoch.days * 86_400 + since_epoch.seconds,
+        nanos=since_epoch.microseconds * 1_000,
+    )
 
 
 def from_timestamp(stamp: Timestamp) -> datetime:
