@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -341,23 +341,31 @@ async def play_feed(platform: Platform, day: date) -> FeedOutcome:
 async def wait_for_feed(
     ledger_target: str, year: int, outcome: FeedOutcome, timeout_s: float = 120.0
 ) -> ledger_pb2.GetInventoryResponse:
-    deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(ledger_target) as channel:
-        stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
-        while True:
-            inventory = await stub.GetInventory(
-                ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=year), timeout=10
-            )
-            if outcome.reached(inventory):
-                return inventory
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the ledger does not show the whole feed: {inventory}")
-            await asyncio.sleep(0.5)
+    return await poll_inventory(
+        ledger_target, year, outcome.reached, "the ledger does not show the whole feed", timeout_s
+    )
 
 
 async def wait_for_inventory(
     ledger_target: str, year: int, entries: int, timeout_s: float = 120.0
 ) -> ledger_pb2.GetInventoryResponse:
+    return await poll_inventory(
+        ledger_target,
+        year,
+        lambda inventory: inventory.entry_count >= entries,
+        f"the ledger does not hold {entries} entries",
+        timeout_s,
+    )
+
+
+async def poll_inventory(
+    ledger_target: str,
+    year: int,
+    done: Callable[[ledger_pb2.GetInventoryResponse], bool],
+    failure: str,
+    timeout_s: float,
+) -> ledger_pb2.GetInventoryResponse:
+    """Asks the ledger for the municipality's inventory until `done` holds for it."""
     deadline = time.monotonic() + timeout_s
     async with grpc.aio.insecure_channel(ledger_target) as channel:
         stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
@@ -365,12 +373,10 @@ async def wait_for_inventory(
             inventory = await stub.GetInventory(
                 ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=year), timeout=10
             )
-            if inventory.entry_count >= entries:
+            if done(inventory):
                 return inventory
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"ledger holds {inventory.entry_count} of {entries} expected entries"
-                )
+                raise TimeoutError(f"{failure}: {inventory}")
             await asyncio.sleep(0.5)
 
 
