@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import grpc
 import pytest
 
 from fleet_telemetry.bootstrap import FleetSettings
+from locker_hubs.bootstrap import DEVELOPMENT_PEPPER, LockerSettings
 from servicekit.settings import ConfigurationError, load_settings
+from tests.kafka_tools import unique_namespace
+from tools.platform import free_ports
 
 
 def test_environment_overrides_the_service_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,3 +49,92 @@ def test_a_service_process_refuses_to_start_on_bad_configuration() -> None:
     )
     assert result.returncode == 2
     assert "CODE_PEPPER" in result.stderr
+
+
+def locker_settings_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], **env: str
+) -> str:
+    for name in ("CODE_PEPPER", "CODE_PEPPER_FILE", "DEVELOPMENT_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError):
+        load_settings(LockerSettings)
+    return capsys.readouterr().err
+
+
+def test_locker_hubs_refuses_to_start_without_a_real_pepper_outside_development(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = locker_settings_error(monkeypatch, capsys)
+    assert "CODE_PEPPER" in missing and "required" in missing
+    short = locker_settings_error(monkeypatch, capsys, CODE_PEPPER="x" * 31)
+    assert "CODE_PEPPER" in short and "32" in short
+    public = locker_settings_error(monkeypatch, capsys, CODE_PEPPER=DEVELOPMENT_PEPPER)
+    assert "CODE_PEPPER" in public
+    # The error names the variable, never its value.
+    assert DEVELOPMENT_PEPPER not in public
+
+
+def test_the_pepper_comes_from_the_environment_a_file_or_development_mode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("CODE_PEPPER", "CODE_PEPPER_FILE", "DEVELOPMENT_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    secret = "s" * 40
+    monkeypatch.setenv("CODE_PEPPER", secret)
+    assert load_settings(LockerSettings).code_pepper == secret
+    assert secret not in repr(load_settings(LockerSettings))
+
+    monkeypatch.delenv("CODE_PEPPER")
+    mounted = tmp_path / "pepper"
+    mounted.write_text("f" * 48 + "\n")
+    monkeypatch.setenv("CODE_PEPPER_FILE", str(mounted))
+    assert load_settings(LockerSettings).code_pepper == "f" * 48
+
+    monkeypatch.delenv("CODE_PEPPER_FILE")
+    monkeypatch.setenv("DEVELOPMENT_MODE", "1")
+    assert load_settings(LockerSettings).code_pepper == DEVELOPMENT_PEPPER
+
+
+async def test_reflection_can_be_turned_off_and_metrics_listen_on_the_configured_host(
+    kafka: str, tmp_path: Path
+) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from fleet_telemetry.bootstrap import build
+    from servicekit.grpc_server import insecure_channel
+
+    metrics_port = free_ports(1)[0]
+    runtime = build(
+        kafka_bootstrap_servers=kafka,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/fleet.db",
+        grpc_port=0,
+        grpc_reflection=False,
+        metrics_port=metrics_port,
+        topic_namespace=unique_namespace("settings"),
+    )
+    assert runtime.settings.metrics_address == "127.0.0.1"
+    await runtime.start()
+    try:
+        async with insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in stub.ServerReflectionInfo(iter([request])):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert listening_addresses(metrics_port) == {"127.0.0.1"}
+    finally:
+        await runtime.stop()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if int(local_port, 16) == port and state == "0A":  # LISTEN
+            addresses.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return addresses

@@ -38,6 +38,7 @@ async def services(kafka: str, tmp_path: Path) -> AsyncIterator[tuple[ServiceRun
     await registry.start()
     lockers = build_lockers(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/lockers.db",
+        development_mode=True,
         partner_registry_target=f"127.0.0.1:{registry.grpc_port}",
         **common,
     )

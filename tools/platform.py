@@ -148,6 +148,9 @@ class Platform:
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         env = {
+            # A platform on one machine is a development set-up (public secrets allowed),
+            # unless the caller says otherwise.
+            "DEVELOPMENT_MODE": "1",
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "TOPIC_NAMESPACE": self.namespace,

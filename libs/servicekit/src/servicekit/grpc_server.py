@@ -94,6 +94,7 @@ class GrpcServer:
         service_names: Sequence[str],
         registrars: Sequence[Registrar],
         metrics_registry: CollectorRegistry,
+        reflection_enabled: bool = True,
     ) -> None:
         calls = Counter(
             "grpc_server_handled",
@@ -109,14 +110,15 @@ class GrpcServer:
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names = list(service_names)
-        reflection.enable_server_reflection(
-            [
-                *self.service_names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self.server,
-        )
+        if reflection_enabled:
+            reflection.enable_server_reflection(
+                [
+                    *self.service_names,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ],
+                self.server,
+            )
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:

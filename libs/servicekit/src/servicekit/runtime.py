@@ -177,10 +177,13 @@ class ServiceRuntime:
             service_names=self.grpc_service_names,
             registrars=self.registrars,
             metrics_registry=self.metrics,
+            reflection_enabled=self.settings.grpc_reflection,
         )
         self.grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
         if self.settings.metrics_port:
-            start_http_server(self.settings.metrics_port, registry=self.metrics)
+            start_http_server(
+                self.settings.metrics_port, self.settings.metrics_address, registry=self.metrics
+            )
 
     async def stop(self) -> None:
         # Stop taking calls first, then let the relay publish what is committed.

@@ -20,10 +20,15 @@ class ServiceSettings(BaseSettings):
     # can share one broker without seeing each other's events.
     topic_namespace: str = Field(default="", pattern=r"^[a-zA-Z0-9_-]*$")
     database_url: str = Field(min_length=1)
+    # Development mode allows what a deployment must not have: secrets with public defaults.
+    development_mode: bool = False
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(ge=0, le=65535)
-    # 0 disables the Prometheus endpoint.
+    # Server reflection lets grpcurl and other tools list and call the methods without protos.
+    grpc_reflection: bool = True
+    # 0 disables the Prometheus endpoint. It listens on METRICS_HOST, by default GRPC_HOST's.
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = ""
     otel_exporter_otlp_endpoint: str = ""
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     outbox_poll_interval_s: float = Field(default=0.5, gt=0)
@@ -31,6 +36,10 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
     # Records handled in one database transaction and one offset commit; 1 disables batching.
     consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
+
+    @property
+    def metrics_address(self) -> str:
+        return self.metrics_host or self.grpc_host
 
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from locker_hubs.adapters.data_files import load_shipped_hubs
 from locker_hubs.adapters.registry_client import PartnerRegistryClient
 from locker_hubs.adapters.tables import MIGRATIONS
-from locker_hubs.domain.codes import MIN_PEPPER_BYTES
 from locker_hubs.entrypoints.grpc_api import LockerHubsApi
 from locker_hubs.handlers import LockerHandlers
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
+
+# Public, so usable only in development mode; a deployment's pepper is its own secret.
+DEVELOPMENT_PEPPER = "development-only-pepper-set-CODE_PEPPER-in-deployments"
+# Twice what the keyed hash itself demands (MIN_PEPPER_BYTES): a deployment secret is random.
+DEPLOYMENT_PEPPER_BYTES = 32
 
 
 class LockerSettings(ServiceSettings):
@@ -22,14 +27,28 @@ class LockerSettings(ServiceSettings):
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///var/locker-hubs.db"
     partner_registry_target: str = Field(default="127.0.0.1:50051", min_length=1)
-    # HMAC key of the one-time drop-off codes (env CODE_PEPPER). The default only suits
-    # development: every deployment must set its own secret value.
-    code_pepper: str = Field(
-        default="development-only-pepper-set-CODE_PEPPER-in-deployments",
-        min_length=MIN_PEPPER_BYTES,
-        repr=False,
-    )
+    # HMAC key of the one-time drop-off codes: CODE_PEPPER, or the file CODE_PEPPER_FILE names
+    # (a mounted secret). Required outside development mode, at least 32 bytes.
+    code_pepper_file: str = ""
+    code_pepper: str = Field(default="", repr=False)
     drop_off_code_ttl_s: int = Field(default=86400, gt=0)
+
+    @field_validator("code_pepper")
+    @classmethod
+    def _real_pepper(cls, pepper: str, info: ValidationInfo) -> str:
+        path = info.data.get("code_pepper_file", "")
+        if path and not pepper:
+            try:
+                pepper = Path(path).read_text().rstrip("\n")
+            except OSError as error:
+                raise ValueError(f"CODE_PEPPER_FILE {path!r} cannot be read: {error}") from None
+        if info.data.get("development_mode"):
+            return pepper or DEVELOPMENT_PEPPER
+        if not pepper:
+            raise ValueError("required (or CODE_PEPPER_FILE) unless DEVELOPMENT_MODE is set")
+        if len(pepper.encode()) < DEPLOYMENT_PEPPER_BYTES or pepper == DEVELOPMENT_PEPPER:
+            raise ValueError(f"must be a secret of at least {DEPLOYMENT_PEPPER_BYTES} random bytes")
+        return pepper
 
 
 def build(**overrides: object) -> ServiceRuntime:
