@@ -312,47 +312,33 @@ class BatchConsumer(Generic[MessageT]):
         decoded = [record for record in records if record.delivered is not None]
         if not decoded:
             return
+        if not await self._handle_with_retries(decoded):
+            log.warning("batch of %s keeps failing; handling its events one by one", self.topic)
+            for record in decoded:
+                await self._handle_with_retries([record])
+
+    async def _handle_with_retries(self, records: list[_Record]) -> bool:
+        """Handles the records, retrying in place. False when several keep failing and must be
+        handled one by one; a lone record that cannot be handled is dead-lettered."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self._handle(decoded)
-                return
+                await self._handle(records)
+                return True
             except PermanentEventError as error:
-                if len(decoded) == 1:
-                    await self._reject(decoded[0], error)
-                    return
-                break  # one of them is at fault: find it by going one by one
+                if len(records) > 1:
+                    return False  # one of them is at fault: find it by going one by one
+                reason, detail = error.reason, error.detail
             except Exception as error:  # transient until proven otherwise: retry in place
-                if attempt == self.max_attempts:
-                    if len(decoded) == 1:
-                        decoded[0].dead_reason = "retries_exhausted"
-                        decoded[0].dead_detail = f"{type(error).__name__}: {error}"
-                        await self._dead_letter(decoded)
-                        return
-                    break
-                await self._back_off(attempt, len(decoded))
-        log.warning("batch of %s keeps failing; handling its events one by one", self.topic)
-        for record in decoded:
-            await self._process_alone(record)
-
-    async def _process_alone(self, record: _Record) -> None:
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                await self._handle([record])
-                return
-            except PermanentEventError as error:
-                await self._reject(record, error)
-                return
-            except Exception as error:
-                if attempt == self.max_attempts:
-                    record.dead_reason = "retries_exhausted"
-                    record.dead_detail = f"{type(error).__name__}: {error}"
-                    await self._dead_letter([record])
-                    return
-                await self._back_off(attempt, 1)
-
-    async def _reject(self, record: _Record, error: PermanentEventError) -> None:
-        record.dead_reason, record.dead_detail = error.reason, error.detail
-        await self._dead_letter([record])
+                if attempt < self.max_attempts:
+                    await self._back_off(attempt, len(records))
+                    continue
+                if len(records) > 1:
+                    return False
+                reason, detail = "retries_exhausted", f"{type(error).__name__}: {error}"
+            records[0].dead_reason, records[0].dead_detail = reason, detail
+            await self._dead_letter(records)
+            return True
+        return False  # pragma: no cover - the loop always returns
 
     async def _back_off(self, attempt: int, records: int) -> None:
         delay = min(self.retry_backoff_s * 2 ** (attempt - 1), 10.0)
@@ -473,25 +459,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self.owner.on_assigned is not None:
             await self.owner.on_assigned({partition.partition for partition in assigned})
-
-
-def per_event(
-    handle: Callable[[MessageT, EventContext], Awaitable[None]],
-) -> BatchHandler[MessageT]:
-    """A batch handler from a handler of one event, for streams too thin to need batching.
-
-    The handler runs its unit of work in a savepoint of the batch's transaction (see
-    `servicekit.runtime.UnitOfWork`); an event that raises PermanentEventError is rolled back
-    alone and dead-lettered.
-    """
-
-    async def handle_batch(batch: Sequence[Delivered[MessageT]]) -> list[Rejection]:
-        rejections = []
-        for index, delivered in enumerate(batch):
-            try:
-                await handle(delivered.event, delivered.context)
-            except PermanentEventError as error:
-                rejections.append(Rejection(index, error.reason, error.detail))
-        return rejections
-
-    return handle_batch

@@ -23,10 +23,8 @@ from servicekit.kafka import (
     BatchConsumer,
     BatchHandler,
     ConsumerMetrics,
-    EventContext,
     PartitionsHook,
     Producer,
-    per_event,
 )
 from servicekit.logs import setup_logging
 from servicekit.outbox import OutboxRelay
@@ -143,16 +141,6 @@ class ServiceRuntime:
         )
         self.consumers.append(consumer)  # type: ignore[arg-type]
         return consumer
-
-    def consume(
-        self,
-        topic: str,
-        group_id: str,
-        message_type: type[MessageT],
-        handle: Callable[[MessageT, EventContext], Awaitable[None]],
-    ) -> BatchConsumer[MessageT]:
-        """Consumes a topic event by event (each in a savepoint of the batch's transaction)."""
-        return self.consume_batches(topic, group_id, message_type, per_event(handle))
 
     def add_grpc(self, registrar: Registrar) -> None:
         self.registrars.append(registrar)
