@@ -100,7 +100,7 @@ def test_the_pepper_comes_from_the_environment_a_file_or_development_mode(
 async def test_reflection_can_be_turned_off_and_metrics_listen_on_the_configured_host(
     kafka: str, tmp_path: Path
 ) -> None:
-    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2
 
     from fleet_telemetry.bootstrap import build
     from servicekit.grpc_server import insecure_channel
@@ -118,11 +118,15 @@ async def test_reflection_can_be_turned_off_and_metrics_listen_on_the_configured
     await runtime.start()
     try:
         async with insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
-            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            # Asked as one unary exchange: on a stream, the server's early UNIMPLEMENTED can
+            # race the client's write and surface as INTERNAL instead.
+            list_services = channel.unary_unary(
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+            )
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                async for _ in stub.ServerReflectionInfo(iter([request])):
-                    pass
+                await list_services(reflection_pb2.ServerReflectionRequest(list_services=""))
             assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert listening_addresses(metrics_port) == {"127.0.0.1"}
     finally:
