@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # Local Apache Kafka 4.x broker (KRaft combined mode) on 127.0.0.1:9092, no containers.
+# Clients authenticate with SASL/SCRAM-SHA-512 and are authorised by ACLs (StandardAuthorizer,
+# nothing allowed without an ACL); the super user platform-admin is for tooling and tests.
 # The broker jars are assembled from Maven Central by deploy/local/kafka/pom.xml.
 #
 # Usage: deploy/local/kafka.sh {install|up|down|status|wait}
 #
 #   install  copy the pinned Kafka jars into deploy/local/.kafka/libs (mvn, once)
-#   up       install if needed, format storage once, start the broker in the
-#            background and wait until it answers a metadata request
+#   up       install if needed, create the admin's password, format storage once, start the
+#            broker in the background, set the admin's SCRAM credential if the broker refuses
+#            it (a new data dir, or one formatted before SASL: its data is kept) and wait until
+#            it answers a metadata request as the admin. A broker of this data dir that runs
+#            without SASL (started by an older checkout) is restarted with it.
+#            The other users, topics and ACLs: python -m tools.kafka_access apply.
 #   down     stop the broker started by this script (SIGTERM, then SIGKILL after 30 s)
 #   status   say whether a broker answers on the bootstrap address; exit 0 if it does
 #   wait     wait (up to KAFKA_WAIT_TIMEOUT s, default 90) until the broker answers
 #
 # Environment:
-#   KAFKA_BOOTSTRAP_SERVERS  use this external broker; up/down do nothing
+#   KAFKA_BOOTSTRAP_SERVERS  use this external broker; up/down do nothing (status/wait
+#                            authenticate as KAFKA_USERNAME with KAFKA_PASSWORD_FILE if set)
+#   KAFKA_PORT               client (SASL) port on 127.0.0.1 (default 9092)
+#   KAFKA_CONTROLLER_PORT    controller port on 127.0.0.1 (default 9093)
 #   KAFKA_DATA_DIR           data directory (default deploy/local/.kafka/data)
+#   KAFKA_CREDENTIALS_DIR    development passwords, one file per user (default var/kafka-credentials)
 #   KAFKA_HEAP_OPTS          JVM heap (default "-Xms512m -Xmx512m")
 #   KAFKA_WAIT_TIMEOUT       seconds to wait for the broker (default 90)
 set -euo pipefail
@@ -25,7 +35,20 @@ KAFKA_LIBS_DIR="$KAFKA_HOME_DIR/libs"
 KAFKA_POM="$KAFKA_CONF_DIR/pom.xml"
 INSTALL_STAMP="$KAFKA_LIBS_DIR/.installed"
 
-LOCAL_BOOTSTRAP="127.0.0.1:9092"
+PROJECT_DIR="$(cd "$SCRIPT_DIR/../.." && pwd -P)"
+WIRE_CLIENT="$KAFKA_CONF_DIR/client.py"
+
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+LOCAL_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+CONTROLLER_ADDRESS="127.0.0.1:$KAFKA_CONTROLLER_PORT"
+CREDENTIALS_DIR="${KAFKA_CREDENTIALS_DIR:-$PROJECT_DIR/var/kafka-credentials}"
+# The super user (servicekit.access.ADMIN).
+ADMIN_USER="platform-admin"
+ADMIN_PASSWORD_FILE="$CREDENTIALS_DIR/$ADMIN_USER"
+# Probe outcomes (kafka/client.py).
+PROBE_PLAINTEXT=10
+PROBE_REFUSED=11
 WAIT_TIMEOUT="${KAFKA_WAIT_TIMEOUT:-90}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms512m -Xmx512m}"
 
@@ -97,85 +120,28 @@ cmd_install() {
 kafka_java() { java -cp "$KAFKA_LIBS_DIR/*" "$@"; }
 
 # --------------------------------------------------------------------------- readiness probe
-# Succeeds when the broker at host:port answers a Metadata request listing >= 1 live broker
-# (not just an open port). Uses python3 (raw Kafka protocol, ~50 ms) or falls back to
-# org.apache.kafka.tools.BrokerApiVersionsCommand.
+# probe <host:port> [user password-file]: 0 when the broker answers a Metadata request listing a
+# live broker (as that user when given), $PROBE_PLAINTEXT when it answers without SASL,
+# $PROBE_REFUSED when it refuses the credentials, 1 otherwise. Kafka protocol, ~50 ms.
 probe() {
-    local bootstrap="$1" host port
+    local bootstrap="$1" user="${2:-}" password_file="${3:-}" host port
     bootstrap="${bootstrap%%,*}"
     bootstrap="${bootstrap#*://}"
     host="${bootstrap%:*}"
     port="${bootstrap##*:}"
-    if command -v python3 >/dev/null 2>&1; then
-        python3 - "$host" "$port" <<'PY' >/dev/null 2>&1
-import socket, struct, sys
+    local credentials=()
+    if [[ -n "$user" && -r "$password_file" ]]; then
+        credentials=(--user "$user" --password-file "$password_file")
+    fi
+    python3 "$WIRE_CLIENT" probe "$host" "$port" "${credentials[@]}" >/dev/null 2>&1
+}
 
-host, port = sys.argv[1], int(sys.argv[2])
-sock = socket.create_connection((host, port), timeout=3)
-sock.settimeout(3)
-
-def recv_exact(n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed")
-        buf += chunk
-    return buf
-
-def request(api_key, version, corr, body, flexible=False):
-    client = b"kafka.sh"
-    hdr = struct.pack(">hhih", api_key, version, corr, len(client)) + client
-    if flexible:
-        hdr += b"\x00"  # empty tagged fields
-    msg = hdr + body
-    sock.sendall(struct.pack(">i", len(msg)) + msg)
-    size = struct.unpack(">i", recv_exact(4))[0]
-    data = recv_exact(size)
-    if struct.unpack(">i", data[:4])[0] != corr:
-        raise ValueError("correlation id mismatch")
-    return data[4:]
-
-# ApiVersions v0: find the supported Metadata (api key 3) range.
-resp = request(18, 0, 1, b"")
-err, n = struct.unpack(">hi", resp[:6])
-if err:
-    raise SystemExit(2)
-lo = hi = None
-for i in range(n):
-    key, kmin, kmax = struct.unpack(">hhh", resp[6 + 6 * i:12 + 6 * i])
-    if key == 3:
-        lo, hi = kmin, kmax
-if lo is None:
-    raise SystemExit(3)
-
-if lo <= 8:
-    v = max(lo, 1, min(hi, 8))
-    body = struct.pack(">i", 0)  # empty topic list
-    if v >= 4:
-        body += b"\x00"  # allow_auto_topic_creation
-    if v >= 8:
-        body += b"\x00\x00"  # include cluster/topic authorized operations
-    resp = request(3, v, 2, body)
-    off = 4 if v >= 3 else 0  # throttle_time_ms
-    brokers = struct.unpack(">i", resp[off:off + 4])[0]
-else:
-    v = lo  # flexible versions (>= 9)
-    body = b"\x01" + b"\x00"  # empty compact topic array, allow_auto_topic_creation
-    if v <= 10:
-        body += b"\x00"  # include_cluster_authorized_operations
-    body += b"\x00" + b"\x00"  # include_topic_authorized_operations, tagged fields
-    resp = request(3, v, 2, body, flexible=True)
-    # response header tagged fields (assume none: 1 byte), throttle_time_ms, compact array
-    brokers = resp[5] - 1
-raise SystemExit(0 if brokers >= 1 else 4)
-PY
+# The probe as the admin for the local broker; for an external one, as KAFKA_USERNAME if given.
+probe_bootstrap() {
+    if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
+        probe "$KAFKA_BOOTSTRAP_SERVERS" "${KAFKA_USERNAME:-}" "${KAFKA_PASSWORD_FILE:-}"
     else
-        compgen -G "$KAFKA_LIBS_DIR/kafka-tools-*.jar" >/dev/null || return 1
-        timeout 30 java -cp "$KAFKA_LIBS_DIR/*" \
-            -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2.yaml" -Dkafka.logs.dir=/tmp \
-            org.apache.kafka.tools.BrokerApiVersionsCommand \
-            --bootstrap-server "$host:$port" >/dev/null 2>&1
+        probe "$LOCAL_BOOTSTRAP" "$ADMIN_USER" "$ADMIN_PASSWORD_FILE"
     fi
 }
 
@@ -209,14 +175,18 @@ tail_broker_log() {
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 
-# wait_ready <timeout> [pid]: 0 when the broker answers; 1 on timeout or if pid died
+# wait_ready <timeout> [pid]: 0 when the broker answers; 1 on timeout, 2 if pid died,
+# 3 if it answers but refuses the credentials
 wait_ready() {
-    local timeout="$1" pid="${2:-}" deadline=$((SECONDS + $1))
-    local bootstrap
-    bootstrap="$(bootstrap_address)"
+    local timeout="$1" pid="${2:-}" deadline=$((SECONDS + $1)) rc
     while ((SECONDS < deadline)); do
-        if probe "$bootstrap"; then
+        rc=0
+        probe_bootstrap || rc=$?
+        if ((rc == 0)); then
             return 0
+        fi
+        if ((rc == PROBE_REFUSED)); then
+            return 3
         fi
         if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
             return 2
@@ -226,15 +196,50 @@ wait_ready() {
     return 1
 }
 
+# --------------------------------------------------------------------------- credentials
+# The admin's development password: generated once, kept in a file only its owner reads.
+# (tools/kafka_access.py generates the other users' passwords in the same directory.)
+ensure_admin_password() {
+    mkdir -p "$CREDENTIALS_DIR"
+    chmod 700 "$CREDENTIALS_DIR"
+    if [[ ! -s "$ADMIN_PASSWORD_FILE" ]]; then
+        (
+            umask 077
+            python3 -c 'import secrets; print(secrets.token_urlsafe(32).replace("-", "a").replace("_", "b"))' \
+                >"$ADMIN_PASSWORD_FILE.tmp"
+        )
+        mv -f "$ADMIN_PASSWORD_FILE.tmp" "$ADMIN_PASSWORD_FILE"
+        log "generated a development password for $ADMIN_USER in $ADMIN_PASSWORD_FILE"
+    fi
+    ADMIN_PASSWORD="$(tr -d '\n' <"$ADMIN_PASSWORD_FILE")"
+    [[ "$ADMIN_PASSWORD" =~ ^[A-Za-z0-9]+$ ]] \
+        || die "$ADMIN_PASSWORD_FILE must hold letters and digits only (it is written into the broker's JAAS configuration)"
+}
+
 # --------------------------------------------------------------------------- storage
 write_runtime_props() {
     local line
     mkdir -p "$LOG_DIRS" "$BROKER_LOG_DIR"
-    : >"$RUNTIME_PROPS.tmp"
+    (umask 077 && : >"$RUNTIME_PROPS.tmp")
     while IFS= read -r line || [[ -n "$line" ]]; do
-        printf '%s\n' "${line//@KAFKA_LOG_DIRS@/"$LOG_DIRS"}" >>"$RUNTIME_PROPS.tmp"
+        line="${line//@KAFKA_LOG_DIRS@/"$LOG_DIRS"}"
+        line="${line//@KAFKA_PORT@/"$KAFKA_PORT"}"
+        line="${line//@KAFKA_CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}"
+        line="${line//@KAFKA_ADMIN_USER@/"$ADMIN_USER"}"
+        line="${line//@KAFKA_ADMIN_PASSWORD@/"$ADMIN_PASSWORD"}"
+        printf '%s\n' "$line" >>"$RUNTIME_PROPS.tmp"
     done <"$KAFKA_CONF_DIR/server.properties"
     mv -f "$RUNTIME_PROPS.tmp" "$RUNTIME_PROPS"
+}
+
+# Sets the admin's SCRAM credential through the controller listener (PLAIN, as the admin the
+# runtime properties define): on a freshly formatted data dir, on one formatted before SASL,
+# and after the password file was replaced. The password travels in no command line.
+create_admin_credential() {
+    log "setting the SCRAM credential of $ADMIN_USER through the controller listener"
+    python3 "$WIRE_CLIENT" set-scram-credential 127.0.0.1 "$KAFKA_CONTROLLER_PORT" \
+        --user "$ADMIN_USER" --password-file "$ADMIN_PASSWORD_FILE" \
+        || die "could not set the SCRAM credential of $ADMIN_USER on $CONTROLLER_ADDRESS"
 }
 
 format_storage_once() {
@@ -276,19 +281,42 @@ cmd_up() {
     require_java
     resolve_data_dir
     with_lock
-    if probe "$LOCAL_BOOTSTRAP"; then
-        log "a Kafka broker already answers on $LOCAL_BOOTSTRAP; nothing to do"
-        return 0
-    fi
-    local pid
-    if pid="$(running_pid)"; then
+    ensure_admin_password
+    local pid="" rc=0
+    pid="$(running_pid)" || pid=""
+    probe "$LOCAL_BOOTSTRAP" "$ADMIN_USER" "$ADMIN_PASSWORD_FILE" || rc=$?
+    case "$rc" in
+        0)
+            log "a Kafka broker already answers on $LOCAL_BOOTSTRAP (as $ADMIN_USER); nothing to do"
+            return 0
+            ;;
+        "$PROBE_PLAINTEXT")
+            [[ -n "$pid" ]] || die "a broker answers on $LOCAL_BOOTSTRAP without SASL and was not started from $DATA_DIR: stop it (make kafka-down in the checkout that started it), or set KAFKA_PORT/KAFKA_CONTROLLER_PORT for another local broker"
+            log "the broker of $DATA_DIR (pid $pid) runs without SASL, as an older checkout configured it: restarting it with SASL/SCRAM and ACLs"
+            stop_pid "$pid"
+            pid=""
+            ;;
+        "$PROBE_REFUSED")
+            [[ -n "$pid" ]] || die "the broker on $LOCAL_BOOTSTRAP refuses the password of $ADMIN_USER in $ADMIN_PASSWORD_FILE and was not started from $DATA_DIR: set KAFKA_CREDENTIALS_DIR to the credentials of the checkout that started it, or stop it there"
+            log "the broker of $DATA_DIR (pid $pid) refuses the password in $ADMIN_PASSWORD_FILE: restarting it to take that password"
+            stop_pid "$pid"
+            pid=""
+            ;;
+    esac
+    if [[ -n "$pid" ]]; then
         log "broker process $pid is already running (not answering yet); waiting"
-        wait_ready "$WAIT_TIMEOUT" "$pid" && { log "Kafka broker up on $LOCAL_BOOTSTRAP"; return 0; }
+        rc=0
+        wait_ready "$WAIT_TIMEOUT" "$pid" || rc=$?
+        ((rc == 3)) && { create_admin_credential; rc=0; wait_ready "$WAIT_TIMEOUT" "$pid" || rc=$?; }
+        ((rc == 0)) && { log "Kafka broker up on $LOCAL_BOOTSTRAP"; return 0; }
         tail_broker_log
         die "broker process $pid did not answer on $LOCAL_BOOTSTRAP within ${WAIT_TIMEOUT}s"
     fi
     if port_open "$LOCAL_BOOTSTRAP"; then
-        die "something is listening on $LOCAL_BOOTSTRAP but does not answer as a Kafka broker; free the port (e.g. ss -ltnp 'sport = :9092') or set KAFKA_BOOTSTRAP_SERVERS"
+        die "something is listening on $LOCAL_BOOTSTRAP but does not answer as a Kafka broker; free the port (e.g. ss -ltnp 'sport = :$KAFKA_PORT') or set KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS"
+    fi
+    if port_open "$CONTROLLER_ADDRESS"; then
+        die "something is listening on the controller address $CONTROLLER_ADDRESS; free it or set KAFKA_CONTROLLER_PORT"
     fi
     cmd_install
 
@@ -311,37 +339,32 @@ cmd_up() {
     pid=$!
     echo "$pid" >"$PID_FILE"
 
-    local rc=0
+    rc=0
     wait_ready "$WAIT_TIMEOUT" "$pid" || rc=$?
+    if ((rc == 3)); then
+        # A new data dir, one formatted before SASL, or a new password file: the broker runs,
+        # the admin cannot log in yet. (`StorageTool format --add-scram` would put the
+        # credential in at format time, with the password on its command line; this one way
+        # serves every case.)
+        create_admin_credential
+        rc=0
+        wait_ready "$WAIT_TIMEOUT" "$pid" || rc=$?
+    fi
     if ((rc != 0)); then
         tail_broker_log
         if ((rc == 2)); then
             rm -f "$PID_FILE"
             die "Kafka broker exited during startup (see $OUT_FILE and $BROKER_LOG_DIR/server.log)"
         fi
-        die "Kafka broker (pid $pid) did not answer a metadata request on $LOCAL_BOOTSTRAP within ${WAIT_TIMEOUT}s; it is left running, stop it with: $0 down"
+        die "Kafka broker (pid $pid) did not answer a metadata request as $ADMIN_USER on $LOCAL_BOOTSTRAP within ${WAIT_TIMEOUT}s; it is left running, stop it with: $0 down"
     fi
     t1="$(date +%s.%N)"
-    log "Kafka broker up on $LOCAL_BOOTSTRAP (pid $pid), started in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
+    log "Kafka broker up on $LOCAL_BOOTSTRAP (SASL/SCRAM-SHA-512, pid $pid), started in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s"
 }
 
-cmd_down() {
-    if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
-        log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: external broker in use, nothing to stop"
-        return 0
-    fi
-    resolve_data_dir
-    with_lock
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PID_FILE"
-        if probe "$LOCAL_BOOTSTRAP"; then
-            log "no broker started from $DATA_DIR is running, but something answers on $LOCAL_BOOTSTRAP (not stopping it)"
-        else
-            log "Kafka broker is not running"
-        fi
-        return 0
-    fi
+# SIGTERM, then SIGKILL after 30 s.
+stop_pid() {
+    local pid="$1"
     log "stopping Kafka broker (pid $pid) ..."
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 30))
@@ -357,8 +380,28 @@ cmd_down() {
     log "Kafka broker stopped"
 }
 
+cmd_down() {
+    if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
+        log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS is set: external broker in use, nothing to stop"
+        return 0
+    fi
+    resolve_data_dir
+    with_lock
+    local pid
+    if ! pid="$(running_pid)"; then
+        rm -f "$PID_FILE"
+        if port_open "$LOCAL_BOOTSTRAP"; then
+            log "no broker started from $DATA_DIR is running, but something listens on $LOCAL_BOOTSTRAP (not stopping it)"
+        else
+            log "Kafka broker is not running"
+        fi
+        return 0
+    fi
+    stop_pid "$pid"
+}
+
 cmd_status() {
-    local bootstrap
+    local bootstrap rc=0
     bootstrap="$(bootstrap_address)"
     if [[ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
         resolve_data_dir
@@ -369,18 +412,21 @@ cmd_status() {
             log "no local broker process for data dir $DATA_DIR"
         fi
     fi
-    if probe "$bootstrap"; then
-        log "Kafka broker answers on $bootstrap"
-        return 0
-    fi
-    log "no Kafka broker answers on $bootstrap"
-    return 1
+    probe_bootstrap || rc=$?
+    case "$rc" in
+        0) log "Kafka broker answers on $bootstrap" ;;
+        "$PROBE_PLAINTEXT") log "a Kafka broker answers on $bootstrap without SASL (an older configuration): run '$0 down' and '$0 up'" ;;
+        "$PROBE_REFUSED") log "the Kafka broker on $bootstrap refuses the configured credentials" ;;
+        *) log "no Kafka broker answers on $bootstrap" ;;
+    esac
+    return "$rc"
 }
 
 cmd_wait() {
-    local bootstrap
+    local bootstrap rc=0
     bootstrap="$(bootstrap_address)"
-    if wait_ready "$WAIT_TIMEOUT"; then
+    wait_ready "$WAIT_TIMEOUT" || rc=$?
+    if ((rc == 0)); then
         log "Kafka broker answers on $bootstrap"
         return 0
     fi
@@ -388,11 +434,12 @@ cmd_wait() {
         resolve_data_dir
         tail_broker_log
     fi
+    ((rc == 3)) && die "the Kafka broker on $bootstrap refuses the configured credentials"
     die "no Kafka broker answered on $bootstrap within ${WAIT_TIMEOUT}s"
 }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {
