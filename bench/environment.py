@@ -15,7 +15,6 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from servicekit.topics import TopicNames, ensure_topics
 from tests.kafka_tools import unique_namespace
 from tools.platform import Platform, free_ports, services_on_ports
 
@@ -66,7 +65,7 @@ async def fresh_platform(
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         platform = Platform(unique_namespace("bench"), data_dir, services, database_urls)
         platform.bootstrap = servers
-        await ensure_topics(servers, TopicNames(platform.namespace).all_specs())
+        platform.provision()
         try:
             yield platform
         finally:

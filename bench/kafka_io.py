@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from greenpartners.fleet.v1 import fleet_pb2
+from servicekit.access import ADMIN
 from servicekit.codec import event_headers
+from tools.kafka_access import connection_as
 
 TELEMETRY_HEADERS = [
     (name, value.encode()) for name, value in event_headers(fleet_pb2.TelemetrySample()).items()
@@ -19,9 +21,10 @@ TELEMETRY_HEADERS = [
 
 
 def telemetry_producer(servers: str) -> AIOKafkaProducer:
-    """As a fleet's gateway would produce: acknowledged by the broker, idempotent, batched."""
+    """As a fleet's gateway would produce (as the telematics-unit principal): acknowledged by
+    the broker, idempotent, batched."""
     return AIOKafkaProducer(
-        bootstrap_servers=servers,
+        **connection_as("telematics-unit", servers),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -66,7 +69,7 @@ async def consume_and_decode(
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=servers,
+        **connection_as(ADMIN, servers),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -113,7 +116,8 @@ class ActivityTally:
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=self.servers,
+            # as a dashboard reads the activity stream
+            **connection_as("dashboard", self.servers),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

@@ -1,4 +1,8 @@
-"""Test-side Kafka tools: a broker for the run, producing raw events, reading topics."""
+"""Test-side Kafka tools: a broker for the run, producing raw events, reading topics.
+
+The broker requires SASL/SCRAM: the tests log in as platform-admin (a super user) unless a test
+names another principal of servicekit.access.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.message import Message
 
+from servicekit.access import ADMIN
 from servicekit.codec import event_headers
+from tools import kafka_access
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,19 +30,28 @@ KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
 
 
 def start_broker() -> tuple[str, bool]:
-    """The broker for this test run: KAFKA_BOOTSTRAP_SERVERS, or the local one.
+    """The broker for this test run: KAFKA_BOOTSTRAP_SERVERS, or the local one (on KAFKA_PORT,
+    default 9092), with the users and the catalogue's ACLs applied.
 
-    Returns its address and whether this call started it (and so should stop it).
+    Unless the environment names a Kafka user already, this process (and the services it
+    starts) then logs in as platform-admin. Returns the broker's address and whether this call
+    started it (and so should stop it).
     """
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        return configured, False
-    already_running = (
-        subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True).returncode == 0
-    )
-    if not already_running:
-        subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
-    return "127.0.0.1:9092", not already_running
+    started = False
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        already_running = (
+            subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True).returncode
+            == 0
+        )
+        if not already_running:
+            subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
+        started = not already_running
+    servers = kafka_access.local_bootstrap()
+    if kafka_access.uses_principals() and not os.environ.get("KAFKA_USERNAME"):
+        os.environ.update(kafka_access.principal_environment(ADMIN, servers))
+    if kafka_access.uses_principals():
+        asyncio.run(kafka_access.apply(""))
+    return servers, started
 
 
 def stop_broker() -> None:
@@ -44,6 +60,11 @@ def stop_broker() -> None:
 
 def unique_namespace(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def connection(servers: str, user: str = ADMIN) -> dict[str, Any]:
+    """aiokafka keyword arguments for `servers`, as the admin or as another principal."""
+    return kafka_access.connection_as(user, servers)
 
 
 @dataclass(frozen=True)
@@ -59,8 +80,9 @@ async def produce(
     key: str,
     message: Message | bytes,
     headers: dict[str, str] | None = None,
+    user: str = ADMIN,
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**connection(servers, user), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         if isinstance(message, Message):
@@ -84,11 +106,12 @@ async def read_until(
     topic: str,
     done: Callable[[list[Record]], bool],
     timeout_s: float = 30.0,
+    user: str = ADMIN,
 ) -> list[Record]:
     """Reads a topic from the beginning until `done(records)` holds or the time is up."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=servers,
+        **connection(servers, user),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

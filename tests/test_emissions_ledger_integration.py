@@ -39,7 +39,7 @@ from servicekit.codec import to_timestamp
 from servicekit.database import Database
 from servicekit.grpc_server import bad_request_field
 from servicekit.topics import ensure_topics
-from tests.kafka_tools import eventually, produce, read_until, unique_namespace
+from tests.kafka_tools import connection, eventually, produce, read_until, unique_namespace
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -100,7 +100,7 @@ async def group_offsets(
     servers: str, group: str, topic: str, partitions: int = 3
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
     """A client of the group's committed offsets that does not join the group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**connection(servers), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         assigned = [TopicPartition(topic, partition) for partition in range(partitions)]
@@ -135,7 +135,7 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
         "outbox_poll_interval_s": 0.1,
     }
     ledger = build(**settings)
-    await ensure_topics(kafka, ledger.names.all_specs())
+    await ensure_topics(connection(kafka), ledger.names.all_specs())
     activity_topic = ledger.topic(topics.ACTIVITY)
     locker_topic = ledger.topic(topics.LOCKER_EVENTS)
     # A backlog before the ledger starts, so that its first batches hold many events,

@@ -23,7 +23,7 @@ from bench.ledger_probe import LedgerProbe
 from bench.workload import Backlog, minute_backlog, register_vehicles, vehicle_ids
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from servicekit import topics
-from servicekit.topics import TopicNames, dead_letter_topic, ensure_topics
+from servicekit.topics import TopicNames, dead_letter_topic
 from tests.conftest import PostgresDatabases
 from tests.kafka_tools import read_until, unique_namespace
 from tools.platform import Platform, free_ports, services_on_ports
@@ -58,7 +58,7 @@ async def platform(
         service_env={"fleet-telemetry": {"CONSUMER_BATCH_SIZE": str(BATCH_SIZE)}},
     )
     running.bootstrap = kafka
-    await ensure_topics(kafka, TopicNames(running.namespace).all_specs())
+    running.provision()
     try:
         yield running
     finally:

@@ -34,7 +34,14 @@ from servicekit.database import Database
 from servicekit.grpc_server import bad_request_field
 from servicekit.kafka import Delivered, EventContext
 from servicekit.runtime import ServiceRuntime
-from tests.kafka_tools import Record, eventually, produce, read_until, unique_namespace
+from tests.kafka_tools import (
+    Record,
+    connection,
+    eventually,
+    produce,
+    read_until,
+    unique_namespace,
+)
 from tools.dlq import list_dead_letters, replay_dead_letters
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -326,7 +333,12 @@ async def test_set_vehicle_baseline_then_a_replay_recovers_rejected_samples(
     )
     assert audit.reason == "telematics unit replaced in the workshop"
 
-    assert await replay_dead_letters(kafka, fleet.names, topics.TELEMETRY, "implausible_speed") == 3
+    assert (
+        await replay_dead_letters(
+            connection(kafka), fleet.names, topics.TELEMETRY, "implausible_speed"
+        )
+        == 3
+    )
 
     async def recovered() -> None:
         got = await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="van-12"))
@@ -415,10 +427,15 @@ async def test_samples_of_an_unregistered_vehicle_count_once_it_is_registered(
     await produce(kafka, telemetry, "van-new", sample("van-new", "n2", 30, 512_000, 21_000))
     dead = await read_until(kafka, dead_letters, lambda r: len(r) >= 2)
     assert {r.headers["dlq-reason"] for r in dead} == {"unknown_vehicle"}
-    assert await list_dead_letters(kafka, fleet.names, topics.TELEMETRY, "unknown_vehicle") == 2
+    assert (
+        await list_dead_letters(connection(kafka), fleet.names, topics.TELEMETRY, "unknown_vehicle")
+        == 2
+    )
 
     await register(stub, "van-new")
-    assert await replay_dead_letters(kafka, fleet.names, topics.TELEMETRY, reason="") == 2
+    assert (
+        await replay_dead_letters(connection(kafka), fleet.names, topics.TELEMETRY, reason="") == 2
+    )
     records = await read_until(
         kafka, fleet.topic(topics.ACTIVITY), distance_reaches(12_000), timeout_s=15
     )
@@ -427,7 +444,9 @@ async def test_samples_of_an_unregistered_vehicle_count_once_it_is_registered(
         window(1): (6_000, 500, 1),
     }
     # The group remembers the replay: a second one sends nothing again.
-    assert await replay_dead_letters(kafka, fleet.names, topics.TELEMETRY, reason="") == 0
+    assert (
+        await replay_dead_letters(connection(kafka), fleet.names, topics.TELEMETRY, reason="") == 0
+    )
 
 
 async def test_upgrade_moves_readings_and_totals_into_vehicle_state(database_url: str) -> None:

@@ -24,7 +24,7 @@ from servicekit.outbox import OutboxRelay, add_many_to_outbox, add_to_outbox
 from servicekit.runtime import UnitOfWork
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames, ensure_topics
-from tests.kafka_tools import eventually, produce, read_until, unique_namespace
+from tests.kafka_tools import connection, eventually, produce, read_until, unique_namespace
 
 
 def sample(event_id: str) -> fleet_pb2.TelemetrySample:
@@ -63,13 +63,13 @@ class Recorder:
 @pytest.fixture
 async def names(kafka: str) -> TopicNames:
     names = TopicNames(unique_namespace("kit"))
-    await ensure_topics(kafka, names.all_specs())
+    await ensure_topics(connection(kafka), names.all_specs())
     return names
 
 
 @pytest.fixture
 async def producer(kafka: str) -> AsyncIterator[Producer]:
-    producer = Producer(kafka, "servicekit-test")
+    producer = Producer(connection(kafka), "servicekit-test")
     await producer.start()
     yield producer
     await producer.stop()
@@ -85,7 +85,7 @@ def consumer_for(
     group: str = "kit-consumer",
 ) -> BatchConsumer[fleet_pb2.TelemetrySample]:
     return BatchConsumer(
-        bootstrap_servers=kafka,
+        connection=connection(kafka),
         client_id="servicekit-test",
         producer=producer,
         names=names,
@@ -168,7 +168,7 @@ async def test_a_dead_letter_keeps_key_value_and_headers_byte_for_byte(
         ("x-unit-firmware", b"\xff\xfe raw bytes"),
     ]
     value = sample("poison").SerializeToString()
-    raw_producer = AIOKafkaProducer(bootstrap_servers=kafka)
+    raw_producer = AIOKafkaProducer(**connection(kafka))
     await raw_producer.start()
     try:
         await raw_producer.send_and_wait(
@@ -191,7 +191,7 @@ async def test_a_dead_letter_keeps_key_value_and_headers_byte_for_byte(
 
 async def read_raw(servers: str, topic: str, count: int, timeout_s: float = 30) -> list[Any]:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=servers, auto_offset_reset="earliest", group_id=None
+        topic, **connection(servers), auto_offset_reset="earliest", group_id=None
     )
     await consumer.start()
     records: list[Any] = []

@@ -20,10 +20,12 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from servicekit.topics import TopicNames, dead_letter_topic
+from tools.kafka_access import tool_connection
 
 DLQ_HEADER_PREFIX = "dlq-"
 
@@ -44,12 +46,12 @@ class DeadLetterRecord:
 
 
 async def read_dead_letters(
-    bootstrap_servers: str, topic: str, group_id: str | None, idle_timeout_s: float = 2.0
+    connection: dict[str, Any], topic: str, group_id: str | None, idle_timeout_s: float = 2.0
 ) -> tuple[AIOKafkaConsumer, list[DeadLetterRecord]]:
     """Reads the dead-letter topic up to its current end (from the group's position)."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap_servers,
+        **connection,
         group_id=group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -67,10 +69,10 @@ async def read_dead_letters(
 
 
 async def list_dead_letters(
-    bootstrap_servers: str, names: TopicNames, topic: str, reason: str
+    connection: dict[str, Any], names: TopicNames, topic: str, reason: str
 ) -> int:
     consumer, records = await read_dead_letters(
-        bootstrap_servers, names(dead_letter_topic(topic)), group_id=None
+        connection, names(dead_letter_topic(topic)), group_id=None
     )
     await consumer.stop()
     shown = [r for r in records if not reason or r.header("dlq-reason") == reason]
@@ -87,17 +89,18 @@ async def list_dead_letters(
 
 
 async def replay_dead_letters(
-    bootstrap_servers: str, names: TopicNames, topic: str, reason: str
+    connection: dict[str, Any], names: TopicNames, topic: str, reason: str
 ) -> int:
-    """Republishes the dead letters (of one reason, or all); returns how many."""
+    """Republishes the dead letters (of one reason, or all); returns how many.
+
+    `connection` is servicekit.kafka.client_options of the operator principal, who may read
+    every dead-letter topic and write every source topic (servicekit.access)."""
     # A filtered replay must not move the group past the records it leaves out.
     group = None if reason else names.group(f"operators.dlq-replay.{topic}")
     consumer, records = await read_dead_letters(
-        bootstrap_servers, names(dead_letter_topic(topic)), group_id=group
+        connection, names(dead_letter_topic(topic)), group_id=group
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
-    )
+    producer = AIOKafkaProducer(**connection, acks="all", enable_idempotence=True)
     await producer.start()
     replayed = 0
     try:
@@ -127,12 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reason", default="", help="only dead letters with this dlq-reason")
     parser.add_argument("--namespace", default=os.environ.get("TOPIC_NAMESPACE", ""))
     arguments = parser.parse_args(argv)
-    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    # As the operator on the local development broker, or as the environment's KAFKA_USERNAME.
+    connection = tool_connection("operator")
     names = TopicNames(arguments.namespace)
     if arguments.command == "list":
-        asyncio.run(list_dead_letters(servers, names, arguments.topic, arguments.reason))
+        asyncio.run(list_dead_letters(connection, names, arguments.topic, arguments.reason))
     else:
-        count = asyncio.run(replay_dead_letters(servers, names, arguments.topic, arguments.reason))
+        count = asyncio.run(
+            replay_dead_letters(connection, names, arguments.topic, arguments.reason)
+        )
         print(f"replayed {count} dead letters to {names(arguments.topic)}")
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import signal
 import socket
@@ -27,8 +28,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from servicekit.access import ADMIN
 from servicekit.topics import TopicNames
-from tools import simulator
+from tools import kafka_access, simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
@@ -125,8 +127,9 @@ class Platform:
         # Extra environment variables per service name (CONSUMER_BATCH_SIZE, ...).
         self.service_env = {name: dict(env) for name, env in (service_env or {}).items()}
         self.registry, self.lockers, self.fleet, self.ledger = self.services
-        self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        self.bootstrap = kafka_access.local_bootstrap()
         self.started_broker = False
+        self.provisioned = False
         self.processes: list[tuple[ServiceProcess, subprocess.Popen[bytes]]] = []
 
     def start_broker(self) -> None:
@@ -135,8 +138,25 @@ class Platform:
             subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
             self.started_broker = "KAFKA_BOOTSTRAP_SERVERS" not in os.environ
 
+    def provision(self) -> None:
+        """The namespace's Kafka users, topics and ACLs, once, as the admin: each service then
+        runs as its own principal with only its rights (servicekit.access)."""
+        if self.provisioned or not kafka_access.uses_principals():
+            return
+        admin = kafka_access.tool_connection(ADMIN, self.bootstrap)
+        # In a thread of its own: callers may be inside an event loop (tests) or not.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, kafka_access.apply(self.namespace, admin)).result()
+        self.provisioned = True
+
+    def kafka_identity(self, service: ServiceProcess) -> dict[str, str]:
+        if not kafka_access.uses_principals():
+            return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        return kafka_access.principal_environment(service.name, self.bootstrap)
+
     def start_services(self, names: Collection[str] | None = None) -> None:
         """Starts the services (those named, or all four), each as a process of its own."""
+        self.provision()
         for service in self.services:
             if names is None or service.name in names:
                 self.start(service)
@@ -152,7 +172,7 @@ class Platform:
             # unless the caller says otherwise.
             "DEVELOPMENT_MODE": "1",
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            **self.kafka_identity(service),
             "TOPIC_NAMESPACE": self.namespace,
             "DATABASE_URL": self.database_urls.get(
                 service.name, f"sqlite+aiosqlite:///{self.data_dir / service.name}.db"
@@ -336,7 +356,11 @@ async def play_feed(platform: Platform, day: date) -> FeedOutcome:
     """Plays the simulator's day; returns what the ledger should show for it."""
     samples = simulator.working_day_samples(day)
     await simulator.register_fleet(platform.fleet.target)
-    await simulator.publish_samples(platform.bootstrap, TopicNames(platform.namespace), samples)
+    await simulator.publish_samples(
+        kafka_access.tool_connection("telematics-unit", platform.bootstrap),
+        TopicNames(platform.namespace),
+        samples,
+    )
     collections = await simulator.play_locker_day(platform.lockers.target)
     return FeedOutcome(fleet_amounts(samples), collections)
 

@@ -15,6 +15,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -181,10 +182,12 @@ async def register_fleet(fleet_target: str, municipality_id: str = "aalborg-komm
             )
 
 
-async def publish_samples(bootstrap_servers: str, names: TopicNames, samples: list[Sample]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
-    )
+async def publish_samples(
+    connection: dict[str, Any], names: TopicNames, samples: list[Sample]
+) -> None:
+    """Publishes as a telematics unit would: `connection` is servicekit.kafka.client_options of
+    the telematics-unit principal (tools.kafka_access.tool_connection("telematics-unit"))."""
+    producer = AIOKafkaProducer(**connection, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for sample in samples:

@@ -6,6 +6,11 @@ to) its `writes` topics, read its `reads` topics, and join only consumer groups 
 start with one of its `groups`; consumers also write the dead-letter topics of what they read,
 since that is where their poison goes. Topic and group names are the catalogue's; a platform
 under a TOPIC_NAMESPACE prefixes both.
+
+`acl_bindings(namespace)` turns the list into the broker's ACLs: ALLOW WRITE or READ on each
+topic by its literal name, ALLOW READ on each consumer group prefix, and nothing else (no
+CREATE, ALTER, DELETE or cluster rights: topics are provisioned by the admin). An idempotent
+producer needs no IDEMPOTENT_WRITE on the cluster since its WRITE on a topic suffices (KIP-679).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servicekit import topics
+from servicekit.topics import TopicNames
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,8 @@ KAFKA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
         "operator",
         "platform operators: read dead letters and replay them to their source topic",
         writes=tuple(spec.name for spec in topics.CATALOGUE),
-        groups=("operator",),
+        # tools.dlq replays in the groups operators.dlq-replay.<topic>
+        groups=("operators.",),
         replays_dead_letters=True,
     ),
 )
@@ -103,3 +110,42 @@ def kafka_principal(name: str) -> KafkaPrincipal:
         if principal.name == name:
             return principal
     raise KeyError(f"no Kafka principal named {name!r}")
+
+
+@dataclass(frozen=True, order=True)
+class AclBinding:
+    """One ALLOW rule as the broker stores it (Kafka's ResourcePattern + AccessControlEntry)."""
+
+    principal: str  # "User:<name>"
+    resource_type: str  # "TOPIC" | "GROUP"
+    resource_name: str
+    pattern_type: str  # "LITERAL" | "PREFIXED"
+    operation: str  # "READ" | "WRITE"
+    host: str = "*"
+    permission: str = "ALLOW"
+
+
+def acl_bindings(namespace: str = "") -> list[AclBinding]:
+    """Every ACL the principals need on the platform under `namespace` ("" for the catalogue's
+    own names), sorted; nothing for the admin, a super user."""
+    names = TopicNames(namespace)
+    bindings = set()
+    for principal in KAFKA_PRINCIPALS:
+        user = f"User:{principal.name}"
+        for topic in principal.produces():
+            bindings.add(AclBinding(user, "TOPIC", names(topic), "LITERAL", "WRITE"))
+        for topic in principal.consumes():
+            bindings.add(AclBinding(user, "TOPIC", names(topic), "LITERAL", "READ"))
+        for group in principal.groups:
+            bindings.add(AclBinding(user, "GROUP", names.group(group), "PREFIXED", "READ"))
+    return sorted(bindings)
+
+
+def managed_resources(namespace: str = "") -> set[tuple[str, str, str]]:
+    """The (type, name, pattern type) resources whose ACLs `acl_bindings(namespace)` decides: any
+    other ACL on them is drift, and ACLs elsewhere are none of this list's business."""
+    names = TopicNames(namespace)
+    resources = {("TOPIC", spec.name, "LITERAL") for spec in names.all_specs()}
+    for principal in KAFKA_PRINCIPALS:
+        resources.update(("GROUP", names.group(group), "PREFIXED") for group in principal.groups)
+    return resources

@@ -22,14 +22,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.helpers import create_ssl_context
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import SecretStr
 
 from servicekit.codec import Decoder, UndecodableEvent
 from servicekit.errors import PermanentEventError
@@ -69,6 +71,39 @@ class Rejection:
     detail: str
 
 
+class KafkaClientSettings(Protocol):
+    """Where and as whom a Kafka client connects: ServiceSettings, or a tool's settings."""
+
+    @property
+    def kafka_bootstrap_servers(self) -> str: ...
+    @property
+    def kafka_security_protocol(self) -> str: ...
+    @property
+    def kafka_sasl_mechanism(self) -> str: ...
+    @property
+    def kafka_username(self) -> str: ...
+    @property
+    def kafka_password(self) -> SecretStr: ...
+    @property
+    def kafka_ca_file(self) -> str: ...
+
+
+def client_options(settings: KafkaClientSettings) -> dict[str, Any]:
+    """The keyword arguments that connect an aiokafka client (producer, consumer, admin) to the
+    broker as the configured principal. They hold the password: never log them."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_username
+        options["sasl_plain_password"] = settings.kafka_password.get_secret_value()
+    if settings.kafka_security_protocol == "SASL_SSL":
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ca_file or None)
+    return options
+
+
 BatchHandler = Callable[[Sequence[Delivered[MessageT]]], Awaitable[Sequence[Rejection]]]
 PartitionsHook = Callable[[set[int]], Awaitable[None]]
 BatchScope = Callable[[], AbstractAsyncContextManager[None]]
@@ -78,9 +113,9 @@ class Producer:
     """The service's one Kafka producer: acks=all, idempotent, records sent without waiting
     for each acknowledgement in turn."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+    def __init__(self, connection: dict[str, Any], client_id: str) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **connection,
             client_id=client_id,
             acks="all",
             enable_idempotence=True,
@@ -163,7 +198,7 @@ class BatchConsumer(Generic[MessageT]):
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        connection: dict[str, Any],
         client_id: str,
         producer: Producer,
         names: TopicNames,
@@ -179,7 +214,7 @@ class BatchConsumer(Generic[MessageT]):
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
     ) -> None:
-        self.bootstrap_servers = bootstrap_servers
+        self.connection = connection
         self.client_id = client_id
         self.producer = producer
         self.topic = names(topic)
@@ -204,7 +239,7 @@ class BatchConsumer(Generic[MessageT]):
     async def start(self) -> None:
         self._stopping = False
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
+            **self.connection,
             client_id=self.client_id,
             group_id=self.group_id,
             enable_auto_commit=False,

@@ -25,6 +25,7 @@ from servicekit.kafka import (
     ConsumerMetrics,
     PartitionsHook,
     Producer,
+    client_options,
 )
 from servicekit.logs import setup_logging
 from servicekit.outbox import OutboxRelay
@@ -97,7 +98,8 @@ class ServiceRuntime:
         self.consumer_metrics = ConsumerMetrics(self.metrics)
         self.names = TopicNames(settings.topic_namespace)
         self.database = Database(settings.database_url)
-        self.producer = Producer(settings.kafka_bootstrap_servers, settings.service_name)
+        self.kafka_connection = client_options(settings)
+        self.producer = Producer(self.kafka_connection, settings.service_name)
         self.consumers: list[BatchConsumer[Message]] = []
         self.relay = OutboxRelay(self.database, self.producer, settings.outbox_poll_interval_s)
         self.unit_of_work = UnitOfWork(self.database, self.relay)
@@ -123,7 +125,7 @@ class ServiceRuntime:
     ) -> BatchConsumer[MessageT]:
         """Consumes a topic batch by batch, each batch in one transaction (see BatchConsumer)."""
         consumer = BatchConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            connection=self.kafka_connection,
             client_id=self.settings.service_name,
             producer=self.producer,
             names=self.names,
@@ -154,7 +156,7 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await self.database.migrate(self.migrations)
-        await ensure_topics(self.settings.kafka_bootstrap_servers, self.names.all_specs())
+        await ensure_topics(self.kafka_connection, self.names.all_specs())
         await self.producer.start()
         self.relay.start()
         for hook in self.startup_hooks:

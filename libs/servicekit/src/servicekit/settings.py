@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import TypeVar
+from pathlib import Path
+from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,12 +38,92 @@ class ServiceSettings(BaseSettings):
     # Records handled in one database transaction and one offset commit; 1 disables batching.
     consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
 
+    # Kafka client security (docs/security.md). SASL_* log in as KAFKA_USERNAME (a principal of
+    # servicekit.access) with SCRAM; the password is KAFKA_PASSWORD or the file
+    # KAFKA_PASSWORD_FILE names; KAFKA_CA_FILE verifies the broker's certificate on SASL_SSL.
+    # Outside development mode, PLAINTEXT is refused unless the broker is on this machine.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password_file: str = ""
+    kafka_password: SecretStr = Field(default=SecretStr(""), repr=False)
+    kafka_ca_file: str = ""
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _encrypted_or_local(cls, protocol: str, info: ValidationInfo) -> str:
+        return check_kafka_transport(
+            protocol,
+            info.data.get("kafka_bootstrap_servers", ""),
+            bool(info.data.get("development_mode")),
+        )
+
+    @field_validator("kafka_username")
+    @classmethod
+    def _username_for_sasl(cls, username: str, info: ValidationInfo) -> str:
+        return check_kafka_username(username, info.data.get("kafka_security_protocol", ""))
+
+    @field_validator("kafka_password")
+    @classmethod
+    def _password_for_sasl(cls, password: SecretStr, info: ValidationInfo) -> SecretStr:
+        return resolve_kafka_password(
+            password,
+            info.data.get("kafka_password_file", ""),
+            info.data.get("kafka_security_protocol", ""),
+        )
+
     @property
     def metrics_address(self) -> str:
         return self.metrics_host or self.grpc_host
 
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+
+
+def broker_hosts(bootstrap_servers: str) -> list[str]:
+    hosts = []
+    for address in bootstrap_servers.split(","):
+        address = address.strip().split("://")[-1]
+        hosts.append(address.rsplit(":", 1)[0] if ":" in address else address)
+    return hosts
+
+
+def check_kafka_transport(protocol: str, bootstrap_servers: str, development_mode: bool) -> str:
+    """PLAINTEXT (no login, no encryption) only to a broker on this machine, or in development."""
+    if protocol == "PLAINTEXT" and not development_mode:
+        remote = [
+            host
+            for host in broker_hosts(bootstrap_servers)
+            if host not in LOOPBACK_HOSTS and not host.startswith("127.")
+        ]
+        if remote:
+            raise ValueError(
+                f"PLAINTEXT to a broker off this machine ({', '.join(remote)}) is refused outside "
+                "DEVELOPMENT_MODE; use SASL_SSL (or SASL_PLAINTEXT on a network you trust)"
+            )
+    return protocol
+
+
+def check_kafka_username(username: str, protocol: str) -> str:
+    if protocol.startswith("SASL") and not username:
+        raise ValueError(f"required with KAFKA_SECURITY_PROTOCOL={protocol}")
+    return username
+
+
+def resolve_kafka_password(password: SecretStr, path: str, protocol: str) -> SecretStr:
+    """KAFKA_PASSWORD, else the content of KAFKA_PASSWORD_FILE (a trailing newline dropped)."""
+    if path and not password.get_secret_value():
+        try:
+            password = SecretStr(Path(path).read_text().rstrip("\n"))
+        except OSError as error:
+            raise ValueError(f"KAFKA_PASSWORD_FILE {path!r} cannot be read: {error}") from None
+    if protocol.startswith("SASL") and not password.get_secret_value():
+        raise ValueError(
+            f"required (or KAFKA_PASSWORD_FILE) with KAFKA_SECURITY_PROTOCOL={protocol}"
+        )
+    return password
 
 
 class ConfigurationError(SystemExit):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +63,43 @@ class TopicNames:
         return specs
 
 
-async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> None:
-    """Creates the topics that do not exist yet; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def ensure_topics(connection: dict[str, Any], specs: Iterable[TopicSpec]) -> None:
+    """Creates the topics that do not exist yet; existing ones are left as they are.
+
+    `connection` is servicekit.kafka.client_options(...). Under ACLs a principal sees only the
+    topics it may use and may create none: those it cannot see are not its business, and one it
+    can see but is missing stops the start, since only provisioning
+    (`python -m tools.kafka_access apply`) creates topics then.
+    """
+    wanted = {spec.name: spec for spec in specs}
+    admin = AIOKafkaAdminClient(**connection)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
+        described = await admin.describe_topics(list(wanted))
         missing = [
-            NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
-            for spec in specs
-            if spec.name not in existing
+            wanted[topic["topic"]]
+            for topic in described
+            if topic["error_code"] == UnknownTopicOrPartitionError.errno
         ]
-        if missing:
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [
+                NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
+                for spec in missing
+            ]
+        )
+        refused = [
+            name
+            for name, error_code, *_ in response.topic_errors
             # Another service may create them at the same moment.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-            log.info("created topics %s", [topic.name for topic in missing])
+            if error_code not in (0, TopicAlreadyExistsError.errno)
+        ]
+        if refused:
+            raise RuntimeError(
+                f"topics {refused} do not exist and may not be created by this principal: "
+                "provision them (python -m tools.kafka_access apply)"
+            )
+        log.info("created topics %s", [spec.name for spec in missing])
     finally:
         await admin.close()
