@@ -15,7 +15,7 @@ help:
 	@echo "make test       lint, types, fresh contracts, buf, all tests"
 	@echo "make bench      telemetry pipeline throughput against the bare broker"
 	@echo "make protos     regenerate libs/contracts from protos/"
-	@echo "make kafka-up   start the local Kafka broker (make kafka-down stops it)"
+	@echo "make kafka-up   start the local Kafka broker with its users and ACLs (make kafka-down stops it)"
 
 # uv and buf come from PyPI and npm; Kafka from Maven Central (deploy/local/kafka.sh).
 setup:
@@ -60,8 +60,10 @@ buf:
 	  cd protos && ../node_modules/.bin/buf breaking --against '../.git#branch=main,subdir=protos'; \
 	else echo "buf breaking: no main branch here, not checked"; fi
 
-kafka-up:
+# The broker, then its users, the catalogue's topics and the ACLs of servicekit.access.
+kafka-up: setup
 	@bash deploy/local/kafka.sh up
+	@$(UV) run --frozen python -m tools.kafka_access apply
 
 kafka-down:
 	@bash deploy/local/kafka.sh down

@@ -38,6 +38,9 @@ DEDICATED_TRIP_KM = Decimal("14")
 VAN_L_PER_KM = Decimal("0.08")
 
 DAY = datetime(2026, 6, 9, 6, 0, tzinfo=UTC)
+# The services run as their own Kafka principals (Platform); samples come as a telematics
+# unit's would, and redelivered activity as an operator's replay.
+UNIT = "telematics-unit"
 MUNICIPALITY = "aalborg-kommune"
 
 
@@ -144,7 +147,7 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
             sample("e2e-refuse", 5, 12_100, fuel_ml=9_080),
         ]
         for event in telemetry:
-            await produce(kafka, names(topics.TELEMETRY), event.vehicle_id, event)
+            await produce(kafka, names(topics.TELEMETRY), event.vehicle_id, event, user=UNIT)
 
         hub = "molo-aalborg-07"
         issued = await lockers.IssueDropOffCode(
@@ -220,10 +223,12 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         # Redelivery: the same telemetry, the same activity and locker events, the same
         # collection call again. None of it may change the ledger.
         for event in telemetry:
-            await produce(kafka, names(topics.TELEMETRY), event.vehicle_id, event)
+            await produce(kafka, names(topics.TELEMETRY), event.vehicle_id, event, user=UNIT)
         for topic in (topics.ACTIVITY, topics.LOCKER_EVENTS):
             for record in await read_until(kafka, names(topic), lambda r: False, timeout_s=2):
-                await produce(kafka, names(topic), record.key, record.value, record.headers)
+                await produce(
+                    kafka, names(topic), record.key, record.value, record.headers, user="operator"
+                )
         again = await lockers.RecordCarrierCollection(collect)
         assert again.collection_id == collection_id
 
@@ -234,12 +239,14 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
             "e2e-diesel",
             b"\x08\x96\x01 garbage",
             {"event-type": "greenpartners.fleet.v1.TelemetrySample"},
+            user=UNIT,
         )
         await produce(
             kafka,
             names(topics.TELEMETRY),
             "e2e-diesel",
             sample("e2e-diesel", 3, 1_025_450, fuel_ml=52_063),
+            user=UNIT,
         )
         later_kg = Decimal("0.400") * DIESEL_KG_PER_L
 

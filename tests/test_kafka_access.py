@@ -4,6 +4,7 @@ lists and the broker refuses everything else."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +21,15 @@ from aiokafka.errors import (
 
 from emissions_ledger.bootstrap import build as build_ledger
 from emissions_ledger.entrypoints.subscribers import ACTIVITY_GROUP
+from fleet_telemetry.bootstrap import FleetSettings
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import access, topics
 from servicekit.access import AclBinding, acl_bindings
 from servicekit.codec import to_timestamp
+from servicekit.kafka import client_options
+from servicekit.settings import ConfigurationError, load_settings
 from servicekit.topics import TopicNames
 from tests.kafka_tools import ROOT, connection, eventually, produce, read_until, unique_namespace
 from tools import kafka_access
@@ -238,3 +242,88 @@ def test_security_md_lists_the_principals_as_servicekit_access_does() -> None:
 def test_the_local_brokers_super_user_is_the_admin_principal() -> None:
     script = (ROOT / "deploy/local/kafka.sh").read_text()
     assert f'ADMIN_USER="{access.ADMIN}"' in script
+
+
+KAFKA_VARIABLES = (
+    "DEVELOPMENT_MODE",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_USERNAME",
+    "KAFKA_PASSWORD",
+    "KAFKA_PASSWORD_FILE",
+    "KAFKA_CA_FILE",
+)
+
+
+def fleet_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> FleetSettings:
+    for name in KAFKA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(FleetSettings)
+
+
+def settings_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], **env: str
+) -> str:
+    with pytest.raises(ConfigurationError):
+        fleet_settings(monkeypatch, **env)
+    return capsys.readouterr().err
+
+
+def test_sasl_needs_a_user_and_a_password_that_is_never_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    error = settings_error(monkeypatch, capsys, KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT")
+    assert "KAFKA_USERNAME" in error and "KAFKA_PASSWORD" in error
+
+    secret = "s3cret-" + "x" * 30
+    settings = fleet_settings(
+        monkeypatch,
+        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        KAFKA_USERNAME="fleet-telemetry",
+        KAFKA_PASSWORD=secret,
+    )
+    assert secret not in repr(settings) and secret not in str(settings.model_dump())
+    assert client_options(settings) == {
+        "bootstrap_servers": "127.0.0.1:9092",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "fleet-telemetry",
+        "sasl_plain_password": secret,
+    }
+
+    mounted = tmp_path / "password"
+    mounted.write_text(secret + "\n")
+    from_file = fleet_settings(
+        monkeypatch,
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_BOOTSTRAP_SERVERS="kafka.platform.svc:9093",
+        KAFKA_USERNAME="fleet-telemetry",
+        KAFKA_PASSWORD_FILE=str(mounted),
+    )
+    assert from_file.kafka_password.get_secret_value() == secret
+    assert isinstance(client_options(from_file)["ssl_context"], ssl.SSLContext)
+
+    unreadable = settings_error(
+        monkeypatch,
+        capsys,
+        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        KAFKA_USERNAME="fleet-telemetry",
+        KAFKA_PASSWORD_FILE=str(tmp_path / "missing"),
+    )
+    assert "KAFKA_PASSWORD" in unreadable and secret not in unreadable
+
+
+def test_plaintext_to_a_remote_broker_is_refused_outside_development_mode(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    error = settings_error(monkeypatch, capsys, KAFKA_BOOTSTRAP_SERVERS="kafka-0.internal:9092")
+    assert "KAFKA_SECURITY_PROTOCOL" in error and "kafka-0.internal" in error
+    for local in ("127.0.0.1:9092", "localhost:9092,[::1]:9092"):
+        assert fleet_settings(monkeypatch, KAFKA_BOOTSTRAP_SERVERS=local).kafka_security_protocol
+    development = fleet_settings(
+        monkeypatch, KAFKA_BOOTSTRAP_SERVERS="kafka-0.internal:9092", DEVELOPMENT_MODE="1"
+    )
+    assert development.kafka_security_protocol == "PLAINTEXT"

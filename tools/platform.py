@@ -149,6 +149,19 @@ class Platform:
             pool.submit(asyncio.run, kafka_access.apply(self.namespace, admin)).result()
         self.provisioned = True
 
+    def revoke(self) -> None:
+        """Removes the ACLs `provision` made for a namespace of its own (a demo's, a test's);
+        the platform's catalogue names keep theirs."""
+        if not (self.provisioned and self.namespace):
+            return
+        admin = kafka_access.tool_connection(ADMIN, self.bootstrap)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, kafka_access.revoke(self.namespace, admin)).result(60)
+        except Exception as error:  # the broker may be gone already; the ACLs then stay
+            print(f"could not remove the ACLs of {self.namespace}: {error!r}", file=sys.stderr)
+        self.provisioned = False
+
     def kafka_identity(self, service: ServiceProcess) -> dict[str, str]:
         if not kafka_access.uses_principals():
             return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
@@ -273,6 +286,7 @@ class Platform:
                 process.kill()
                 exit_codes[service.label] = process.wait()
         self.processes.clear()
+        self.revoke()
         if self.started_broker:
             subprocess.run(["bash", str(KAFKA_SCRIPT), "down"], check=False)
         return exit_codes
