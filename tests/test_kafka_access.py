@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import (
@@ -28,11 +27,13 @@ from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import access, topics
 from servicekit.access import AclBinding, acl_bindings
 from servicekit.codec import to_timestamp
+from servicekit.identity import OPERATOR
 from servicekit.kafka import client_options
 from servicekit.settings import ConfigurationError, load_settings
 from servicekit.topics import TopicNames
 from tests.kafka_tools import ROOT, connection, eventually, produce, read_until, unique_namespace
 from tools import kafka_access
+from tools.pki import Pki
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 AALBORG = "aalborg-kommune"
@@ -68,7 +69,7 @@ def diesel_activity(event_id: str) -> fleet_pb2.VehicleActivity:
 
 
 async def test_a_forged_record_from_the_wrong_principal_is_refused_and_nothing_is_posted(
-    kafka: str, names: TopicNames, tmp_path: Path
+    kafka: str, names: TopicNames, tmp_path: Path, pki: Pki
 ) -> None:
     ledger = build_ledger(
         kafka_bootstrap_servers=kafka,
@@ -106,7 +107,7 @@ async def test_a_forged_record_from_the_wrong_principal_is_refused_and_nothing_i
             diesel_activity("genuine"),
             user="fleet-telemetry",
         )
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{ledger.grpc_port}") as channel:
+        async with pki.channel(f"127.0.0.1:{ledger.grpc_port}", OPERATOR) as channel:
             stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
 
             async def one_entry_posted() -> None:
