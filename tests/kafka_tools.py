@@ -37,18 +37,13 @@ def start_broker() -> tuple[str, bool]:
     starts) then logs in as platform-admin. Returns the broker's address and whether this call
     started it (and so should stop it).
     """
-    started = False
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        already_running = (
-            subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True).returncode
-            == 0
-        )
-        if not already_running:
-            subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
-        started = not already_running
+    started = kafka_access.start_local_broker()
     servers = kafka_access.local_bootstrap()
     if kafka_access.uses_principals() and not os.environ.get("KAFKA_USERNAME"):
-        os.environ.update(kafka_access.principal_environment(ADMIN, servers))
+        identity = kafka_access.principal_environment(ADMIN, servers)
+        # Tests pass the address themselves; kafka.sh must still see the local broker as local.
+        del identity["KAFKA_BOOTSTRAP_SERVERS"]
+        os.environ.update(identity)
     if kafka_access.uses_principals():
         asyncio.run(kafka_access.apply(""))
     return servers, started
@@ -116,10 +111,10 @@ async def read_until(
         enable_auto_commit=False,
         group_id=None,
     )
-    await consumer.start()
     records: list[Record] = []
     deadline = time.monotonic() + timeout_s
     try:
+        await consumer.start()
         while not done(records) and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=300)
             for batch in batches.values():

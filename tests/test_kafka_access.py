@@ -132,8 +132,8 @@ async def test_a_service_cannot_join_another_services_group(kafka: str, names: T
             group_id=names.group(group),
             auto_offset_reset="earliest",
         )
-        await consumer.start()
         try:
+            await consumer.start()
             await consumer.getmany(timeout_ms=2000)
         finally:
             await consumer.stop()

@@ -26,6 +26,7 @@ import hashlib
 import os
 import secrets
 import string
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -103,6 +104,24 @@ def ensure_password(user: str) -> Path:
         with os.fdopen(descriptor, "w") as file:
             file.write(password + "\n")
     return path
+
+
+KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
+# `kafka.sh status` when a broker answers but not to this checkout's admin: without SASL (an
+# older checkout's configuration), or refusing the admin's password.
+STATUS_PLAINTEXT, STATUS_REFUSED = 10, 11
+
+
+def start_local_broker() -> bool:
+    """Brings the local broker up (`kafka.sh up`) unless KAFKA_BOOTSTRAP_SERVERS names another.
+    True when no broker was running before, so that the caller stops it again."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return False
+    status = subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True)
+    if status.returncode == 0:
+        return False
+    subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
+    return status.returncode not in (STATUS_PLAINTEXT, STATUS_REFUSED)
 
 
 def local_bootstrap() -> str:

@@ -152,10 +152,7 @@ class Platform:
         self.processes: list[tuple[ServiceProcess, subprocess.Popen[bytes]]] = []
 
     def start_broker(self) -> None:
-        running = subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True)
-        if running.returncode != 0:
-            subprocess.run(["bash", str(KAFKA_SCRIPT), "up"], check=True)
-            self.started_broker = "KAFKA_BOOTSTRAP_SERVERS" not in os.environ
+        self.started_broker = kafka_access.start_local_broker()
 
     def provision(self) -> None:
         """The namespace's Kafka users, topics and ACLs, once, as the admin: each service then
