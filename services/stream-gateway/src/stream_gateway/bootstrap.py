@@ -90,6 +90,7 @@ class GatewayRuntime:
 
     async def stop(self) -> None:
         if self._server is not None:
+            self.gateway.close_streams()
             self._server.should_exit = True
             if self._serving is not None:
                 with contextlib.suppress(asyncio.CancelledError):

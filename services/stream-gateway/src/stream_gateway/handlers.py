@@ -82,6 +82,11 @@ class SlowClient(Exception):
     pass
 
 
+# Queued to a live subscriber when the gateway stops: its stream ends, and the client resumes
+# from its last event at the next gateway.
+_CLOSING = Outgoing("closing", "{}")
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.clients = Gauge(
@@ -208,6 +213,12 @@ class TopicHub:
     def attach(self, subscriber: Subscriber) -> None:
         self.subscribers[subscriber.stream].add(subscriber)
 
+    def close_all(self) -> None:
+        for subscribers in self.subscribers.values():
+            for subscriber in list(subscribers):
+                subscriber.offer(_CLOSING)
+            subscribers.clear()
+
     def detach(self, subscriber: Subscriber) -> None:
         self.subscribers[subscriber.stream].discard(subscriber)
 
@@ -238,10 +249,18 @@ class StreamGateway:
             )
         self.clients_connected = 0
         self.catch_up_slots = asyncio.Semaphore(limits.max_catch_ups)
+        self.closing = False
 
     async def start(self) -> None:
         for hub in self.hubs.values():
             await hub.tail.start()
+
+    def close_streams(self) -> None:
+        """Ends every subscription (live ones at once, catch-ups at their next record), so
+        that the HTTP server can stop without waiting for them."""
+        self.closing = True
+        for hub in self.hubs.values():
+            hub.close_all()
 
     async def stop(self) -> None:
         for hub in self.hubs.values():
@@ -313,15 +332,21 @@ class StreamGateway:
 
         The queue can only overflow while it is full, so never while this waits on it."""
         while True:
+            if self.closing:
+                return
             if subscriber.overflowed:
                 raise SlowClient(
                     f"more than {self.limits.queue_size} events waited for this client"
                 )
             try:
-                yield await asyncio.wait_for(subscriber.queue.get(), self.limits.heartbeat_s)
+                outgoing = await asyncio.wait_for(subscriber.queue.get(), self.limits.heartbeat_s)
             except TimeoutError:
                 # Queue empty: the client has every event up to the tail's position.
                 yield Outgoing("heartbeat", "{}", hub.position_id())
+                continue
+            if outgoing is _CLOSING or self.closing:
+                return
+            yield outgoing
 
     async def _start_position(self, hub: TopicHub, start: Start) -> dict[int, int]:
         if start.position is not None:
@@ -388,6 +413,8 @@ class _CatchUp:
             last_sent = self.gateway.clock()
             while behind := self._behind():
                 async for item in reader.read(self.position, behind):
+                    if self.gateway.closing:
+                        return
                     if isinstance(item, Skipped):
                         yield Outgoing(
                             "gap",
