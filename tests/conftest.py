@@ -11,8 +11,27 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.kafka_tools import ROOT, start_broker, stop_broker
+from tools.pki import Pki
+from tools.pki import init as init_pki
 
 POSTGRES_SCRIPT = ROOT / "deploy/local/postgres.sh"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
+    """Development credentials for the run. Services built in the test process read them
+    from the environment; all of them show locker-hubs' certificate, the one service that
+    calls another. Tests call as a role with `pki.channel(target, role, partner)`."""
+    credentials = init_pki(tmp_path_factory.mktemp("pki"))
+    environment = credentials.service_environment("locker-hubs")
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    yield credentials
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,10 @@ from partner_registry.bootstrap import build as build_registry
 from servicekit import topics
 from servicekit.codec import from_timestamp
 from servicekit.grpc_server import bad_request_field
+from servicekit.identity import OPERATOR, RESIDENT
 from servicekit.runtime import ServiceRuntime
 from tests.kafka_tools import Record, read_until, unique_namespace
+from tools.pki import Pki
 
 HUB = "molo-aalborg-01"
 PEPPER = "integration-test-pepper-0123456789"
@@ -34,7 +36,9 @@ class RegistryServer:
 
     @property
     def port(self) -> int:
-        return self.runtime.grpc_port
+        """The listener for other services, where locker-hubs calls with its certificate."""
+        assert self.runtime.grpc_mtls_port is not None
+        return self.runtime.grpc_mtls_port
 
     def authorisation_checks(self) -> float:
         """CheckCarrierAuthorization calls the registry answered, from its own metrics."""
@@ -61,6 +65,7 @@ async def registry(kafka: str, tmp_path: Path) -> AsyncIterator[RegistryServer]:
         topic_namespace=unique_namespace(),
         database_url=f"sqlite+aiosqlite:///{tmp_path}/registry.db",
         grpc_port=0,
+        grpc_mtls_port=0,
     )
     await runtime.start()
     running = RegistryServer(runtime)
@@ -77,6 +82,8 @@ def start_options(kafka: str, database: Path, namespace: str, registry_port: int
         "outbox_poll_interval_s": 0.1,
         "partner_registry_target": f"127.0.0.1:{registry_port}",
         "code_pepper": PEPPER,
+        # These tests reserve many compartments as one resident; the quota has its own test.
+        "open_codes_per_resident": 1000,
     }
 
 
@@ -103,8 +110,10 @@ async def lockers(kafka: str, tmp_path: Path, registry: RegistryServer) -> Async
     await running.runtime.stop()
 
 
-def stub_for(runtime: ServiceRuntime) -> tuple[grpc.aio.Channel, Any]:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+def stub_for(runtime: ServiceRuntime, pki: Pki) -> tuple[grpc.aio.Channel, Any]:
+    """A resident who is also an operator: issues codes, and records collections naming the
+    carrier in the request as only an operator may."""
+    channel = pki.channel(f"127.0.0.1:{runtime.grpc_port}", (RESIDENT, OPERATOR))
     return channel, lockers_pb2_grpc.LockerHubsServiceStub(channel)
 
 
@@ -133,9 +142,9 @@ async def deposit_hazardous_waste(stub: Any, hub_id: str, mass_g: int) -> str:
 
 
 async def test_drop_off_deposit_and_collection_become_two_locker_events(
-    lockers: Lockers, registry: RegistryServer, kafka: str
+    lockers: Lockers, registry: RegistryServer, kafka: str, pki: Pki
 ) -> None:
-    channel, stub = stub_for(lockers.runtime)
+    channel, stub = stub_for(lockers.runtime, pki)
     async with channel:
         listed = await stub.ListHubs(lockers_pb2.ListHubsRequest())
         assert len(listed.hubs) == 50
@@ -241,10 +250,10 @@ async def test_drop_off_deposit_and_collection_become_two_locker_events(
 
 
 async def test_unauthorised_carrier_is_refused_and_nothing_is_written(
-    lockers: Lockers, registry: RegistryServer, kafka: str, tmp_path: Path
+    lockers: Lockers, registry: RegistryServer, kafka: str, tmp_path: Path, pki: Pki
 ) -> None:
     hub_id = "molo-aalborg-02"
-    channel, stub = stub_for(lockers.runtime)
+    channel, stub = stub_for(lockers.runtime, pki)
     async with channel:
         deposit_id = await deposit_hazardous_waste(stub, hub_id, mass_g=800)
 
@@ -281,7 +290,7 @@ async def test_unauthorised_carrier_is_refused_and_nothing_is_written(
     await lockers.runtime.stop()
     lockers.runtime = build(**lockers.options)
     await lockers.runtime.start()
-    channel, stub = stub_for(lockers.runtime)
+    channel, stub = stub_for(lockers.runtime, pki)
     async with channel:
         listed = await stub.ListHubs(lockers_pb2.ListHubsRequest())
         assert len(listed.hubs) == 50
@@ -294,9 +303,9 @@ async def test_unauthorised_carrier_is_refused_and_nothing_is_written(
         assert held.fetchall() == [(deposit_id,)]
 
 
-async def test_bad_requests_name_the_field_and_change_nothing(lockers: Lockers) -> None:
+async def test_bad_requests_name_the_field_and_change_nothing(lockers: Lockers, pki: Pki) -> None:
     hub_id = "molo-aalborg-03"
-    channel, stub = stub_for(lockers.runtime)
+    channel, stub = stub_for(lockers.runtime, pki)
     async with channel:
 
         async def refused(call: Any, request: Any) -> grpc.aio.AioRpcError:

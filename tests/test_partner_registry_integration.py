@@ -15,8 +15,10 @@ from partner_registry.bootstrap import build
 from servicekit import topics
 from servicekit.database import outbox
 from servicekit.grpc_server import bad_request_field
+from servicekit.identity import OPERATOR
 from servicekit.runtime import ServiceRuntime
 from tests.kafka_tools import Record, read_until, unique_namespace
+from tools.pki import Pki
 
 
 def registry_runtime(kafka: str, namespace: str, database: Path) -> ServiceRuntime:
@@ -95,8 +97,8 @@ async def test_seeding_publishes_each_partner_once(kafka: str, tmp_path: Path) -
     assert {record.key for record in again} == set(seed_ids)
 
 
-async def test_queries_return_the_seeded_registry(registry: ServiceRuntime) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{registry.grpc_port}") as channel:
+async def test_queries_return_the_seeded_registry(registry: ServiceRuntime, pki: Pki) -> None:
+    async with pki.channel(f"127.0.0.1:{registry.grpc_port}", OPERATOR) as channel:
         stub = registry_pb2_grpc.PartnerRegistryServiceStub(channel)
 
         kommune = (
@@ -179,8 +181,8 @@ async def test_queries_return_the_seeded_registry(registry: ServiceRuntime) -> N
         assert (stranger.authorized, stranger.reason) == (False, "unknown partner")
 
 
-async def test_bad_requests_name_the_field(registry: ServiceRuntime) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{registry.grpc_port}") as channel:
+async def test_bad_requests_name_the_field(registry: ServiceRuntime, pki: Pki) -> None:
+    async with pki.channel(f"127.0.0.1:{registry.grpc_port}", OPERATOR) as channel:
         stub = registry_pb2_grpc.PartnerRegistryServiceStub(channel)
 
         async def code_and_field(call: Awaitable[object]) -> tuple[grpc.StatusCode, str | None]:

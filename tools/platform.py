@@ -27,8 +27,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import TopicNames
 from tools import simulator
+from tools.pki import Pki
+from tools.pki import init as init_pki
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
@@ -43,10 +46,16 @@ class ServiceProcess:
     metrics_port: int
     # 0 for a service's first instance; more instances share its database and consumer groups.
     instance: int = 0
+    # The listener for other services (client certificates); None: the service has none.
+    mtls_port: int | None = None
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def mtls_target(self) -> str:
+        return f"127.0.0.1:{self.mtls_port}"
 
     @property
     def label(self) -> str:
@@ -54,7 +63,8 @@ class ServiceProcess:
 
 
 SERVICES = (
-    ServiceProcess("partner-registry", "partner_registry", 50051, 9101),
+    # Only the registry is called by another service (locker-hubs), over mutual TLS.
+    ServiceProcess("partner-registry", "partner_registry", 50051, 9101, mtls_port=50061),
     ServiceProcess("locker-hubs", "locker_hubs", 50052, 9102),
     ServiceProcess("fleet-telemetry", "fleet_telemetry", 50053, 9103),
     ServiceProcess("emissions-ledger", "emissions_ledger", 50054, 9104),
@@ -77,7 +87,13 @@ def services_on_ports(
 ) -> tuple[ServiceProcess, ...]:
     """The four services on other ports (tests run beside a running platform)."""
     return tuple(
-        ServiceProcess(service.name, service.package, grpc_port, metrics_port)
+        ServiceProcess(
+            service.name,
+            service.package,
+            grpc_port,
+            metrics_port,
+            mtls_port=None if service.mtls_port is None else free_ports(1)[0],
+        )
         for service, grpc_port, metrics_port in zip(
             SERVICES, grpc_ports, metrics_ports, strict=True
         )
@@ -116,8 +132,11 @@ class Platform:
         services: Sequence[ServiceProcess] = SERVICES,
         database_urls: dict[str, str] | None = None,
         service_env: dict[str, dict[str, str]] | None = None,
+        pki: Pki | None = None,
     ) -> None:
         self.namespace = namespace
+        # Development credentials: certificates for the services, tokens for the callers.
+        self.pki = pki or init_pki()
         self.data_dir = data_dir
         self.services = tuple(services)
         # Per service name; a service without one gets a SQLite file in data_dir.
@@ -159,7 +178,9 @@ class Platform:
             ),
             "GRPC_PORT": str(service.grpc_port),
             "METRICS_PORT": str(service.metrics_port),
-            "PARTNER_REGISTRY_TARGET": self.registry.target,
+            "PARTNER_REGISTRY_TARGET": self.registry.mtls_target,
+            **self.pki.service_environment(service.name),
+            **({"GRPC_MTLS_PORT": str(service.mtls_port)} if service.mtls_port else {}),
             "OUTBOX_POLL_INTERVAL_S": "0.2",
             **self.service_env.get(service.name, {}),
         }
@@ -180,11 +201,12 @@ class Platform:
     def another_instance(self, service: ServiceProcess) -> ServiceProcess:
         """One more instance of a service on free ports (start it with `start`)."""
         taken = [s.instance for s, _ in self.processes if s.name == service.name]
-        grpc_port, metrics_port = free_ports(2)
+        grpc_port, metrics_port, mtls_port = free_ports(3)
         return replace(
             service,
             grpc_port=grpc_port,
             metrics_port=metrics_port,
+            mtls_port=None if service.mtls_port is None else mtls_port,
             instance=max(taken, default=0) + 1,
         )
 
@@ -221,8 +243,8 @@ class Platform:
     async def wait_healthy(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
         for service, process in self.processes:
-            async with grpc.aio.insecure_channel(service.target) as channel:
-                stub = health_pb2_grpc.HealthStub(channel)
+            async with self.pki.channel(service.target) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)  # health needs no token
                 while True:
                     if process.poll() is not None:
                         raise RuntimeError(
@@ -335,25 +357,25 @@ def fleet_amounts(samples: Sequence[simulator.Sample]) -> dict[str, Decimal]:
 async def play_feed(platform: Platform, day: date) -> FeedOutcome:
     """Plays the simulator's day; returns what the ledger should show for it."""
     samples = simulator.working_day_samples(day)
-    await simulator.register_fleet(platform.fleet.target)
+    await simulator.register_fleet(platform.fleet.target, platform.pki)
     await simulator.publish_samples(platform.bootstrap, TopicNames(platform.namespace), samples)
-    collections = await simulator.play_locker_day(platform.lockers.target)
+    collections = await simulator.play_locker_day(platform.lockers.target, platform.pki)
     return FeedOutcome(fleet_amounts(samples), collections)
 
 
 async def wait_for_feed(
-    ledger_target: str, year: int, outcome: FeedOutcome, timeout_s: float = 120.0
+    platform: Platform, year: int, outcome: FeedOutcome, timeout_s: float = 120.0
 ) -> ledger_pb2.GetInventoryResponse:
     return await poll_inventory(
-        ledger_target, year, outcome.reached, "the ledger does not show the whole feed", timeout_s
+        platform, year, outcome.reached, "the ledger does not show the whole feed", timeout_s
     )
 
 
 async def wait_for_inventory(
-    ledger_target: str, year: int, entries: int, timeout_s: float = 120.0
+    platform: Platform, year: int, entries: int, timeout_s: float = 120.0
 ) -> ledger_pb2.GetInventoryResponse:
     return await poll_inventory(
-        ledger_target,
+        platform,
         year,
         lambda inventory: inventory.entry_count >= entries,
         f"the ledger does not hold {entries} entries",
@@ -362,19 +384,23 @@ async def wait_for_inventory(
 
 
 async def poll_inventory(
-    ledger_target: str,
+    platform: Platform,
     year: int,
     done: Callable[[ledger_pb2.GetInventoryResponse], bool],
     failure: str,
     timeout_s: float,
 ) -> ledger_pb2.GetInventoryResponse:
-    """Asks the ledger for the municipality's inventory until `done` holds for it."""
+    """Asks the ledger for the municipality's inventory, as its climate officer, until `done`
+    holds for it."""
     deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(ledger_target) as channel:
+    officer = platform.pki.call_as(CLIMATE_OFFICER, MUNICIPALITY)
+    async with platform.pki.channel(platform.ledger.target) as channel:
         stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
         while True:
             inventory = await stub.GetInventory(
-                ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=year), timeout=10
+                ledger_pb2.GetInventoryRequest(municipality_id=MUNICIPALITY, year=year),
+                timeout=10,
+                credentials=officer,
             )
             if done(inventory):
                 return inventory
@@ -431,7 +457,7 @@ async def main(mode: str) -> int:
         print(f"Platform ready in {time.monotonic() - started:.1f} s; playing the feed for {day}.")
         expected = await play_feed(platform, day)
         if mode == "demo":
-            inventory = await wait_for_feed(platform.ledger.target, day.year, expected)
+            inventory = await wait_for_feed(platform, day.year, expected)
             print()
             print(format_inventory(inventory))
             print()

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import grpc
 from aiokafka import AIOKafkaProducer
 
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from servicekit import topics
 from servicekit.codec import event_headers, to_timestamp
+from servicekit.identity import CARRIER, FLEET_MANAGER, RESIDENT
 from servicekit.topics import TopicNames
+from tools.pki import Pki
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 FEED_NAMESPACE = uuid.UUID("5b8f3f0e-0c1d-4a55-9a56-2f1f4c7d9e10")
@@ -162,8 +163,11 @@ def working_day_samples(day: date, seed: int = 2014) -> list[Sample]:
     return samples
 
 
-async def register_fleet(fleet_target: str, municipality_id: str = "aalborg-kommune") -> None:
-    async with grpc.aio.insecure_channel(fleet_target) as channel:
+async def register_fleet(
+    fleet_target: str, pki: Pki, municipality_id: str = "aalborg-kommune"
+) -> None:
+    """Each owner's fleet manager registers their vehicles (again: a repeat changes nothing)."""
+    async with pki.channel(fleet_target) as channel:
         stub = fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
         for vehicle in FLEET:
             await stub.RegisterVehicle(
@@ -178,6 +182,7 @@ async def register_fleet(fleet_target: str, municipality_id: str = "aalborg-komm
                     )
                 ),
                 timeout=10,
+                credentials=pki.call_as(FLEET_MANAGER, vehicle.owner_partner_id),
             )
 
 
@@ -200,14 +205,16 @@ async def publish_samples(bootstrap_servers: str, names: TopicNames, samples: li
         await producer.stop()
 
 
-async def play_locker_day(lockers_target: str) -> int:
-    """Drops waste into boxes and has the carrier collect it; returns the collections made."""
-    async with grpc.aio.insecure_channel(lockers_target) as channel:
+async def play_locker_day(lockers_target: str, pki: Pki) -> int:
+    """Residents drop waste into boxes and carriers collect it; returns the collections made."""
+    async with pki.channel(lockers_target) as channel:
         stub = lockers_pb2_grpc.LockerHubsServiceStub(channel)
-        for drop in DROPS:
+        for number, drop in enumerate(DROPS):
+            resident = pki.call_as(RESIDENT, subject=f"resident-{number % 7}")
             issued = await stub.IssueDropOffCode(
                 lockers_pb2.IssueDropOffCodeRequest(hub_id=drop.hub_id, hazardous=drop.hazardous),
                 timeout=10,
+                credentials=resident,
             )
             await stub.RegisterWasteDeposit(
                 lockers_pb2.RegisterWasteDepositRequest(
@@ -218,15 +225,14 @@ async def play_locker_day(lockers_target: str) -> int:
                     mass_g=drop.mass_g,
                 ),
                 timeout=10,
+                credentials=resident,
             )
         for hub_id, carrier, extra_m in COLLECTIONS:
             await stub.RecordCarrierCollection(
                 lockers_pb2.RecordCarrierCollectionRequest(
-                    hub_id=hub_id,
-                    carrier_partner_id=carrier,
-                    extra_distance_m=extra_m,
-                    collection_id=str(uuid.uuid4()),
+                    hub_id=hub_id, extra_distance_m=extra_m, collection_id=str(uuid.uuid4())
                 ),
                 timeout=10,
+                credentials=pki.call_as(CARRIER, carrier),
             )
     return len(COLLECTIONS)

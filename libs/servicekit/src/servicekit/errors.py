@@ -58,3 +58,9 @@ class PermanentEventError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class ResourceExhausted(ServiceError):
+    """A quota or rate limit is reached; the caller may try again later."""
+
+    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -17,6 +18,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 from prometheus_client import CollectorRegistry, Counter
 
 from servicekit.errors import InvalidArgument, ServiceError
+from servicekit.identity import AccessPolicy, AuthInterceptor, TlsFiles, TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +87,28 @@ class _ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
+@dataclass(frozen=True)
+class Listeners:
+    """Where a service listens (docs/security.md): TLS for callers with tokens, mutual TLS for
+    other services, and plaintext for the health service alone."""
+
+    host: str
+    port: int
+    mtls_port: int | None = None
+    health_port: int | None = None
+
+
 class GrpcServer:
     """A gRPC aio server with the platform's standard equipment."""
 
     def __init__(
         self,
         *,
-        service_names: Sequence[str],
+        services: Sequence[tuple[str, AccessPolicy]],
         registrars: Sequence[Registrar],
         metrics_registry: CollectorRegistry,
+        tls: TlsFiles,
+        tokens: TokenVerifier,
         reflection_enabled: bool = True,
     ) -> None:
         calls = Counter(
@@ -102,14 +117,22 @@ class GrpcServer:
             ["grpc_method", "grpc_code"],
             registry=metrics_registry,
         )
+        self.tls = tls
+        self.auth = AuthInterceptor(tokens)
+        for service_name, policy in services:
+            self.auth.add_policy(service_name, policy)
+        # The auth check comes before error mapping, so a refusal is never counted as a fault.
         self.server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), _ErrorMappingInterceptor(calls)]  # type: ignore[no-untyped-call]
+            interceptors=[aio_server_interceptor(), self.auth, _ErrorMappingInterceptor(calls)]  # type: ignore[no-untyped-call]
         )
         for register in registrars:
             register(self.server)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.service_names = list(service_names)
+        # Probes that cannot speak TLS get a server of their own with nothing but health on it.
+        self.health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+        self.service_names = [name for name, _ in services]
         if reflection_enabled:
             reflection.enable_server_reflection(
                 [
@@ -120,26 +143,63 @@ class GrpcServer:
                 self.server,
             )
         self.port = 0
+        self.mtls_port: int | None = None
+        self.health_port: int | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {host}:{port}")
+    async def start(self, listeners: Listeners) -> int:
+        self.port = self._listen(
+            self.server,
+            listeners.host,
+            listeners.port,
+            self.tls.server(require_client_certificate=False),
+        )
+        if listeners.mtls_port is not None:
+            self.mtls_port = self._listen(
+                self.server,
+                listeners.host,
+                listeners.mtls_port,
+                self.tls.server(require_client_certificate=True),
+            )
         await self.server.start()
+        if listeners.health_port is not None:
+            self.health_port = self._listen(
+                self.health_server, listeners.host, listeners.health_port, None
+            )
+            await self.health_server.start()
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    @staticmethod
+    def _listen(
+        server: grpc.aio.Server, host: str, port: int, credentials: grpc.ServerCredentials | None
+    ) -> int:
+        address = f"{host}:{port}"
+        bound = (
+            server.add_insecure_port(address)
+            if credentials is None
+            else server.add_secure_port(address, credentials)
+        )
+        if bound == 0:
+            raise RuntimeError(f"cannot listen on {address}")
+        return bound
 
     async def stop(self, grace_s: float = 5.0) -> None:
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace_s)
+        await self.health_server.stop(0)
+
+
+def secure_channel(target: str, credentials: grpc.ChannelCredentials) -> grpc.aio.Channel:
+    """A client channel, traced so the trace crosses the call."""
+    interceptors = aio_client_interceptors()  # type: ignore[no-untyped-call]
+    return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
 
 
 def insecure_channel(target: str) -> grpc.aio.Channel:
-    """A client channel to another service, traced so the trace crosses the call."""
-    interceptors = aio_client_interceptors()  # type: ignore[no-untyped-call]
-    return grpc.aio.insecure_channel(target, interceptors=interceptors)
+    """A plaintext channel: only the health listener answers on one."""
+    return grpc.aio.insecure_channel(target)
 
 
 def bad_request_field(error: grpc.aio.AioRpcError) -> str | None:

@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.database import Database, Migration
-from servicekit.grpc_server import GrpcServer, Registrar
+from servicekit.grpc_server import GrpcServer, Listeners, Registrar
+from servicekit.identity import AccessPolicy, TlsFiles, TokenVerifier
 from servicekit.kafka import (
     BatchConsumer,
     BatchHandler,
@@ -89,9 +90,17 @@ class ServiceRuntime:
         settings: ServiceSettings,
         *,
         migrations: Sequence[Migration],
-        grpc_service_names: Sequence[str],
+        grpc_services: Sequence[tuple[str, AccessPolicy]],
     ) -> None:
+        settings.require_identity()
         self.settings = settings
+        # The service's own certificate: it serves with it and shows it when it calls others.
+        self.tls = TlsFiles.read(
+            settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file
+        )
+        self.tokens = TokenVerifier(
+            settings.auth_jwks_file, settings.auth_issuer, settings.auth_audience
+        )
         setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
         self.metrics = CollectorRegistry()
         self.consumer_metrics = ConsumerMetrics(self.metrics)
@@ -102,12 +111,14 @@ class ServiceRuntime:
         self.relay = OutboxRelay(self.database, self.producer, settings.outbox_poll_interval_s)
         self.unit_of_work = UnitOfWork(self.database, self.relay)
         self.migrations = list(migrations)
-        self.grpc_service_names = list(grpc_service_names)
+        self.grpc_services = list(grpc_services)
         self.registrars: list[Registrar] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         self.grpc: GrpcServer | None = None
         self.grpc_port = 0
+        self.grpc_mtls_port: int | None = None
+        self.health_port: int | None = None
 
     def topic(self, name: str) -> str:
         return self.names(name)
@@ -162,12 +173,23 @@ class ServiceRuntime:
         for consumer in self.consumers:
             await consumer.start()
         self.grpc = GrpcServer(
-            service_names=self.grpc_service_names,
+            services=self.grpc_services,
             registrars=self.registrars,
             metrics_registry=self.metrics,
+            tls=self.tls,
+            tokens=self.tokens,
             reflection_enabled=self.settings.grpc_reflection,
         )
-        self.grpc_port = await self.grpc.start(self.settings.grpc_host, self.settings.grpc_port)
+        self.grpc_port = await self.grpc.start(
+            Listeners(
+                self.settings.grpc_host,
+                self.settings.grpc_port,
+                self.settings.grpc_mtls_port,
+                self.settings.health_port,
+            )
+        )
+        self.grpc_mtls_port = self.grpc.mtls_port
+        self.health_port = self.grpc.health_port
         if self.settings.metrics_port:
             start_http_server(
                 self.settings.metrics_port, self.settings.metrics_address, registry=self.metrics
@@ -215,12 +237,16 @@ def run(build: Callable[[], ServiceRuntime]) -> None:
             "listening",
             extra={
                 "grpc": f"{runtime.settings.grpc_host}:{runtime.grpc_port}",
+                "grpc_mtls_port": runtime.grpc_mtls_port,
+                "health_port": runtime.health_port,
                 "metrics_port": runtime.settings.metrics_port,
             },
         )
         print(
-            f"{runtime.settings.service_name} gRPC on "
+            f"{runtime.settings.service_name} gRPC (TLS) on "
             f"{runtime.settings.grpc_host}:{runtime.grpc_port}"
+            + (f", mTLS on :{runtime.grpc_mtls_port}" if runtime.grpc_mtls_port else "")
+            + (f", health on :{runtime.health_port}" if runtime.health_port else "")
             + (
                 f", metrics on :{runtime.settings.metrics_port}"
                 if runtime.settings.metrics_port

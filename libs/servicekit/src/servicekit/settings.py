@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TypeVar
 
@@ -23,7 +24,19 @@ class ServiceSettings(BaseSettings):
     # Development mode allows what a deployment must not have: secrets with public defaults.
     development_mode: bool = False
     grpc_host: str = "127.0.0.1"
+    # Server TLS; people and partners call here with bearer tokens (docs/security.md).
     grpc_port: int = Field(ge=0, le=65535)
+    # Client certificates required: other services call here. Unset: no such listener.
+    grpc_mtls_port: int | None = Field(default=None, ge=0, le=65535)
+    # Plaintext, the health service only, for probes that cannot speak TLS. Unset: none.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    # Public keys that verify bearer tokens (a JWKS file, re-read when it changes).
+    auth_jwks_file: str = ""
+    auth_issuer: str = ""
+    auth_audience: str = ""
     # Server reflection lets grpcurl and other tools list and call the methods without protos.
     grpc_reflection: bool = True
     # 0 disables the Prometheus endpoint. It listens on METRICS_HOST, by default GRPC_HOST's.
@@ -40,6 +53,25 @@ class ServiceSettings(BaseSettings):
     @property
     def metrics_address(self) -> str:
         return self.metrics_host or self.grpc_host
+
+    def require_identity(self) -> None:
+        """gRPC has no plaintext mode: stop, naming what is missing, before serving anything."""
+        required = ("tls_cert_file", "tls_key_file", "tls_ca_file", "auth_jwks_file")
+        missing = [
+            name.upper()
+            for name in (*required, "auth_issuer", "auth_audience")
+            if not getattr(self, name)
+        ]
+        unreadable = [
+            f"{name.upper()} ({getattr(self, name)})"
+            for name in required
+            if getattr(self, name) and not os.access(getattr(self, name), os.R_OK)
+        ]
+        if missing or unreadable:
+            problems = [f"{name}: required" for name in missing]
+            problems += [f"{name}: cannot be read" for name in unreadable]
+            print("invalid configuration: " + "; ".join(problems), file=sys.stderr)
+            raise ConfigurationError(2)
 
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)

@@ -6,10 +6,10 @@ from pydantic import Field
 
 from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
 from emissions_ledger.adapters.tables import MIGRATIONS
-from emissions_ledger.entrypoints import subscribers
+from emissions_ledger.entrypoints import grpc_api, subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
 from emissions_ledger.handlers import LedgerHandlers
-from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from greenpartners.ledger.v1 import ledger_pb2_grpc
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
 
@@ -28,9 +28,7 @@ def build(**overrides: object) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings,
         migrations=MIGRATIONS,
-        grpc_service_names=[
-            ledger_pb2.DESCRIPTOR.services_by_name["EmissionsLedgerService"].full_name
-        ],
+        grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
     handlers = LedgerHandlers(
         runtime.unit_of_work,

@@ -6,10 +6,10 @@ from pydantic import Field, field_validator
 
 from fleet_telemetry.adapters.tables import MIGRATIONS
 from fleet_telemetry.domain import DEFAULT_ACTIVITY_WINDOW_MINUTES, window_length_us
-from fleet_telemetry.entrypoints import subscribers
+from fleet_telemetry.entrypoints import grpc_api, subscribers
 from fleet_telemetry.entrypoints.grpc_api import FleetTelemetryApi
 from fleet_telemetry.handlers import FleetHandlers, SampleOutcomes
-from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from greenpartners.fleet.v1 import fleet_pb2_grpc
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
 
@@ -36,9 +36,7 @@ def build(**overrides: object) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings,
         migrations=MIGRATIONS,
-        grpc_service_names=[
-            fleet_pb2.DESCRIPTOR.services_by_name["FleetTelemetryService"].full_name
-        ],
+        grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
     handlers = FleetHandlers(
         runtime.unit_of_work,

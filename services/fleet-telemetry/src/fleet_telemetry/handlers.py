@@ -36,7 +36,8 @@ from fleet_telemetry.domain import (
 )
 from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
-from servicekit.errors import InvalidArgument, NotFound
+from servicekit.errors import AlreadyExists, InvalidArgument, NotFound
+from servicekit.identity import CLIMATE_OFFICER, Principal, require_partner
 from servicekit.kafka import Delivered, Rejection
 from servicekit.outbox import add_many_to_outbox, add_to_outbox
 from servicekit.runtime import UnitOfWork
@@ -63,7 +64,6 @@ class SetVehicleBaseline:
     fuel_used_ml: int | None
     energy_used_wh: int | None
     reason: str
-    requested_by: str
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,9 @@ class FleetHandlers:
         self.outcomes = outcomes
         self.states = VehicleStateCache()
 
-    async def register_vehicle(self, command: RegisterVehicle) -> Vehicle:
+    def _vehicle(self, command: RegisterVehicle) -> Vehicle:
         try:
-            vehicle = new_vehicle(
+            return new_vehicle(
                 vehicle_id=command.vehicle_id,
                 owner_partner_id=command.owner_partner_id,
                 municipality_id=command.municipality_id,
@@ -123,33 +123,63 @@ class FleetHandlers:
             )
         except InvalidVehicle as error:
             raise InvalidArgument(f"vehicle.{error.field}", error.message) from error
+
+    async def register_vehicle(self, command: RegisterVehicle, caller: Principal) -> Vehicle:
+        """A new vehicle of the caller's partner; repeating a registration exactly is a no-op."""
+        vehicle = self._vehicle(command)
+        require_partner(caller, vehicle.owner_partner_id, "vehicle.owner_partner_id")
         async with self.unit_of_work() as session:
-            await FleetRepository(session).save_vehicle(vehicle)
+            repository = FleetRepository(session)
+            existing = await repository.state(vehicle.vehicle_id, for_update=True)
+            if existing is not None:
+                if existing.vehicle == vehicle:
+                    return existing.vehicle
+                raise AlreadyExists(
+                    f"vehicle {vehicle.vehicle_id!r} exists; UpdateVehicle changes it"
+                )
+            await repository.save_vehicle(vehicle)
         return vehicle
 
-    async def get_vehicle(self, vehicle_id: str) -> VehicleState:
+    async def update_vehicle(self, command: RegisterVehicle, caller: Principal) -> Vehicle:
+        """A registered vehicle changed by its owner (or an operator): a new revision."""
+        vehicle = self._vehicle(command)
+        async with self.unit_of_work() as session:
+            repository = FleetRepository(session)
+            existing = await repository.state(vehicle.vehicle_id, for_update=True)
+            if existing is None:
+                raise NotFound(f"no vehicle {vehicle.vehicle_id!r}")
+            require_partner(caller, existing.vehicle.owner_partner_id, "the vehicle")
+            require_partner(caller, vehicle.owner_partner_id, "vehicle.owner_partner_id")
+            await repository.save_vehicle(vehicle)
+        return vehicle
+
+    async def get_vehicle(self, vehicle_id: str, caller: Principal) -> VehicleState:
         if not vehicle_id:
             raise InvalidArgument("vehicle_id", "required")
         async with self.unit_of_work.read() as session:
             state = await FleetRepository(session).state(vehicle_id)
-        if state is None:
+        # The same answer for a vehicle that does not exist and one the caller may not see.
+        if state is None or not _may_see(caller, state.vehicle):
             raise NotFound(f"no vehicle {vehicle_id!r}")
         return state
 
-    async def set_vehicle_baseline(self, command: SetVehicleBaseline) -> BaselineCorrected:
-        """Replaces a vehicle's baseline, with an audit row and a BASELINE_SET event."""
+    async def set_vehicle_baseline(
+        self, command: SetVehicleBaseline, caller: Principal
+    ) -> BaselineCorrected:
+        """Replaces a vehicle's baseline, with an audit row (naming the caller) and a
+        BASELINE_SET event."""
         for field, value in (
             ("vehicle_id", command.vehicle_id),
             ("reason", command.reason.strip()),
-            ("requested_by", command.requested_by.strip()),
         ):
             if not value:
                 raise InvalidArgument(field, f"{field} is required")
         async with self.unit_of_work() as session:
             repository = FleetRepository(session)
             state = await repository.state(command.vehicle_id, for_update=True)
-            if state is None:
+            if state is None or not _may_see(caller, state.vehicle):
                 raise NotFound(f"no vehicle {command.vehicle_id!r}")
+            require_partner(caller, state.vehicle.owner_partner_id, "the vehicle")
             try:
                 baseline = operator_baseline(
                     state.vehicle,
@@ -165,7 +195,7 @@ class FleetHandlers:
             await repository.record_correction(
                 vehicle_id=command.vehicle_id,
                 revision=revision,
-                requested_by=command.requested_by.strip(),
+                requested_by=caller.subject,
                 reason=command.reason.strip(),
                 previous=state.baseline,
                 new=baseline,
@@ -176,7 +206,7 @@ class FleetHandlers:
                 state.baseline,
                 baseline,
                 revision,
-                f"set by {command.requested_by.strip()}: {command.reason.strip()}",
+                f"set by {caller.subject}: {command.reason.strip()}",
             )
             await add_to_outbox(
                 session, self.names(topics.QUALITY), command.vehicle_id, quality_event(event)
@@ -270,3 +300,11 @@ class FleetHandlers:
 
     async def partitions_revoked(self, partitions: set[int]) -> None:
         self.states.drop_partitions(partitions)
+
+
+def _may_see(caller: Principal, vehicle: Vehicle) -> bool:
+    """Operators see every vehicle; a fleet manager their partner's; a climate officer their
+    municipality's."""
+    if caller.is_operator or caller.partner_id == vehicle.owner_partner_id:
+        return True
+    return caller.has_role(CLIMATE_OFFICER) and caller.partner_id == vehicle.municipality_id

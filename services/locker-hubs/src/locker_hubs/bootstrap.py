@@ -7,10 +7,11 @@ from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
+from greenpartners.lockers.v1 import lockers_pb2_grpc
 from locker_hubs.adapters.data_files import load_shipped_hubs
 from locker_hubs.adapters.registry_client import PartnerRegistryClient
 from locker_hubs.adapters.tables import MIGRATIONS
+from locker_hubs.entrypoints import grpc_api
 from locker_hubs.entrypoints.grpc_api import LockerHubsApi
 from locker_hubs.handlers import LockerHandlers
 from servicekit.runtime import ServiceRuntime
@@ -26,12 +27,15 @@ class LockerSettings(ServiceSettings):
     service_name: str = "locker-hubs"
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///var/locker-hubs.db"
-    partner_registry_target: str = Field(default="127.0.0.1:50051", min_length=1)
+    # The registry's mutual-TLS listener: locker-hubs calls it with its own certificate.
+    partner_registry_target: str = Field(default="127.0.0.1:50061", min_length=1)
     # HMAC key of the one-time drop-off codes: CODE_PEPPER, or the file CODE_PEPPER_FILE names
     # (a mounted secret). Required outside development mode, at least 32 bytes.
     code_pepper_file: str = ""
     code_pepper: str = Field(default="", repr=False)
     drop_off_code_ttl_s: int = Field(default=86400, gt=0)
+    # Drop-off codes one resident may hold open at a time, across all hubs.
+    open_codes_per_resident: int = Field(default=3, ge=1)
 
     @field_validator("code_pepper")
     @classmethod
@@ -56,9 +60,9 @@ def build(**overrides: object) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings,
         migrations=MIGRATIONS,
-        grpc_service_names=[lockers_pb2.DESCRIPTOR.services_by_name["LockerHubsService"].full_name],
+        grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
-    registry = PartnerRegistryClient(settings.partner_registry_target)
+    registry = PartnerRegistryClient(settings.partner_registry_target, runtime.tls.client())
     runtime.on_shutdown(registry.close)
     handlers = LockerHandlers(
         runtime.unit_of_work,
@@ -66,6 +70,7 @@ def build(**overrides: object) -> ServiceRuntime:
         registry,
         code_pepper=settings.code_pepper.encode(),
         code_ttl=timedelta(seconds=settings.drop_off_code_ttl_s),
+        open_codes_per_resident=settings.open_codes_per_resident,
     )
     shipped_hubs = load_shipped_hubs()
 

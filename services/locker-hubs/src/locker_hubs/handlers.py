@@ -32,6 +32,7 @@ from servicekit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 from servicekit.outbox import add_to_outbox
@@ -86,6 +87,7 @@ class LockerHandlers:
         registry: CarrierAuthorization,
         code_pepper: bytes,
         code_ttl: timedelta,
+        open_codes_per_resident: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
@@ -94,6 +96,7 @@ class LockerHandlers:
         self.registry = registry
         self.code_pepper = code_pepper
         self.code_ttl = code_ttl
+        self.open_codes_per_resident = open_codes_per_resident
         self.clock = clock
         self.random_bytes = random_bytes
 
@@ -119,15 +122,22 @@ class LockerHandlers:
         hub.release_expired_reservations(self.clock())
         return hub
 
-    async def issue_drop_off_code(self, hub_id: str, hazardous: bool) -> IssuedCode:
+    async def issue_drop_off_code(self, hub_id: str, hazardous: bool, holder: str) -> IssuedCode:
+        """Reserves a compartment under a new one-time code for a resident, who may hold only
+        a few open codes at a time (so one account cannot reserve a hub's compartments)."""
         _require("hub_id", hub_id)
 
         async def attempt() -> IssuedCode:
             async with self.unit_of_work() as session:
                 repository = HubRepository(session)
+                held = await repository.open_codes_held_by(holder, self.clock())
+                if held >= self.open_codes_per_resident:
+                    raise ResourceExhausted(
+                        f"{held} drop-off codes are open already; use or let one expire first"
+                    )
                 hub = await _load_hub(repository, hub_id)
                 try:
-                    compartment, code = self._reserve_under_fresh_code(hub, hazardous)
+                    compartment, code = self._reserve_under_fresh_code(hub, hazardous, holder)
                 except NoFreeCompartment as error:
                     raise FailedPrecondition(str(error)) from error
                 await repository.save_hub(hub)
@@ -229,13 +239,18 @@ class LockerHandlers:
 
         return await _retry_on_concurrent_change(attempt)
 
-    def _reserve_under_fresh_code(self, hub: Hub, hazardous: bool) -> tuple[Compartment, str]:
+    def _reserve_under_fresh_code(
+        self, hub: Hub, hazardous: bool, holder: str
+    ) -> tuple[Compartment, str]:
         now = self.clock()
         for _ in range(MAX_CODE_ATTEMPTS):
             code = generate_code(self.random_bytes)
             code_hash = hash_code(code, hub.hub_id, self.code_pepper)
             try:
-                return hub.reserve_for_drop_off(hazardous, code_hash, now, self.code_ttl), code
+                compartment = hub.reserve_for_drop_off(
+                    hazardous, code_hash, now, self.code_ttl, holder
+                )
+                return compartment, code
             except CodeCollision:
                 continue
         raise RuntimeError(f"{MAX_CODE_ATTEMPTS} drop-off code collisions in a row at {hub.hub_id}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
+from greenpartners.registry.v1 import registry_pb2_grpc
 from partner_registry.adapters.data_files import load_seed
 from partner_registry.adapters.tables import MIGRATIONS
+from partner_registry.entrypoints import grpc_api
 from partner_registry.entrypoints.grpc_api import PartnerRegistryApi
 from partner_registry.handlers import RegistryHandlers
 from servicekit.runtime import ServiceRuntime
@@ -24,9 +25,7 @@ def build(**overrides: object) -> ServiceRuntime:
     runtime = ServiceRuntime(
         settings,
         migrations=MIGRATIONS,
-        grpc_service_names=[
-            registry_pb2.DESCRIPTOR.services_by_name["PartnerRegistryService"].full_name
-        ],
+        grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
     handlers = RegistryHandlers(runtime.unit_of_work, runtime.names)
 

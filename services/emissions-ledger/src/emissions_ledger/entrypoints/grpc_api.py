@@ -9,8 +9,30 @@ import grpc
 from emissions_ledger.adapters.events import entry_to_proto, inventory_to_proto
 from emissions_ledger.handlers import LedgerHandlers
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from servicekit.identity import (
+    CLIMATE_OFFICER,
+    DASHBOARD,
+    OPERATOR,
+    AccessPolicy,
+    allow,
+    current_principal,
+    require_partner,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE = ledger_pb2.DESCRIPTOR.services_by_name["EmissionsLedgerService"].full_name
+_MUNICIPALITY_SCOPE = "a climate officer reads their own municipality; dashboards read all"
+ACCESS: AccessPolicy = {
+    "GetInventory": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
+    "ListEntries": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
+}
+
+
+def _require_municipality(municipality_id: str) -> None:
+    caller = current_principal()
+    if not caller.has_role(DASHBOARD):
+        require_partner(caller, municipality_id, "municipality_id")
 
 
 class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
@@ -20,12 +42,14 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
     async def GetInventory(
         self, request: ledger_pb2.GetInventoryRequest, context: Context
     ) -> ledger_pb2.GetInventoryResponse:
+        _require_municipality(request.municipality_id)
         inventory = await self.handlers.inventory(request.municipality_id, request.year)
         return inventory_to_proto(inventory)
 
     async def ListEntries(
         self, request: ledger_pb2.ListEntriesRequest, context: Context
     ) -> ledger_pb2.ListEntriesResponse:
+        _require_municipality(request.municipality_id)
         entries, next_page_token = await self.handlers.entries(
             request.municipality_id, request.year, request.page_size, request.page_token
         )

@@ -15,8 +15,43 @@ from fleet_telemetry.adapters.events import (
 )
 from fleet_telemetry.handlers import FleetHandlers, RegisterVehicle, SetVehicleBaseline
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from servicekit.identity import (
+    CLIMATE_OFFICER,
+    FLEET_MANAGER,
+    OPERATOR,
+    AccessPolicy,
+    allow,
+    current_principal,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["FleetTelemetryService"].full_name
+_OWN_VEHICLES = "a fleet manager's own partner's vehicles only"
+ACCESS: AccessPolicy = {
+    "RegisterVehicle": allow(OPERATOR, FLEET_MANAGER, scope=_OWN_VEHICLES),
+    "UpdateVehicle": allow(OPERATOR, FLEET_MANAGER, scope=_OWN_VEHICLES + ", same owner"),
+    "GetVehicle": allow(
+        OPERATOR,
+        FLEET_MANAGER,
+        CLIMATE_OFFICER,
+        scope=_OWN_VEHICLES + "; a climate officer's municipality's vehicles",
+    ),
+    "SetVehicleBaseline": allow(OPERATOR, FLEET_MANAGER, scope=_OWN_VEHICLES),
+}
+
+
+def _vehicle_command(wire: fleet_pb2.Vehicle) -> RegisterVehicle:
+    fuel_type, vehicle_class, subsector = vehicle_fields_from_proto(wire)
+    return RegisterVehicle(
+        vehicle_id=wire.vehicle_id,
+        owner_partner_id=wire.owner_partner_id,
+        municipality_id=wire.municipality_id,
+        fuel_type=fuel_type,
+        vehicle_class=vehicle_class,
+        covenant_subsector=subsector,
+        registration_plate=wire.registration_plate,
+    )
 
 
 class FleetTelemetryApi(fleet_pb2_grpc.FleetTelemetryServiceServicer):
@@ -26,25 +61,23 @@ class FleetTelemetryApi(fleet_pb2_grpc.FleetTelemetryServiceServicer):
     async def RegisterVehicle(
         self, request: fleet_pb2.RegisterVehicleRequest, context: Context
     ) -> fleet_pb2.RegisterVehicleResponse:
-        wire = request.vehicle
-        fuel_type, vehicle_class, subsector = vehicle_fields_from_proto(wire)
         vehicle = await self.handlers.register_vehicle(
-            RegisterVehicle(
-                vehicle_id=wire.vehicle_id,
-                owner_partner_id=wire.owner_partner_id,
-                municipality_id=wire.municipality_id,
-                fuel_type=fuel_type,
-                vehicle_class=vehicle_class,
-                covenant_subsector=subsector,
-                registration_plate=wire.registration_plate,
-            )
+            _vehicle_command(request.vehicle), current_principal()
         )
         return fleet_pb2.RegisterVehicleResponse(vehicle=vehicle_to_proto(vehicle))
+
+    async def UpdateVehicle(
+        self, request: fleet_pb2.UpdateVehicleRequest, context: Context
+    ) -> fleet_pb2.UpdateVehicleResponse:
+        vehicle = await self.handlers.update_vehicle(
+            _vehicle_command(request.vehicle), current_principal()
+        )
+        return fleet_pb2.UpdateVehicleResponse(vehicle=vehicle_to_proto(vehicle))
 
     async def GetVehicle(
         self, request: fleet_pb2.GetVehicleRequest, context: Context
     ) -> fleet_pb2.GetVehicleResponse:
-        state = await self.handlers.get_vehicle(request.vehicle_id)
+        state = await self.handlers.get_vehicle(request.vehicle_id, current_principal())
         response = fleet_pb2.GetVehicleResponse(
             vehicle=vehicle_to_proto(state.vehicle), totals=totals_to_proto(state.totals)
         )
@@ -68,8 +101,8 @@ class FleetTelemetryApi(fleet_pb2_grpc.FleetTelemetryServiceServicer):
                 fuel_used_ml=wire.fuel_used_ml if wire.HasField("fuel_used_ml") else None,
                 energy_used_wh=wire.energy_used_wh if wire.HasField("energy_used_wh") else None,
                 reason=request.reason,
-                requested_by=request.requested_by,
-            )
+            ),
+            current_principal(),
         )
         response = fleet_pb2.SetVehicleBaselineResponse(
             baseline=reading_to_proto(corrected.baseline)

@@ -6,7 +6,7 @@ import grpc
 
 from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from servicekit.errors import Unavailable
-from servicekit.grpc_server import insecure_channel
+from servicekit.grpc_server import secure_channel
 
 # Codes that mean the registry could not answer now, so the caller may retry later.
 _NOT_REACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -15,15 +15,18 @@ _NOT_REACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLIN
 class PartnerRegistryClient:
     """One channel for the service's life (gRPC reconnects it by itself); `close` at shutdown."""
 
-    def __init__(self, target: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, target: str, credentials: grpc.ChannelCredentials, timeout_s: float = 5.0
+    ) -> None:
         self.target = target
+        self.credentials = credentials
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
 
     async def is_authorized(self, carrier_partner_id: str, hub_id: str) -> tuple[bool, str]:
         """Whether the registry authorises the carrier at the hub, and its reason when not."""
         if self._channel is None:
-            self._channel = insecure_channel(self.target)
+            self._channel = secure_channel(self.target, self.credentials)
         stub = registry_pb2_grpc.PartnerRegistryServiceStub(self._channel)
         try:
             response = await stub.CheckCarrierAuthorization(

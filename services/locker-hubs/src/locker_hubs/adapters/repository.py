@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from locker_hubs.adapters.tables import collections, compartments, deposits, hubs
@@ -50,6 +50,19 @@ class HubRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._loaded_versions: dict[str, int] = {}
+
+    async def open_codes_held_by(self, holder: str, now: datetime) -> int:
+        """Drop-off codes issued to one resident that are still open, at every hub."""
+        count = await self.session.scalar(
+            select(func.count())
+            .select_from(compartments)
+            .where(
+                compartments.c.code_holder == holder,
+                compartments.c.state == CompartmentState.RESERVED.value,
+                compartments.c.code_expires_at > now,
+            )
+        )
+        return int(count or 0)
 
     async def list_hubs(self) -> list[Hub]:
         hub_rows = (await self.session.execute(select(hubs).order_by(hubs.c.hub_id))).all()
@@ -213,6 +226,7 @@ def _compartments_with_deposits() -> Any:
         compartments.c.state,
         compartments.c.code_hash,
         compartments.c.code_expires_at,
+        compartments.c.code_holder,
         compartments.c.deposit_id,
         deposits.c.waste_type,
         deposits.c.hazardous,
@@ -241,6 +255,7 @@ def _compartment_from_row(row: Any) -> Compartment:
         state=CompartmentState(row.state),
         code_hash=row.code_hash,
         code_expires_at=row.code_expires_at,
+        code_holder=row.code_holder,
         deposit=deposit,
     )
 
@@ -250,5 +265,6 @@ def _compartment_state(compartment: Compartment) -> dict[str, Any]:
         "state": compartment.state.value,
         "code_hash": compartment.code_hash,
         "code_expires_at": compartment.code_expires_at,
+        "code_holder": compartment.code_holder,
         "deposit_id": compartment.deposit.deposit_id if compartment.deposit else None,
     }

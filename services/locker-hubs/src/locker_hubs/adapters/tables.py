@@ -13,7 +13,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    inspect,
+    text,
 )
+from sqlalchemy.engine import Connection
 
 from servicekit.database import Migration, UtcDateTime, create_tables
 
@@ -67,6 +70,8 @@ compartments = Table(
     # Keyed hash of the open drop-off code; the plain code is never stored.
     Column("code_hash", String(64), nullable=True),
     Column("code_expires_at", UtcDateTime(), nullable=True),
+    # The subject of the resident the open code was issued to (for the quota), or NULL.
+    Column("code_holder", String(ID_LENGTH), nullable=True),
     # The deposit the compartment holds while it waits for collection.
     Column("deposit_id", String(64), ForeignKey("deposits.deposit_id"), nullable=True),
 )
@@ -85,6 +90,16 @@ collections = Table(
     Column("collected_at", UtcDateTime(), nullable=False),
 )
 
+
+def _add_code_holder(connection: Connection) -> None:
+    # Databases created before version 2 lack the column; newer ones got it at version 1.
+    if "code_holder" not in {c["name"] for c in inspect(connection).get_columns("compartments")}:
+        connection.execute(
+            text(f"ALTER TABLE compartments ADD COLUMN code_holder VARCHAR({ID_LENGTH})")
+        )
+
+
 MIGRATIONS = [
     Migration(1, "hubs, compartments, deposits, collections", create_tables(metadata)),
+    Migration(2, "the holder of an open drop-off code", _add_code_holder),
 ]

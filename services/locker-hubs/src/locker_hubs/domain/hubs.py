@@ -111,6 +111,8 @@ class Compartment:
     state: CompartmentState = CompartmentState.FREE
     code_hash: str | None = None
     code_expires_at: datetime | None = None
+    # Who asked for the open code (the resident's subject), for the per-resident quota.
+    code_holder: str | None = None
     deposit: Deposit | None = None
 
     def __post_init__(self) -> None:
@@ -147,6 +149,7 @@ class Compartment:
         self.state = CompartmentState.FREE
         self.code_hash = None
         self.code_expires_at = None
+        self.code_holder = None
         self.deposit = None
 
 
@@ -179,7 +182,7 @@ class Hub:
         return released
 
     def reserve_for_drop_off(
-        self, hazardous: bool, code_hash: str, now: datetime, ttl: timedelta
+        self, hazardous: bool, code_hash: str, now: datetime, ttl: timedelta, holder: str = ""
     ) -> Compartment:
         """Reserve the first free compartment of the requested door kind under the code."""
         if not code_hash:
@@ -204,6 +207,7 @@ class Hub:
         compartment.state = CompartmentState.RESERVED
         compartment.code_hash = code_hash
         compartment.code_expires_at = now + ttl
+        compartment.code_holder = holder or None
         return compartment
 
     def deposit(
@@ -251,6 +255,7 @@ class Hub:
         compartment.state = CompartmentState.HOLDS_WASTE
         compartment.code_hash = None
         compartment.code_expires_at = None
+        compartment.code_holder = None
         compartment.deposit = deposit
         return deposit
 

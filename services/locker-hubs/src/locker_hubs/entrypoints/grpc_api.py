@@ -10,8 +10,47 @@ from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from locker_hubs.adapters.events import hub_to_proto, waste_type_from_proto
 from locker_hubs.handlers import LockerHandlers, RecordCollection, RegisterDeposit
 from servicekit.codec import to_timestamp
+from servicekit.errors import InvalidArgument, PermissionDenied
+from servicekit.identity import (
+    CARRIER,
+    CLIMATE_OFFICER,
+    DASHBOARD,
+    FLEET_MANAGER,
+    OPERATOR,
+    RESIDENT,
+    AccessPolicy,
+    allow,
+    current_principal,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE = lockers_pb2.DESCRIPTOR.services_by_name["LockerHubsService"].full_name
+_HUB_READERS = (OPERATOR, RESIDENT, CARRIER, CLIMATE_OFFICER, FLEET_MANAGER, DASHBOARD)
+ACCESS: AccessPolicy = {
+    "ListHubs": allow(*_HUB_READERS),
+    "GetHub": allow(*_HUB_READERS),
+    "IssueDropOffCode": allow(RESIDENT, scope="a few open codes per resident at a time"),
+    "RegisterWasteDeposit": allow(RESIDENT),
+    "RecordCarrierCollection": allow(
+        CARRIER, OPERATOR, scope="a carrier collects as its own partner; operators name one"
+    ),
+}
+
+
+def _carrier_of(request: lockers_pb2.RecordCarrierCollectionRequest) -> str:
+    """The carrier is the caller's partner; only an operator names one in the request."""
+    caller = current_principal()
+    named = request.carrier_partner_id
+    if caller.has_role(CARRIER) and caller.partner_id:
+        if named and named != caller.partner_id:
+            raise PermissionDenied("carrier_partner_id names another partner than the caller's")
+        return caller.partner_id
+    if caller.is_operator:
+        if not named:
+            raise InvalidArgument("carrier_partner_id", "an operator must name the carrier")
+        return named
+    raise PermissionDenied("only a carrier (or an operator for one) records a collection")
 
 
 class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
@@ -33,7 +72,9 @@ class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
     async def IssueDropOffCode(
         self, request: lockers_pb2.IssueDropOffCodeRequest, context: Context
     ) -> lockers_pb2.IssueDropOffCodeResponse:
-        issued = await self.handlers.issue_drop_off_code(request.hub_id, request.hazardous)
+        issued = await self.handlers.issue_drop_off_code(
+            request.hub_id, request.hazardous, current_principal().subject
+        )
         return lockers_pb2.IssueDropOffCodeResponse(
             compartment_id=issued.compartment_id,
             code=issued.code,
@@ -62,7 +103,7 @@ class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
         collection = await self.handlers.record_collection(
             RecordCollection(
                 hub_id=request.hub_id,
-                carrier_partner_id=request.carrier_partner_id,
+                carrier_partner_id=_carrier_of(request),
                 extra_distance_m=request.extra_distance_m,
                 collection_id=request.collection_id,
             )

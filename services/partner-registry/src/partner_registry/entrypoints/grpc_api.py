@@ -15,8 +15,31 @@ from partner_registry.adapters.events import (
 )
 from partner_registry.handlers import RegistryHandlers
 from servicekit.errors import InvalidArgument
+from servicekit.identity import (
+    CARRIER,
+    CLIMATE_OFFICER,
+    DASHBOARD,
+    FLEET_MANAGER,
+    OPERATOR,
+    AccessPolicy,
+    allow,
+    current_principal,
+    require_partner,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+SERVICE = registry_pb2.DESCRIPTOR.services_by_name["PartnerRegistryService"].full_name
+# The directory is for the partners and the platform, not for residents.
+_DIRECTORY_READERS = (OPERATOR, FLEET_MANAGER, CARRIER, CLIMATE_OFFICER, DASHBOARD)
+ACCESS: AccessPolicy = {
+    "GetPartner": allow(*_DIRECTORY_READERS, services=["locker-hubs"]),
+    "ListPartners": allow(*_DIRECTORY_READERS, services=["locker-hubs"]),
+    "ListInitiatives": allow(*_DIRECTORY_READERS, services=["locker-hubs"]),
+    "CheckCarrierAuthorization": allow(
+        OPERATOR, CARRIER, services=["locker-hubs"], scope="a carrier asks about itself only"
+    ),
+}
 
 
 class PartnerRegistryApi(registry_pb2_grpc.PartnerRegistryServiceServicer):
@@ -52,6 +75,9 @@ class PartnerRegistryApi(registry_pb2_grpc.PartnerRegistryServiceServicer):
     async def CheckCarrierAuthorization(
         self, request: registry_pb2.CheckCarrierAuthorizationRequest, context: Context
     ) -> registry_pb2.CheckCarrierAuthorizationResponse:
+        caller = current_principal()
+        if not caller.service:
+            require_partner(caller, request.carrier_partner_id, "carrier_partner_id")
         authorization = await self.handlers.check_carrier_authorization(
             request.carrier_partner_id, request.hub_id
         )

@@ -16,6 +16,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _FuelType:
@@ -282,6 +287,48 @@ class RegisterVehicleResponse(_message.Message):
 Global___RegisterVehicleResponse: _TypeAlias = RegisterVehicleResponse  # noqa: Y015
 
 @_typing.final
+class UpdateVehicleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VEHICLE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vehicle(self) -> Global___Vehicle:
+        """The vehicle as it should be; vehicle_id names the one to change."""
+
+    def __init__(
+        self,
+        *,
+        vehicle: Global___Vehicle | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vehicle", b"vehicle"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vehicle", b"vehicle"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVehicleRequest: _TypeAlias = UpdateVehicleRequest  # noqa: Y015
+
+@_typing.final
+class UpdateVehicleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VEHICLE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vehicle(self) -> Global___Vehicle: ...
+    def __init__(
+        self,
+        *,
+        vehicle: Global___Vehicle | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["vehicle", b"vehicle"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["vehicle", b"vehicle"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVehicleResponse: _TypeAlias = UpdateVehicleResponse  # noqa: Y015
+
+@_typing.final
 class GetVehicleRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -347,8 +394,16 @@ class SetVehicleBaselineRequest(_message.Message):
     vehicle_id: _builtins.str
     reason: _builtins.str
     """Why the baseline is set, kept in the audit trail (required)."""
-    requested_by: _builtins.str
-    """Who sets it, kept in the audit trail (required)."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def requested_by(self) -> _builtins.str:
+        """Ignored: the audit trail records the authenticated caller."""
+
+    @requested_by.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def requested_by(self, value: _builtins.str) -> None:
+        """Ignored: the audit trail records the authenticated caller."""
+
     @_builtins.property
     def baseline(self) -> Global___CounterReading:
         """occurred_at is required: samples up to that time count as already accounted."""

@@ -41,6 +41,11 @@ class FleetTelemetryServiceStub:
                 request_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.RegisterVehicleRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.RegisterVehicleResponse.FromString,
                 _registered_method=True)
+        self.UpdateVehicle = channel.unary_unary(
+                '/greenpartners.fleet.v1.FleetTelemetryService/UpdateVehicle',
+                request_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.UpdateVehicleRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.UpdateVehicleResponse.FromString,
+                _registered_method=True)
         self.GetVehicle = channel.unary_unary(
                 '/greenpartners.fleet.v1.FleetTelemetryService/GetVehicle',
                 request_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.GetVehicleRequest.SerializeToString,
@@ -59,7 +64,17 @@ class FleetTelemetryServiceServicer:
     """
 
     def RegisterVehicle(self, request, context):
-        """Registers a vehicle, or updates it when the id is known.
+        """Registers a new vehicle for the caller's partner. A vehicle id that is already registered
+        answers ALREADY_EXISTS (unless the request repeats the registration exactly, so a retry is
+        safe); changing a vehicle is UpdateVehicle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVehicle(self, request, context):
+        """Changes a registered vehicle (a new revision). A fleet manager may change only their own
+        partner's vehicles and cannot give one to another owner; NOT_FOUND when unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +104,11 @@ def add_FleetTelemetryServiceServicer_to_server(servicer, server):
                     servicer.RegisterVehicle,
                     request_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.RegisterVehicleRequest.FromString,
                     response_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.RegisterVehicleResponse.SerializeToString,
+            ),
+            'UpdateVehicle': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVehicle,
+                    request_deserializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.UpdateVehicleRequest.FromString,
+                    response_serializer=greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.UpdateVehicleResponse.SerializeToString,
             ),
             'GetVehicle': grpc.unary_unary_rpc_method_handler(
                     servicer.GetVehicle,
@@ -130,6 +150,33 @@ class FleetTelemetryService:
             '/greenpartners.fleet.v1.FleetTelemetryService/RegisterVehicle',
             greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.RegisterVehicleRequest.SerializeToString,
             greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.RegisterVehicleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVehicle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.fleet.v1.FleetTelemetryService/UpdateVehicle',
+            greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.UpdateVehicleRequest.SerializeToString,
+            greenpartners_dot_fleet_dot_v1_dot_fleet__pb2.UpdateVehicleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,7 +36,14 @@ class FleetTelemetryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FleetTelemetryServiceAsyncStub: ...
     RegisterVehicle: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.RegisterVehicleRequest, _fleet_pb2.RegisterVehicleResponse]
-    """Registers a vehicle, or updates it when the id is known."""
+    """Registers a new vehicle for the caller's partner. A vehicle id that is already registered
+    answers ALREADY_EXISTS (unless the request repeats the registration exactly, so a retry is
+    safe); changing a vehicle is UpdateVehicle.
+    """
+    UpdateVehicle: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.UpdateVehicleRequest, _fleet_pb2.UpdateVehicleResponse]
+    """Changes a registered vehicle (a new revision). A fleet manager may change only their own
+    partner's vehicles and cannot give one to another owner; NOT_FOUND when unknown.
+    """
     GetVehicle: _grpc.UnaryUnaryMultiCallable[_fleet_pb2.GetVehicleRequest, _fleet_pb2.GetVehicleResponse]
     """One vehicle with its accumulated activity and the quality of its data. NOT_FOUND when
     unknown.
@@ -55,7 +62,14 @@ class FleetTelemetryServiceAsyncStub(FleetTelemetryServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterVehicle: _aio.UnaryUnaryMultiCallable[_fleet_pb2.RegisterVehicleRequest, _fleet_pb2.RegisterVehicleResponse]  # type: ignore[assignment]
-    """Registers a vehicle, or updates it when the id is known."""
+    """Registers a new vehicle for the caller's partner. A vehicle id that is already registered
+    answers ALREADY_EXISTS (unless the request repeats the registration exactly, so a retry is
+    safe); changing a vehicle is UpdateVehicle.
+    """
+    UpdateVehicle: _aio.UnaryUnaryMultiCallable[_fleet_pb2.UpdateVehicleRequest, _fleet_pb2.UpdateVehicleResponse]  # type: ignore[assignment]
+    """Changes a registered vehicle (a new revision). A fleet manager may change only their own
+    partner's vehicles and cannot give one to another owner; NOT_FOUND when unknown.
+    """
     GetVehicle: _aio.UnaryUnaryMultiCallable[_fleet_pb2.GetVehicleRequest, _fleet_pb2.GetVehicleResponse]  # type: ignore[assignment]
     """One vehicle with its accumulated activity and the quality of its data. NOT_FOUND when
     unknown.
@@ -77,7 +91,20 @@ class FleetTelemetryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _fleet_pb2.RegisterVehicleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_fleet_pb2.RegisterVehicleResponse, _abc.Awaitable[_fleet_pb2.RegisterVehicleResponse]]:
-        """Registers a vehicle, or updates it when the id is known."""
+        """Registers a new vehicle for the caller's partner. A vehicle id that is already registered
+        answers ALREADY_EXISTS (unless the request repeats the registration exactly, so a retry is
+        safe); changing a vehicle is UpdateVehicle.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateVehicle(
+        self,
+        request: _fleet_pb2.UpdateVehicleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fleet_pb2.UpdateVehicleResponse, _abc.Awaitable[_fleet_pb2.UpdateVehicleResponse]]:
+        """Changes a registered vehicle (a new revision). A fleet manager may change only their own
+        partner's vehicles and cannot give one to another owner; NOT_FOUND when unknown.
+        """
 
     @_abc_1.abstractmethod
     def GetVehicle(

@@ -18,6 +18,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _WasteType:
@@ -339,7 +344,20 @@ class RecordCarrierCollectionRequest(_message.Message):
     EXTRA_DISTANCE_M_FIELD_NUMBER: _builtins.int
     COLLECTION_ID_FIELD_NUMBER: _builtins.int
     hub_id: _builtins.str
-    carrier_partner_id: _builtins.str
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def carrier_partner_id(self) -> _builtins.str:
+        """The carrier is the authenticated caller's partner. This field may be left empty; when
+        set, it must name that same partner (PERMISSION_DENIED otherwise).
+        """
+
+    @carrier_partner_id.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def carrier_partner_id(self, value: _builtins.str) -> None:
+        """The carrier is the authenticated caller's partner. This field may be left empty; when
+        set, it must name that same partner (PERMISSION_DENIED otherwise).
+        """
+
     extra_distance_m: _builtins.int
     """Extra distance the carrier drove because of the collection (detour to the waste
     company's site), in metres.
