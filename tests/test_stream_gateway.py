@@ -22,7 +22,8 @@ from servicekit import topics
 from servicekit.codec import event_headers, to_timestamp
 from servicekit.topics import TopicNames, ensure_topics
 from stream_gateway.bootstrap import GatewayRuntime, build
-from tests.kafka_tools import unique_namespace
+from stream_gateway.entrypoints.http import STATIC
+from tests.kafka_tools import ROOT, unique_namespace
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -358,3 +359,13 @@ async def test_start_from_a_time_the_last_records_and_refusals(
     assert refused.headers["retry-after"] == "5"
     for connection in (from_time, bad_position, bad_filter, second, refused):
         await connection.close()
+
+
+def test_the_dashboard_serves_the_locked_chart_js() -> None:
+    """static/vendor holds the Chart.js of package-lock.json, byte for byte (`npm ci` brings
+    it; copy node_modules/chart.js/dist/chart.umd.min.js after an upgrade)."""
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    locked = lock["packages"]["node_modules/chart.js"]["version"]
+    served = (STATIC / "vendor" / "chart.umd.min.js").read_bytes()
+    assert f"Chart.js v{locked}".encode() in served[:100]
+    assert served == (ROOT / "node_modules/chart.js/dist/chart.umd.min.js").read_bytes()
