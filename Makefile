@@ -26,7 +26,7 @@ setup:
 	@[ -x node_modules/.bin/buf ] || npm ci --no-audit --no-fund --silent
 
 run: setup
-	@$(UV) run --frozen python -m tools.platform run
+	@$(UV) run --frozen python -m tools.platform run $(RUN_ARGS)
 
 demo: setup
 	@$(UV) run --frozen python -m tools.platform demo

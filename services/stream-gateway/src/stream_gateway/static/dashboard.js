@@ -126,7 +126,7 @@ function showEntry(posted) {
   cell(row, entry.kgCo2e, "number");
   cell(row, `${entry.sourceTopic} ${entry.sourceEventId.slice(0, 8)}`, "id");
   const factor = entry.emissionFactor || {};
-  cell(row, `${factor.value} ${factor.unit} (${factor.source}, ${factor.version})`);
+  cell(row, `${factor.factorId}: ${factor.value} ${factor.unit} (${factor.version})`).title = factor.source;
   while (body.rows.length > RECENT_ENTRIES) body.deleteRow(-1);
 }
 
