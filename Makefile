@@ -7,7 +7,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY_PATHS := libs/servicekit services tests tools bench
 
-.PHONY: help setup run demo test bench lint types protos protos-check buf asyncapi kafka-up kafka-down clean
+.PHONY: help setup run demo test bench token grpcurl lint types protos protos-check buf asyncapi kafka-up kafka-down clean
 
 help:
 	@echo "make run        set up everything, start Kafka, the four services and the simulator"
@@ -17,6 +17,7 @@ help:
 	@echo "make protos     regenerate libs/contracts from protos/"
 	@echo "make asyncapi   regenerate docs/asyncapi/ (topics and the gateway's streams)"
 	@echo "make kafka-up   start the local Kafka broker (make kafka-down stops it)"
+	@echo "make token      print a development bearer token: ROLE=... [PARTNER=...] [SUBJECT=...]"
 
 # uv and buf come from PyPI and npm; Kafka from Maven Central (deploy/local/kafka.sh).
 setup:
@@ -31,12 +32,25 @@ run: setup
 demo: setup
 	@$(UV) run --frozen python -m tools.platform demo
 
-test: setup lint types protos-check buf
-	@$(UV) run --frozen pytest
+test: setup lint types protos-check buf grpcurl
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(UV) run --frozen pytest
 
 # Every scenario at full size; e.g. BENCH_ARGS="--quick" or "--scenario latency --database postgresql".
 bench: setup
 	@$(UV) run --frozen python -m bench.pipeline $(BENCH_ARGS)
+
+# grpcurl, for the README's examples and their test: from the Go module proxy, pinned, into
+# .tools/bin (once; about 30 s).
+GRPCURL_VERSION := v1.9.3
+grpcurl:
+	@command -v grpcurl >/dev/null || [ -x .tools/bin/grpcurl ] \
+	  || GOBIN="$(CURDIR)/.tools/bin" GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+# A development bearer token for grpcurl and other clients (docs/security.md), e.g.
+# make -s token ROLE=fleet-manager PARTNER=aalborg-kommune
+token: setup
+	@test -n "$(ROLE)" || (echo "usage: make token ROLE=<role> [PARTNER=<partner id>] [SUBJECT=<who>]" >&2; exit 2)
+	@$(UV) run --frozen python -m tools.pki token --role '$(ROLE)' --partner '$(PARTNER)' --subject '$(SUBJECT)'
 
 lint:
 	@$(UV) run --frozen ruff format --check $(PY_PATHS)

@@ -335,6 +335,10 @@ class Platform:
                 f"{service.label:<18} gRPC {service.target}  metrics {metrics}  pid {process.pid}"
             )
         print(f"Logs and databases: {self.data_dir}")
+        print(
+            f"Calls need TLS (CA {self.pki.ca_file}) and a token: "
+            "make -s token ROLE=<role> [PARTNER=<partner id>] (README: Calling the services)"
+        )
 
 
 @dataclass(frozen=True)
