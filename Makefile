@@ -24,7 +24,7 @@ setup:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet 'uv==0.13.9' \
 	  || python3 -m pip install --quiet --user 'uv==0.13.9'
 	@$(UV) sync --quiet --frozen
-	@[ -x node_modules/.bin/buf ] || npm ci --no-audit --no-fund --silent
+	@[ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --silent
 
 run: setup
 	@$(UV) run --frozen python -m tools.platform run $(RUN_ARGS)
