@@ -1,7 +1,8 @@
 """Runs the whole platform on one machine: the Kafka broker, the four services as separate
 processes, and the feed simulator.
 
-    python -m tools.platform run    plays the feed, then runs until Ctrl-C
+    python -m tools.platform run    plays a day's feed, starts the stream gateway, then feeds
+                                    the platform live until Ctrl-C (--once: the day only)
     python -m tools.platform demo   plays the feed into a fresh namespace, prints the
                                     Covenant inventory from the ledger and exits
 """
@@ -17,10 +18,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from servicekit.access import ADMIN
+from servicekit.access import ADMIN, service_principal
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import TopicNames
 from tools import kafka_access, simulator
@@ -38,6 +40,7 @@ from tools.pki import init as init_pki
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
 MUNICIPALITY = "aalborg-kommune"
+GATEWAY_PORT = 8090
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,15 @@ def services_on_ports(
     )
 
 
+def _answers(url: str) -> bool:
+    """Whether a GET of the URL answers 200 (blocking: run it in a thread)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def resident_kib(pid: int) -> int | None:
     """A process's resident set size in KiB, None once it is gone."""
     try:
@@ -150,6 +162,7 @@ class Platform:
         self.started_broker = False
         self.provisioned = False
         self.processes: list[tuple[ServiceProcess, subprocess.Popen[bytes]]] = []
+        self.day_samples: list[simulator.Sample] = []
 
     def start_broker(self) -> None:
         self.started_broker = kafka_access.start_local_broker()
@@ -181,7 +194,7 @@ class Platform:
     def kafka_identity(self, service: ServiceProcess) -> dict[str, str]:
         if not kafka_access.uses_principals():
             return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
-        return kafka_access.principal_environment(service.name, self.bootstrap)
+        return kafka_access.principal_environment(service_principal(service.name), self.bootstrap)
 
     def start_services(self, names: Collection[str] | None = None) -> None:
         """Starts the services (those named, or all four), each as a process of its own."""
@@ -227,6 +240,20 @@ class Platform:
         log_file.close()
         self.processes.append((service, process))
         return process
+
+    async def start_gateway(self, port: int = GATEWAY_PORT, timeout_s: float = 60.0) -> str:
+        """Starts stream-gateway (HTTP, no gRPC) once the services run; returns its URL when
+        it is ready (it has read the topics as they stood)."""
+        self.service_env.setdefault("stream-gateway", {})["HTTP_PORT"] = str(port)
+        process = self.start(ServiceProcess("stream-gateway", "stream_gateway", 0, 0))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if await asyncio.to_thread(_answers, f"{url}/readyz"):
+                return url
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"stream-gateway did not start; see {self.data_dir}/logs")
+            await asyncio.sleep(0.3)
 
     def another_instance(self, service: ServiceProcess) -> ServiceProcess:
         """One more instance of a service on free ports (start it with `start`)."""
@@ -391,7 +418,7 @@ def fleet_amounts(samples: Sequence[simulator.Sample]) -> dict[str, Decimal]:
 
 async def play_feed(platform: Platform, day: date) -> FeedOutcome:
     """Plays the simulator's day; returns what the ledger should show for it."""
-    samples = simulator.working_day_samples(day)
+    samples = platform.day_samples = simulator.working_day_samples(day)
     await simulator.register_fleet(platform.fleet.target, platform.pki)
     await simulator.publish_samples(
         kafka_access.tool_connection("telematics-unit", platform.bootstrap),
@@ -474,8 +501,9 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
     return "\n".join(lines)
 
 
-async def main(mode: str) -> int:
-    day = date.today()
+async def main(mode: str, once: bool = False) -> int:
+    # A day whose feed lies wholly in the past: samples from the future are implausible.
+    day = simulator.latest_complete_day(datetime.now(UTC))
     if mode == "demo":
         namespace = f"demo{uuid.uuid4().hex[:8]}"
         data_dir = ROOT / "var" / namespace
@@ -503,8 +531,21 @@ async def main(mode: str) -> int:
             for name, kib in platform.resident_memory():
                 print(f"{name:<18} resident memory {kib / 1024:.0f} MiB")
             return 0
-        print("Feed played. Press Ctrl-C to stop.")
-        await stop.wait()
+        dashboard = await platform.start_gateway()
+        print(f"Dashboard:         {dashboard}/?municipality={MUNICIPALITY}&year={day.year}")
+        if once:
+            print("Feed played. Press Ctrl-C to stop.")
+            await stop.wait()
+            return 0
+        print("Day played; the feed goes on live. Press Ctrl-C to stop.")
+        await simulator.play_live(
+            kafka_access.tool_connection("telematics-unit", platform.bootstrap),
+            TopicNames(platform.namespace),
+            platform.lockers.target,
+            platform.pki,
+            platform.day_samples,
+            stop,
+        )
         return 0
     finally:
         print("Stopping the platform...", flush=True)
@@ -515,4 +556,6 @@ async def main(mode: str) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["run", "demo"])
-    sys.exit(asyncio.run(main(parser.parse_args().mode)))
+    parser.add_argument("--once", action="store_true", help="run: play one day, then only wait")
+    arguments = parser.parse_args()
+    sys.exit(asyncio.run(main(arguments.mode, arguments.once)))

@@ -105,6 +105,15 @@ KAFKA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
 )
 
 
+# Services that log in as a principal not named after them; the others use their own name.
+SERVICE_PRINCIPALS = {"stream-gateway": "dashboard"}
+
+
+def service_principal(service: str) -> str:
+    """The Kafka principal a service of the platform runs as."""
+    return SERVICE_PRINCIPALS.get(service, service)
+
+
 def kafka_principal(name: str) -> KafkaPrincipal:
     for principal in KAFKA_PRINCIPALS:
         if principal.name == name:
