@@ -78,6 +78,14 @@ async def test_collection_trace_reaches_the_ledger_entry(
                 mass_g=500,
             )
         )
+
+        def deposit_consumed() -> None:
+            # Only then does the collection come in a batch of its own, which continues its
+            # trace (a consumer that joins its group late would take both in one batch).
+            processed = f"{ledger.topic(topics.LOCKER_EVENTS)} process"
+            assert any(s.name == processed for s in exporter.get_finished_spans())
+
+        await eventually(deposit_consumed, timeout_s=45)
         exporter.clear()
         await stub.RecordCarrierCollection(
             lockers_pb2.RecordCarrierCollectionRequest(
