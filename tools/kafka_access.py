@@ -396,7 +396,7 @@ class KafkaAccessAdmin:
         }
 
     async def wait_for(
-        self, namespace: str, wanted: set[AclBinding], timeout_s: float = 30.0
+        self, namespace: str, wanted: set[AclBinding], timeout_s: float = 120.0
     ) -> None:
         """Until the broker enforces exactly `wanted` on the namespace's resources: the
         controller commits ACL changes, the broker applies them a moment later."""

@@ -15,7 +15,7 @@
 #            The other users, topics and ACLs: python -m tools.kafka_access apply.
 #   down     stop the broker started by this script (SIGTERM, then SIGKILL after 30 s)
 #   status   say whether a broker answers on the bootstrap address; exit 0 if it does
-#   wait     wait (up to KAFKA_WAIT_TIMEOUT s, default 90) until the broker answers
+#   wait     wait (up to KAFKA_WAIT_TIMEOUT s, default 180) until the broker answers
 #
 # Environment:
 #   KAFKA_BOOTSTRAP_SERVERS  use this external broker; up/down do nothing (status/wait
@@ -25,7 +25,7 @@
 #   KAFKA_DATA_DIR           data directory (default deploy/local/.kafka/data)
 #   KAFKA_CREDENTIALS_DIR    development passwords, one file per user (default var/kafka-credentials)
 #   KAFKA_HEAP_OPTS          JVM heap (default "-Xms512m -Xmx512m")
-#   KAFKA_WAIT_TIMEOUT       seconds to wait for the broker (default 90)
+#   KAFKA_WAIT_TIMEOUT       seconds to wait for the broker (default 180: a restart loads every partition)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -49,7 +49,7 @@ ADMIN_PASSWORD_FILE="$CREDENTIALS_DIR/$ADMIN_USER"
 # Probe outcomes (kafka/client.py).
 PROBE_PLAINTEXT=10
 PROBE_REFUSED=11
-WAIT_TIMEOUT="${KAFKA_WAIT_TIMEOUT:-90}"
+WAIT_TIMEOUT="${KAFKA_WAIT_TIMEOUT:-180}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms512m -Xmx512m}"
 
 log() { printf 'kafka.sh: %s\n' "$*"; }
