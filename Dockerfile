@@ -78,11 +78,9 @@ RUN --mount=type=secret,id=build-ca,target=/etc/ssl/certs/ca-certificates.crt \
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
-ARG REVISION=unknown
 LABEL org.opencontainers.image.vendor="Green Partnerships Platform" \
       org.opencontainers.image.licenses="NOASSERTION" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 # The root filesystem is read-only in the cluster: no bytecode writes, logs to stderr unbuffered,
 # a HOME that exists for any library that looks for one (an emptyDir is mounted on /tmp).
@@ -100,6 +98,9 @@ LABEL org.opencontainers.image.title="partner-registry" \
 COPY --from=build-partner-registry --chown=0:0 /app/.venv /app/.venv
 EXPOSE 50051 9101 8081
 ENTRYPOINT ["python", "-m", "partner_registry"]
+# Last, so that a new commit changes only this label, not the layers above.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.revision="${REVISION}"
 
 FROM runtime AS locker-hubs
 LABEL org.opencontainers.image.title="locker-hubs" \
@@ -107,6 +108,9 @@ LABEL org.opencontainers.image.title="locker-hubs" \
 COPY --from=build-locker-hubs --chown=0:0 /app/.venv /app/.venv
 EXPOSE 50052 9102 8081
 ENTRYPOINT ["python", "-m", "locker_hubs"]
+# Last, so that a new commit changes only this label, not the layers above.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.revision="${REVISION}"
 
 FROM runtime AS fleet-telemetry
 LABEL org.opencontainers.image.title="fleet-telemetry" \
@@ -114,6 +118,9 @@ LABEL org.opencontainers.image.title="fleet-telemetry" \
 COPY --from=build-fleet-telemetry --chown=0:0 /app/.venv /app/.venv
 EXPOSE 50053 9103 8081
 ENTRYPOINT ["python", "-m", "fleet_telemetry"]
+# Last, so that a new commit changes only this label, not the layers above.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.revision="${REVISION}"
 
 FROM runtime AS emissions-ledger
 LABEL org.opencontainers.image.title="emissions-ledger" \
@@ -121,3 +128,6 @@ LABEL org.opencontainers.image.title="emissions-ledger" \
 COPY --from=build-emissions-ledger --chown=0:0 /app/.venv /app/.venv
 EXPOSE 50054 9104 8081
 ENTRYPOINT ["python", "-m", "emissions_ledger"]
+# Last, so that a new commit changes only this label, not the layers above.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.revision="${REVISION}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the services' OCI images from the Dockerfile without a Docker daemon: buildah (chroot
-# isolation, vfs storage) on a Python 3.11 base that mmdebstrap assembles from Debian's bookworm
+# isolation, overlay storage) on a Python 3.11 base that mmdebstrap assembles from Debian's bookworm
 # packages, since no container registry is reachable from this project's machines.
 #
 #   scripts/image.sh [service ...]     (default: all four; IMAGE_TAG, default dev)
@@ -17,7 +17,8 @@ BASE="localhost/greenpartners/python-base:3.11-bookworm"
 # The base's packages: the lock's interpreter (with venv, to build the environment), the C++
 # runtime grpcio's wheels link against, CA certificates and time zones.
 BASE_PACKAGES="python3.11,python3.11-venv,libstdc++6,ca-certificates,tzdata"
-buildah_() { buildah --storage-driver vfs "$@"; }
+# overlay keeps a layer as its difference; vfs (BUILDAH_STORAGE_DRIVER=vfs) copies it whole.
+buildah_() { buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-overlay}" "$@"; }
 
 for tool in buildah mmdebstrap; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install buildah mmdebstrap" >&2; exit 1; }
