@@ -7,7 +7,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY_PATHS := libs/servicekit services tests tools bench
 
-.PHONY: help setup run demo test bench lint types protos protos-check buf kafka-up kafka-down clean \
+.PHONY: help setup run demo test bench token grpcurl lint types protos protos-check buf asyncapi kafka-up kafka-down clean \
 	k8s-tools k8s-check image
 
 help:
@@ -16,7 +16,9 @@ help:
 	@echo "make test       lint, types, fresh contracts, buf, all tests"
 	@echo "make bench      telemetry pipeline throughput against the bare broker"
 	@echo "make protos     regenerate libs/contracts from protos/"
+	@echo "make asyncapi   regenerate docs/asyncapi/ (topics and the gateway's streams)"
 	@echo "make kafka-up   start the local Kafka broker (make kafka-down stops it)"
+	@echo "make token      print a development bearer token: ROLE=... [PARTNER=...] [SUBJECT=...]"
 	@echo "make k8s-check  build and validate deploy/k8s's overlays and tilt/Tiltfile, offline"
 	@echo "make image      build the services' OCI images with buildah (docs/deploy.md)"
 
@@ -25,20 +27,33 @@ setup:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet 'uv==0.13.9' \
 	  || python3 -m pip install --quiet --user 'uv==0.13.9'
 	@$(UV) sync --quiet --frozen
-	@[ -x node_modules/.bin/buf ] || npm ci --no-audit --no-fund --silent
+	@[ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --silent
 
 run: setup
-	@$(UV) run --frozen python -m tools.platform run
+	@$(UV) run --frozen python -m tools.platform run $(RUN_ARGS)
 
 demo: setup
 	@$(UV) run --frozen python -m tools.platform demo
 
-test: setup lint types protos-check buf k8s-tools
-	@$(UV) run --frozen pytest
+test: setup lint types protos-check buf grpcurl k8s-tools
+	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(UV) run --frozen pytest
 
 # Every scenario at full size; e.g. BENCH_ARGS="--quick" or "--scenario latency --database postgresql".
 bench: setup
 	@$(UV) run --frozen python -m bench.pipeline $(BENCH_ARGS)
+
+# grpcurl, for the README's examples and their test: from the Go module proxy, pinned, into
+# .tools/bin (once; about 30 s).
+GRPCURL_VERSION := v1.9.3
+grpcurl:
+	@command -v grpcurl >/dev/null || [ -x .tools/bin/grpcurl ] \
+	  || GOBIN="$(CURDIR)/.tools/bin" GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+# A development bearer token for grpcurl and other clients (docs/security.md), e.g.
+# make -s token ROLE=fleet-manager PARTNER=aalborg-kommune
+token: setup
+	@test -n "$(ROLE)" || (echo "usage: make token ROLE=<role> [PARTNER=<partner id>] [SUBJECT=<who>]" >&2; exit 2)
+	@$(UV) run --frozen python -m tools.pki token --role '$(ROLE)' --partner '$(PARTNER)' --subject '$(SUBJECT)'
 
 lint:
 	@$(UV) run --frozen ruff format --check $(PY_PATHS)
@@ -54,6 +69,10 @@ protos:
 protos-check: protos
 	@git diff --exit-code --stat -- libs/contracts || (echo "libs/contracts is stale: run 'make protos' and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- libs/contracts)" || (echo "libs/contracts has untracked generated files: run 'make protos' and commit" >&2; exit 1)
+
+# AsyncAPI of the topics and of the stream gateway, from the code; a test checks they are fresh.
+asyncapi:
+	@$(UV) run --frozen python -m tools.asyncapi
 
 # Lint, format, and no breaking change against the contracts on main (a clone without a main
 # branch, e.g. a detached CI checkout, skips only the breaking check).

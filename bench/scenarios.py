@@ -38,6 +38,7 @@ from bench.workload import (
 )
 from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
+from servicekit.identity import OPERATOR
 from servicekit.topics import TopicNames
 from tools.platform import ROOT, Platform, ServiceProcess, cpu_seconds
 
@@ -125,7 +126,7 @@ async def catch_up(
         names = TopicNames(platform.namespace)
         platform.start_services()
         await platform.wait_healthy()
-        await register_vehicles(platform.fleet.target, backlog.vehicle_ids)
+        await register_vehicles(platform, backlog.vehicle_ids)
         for stage in (platform.fleet, platform.ledger):
             if (code := platform.stop_service(stage)) != 0:
                 raise RuntimeError(f"{stage.label} exited with {code} when stopped")
@@ -222,7 +223,7 @@ async def _measure_stages(
     platform: Platform, tally: ActivityTally, backlog: Backlog, timeout_s: float
 ) -> tuple[float, float]:
     """When fleet-telemetry has accounted every sample, and when the ledger shows them all."""
-    async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+    async with platform.pki.channel(platform.ledger.target, OPERATOR) as channel:
         probe = LedgerProbe(channel, backlog.year)
         ledger = asyncio.create_task(probe.wait_for_litres(backlog.diesel_litres, timeout_s))
         try:
@@ -242,7 +243,7 @@ async def _settled_totals(
 ) -> tuple[int, Decimal]:
     """The totals a moment after they were reached: they must not have moved on."""
     await asyncio.sleep(SETTLE_S)
-    async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+    async with platform.pki.channel(platform.ledger.target, OPERATOR) as channel:
         litres = await LedgerProbe(channel, backlog.year).diesel_litres()
     checks = {
         "activity sample_count sum": (tally.sample_count, backlog.accountable_samples),
@@ -308,7 +309,7 @@ async def latency(
         names = TopicNames(platform.namespace)
         platform.start_services()
         await platform.wait_healthy()
-        await register_vehicles(platform.fleet.target, ids)
+        await register_vehicles(platform, ids)
         producer = telemetry_producer(options.servers)
         await producer.start()
         try:
@@ -316,7 +317,7 @@ async def latency(
             # Every vehicle's first sample is only its baseline: sent before the measurement.
             await load.send_baselines()
             await asyncio.sleep(2.0)
-            async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+            async with platform.pki.channel(platform.ledger.target, OPERATOR) as channel:
                 watch = VisibilityWatch(LedgerProbe(channel, datetime.now(UTC).year), load)
                 watching = asyncio.create_task(watch.run(poll_interval_s))
                 try:
@@ -467,7 +468,7 @@ async def memory(options: Options, vehicles: int, samples_per_vehicle: int) -> M
         platform.start_services()
         await platform.wait_healthy()
         began = time.perf_counter()
-        await register_vehicles(platform.fleet.target, backlog.vehicle_ids)
+        await register_vehicles(platform, backlog.vehicle_ids)
         register_s = time.perf_counter() - began
         tally = ActivityTally(options.servers, names(topics.ACTIVITY))
         await tally.start()

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-import grpc
-
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from servicekit.codec import to_timestamp
+from servicekit.identity import FLEET_MANAGER
+from tools.platform import Platform
 
 MUNICIPALITY = "aalborg-kommune"
 ML_PER_LITRE = Decimal(1000)
@@ -78,11 +78,13 @@ def minute_backlog(
 
 
 async def register_vehicles(
-    fleet_target: str, ids: Sequence[str], concurrency: int = 16, timeout_s: float = 30.0
+    platform: Platform, ids: Sequence[str], concurrency: int = 16, timeout_s: float = 30.0
 ) -> None:
-    """RegisterVehicle for each id, a few calls in flight at a time."""
+    """RegisterVehicle for each id, as the municipality's fleet manager, a few calls in flight
+    at a time."""
     pending = iter(ids)
-    async with grpc.aio.insecure_channel(fleet_target) as channel:
+    target = platform.fleet.target
+    async with platform.pki.channel(target, FLEET_MANAGER, MUNICIPALITY) as channel:
         stub = fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
 
         async def register_some() -> None:

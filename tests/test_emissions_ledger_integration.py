@@ -38,8 +38,10 @@ from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.database import Database
 from servicekit.grpc_server import bad_request_field
+from servicekit.identity import OPERATOR
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import eventually, produce, read_until, unique_namespace
+from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -125,7 +127,7 @@ async def caught_up(servers: str, group: str, topic: str) -> None:
 
 
 async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accounted(
-    kafka: str, database_url: str
+    kafka: str, database_url: str, pki: Pki
 ) -> None:
     settings: dict[str, Any] = {
         "kafka_bootstrap_servers": kafka,
@@ -209,7 +211,7 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
 
     await ledger.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{ledger.grpc_port}") as channel:
+        async with pki.channel(f"127.0.0.1:{ledger.grpc_port}", OPERATOR) as channel:
             stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
 
             async def inventory_complete() -> None:
@@ -304,7 +306,7 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
     restarted = build(**settings)
     await restarted.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{restarted.grpc_port}") as channel:
+        async with pki.channel(f"127.0.0.1:{restarted.grpc_port}", OPERATOR) as channel:
             stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
 
             async def only_the_new_event_counted() -> None:

@@ -23,9 +23,11 @@ from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.grpc_server import bad_request_field
+from servicekit.identity import CARRIER, CLIMATE_OFFICER, FLEET_MANAGER, RESIDENT
 from servicekit.topics import TopicNames
 from tests.conftest import PostgresDatabases
 from tests.kafka_tools import produce, read_until, unique_namespace
+from tools.pki import Pki
 from tools.platform import Platform, free_ports, services_on_ports, wait_for_inventory
 
 # Declared factors (emission_factors.yaml): diesel 2.66 kg CO2/l (Norwegian Environment
@@ -48,7 +50,11 @@ def database_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def platform(
-    kafka: str, tmp_path: Path, database_kind: str, postgres_databases: PostgresDatabases
+    kafka: str,
+    tmp_path: Path,
+    database_kind: str,
+    postgres_databases: PostgresDatabases,
+    pki: Pki,
 ) -> AsyncIterator[Platform]:
     """The four services as processes, each with a database of its own: a SQLite file, or a
     database on the PostgreSQL server as in a deployment."""
@@ -57,7 +63,7 @@ async def platform(
     database_urls = {}
     if database_kind == "postgresql":
         database_urls = {service.name: await postgres_databases.create() for service in services}
-    running = Platform(unique_namespace("e2e"), tmp_path, services, database_urls)
+    running = Platform(unique_namespace("e2e"), tmp_path, services, database_urls, pki=pki)
     running.bootstrap = kafka
     running.start_services()
     try:
@@ -97,14 +103,21 @@ async def inventory(
 
 
 async def test_feed_reaches_the_covenant_inventory_exactly_once(
-    platform: Platform, kafka: str
+    platform: Platform, kafka: str, pki: Pki
 ) -> None:
     names = TopicNames(platform.namespace)
-    fleet_channel = grpc.aio.insecure_channel(platform.fleet.target)
-    lockers_channel = grpc.aio.insecure_channel(platform.lockers.target)
-    ledger_channel = grpc.aio.insecure_channel(platform.ledger.target)
+    # Each call as the one who makes it in life: the municipality's fleet manager, a
+    # resident, the carrier (whose identity is its token, not a request field), and the
+    # municipality's climate officer.
+    fleet_channel = pki.channel(platform.fleet.target, FLEET_MANAGER, MUNICIPALITY)
+    lockers_channel = pki.channel(platform.lockers.target, RESIDENT, subject="resident-e2e")
+    carrier_channel = pki.channel(platform.lockers.target, CARRIER, "homerunner")
+    outsider_channel = pki.channel(platform.lockers.target, CARRIER, "aalborg-universitet")
+    ledger_channel = pki.channel(platform.ledger.target, CLIMATE_OFFICER, MUNICIPALITY)
     fleet = fleet_pb2_grpc.FleetTelemetryServiceStub(fleet_channel)
     lockers = lockers_pb2_grpc.LockerHubsServiceStub(lockers_channel)
+    carrier = lockers_pb2_grpc.LockerHubsServiceStub(carrier_channel)
+    outsider = lockers_pb2_grpc.LockerHubsServiceStub(outsider_channel)
     ledger = ledger_pb2_grpc.EmissionsLedgerServiceStub(ledger_channel)
     try:
         for vehicle_id, fuel, vehicle_class in (
@@ -161,12 +174,9 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         )
         collection_id = str(uuid.uuid4())
         collect = lockers_pb2.RecordCarrierCollectionRequest(
-            hub_id=hub,
-            carrier_partner_id="homerunner",
-            extra_distance_m=700,
-            collection_id=collection_id,
+            hub_id=hub, extra_distance_m=700, collection_id=collection_id
         )
-        collected = await lockers.RecordCarrierCollection(collect)
+        collected = await carrier.RecordCarrierCollection(collect)
         assert collected.mass_g == 3_400
 
         diesel_kg = (Decimal("0.961") + Decimal("0.702")) * DIESEL_KG_PER_L
@@ -183,7 +193,7 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         )
 
         # One entry per increment (each within one activity window), one for the collection.
-        first = await wait_for_inventory(platform.ledger.target, 2026, entries=8, timeout_s=90)
+        first = await wait_for_inventory(platform, 2026, entries=8, timeout_s=90)
         assert first.entry_count == 8
         # The fleet manager's view of the same activity.
         diesel_van = await fleet.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="e2e-diesel"))
@@ -224,7 +234,7 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         for topic in (topics.ACTIVITY, topics.LOCKER_EVENTS):
             for record in await read_until(kafka, names(topic), lambda r: False, timeout_s=2):
                 await produce(kafka, names(topic), record.key, record.value, record.headers)
-        again = await lockers.RecordCarrierCollection(collect)
+        again = await carrier.RecordCarrierCollection(collect)
         assert again.collection_id == collection_id
 
         # A malformed event, then a good one behind it on the same partition.
@@ -243,7 +253,7 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         )
         later_kg = Decimal("0.400") * DIESEL_KG_PER_L
 
-        final = await wait_for_inventory(platform.ledger.target, 2026, entries=9, timeout_s=90)
+        final = await wait_for_inventory(platform, 2026, entries=9, timeout_s=90)
         assert final.entry_count == 9
         assert Decimal(final.emissions_kg_co2e) == diesel_kg + electric_kg + refuse_kg + later_kg
         assert Decimal(final.avoided_kg_co2e) == avoided_kg
@@ -267,27 +277,28 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
             )
         )
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await lockers.RecordCarrierCollection(
-                lockers_pb2.RecordCarrierCollectionRequest(
-                    hub_id=hub, carrier_partner_id="aalborg-universitet", extra_distance_m=100
-                )
+            await outsider.RecordCarrierCollection(
+                lockers_pb2.RecordCarrierCollectionRequest(hub_id=hub, extra_distance_m=100)
             )
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
         with pytest.raises(grpc.aio.AioRpcError) as invalid:
-            await lockers.RecordCarrierCollection(
-                lockers_pb2.RecordCarrierCollectionRequest(
-                    hub_id=hub, carrier_partner_id="homerunner", extra_distance_m=-5
-                )
+            await carrier.RecordCarrierCollection(
+                lockers_pb2.RecordCarrierCollectionRequest(hub_id=hub, extra_distance_m=-5)
             )
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert bad_request_field(invalid.value) == "extra_distance_m"
 
         assert (await inventory(ledger)).entry_count == 9
     finally:
-        await fleet_channel.close()
-        await lockers_channel.close()
-        await ledger_channel.close()
+        for channel in (
+            fleet_channel,
+            lockers_channel,
+            carrier_channel,
+            outsider_channel,
+            ledger_channel,
+        ):
+            await channel.close()
 
     # SIGTERM: every service drains and exits cleanly.
     assert platform.stop() == {service.name: 0 for service in platform.services}

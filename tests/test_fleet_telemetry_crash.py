@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import grpc
 import pytest
 
 from bench.kafka_io import ActivityTally, produce_records
@@ -23,6 +22,7 @@ from bench.ledger_probe import LedgerProbe
 from bench.workload import Backlog, minute_backlog, register_vehicles, vehicle_ids
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from servicekit import topics
+from servicekit.identity import OPERATOR
 from servicekit.topics import TopicNames, dead_letter_topic, ensure_topics
 from tests.conftest import PostgresDatabases
 from tests.kafka_tools import read_until, unique_namespace
@@ -93,7 +93,7 @@ async def test_killed_fleet_telemetry_resumes_with_exact_totals(
     )
     platform.start_services({"fleet-telemetry", "emissions-ledger"})
     await platform.wait_healthy()
-    await register_vehicles(platform.fleet.target, backlog.vehicle_ids)
+    await register_vehicles(platform, backlog.vehicle_ids)
     assert platform.stop_service(platform.fleet) == 0
     await produce_records(kafka, names(topics.TELEMETRY), backlog.records)
 
@@ -112,7 +112,7 @@ async def test_killed_fleet_telemetry_resumes_with_exact_totals(
         assert accounted_at_kill[-1] < backlog.accountable_samples, accounted_at_kill
 
         await tally.wait_for_samples(backlog.accountable_samples, timeout_s=120)
-        async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+        async with platform.pki.channel(platform.ledger.target, OPERATOR) as channel:
             probe = LedgerProbe(channel, backlog.year)
             await probe.wait_for_litres(backlog.diesel_litres, timeout_s=90)
             await platform.wait_healthy()
@@ -130,7 +130,7 @@ async def test_killed_fleet_telemetry_resumes_with_exact_totals(
     assert tally.conflicts == []
 
     # The fleet manager's view: each vehicle's totals are its last reading minus its first.
-    async with grpc.aio.insecure_channel(platform.fleet.target) as channel:
+    async with platform.pki.channel(platform.fleet.target, OPERATOR) as channel:
         fleet = fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
         for vehicle_id, (distance_m, fuel_ml, samples) in per_vehicle_totals(backlog).items():
             reply = await fleet.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id=vehicle_id))
@@ -144,7 +144,7 @@ async def test_killed_fleet_telemetry_resumes_with_exact_totals(
             ) == (samples, 0, 0, 0), vehicle_id
 
     # The ledger: the diesel of the whole backlog at the declared factor, to the gram.
-    async with grpc.aio.insecure_channel(platform.ledger.target) as channel:
+    async with platform.pki.channel(platform.ledger.target, OPERATOR) as channel:
         inventory = await LedgerProbe(channel, backlog.year).inventory()
     assert Decimal(inventory.emissions_kg_co2e) == backlog.diesel_litres * DIESEL_KG_PER_L
 

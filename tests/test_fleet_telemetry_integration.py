@@ -32,13 +32,18 @@ from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.database import Database
 from servicekit.grpc_server import bad_request_field
+from servicekit.identity import OPERATOR, Principal
 from servicekit.kafka import Delivered, EventContext
 from servicekit.runtime import ServiceRuntime
 from tests.kafka_tools import Record, eventually, produce, read_until, unique_namespace
 from tools.dlq import list_dead_letters, replay_dead_letters
+from tools.pki import Pki
 
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 QUARTER = timedelta(minutes=15)
+
+
+AN_OPERATOR = Principal(subject="operator:test", roles=frozenset({OPERATOR}))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -64,9 +69,9 @@ async def fleet(kafka: str, database_url: str) -> AsyncIterator[ServiceRuntime]:
 
 @pytest.fixture
 async def stub(
-    fleet: ServiceRuntime,
+    fleet: ServiceRuntime, pki: Pki
 ) -> AsyncIterator[fleet_pb2_grpc.FleetTelemetryServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{fleet.grpc_port}") as channel:
+    async with pki.channel(f"127.0.0.1:{fleet.grpc_port}", OPERATOR) as channel:
         yield fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
 
 
@@ -278,7 +283,7 @@ async def test_a_unit_swap_mid_stream_counts_everything_after_it(
 
 
 async def test_set_vehicle_baseline_then_a_replay_recovers_rejected_samples(
-    fleet: ServiceRuntime, stub: fleet_pb2_grpc.FleetTelemetryServiceStub, kafka: str
+    fleet: ServiceRuntime, stub: fleet_pb2_grpc.FleetTelemetryServiceStub, kafka: str, pki: Pki
 ) -> None:
     await register(stub, "van-12")
     telemetry = fleet.topic(topics.TELEMETRY)
@@ -296,18 +301,20 @@ async def test_set_vehicle_baseline_then_a_replay_recovers_rejected_samples(
     dead = await read_until(kafka, dead_letters, lambda r: len(r) >= 3)
     assert {r.headers["dlq-reason"] for r in dead} == {"implausible_speed"}
 
-    corrected = await stub.SetVehicleBaseline(
-        fleet_pb2.SetVehicleBaselineRequest(
-            vehicle_id="van-12",
-            baseline=fleet_pb2.CounterReading(
-                occurred_at=to_timestamp(START + timedelta(minutes=20)),
-                odometer_m=5_000_000,
-                fuel_used_ml=900_000,
-            ),
-            reason="telematics unit replaced in the workshop",
-            requested_by="fleet-manager@aalborg.dk",
+    # The fleet's own manager sets it; the audit trail names the token's subject.
+    manager = ("fleet-manager", "aalborg-kommune", "fleet-manager@aalborg.dk")
+    async with pki.channel(f"127.0.0.1:{fleet.grpc_port}", *manager) as channel:
+        corrected = await fleet_pb2_grpc.FleetTelemetryServiceStub(channel).SetVehicleBaseline(
+            fleet_pb2.SetVehicleBaselineRequest(
+                vehicle_id="van-12",
+                baseline=fleet_pb2.CounterReading(
+                    occurred_at=to_timestamp(START + timedelta(minutes=20)),
+                    odometer_m=5_000_000,
+                    fuel_used_ml=900_000,
+                ),
+                reason="telematics unit replaced in the workshop",
+            )
         )
-    )
     assert corrected.previous_baseline.sample_event_id == "a2"
     assert (corrected.baseline.odometer_m, corrected.baseline.sample_event_id) == (5_000_000, "")
 
@@ -371,12 +378,10 @@ async def test_bad_requests_name_the_field(
             occurred_at=to_timestamp(START), odometer_m=10, fuel_used_ml=5
         ),
         reason="unit replaced",
-        requested_by="operator",
     )
     bad_requests: list[tuple[str, fleet_pb2.SetVehicleBaselineRequest]] = []
     for field, change in (
         ("reason", lambda r: r.ClearField("reason")),
-        ("requested_by", lambda r: setattr(r, "requested_by", "  ")),
         ("baseline.occurred_at", lambda r: r.baseline.ClearField("occurred_at")),
         ("baseline.odometer_m", lambda r: setattr(r.baseline, "odometer_m", -1)),
         ("baseline.fuel_used_ml", lambda r: r.baseline.ClearField("fuel_used_ml")),
@@ -530,7 +535,7 @@ class Instance:
         return [rejection.reason for rejection in rejections]
 
     async def totals(self, vehicle_id: str) -> VehicleTotals:
-        return (await self.handlers.get_vehicle(vehicle_id)).totals
+        return (await self.handlers.get_vehicle(vehicle_id, AN_OPERATOR)).totals
 
     async def close(self) -> None:
         await self.runtime.producer.stop()
@@ -557,7 +562,8 @@ async def test_cached_states_follow_the_database(database_url: str) -> None:
                     vehicle_class=VehicleClass.VAN,
                     covenant_subsector=None,
                     registration_plate="",
-                )
+                ),
+                AN_OPERATOR,
             )
         stream = [
             delivered(4, offset, sample("van-1", f"s{offset}", 5 * offset, 1_000 * offset, offset))
@@ -594,8 +600,8 @@ async def test_cached_states_follow_the_database(database_url: str) -> None:
                 fuel_used_ml=9,
                 energy_used_wh=None,
                 reason="odometer calibrated",
-                requested_by="workshop",
-            )
+            ),
+            AN_OPERATOR,
         )
         assert await first.handle(stream[9:12]) == []
         totals = await first.totals("van-1")

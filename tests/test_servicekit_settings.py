@@ -11,8 +11,10 @@ import pytest
 
 from fleet_telemetry.bootstrap import FleetSettings
 from locker_hubs.bootstrap import DEVELOPMENT_PEPPER, LockerSettings
+from servicekit.identity import OPERATOR
 from servicekit.settings import ConfigurationError, load_settings
 from tests.kafka_tools import unique_namespace
+from tools.pki import Pki
 from tools.platform import free_ports
 
 
@@ -98,12 +100,11 @@ def test_the_pepper_comes_from_the_environment_a_file_or_development_mode(
 
 
 async def test_reflection_can_be_turned_off_and_metrics_listen_on_the_configured_host(
-    kafka: str, tmp_path: Path
+    kafka: str, tmp_path: Path, pki: Pki
 ) -> None:
     from grpc_reflection.v1alpha import reflection_pb2
 
     from fleet_telemetry.bootstrap import build
-    from servicekit.grpc_server import insecure_channel
 
     metrics_port = free_ports(1)[0]
     runtime = build(
@@ -117,7 +118,7 @@ async def test_reflection_can_be_turned_off_and_metrics_listen_on_the_configured
     assert runtime.settings.metrics_address == "127.0.0.1"
     await runtime.start()
     try:
-        async with insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        async with pki.channel(f"127.0.0.1:{runtime.grpc_port}", OPERATOR) as channel:
             # Asked as one unary exchange: on a stream, the server's early UNIMPLEMENTED can
             # race the client's write and surface as INTERNAL instead.
             list_services = channel.unary_unary(

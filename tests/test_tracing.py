@@ -18,10 +18,11 @@ from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
 from locker_hubs.bootstrap import build as build_lockers
 from partner_registry.bootstrap import build as build_registry
 from servicekit import topics
-from servicekit.grpc_server import insecure_channel
+from servicekit.identity import OPERATOR, RESIDENT
 from servicekit.runtime import ServiceRuntime
 from servicekit.telemetry import setup_tracing
 from tests.kafka_tools import eventually, unique_namespace
+from tools.pki import Pki
 
 COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 
@@ -34,12 +35,14 @@ async def services(kafka: str, tmp_path: Path) -> AsyncIterator[tuple[ServiceRun
         "grpc_port": 0,
         "outbox_poll_interval_s": 0.1,
     }
-    registry = build_registry(database_url=f"sqlite+aiosqlite:///{tmp_path}/registry.db", **common)
+    registry = build_registry(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/registry.db", grpc_mtls_port=0, **common
+    )
     await registry.start()
     lockers = build_lockers(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/lockers.db",
         development_mode=True,
-        partner_registry_target=f"127.0.0.1:{registry.grpc_port}",
+        partner_registry_target=f"127.0.0.1:{registry.grpc_mtls_port}",
         **common,
     )
     ledger = build_ledger(database_url=f"sqlite+aiosqlite:///{tmp_path}/ledger.db", **common)
@@ -55,13 +58,13 @@ async def services(kafka: str, tmp_path: Path) -> AsyncIterator[tuple[ServiceRun
 
 
 async def test_collection_trace_reaches_the_ledger_entry(
-    services: tuple[ServiceRuntime, ...],
+    services: tuple[ServiceRuntime, ...], pki: Pki
 ) -> None:
     exporter = InMemorySpanExporter()
     setup_tracing("tests", exporter=exporter)
     _registry, lockers, ledger = services
     hub = "molo-aalborg-11"
-    async with insecure_channel(f"127.0.0.1:{lockers.grpc_port}") as channel:
+    async with pki.channel(f"127.0.0.1:{lockers.grpc_port}", (RESIDENT, OPERATOR)) as channel:
         stub = lockers_pb2_grpc.LockerHubsServiceStub(channel)
         issued = await stub.IssueDropOffCode(
             lockers_pb2.IssueDropOffCodeRequest(hub_id=hub, hazardous=True)
@@ -108,7 +111,7 @@ async def test_collection_trace_reaches_the_ledger_entry(
     assert posting.parent is not None
     assert posting.parent.span_id in {s.context.span_id for s in batch_spans}
 
-    async with insecure_channel(f"127.0.0.1:{ledger.grpc_port}") as channel:
+    async with pki.channel(f"127.0.0.1:{ledger.grpc_port}", OPERATOR) as channel:
         entries = await ledger_pb2_grpc.EmissionsLedgerServiceStub(channel).ListEntries(
             ledger_pb2.ListEntriesRequest(
                 municipality_id="aalborg-kommune", year=datetime.now(COPENHAGEN).year

@@ -132,8 +132,8 @@ class TokenVerifier:
         except jwt.PyJWTError as error:
             raise Unauthenticated("the bearer token is not a JWT") from error
         kid = header.get("kid")
-        if kid not in self._keys:
-            self._reload()  # a key added since the last read
+        # A stat per call: keys added or retired take effect at once, without a restart.
+        self._reload()
         key = self._keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise Unauthenticated("the bearer token is signed with an unknown key")
