@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Images of the four services, one target each, built from the uv workspace and its lock file:
+# Images of the services, one target each, built from the uv workspace and its lock file:
 #
 #   docker build --target locker-hubs -t greenpartners/locker-hubs:0.1.0 .
 #
@@ -35,6 +35,7 @@ COPY services/partner-registry/pyproject.toml services/partner-registry/
 COPY services/locker-hubs/pyproject.toml services/locker-hubs/
 COPY services/fleet-telemetry/pyproject.toml services/fleet-telemetry/
 COPY services/emissions-ledger/pyproject.toml services/emissions-ledger/
+COPY services/stream-gateway/pyproject.toml services/stream-gateway/
 
 FROM build AS build-partner-registry
 ENV UV_PROJECT_ENVIRONMENT=/app/.venv
@@ -75,6 +76,16 @@ COPY libs/servicekit/src/ libs/servicekit/src/
 COPY services/emissions-ledger/src/ services/emissions-ledger/src/
 RUN --mount=type=secret,id=build-ca,target=/etc/ssl/certs/ca-certificates.crt \
     /opt/uv/bin/uv sync --frozen --no-dev --no-editable --package emissions-ledger
+
+FROM build AS build-stream-gateway
+ENV UV_PROJECT_ENVIRONMENT=/app/.venv
+RUN --mount=type=secret,id=build-ca,target=/etc/ssl/certs/ca-certificates.crt \
+    /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace --package stream-gateway
+COPY libs/contracts/src/ libs/contracts/src/
+COPY libs/servicekit/src/ libs/servicekit/src/
+COPY services/stream-gateway/src/ services/stream-gateway/src/
+RUN --mount=type=secret,id=build-ca,target=/etc/ssl/certs/ca-certificates.crt \
+    /opt/uv/bin/uv sync --frozen --no-dev --no-editable --package stream-gateway
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
@@ -128,6 +139,17 @@ LABEL org.opencontainers.image.title="emissions-ledger" \
 COPY --from=build-emissions-ledger --chown=0:0 /app/.venv /app/.venv
 EXPOSE 50054 9104 8081
 ENTRYPOINT ["python", "-m", "emissions_ledger"]
+# Last, so that a new commit changes only this label, not the layers above.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.revision="${REVISION}"
+
+FROM runtime AS stream-gateway
+LABEL org.opencontainers.image.title="stream-gateway" \
+      org.opencontainers.image.description="Live streams and dashboard of the Green Partnerships Platform"
+COPY --from=build-stream-gateway --chown=0:0 /app/.venv /app/.venv
+ENV HTTP_HOST=0.0.0.0
+EXPOSE 8090
+ENTRYPOINT ["python", "-m", "stream_gateway"]
 # Last, so that a new commit changes only this label, not the layers above.
 ARG REVISION=unknown
 LABEL org.opencontainers.image.revision="${REVISION}"

@@ -3,7 +3,7 @@
 # isolation, overlay storage) on a Python 3.11 base that mmdebstrap assembles from Debian's bookworm
 # packages, since no container registry is reachable from this project's machines.
 #
-#   scripts/image.sh [service ...]     (default: all four; IMAGE_TAG, default dev)
+#   scripts/image.sh [service ...]     (default: all five; IMAGE_TAG, default dev)
 #
 # Images are tagged localhost/greenpartners/<service>:<tag> in buildah's local storage; push
 # them with `buildah push`, or load them into kind with `buildah push <image>
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVICES=(partner-registry locker-hubs fleet-telemetry emissions-ledger)
+SERVICES=(partner-registry locker-hubs fleet-telemetry emissions-ledger stream-gateway)
 TAG="${IMAGE_TAG:-dev}"
 BASE="localhost/greenpartners/python-base:3.11-bookworm"
 # The base's packages: the lock's interpreter (with venv, to build the environment), the C++

@@ -25,13 +25,15 @@ KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 KUBERNETES_SCHEMA = "kubernetes-{version}/{{ .ResourceKind }}{{ .KindSuffix }}.json"
 CRD_SCHEMA = "crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json"
 
-# The four services: Deployment name -> Python package.
-SERVICES = {
+# The services: Deployment name -> Python package. The gRPC services have a database each and
+# TLS identities; the stream gateway serves HTTP and has neither.
+GRPC_SERVICES = {
     "partner-registry": "partner_registry",
     "locker-hubs": "locker_hubs",
     "fleet-telemetry": "fleet_telemetry",
     "emissions-ledger": "emissions_ledger",
 }
+SERVICES = {**GRPC_SERVICES, "stream-gateway": "stream_gateway"}
 
 Document = dict[str, Any]
 

@@ -31,6 +31,7 @@ from servicekit import topics
 from servicekit.access import KAFKA_PRINCIPALS
 from servicekit.settings import ConfigurationError, load_settings
 from tests.deploy_k8s import (
+    GRPC_SERVICES,
     K8S,
     KUBERNETES_VERSIONS,
     OVERLAYS,
@@ -54,7 +55,7 @@ KAFKA_CLUSTER = "greenpartners"
 # Secrets and ConfigMaps that whoever deploys provides (docs/deploy.md, "Secrets"); everything
 # else a Deployment refers to is made by an operator from a resource of the build.
 DEPLOYMENT_PROVIDED = {
-    **{f"{service}-tls": {"tls.crt", "tls.key", "ca.crt"} for service in SERVICES},
+    **{f"{service}-tls": {"tls.crt", "tls.key", "ca.crt"} for service in GRPC_SERVICES},
     "greenpartners-auth": {"jwks.json", "issuer", "audience"},
     "locker-hubs-code-pepper": {"pepper"},
 }
@@ -255,7 +256,8 @@ def test_every_setting_a_service_needs_is_set(
         monkeypatch.setenv(name, value)
     try:
         loaded = load_settings(settings)
-        if hasattr(loaded, "require_identity"):
+        # gRPC has no plaintext mode: a service that serves it needs its identity files.
+        if loaded.grpc_port:
             loaded.require_identity()
     except ConfigurationError:
         pytest.fail(f"{service} refuses its settings: {capsys.readouterr().err}")
@@ -300,7 +302,7 @@ def test_the_secrets_a_deployment_provides_are_documented() -> None:
             assert f"`{key}`" in guide, f"docs/deploy.md does not name the key {key}"
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", GRPC_SERVICES)
 def test_each_service_has_a_database_of_its_own(manifests: Manifests, service: str) -> None:
     _, container = _service(manifests, service)
     environment = container_environment(manifests, container)
@@ -348,7 +350,7 @@ def test_every_deployment_is_probed_bounded_and_unprivileged(manifests: Manifest
 
 
 def test_services_are_probed_over_grpc_on_their_health_port(manifests: Manifests) -> None:
-    for service in SERVICES:
+    for service in GRPC_SERVICES:
         _, container = _service(manifests, service)
         health_port = container_environment(manifests, container)["HEALTH_PORT"].literal
         assert health_port is not None
@@ -371,11 +373,21 @@ def test_metrics_are_announced_for_scraping(manifests: Manifests) -> None:
         deployment = manifests.get("Deployment", service)
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         _, container = _service(manifests, service)
-        metrics_port = container_environment(manifests, container)["METRICS_PORT"].literal
+        environment = container_environment(manifests, container)
+        # The gateway serves /metrics on its HTTP port.
+        port = environment["METRICS_PORT" if service in GRPC_SERVICES else "HTTP_PORT"].literal
         assert annotations["prometheus.io/scrape"] == "true"
-        assert annotations["prometheus.io/port"] == metrics_port
-        assert container_environment(manifests, container)["OTEL_EXPORTER_OTLP_ENDPOINT"].literal
+        assert annotations["prometheus.io/port"] == port
+        assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"].literal
     manifests.get("Deployment", "otel-collector")
+
+
+def test_the_stream_gateway_is_probed_over_http(manifests: Manifests) -> None:
+    _, container = _service(manifests, "stream-gateway")
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    environment = container_environment(manifests, container)
+    assert environment["KAFKA_USERNAME"].literal == "dashboard"
 
 
 # --- Network ------------------------------------------------------------------------------------
@@ -414,7 +426,7 @@ def test_network_policies_allow_exactly_the_platforms_calls(manifests: Manifests
         }
         assert services_called == ({"partner-registry"} if service == "locker-hubs" else set())
         databases = {dict(s).get("cnpg.io/cluster") for s, _ in targets} - {None}
-        assert databases == {f"{service}-db"}, service
+        assert databases == ({f"{service}-db"} if service in GRPC_SERVICES else set()), service
         assert any(dict(s).get("strimzi.io/cluster") == KAFKA_CLUSTER for s, _ in targets)
         if service == "locker-hubs":
             (registry_mtls,) = [
@@ -446,7 +458,9 @@ def test_prod_scales_within_the_partitions_and_keeps_pods_through_disruptions(
     prod: Manifests,
 ) -> None:
     partitions = {spec.name: spec.partitions for spec in topics.CATALOGUE}
-    reads = {principal.name: principal.reads for principal in KAFKA_PRINCIPALS}
+    # Services consuming in a group of their own (as the principal of their name); the gateway
+    # reads as `dashboard` without a group, so partitions do not bound it.
+    reads = {principal.name: principal.reads for principal in KAFKA_PRINCIPALS if principal.groups}
     autoscalers = {
         hpa["spec"]["scaleTargetRef"]["name"]: hpa
         for hpa in prod.of_kind("HorizontalPodAutoscaler")
@@ -454,7 +468,7 @@ def test_prod_scales_within_the_partitions_and_keeps_pods_through_disruptions(
     assert set(autoscalers) == set(SERVICES)
     for service, hpa in autoscalers.items():
         assert hpa["spec"]["minReplicas"] >= 2
-        if reads[service]:
+        if reads.get(service):
             bound = min(partitions[topic] for topic in reads[service])
             assert hpa["spec"]["maxReplicas"] <= bound, f"{service}: more instances than partitions"
         replicas = prod.get("Deployment", service)["spec"]["replicas"]
@@ -468,6 +482,7 @@ def test_prod_scales_within_the_partitions_and_keeps_pods_through_disruptions(
         pod = prod.get("Deployment", service)["spec"]["template"]["spec"]
         assert pod["affinity"]["podAntiAffinity"], service
     assert all(cluster["spec"]["instances"] == 3 for cluster in prod.of_kind("Cluster"))
+    assert len(prod.of_kind("Cluster")) == len(GRPC_SERVICES)
 
 
 def test_dev_runs_one_of_each(dev: Manifests) -> None:
