@@ -714,6 +714,13 @@ def test_a_service_starts_from_its_oci_image_read_only_and_answers_health(
             for name, value in pki.service_environment("partner-registry").items()
         },
     }
+    # The broker's login, as the tests' (platform-admin), its password file copied in as well.
+    for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_USERNAME"):
+        if os.environ.get(name):
+            environment[name] = os.environ[name]
+    kafka_password = os.environ.get("KAFKA_PASSWORD_FILE", "")
+    if kafka_password:
+        environment["KAFKA_PASSWORD_FILE"] = "/tmp/kafka-password"
     user = config["User"]
     script = " && ".join(
         [
@@ -724,6 +731,8 @@ def test_a_service_starts_from_its_oci_image_read_only_and_answers_health(
             f"mount --bind /dev {root}/dev",
             f"cp -r {pki.directory} {root}/tmp/pki",
             f"chmod -R a+rX {root}/tmp/pki",
+            f"cp {kafka_password} {root}/tmp/kafka-password" if kafka_password else "true",
+            f"chmod a+r {root}/tmp/kafka-password" if kafka_password else "true",
             f"! touch {root}/written 2>/dev/null",
             f"exec chroot --userspec={user} {root} /usr/bin/env -i "
             + " ".join(f"'{k}={v}'" for k, v in environment.items())
