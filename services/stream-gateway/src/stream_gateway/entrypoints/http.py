@@ -30,7 +30,6 @@ from stream_gateway.entrypoints.access import (
     bearer_token,
 )
 from stream_gateway.handlers import (
-    Outgoing,
     PositionAhead,
     SlowClient,
     Start,
@@ -83,10 +82,6 @@ def _start(topic: str, last_event_id: str | None, from_: str | None, last: int |
     if last is not None:
         return Start(last=last)
     return Start()
-
-
-def _sse(outgoing: Outgoing) -> ServerSentEvent:
-    return ServerSentEvent(data=outgoing.data, event=outgoing.event, id=outgoing.id)
 
 
 def _stream_error(reason: str, detail: str) -> ServerSentEvent:
@@ -168,15 +163,15 @@ def create_app(
         except TooManyClients as error:
             raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from error
 
-        async def events() -> AsyncIterator[ServerSentEvent]:
+        async def events() -> AsyncIterator[ServerSentEvent | bytes]:
             try:
                 yield ServerSentEvent(comment="stream " + selected.name, retry=RETRY_MS)
                 if isinstance(selected, EventStream):
                     source = gateway.subscribe_events(selected, wanted, start)
                 else:
                     source = gateway.subscribe_states(selected, wanted, start)
-                async for outgoing in source:
-                    yield _sse(outgoing)
+                async for batch in source:
+                    yield b"".join(outgoing.wire for outgoing in batch)
             except SlowClient as error:
                 yield _stream_error("slow_client", str(error))
             except PositionAhead as error:
