@@ -252,18 +252,20 @@ def print_latency(result: Latency) -> None:
     if result.unseen:
         print(f"  {result.unseen:,} samples never became visible within the time allowed")
     if result.sse is not None:
-        print_sse(result.sse, result.gateway_peak_kib)
+        print_sse(result.sse, result.gateway_peak_kib, result.gateway_cpu_s)
     print_resident(result.resident_kib)
 
 
-def print_sse(sse: dict[str, Any], peak_kib: int) -> None:
+def print_sse(sse: dict[str, Any], peak_kib: int, gateway_cpu_s: float) -> None:
     delays = sse["delay_s"]
     exact = sse["complete_clients"] == sse["clients"] and sse["duplicates"] == 0
     print(
         f"  {sse['clients']} SSE clients on ledger-entries: {sse['events']:,} entries received "
         f"({sse['expected_entries']:,} posted, each client all of them exactly once: "
         f"{'yes' if exact else 'NO'}; {sse['complete_clients']} complete, "
-        f"{sse['duplicates']} duplicates, {sse['errored_clients']} errors {sse['errors']})"
+        f"{sse['duplicates']} duplicates, {sse['errored_clients']} errors {sse['errors']}; "
+        f"{sse['slow_disconnects']} disconnected as too slow, {sse['reconnects']} reconnects "
+        "with Last-Event-ID)"
     )
     if delays:
         p50, p95, p99, most = (delays[k] * 1000 for k in ("p50", "p95", "p99", "max"))
@@ -271,7 +273,10 @@ def print_sse(sse: dict[str, Any], peak_kib: int) -> None:
             f"  entry commit -> SSE client: p50 {p50:,.0f} ms, p95 {p95:,.0f} ms, "
             f"p99 {p99:,.0f} ms, max {most:,.0f} ms"
         )
-    print(f"  stream-gateway resident memory peak {peak_kib * 1024 / 1e6:.0f} MB")
+    print(
+        f"  stream-gateway resident memory peak {peak_kib * 1024 / 1e6:.0f} MB; CPU used: "
+        f"gateway {gateway_cpu_s:.1f} s, the clients' process {sse['cpu_s']:.1f} s"
+    )
 
 
 def print_memory(result: Memory) -> None:

@@ -108,6 +108,7 @@ class Latency:
     # The SSE audience's results (bench.sse_audience), when there was one.
     sse: dict[str, Any] | None = None
     gateway_peak_kib: int = 0
+    gateway_cpu_s: float = 0.0
 
 
 @dataclass
@@ -362,6 +363,7 @@ async def latency(
             resident_kib=platform.resident_memory(),
             sse=None if audience is None else audience.result,
             gateway_peak_kib=0 if audience is None else audience.peak_kib,
+            gateway_cpu_s=dict(platform.cpu_used()).get("stream-gateway", 0.0),
         )
 
 

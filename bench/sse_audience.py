@@ -7,7 +7,8 @@ Opens the clients, prints `ready` once every one has its response headers, then 
 `ledger-entry` event, the delay from the entry's `occurredAt` (stamped in the ledger's posting
 transaction, just before it commits) to the moment the client read it. When a line with an
 entry count arrives on stdin, it waits (bounded) until every client has that many distinct
-entries, then prints one JSON line of results and exits.
+entries, then prints one JSON line of results and exits. A client whose stream ends (the gateway
+disconnects clients that fall too far behind) reconnects with Last-Event-ID, as EventSource does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from bench.sse import SseConnection, SseError
 
 ENTRY_ID_FIELD = '"entryId":"'
 OCCURRED_AT_FIELD = '"occurredAt":"'
+# What the gateway tells EventSource to wait before reconnecting.
+RETRY_S = 1.0
 
 
 def _field(data: str, prefix: str) -> str:
@@ -42,6 +45,9 @@ class Client:
         self.entry_ids: set[str] = set()
         self.duplicates = 0
         self.error = ""
+        self.reconnects = 0
+        # stream-error events: the gateway disconnected this client as too slow.
+        self.stream_errors = 0
 
 
 class Audience:
@@ -56,37 +62,55 @@ class Audience:
         self._progress = asyncio.Event()
 
     async def follow(self, client: Client) -> None:
-        try:
-            connection = await SseConnection.open(self.url, tls=self.tls, token=self.token)
-        except (OSError, SseError) as error:
-            client.error = f"{type(error).__name__}: {error}"
-            self._connected()
-            return
-        if connection.status != 200:
-            client.error = f"HTTP {connection.status}"
-            self._connected()
-            return
-        self._connected()
-        try:
-            while True:
-                event = await connection.next_event()
-                if event.event != "ledger-entry":
-                    if event.event == "stream-error":
-                        client.error = event.data
-                    continue
-                arrived = time.time()
-                entry_id = _field(event.data, ENTRY_ID_FIELD)
-                if entry_id in client.entry_ids:
-                    client.duplicates += 1
-                    continue
-                client.entry_ids.add(entry_id)
-                self._progress.set()
-                occurred = datetime.fromisoformat(_field(event.data, OCCURRED_AT_FIELD))
-                self.delays_s.append(arrived - occurred.timestamp())
-        except (OSError, SseError) as error:
-            client.error = client.error or f"{type(error).__name__}: {error}"
-        finally:
-            await connection.close()
+        """One dashboard: like EventSource, it reconnects with Last-Event-ID when its stream
+        ends (the gateway disconnects a client that falls too far behind) and goes on."""
+        last_event_id: str | None = None
+        first = True
+        while True:
+            if not first:
+                client.reconnects += 1
+                await asyncio.sleep(RETRY_S)
+            try:
+                connection = await SseConnection.open(
+                    self.url, last_event_id, tls=self.tls, token=self.token
+                )
+            except (OSError, SseError) as error:
+                client.error = f"{type(error).__name__}: {error}"
+                if first:
+                    first = False
+                    self._connected()
+                continue
+            if first:
+                first = False
+                self._connected()
+            if connection.status != 200:
+                client.error = f"HTTP {connection.status}"
+                await connection.close()
+                continue
+            try:
+                await self._read(client, connection)
+            except (OSError, SseError):
+                pass  # the stream ended: resume after the last event
+            finally:
+                last_event_id = connection.last_event_id
+                await connection.close()
+
+    async def _read(self, client: Client, connection: SseConnection) -> None:
+        while True:
+            event = await connection.next_event()
+            if event.event != "ledger-entry":
+                if event.event == "stream-error":
+                    client.stream_errors += 1
+                continue
+            arrived = time.time()
+            entry_id = _field(event.data, ENTRY_ID_FIELD)
+            if entry_id in client.entry_ids:
+                client.duplicates += 1
+                continue
+            client.entry_ids.add(entry_id)
+            self._progress.set()
+            occurred = datetime.fromisoformat(_field(event.data, OCCURRED_AT_FIELD))
+            self.delays_s.append(arrived - occurred.timestamp())
 
     def _connected(self) -> None:
         self.connected += 1
@@ -103,7 +127,7 @@ class Audience:
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         expected = int(line)
         deadline = time.monotonic() + settle_timeout_s
-        while any(len(c.entry_ids) < expected for c in self.clients if not c.error):
+        while any(len(c.entry_ids) < expected for c in self.clients):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -115,12 +139,15 @@ class Audience:
         await asyncio.gather(*tasks, return_exceptions=True)
         ordered = sorted(self.delays_s)
         return {
+            "cpu_s": time.process_time(),
             "clients": len(self.clients),
             "expected_entries": expected,
             "complete_clients": sum(len(c.entry_ids) == expected for c in self.clients),
             "duplicates": sum(c.duplicates for c in self.clients),
             "errors": sorted({c.error for c in self.clients if c.error})[:5],
             "errored_clients": sum(bool(c.error) for c in self.clients),
+            "slow_disconnects": sum(c.stream_errors for c in self.clients),
+            "reconnects": sum(c.reconnects for c in self.clients),
             "events": len(ordered),
             "delay_s": {
                 name: _percentile(ordered, fraction)
