@@ -57,6 +57,8 @@ class _ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
+        if handler is not None and handler.unary_stream is not None:
+            return self._server_streaming(handler, details.method)
         if handler is None or handler.unary_unary is None:
             return handler
         inner: Any = handler.unary_unary
@@ -87,6 +89,42 @@ class _ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _server_streaming(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The same mapping for a server-streaming method: an error raised while streaming ends
+        the stream with its status, after the messages already sent."""
+        inner: Any = handler.unary_stream
+        calls = self.calls
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, Undecodable):
+                calls.labels(method, "INVALID_ARGUMENT").inc()
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message"
+                )
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except ServiceError as error:
+                calls.labels(method, error.status_code.name).inc()
+                status = _status_for(error)
+                await context.abort(status.code, status.details, status.trailing_metadata)
+            except grpc.aio.AbortError:
+                calls.labels(method, "ABORTED_BY_HANDLER").inc()
+                raise
+            except Exception:
+                calls.labels(method, "INTERNAL").inc()
+                log.exception("unhandled error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            calls.labels(method, "OK").inc()
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream,
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )

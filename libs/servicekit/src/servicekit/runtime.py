@@ -117,6 +117,7 @@ class ServiceRuntime:
         self.registrars: list[Registrar] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.stopping_hooks: list[Callable[[], None]] = []
         self.grpc: GrpcServer | None = None
         self.grpc_port = 0
         self.grpc_mtls_port: int | None = None
@@ -165,6 +166,11 @@ class ServiceRuntime:
         """Runs after the gRPC server stopped taking calls (e.g. to close client channels)."""
         self.shutdown_hooks.append(hook)
 
+    def on_stopping(self, hook: Callable[[], None]) -> None:
+        """Runs first when the service stops, e.g. to end long-lived streams, which would
+        otherwise hold the gRPC server's stop for its whole grace period."""
+        self.stopping_hooks.append(hook)
+
     async def start(self) -> None:
         await self.database.migrate(self.migrations)
         await ensure_topics(self.kafka_connection, self.names.all_specs())
@@ -199,6 +205,8 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         # Stop taking calls first, then let the relay publish what is committed.
+        for ending in self.stopping_hooks:
+            ending()
         if self.grpc is not None:
             await self.grpc.stop()
         for consumer in self.consumers:
