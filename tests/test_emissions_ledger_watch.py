@@ -39,7 +39,7 @@ from servicekit.errors import Unavailable
 from servicekit.grpc_server import bad_request_field
 from servicekit.identity import CLIMATE_OFFICER, DASHBOARD
 from servicekit.topics import ensure_topics
-from tests.kafka_tools import eventually, produce, unique_namespace
+from tests.kafka_tools import connection, eventually, produce, unique_namespace
 from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
@@ -135,7 +135,7 @@ async def test_a_watch_follows_postings_and_resumes_exactly_across_a_restart(
         "watch_poll_interval_s": 0.05,
     }
     ledger = build(**settings)
-    await ensure_topics(kafka, ledger.names.all_specs())
+    await ensure_topics(connection(kafka), ledger.names.all_specs())
     activity_topic = ledger.topic(topics.ACTIVITY)
 
     async def post(*event_ids: str) -> None:
