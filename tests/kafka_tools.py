@@ -67,7 +67,7 @@ def unique_namespace(prefix: str = "t") -> str:
 
 async def delete_namespaced_topics(servers: str, namespaces: set[str]) -> int:
     """Deletes the topics of the namespaces; how many there were."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**connection(servers))
     await admin.start()
     try:
         prefixes = tuple(f"{namespace}." for namespace in namespaces)
