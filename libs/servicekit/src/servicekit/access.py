@@ -64,7 +64,6 @@ KAFKA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
         reads=(topics.TELEMETRY,),
         groups=("fleet-telemetry",),
         writes_dead_letters=True,
-        read_models=(topics.PARTNERS,),
     ),
     KafkaPrincipal(
         "emissions-ledger",
@@ -73,7 +72,6 @@ KAFKA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
         reads=(topics.ACTIVITY, topics.LOCKER_EVENTS),
         groups=("emissions-ledger.activity", "emissions-ledger.lockers"),
         writes_dead_letters=True,
-        read_models=(topics.PARTNERS,),
     ),
     KafkaPrincipal(
         "telematics-unit",
