@@ -20,7 +20,7 @@ from servicekit.partners import changelog_revision
 from servicekit.read_model import Change, ReadModel, ReadModelMetrics
 from servicekit.topics import TopicNames, ensure_topics
 from tests.conftest import PostgresDatabases
-from tests.kafka_tools import eventually, unique_namespace
+from tests.kafka_tools import connection, eventually, unique_namespace
 
 Changed = registry_pb2.PartnerChanged
 
@@ -56,10 +56,10 @@ class Topic:
         self.name = self.names(topics.PARTNERS)
 
     async def create(self) -> None:
-        await ensure_topics(self.kafka, self.names.all_specs())
+        await ensure_topics(connection(self.kafka), self.names.all_specs())
 
     async def send(self, *records: tuple[str, Changed | bytes | None]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.kafka, acks="all")
+        producer = AIOKafkaProducer(**connection(self.kafka), acks="all")
         await producer.start()
         try:
             for key, value in records:
@@ -90,7 +90,7 @@ def model_of(
         message_type=Changed,
         revision_of=changelog_revision,
         database=database,
-        connection={"bootstrap_servers": topic.kafka},
+        connection=connection(topic.kafka),
         client_id="read-model-test",
         on_change=record,
         metrics=metrics,

@@ -173,7 +173,7 @@ class ServiceRuntime:
             message_type=message_type,
             revision_of=revision_of,
             database=self.database,
-            connection={"bootstrap_servers": self.settings.kafka_bootstrap_servers},
+            connection=self.kafka_connection,
             client_id=self.settings.service_name,
             on_change=on_change,
             metrics=self.read_model_metrics,
