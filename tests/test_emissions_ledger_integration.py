@@ -167,12 +167,12 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
             activity("a1", fleet_pb2.FUEL_TYPE_DIESEL, 12_345, 0, AT, 30),
             None,
         ),
-        # No published electricity mix for 2018: no emission factor.
+        # No electricity mix published for 2010 or any year before it: no emission factor.
         (
             activity_topic,
             "v-old",
             activity(
-                "old", fleet_pb2.FUEL_TYPE_ELECTRIC, energy_wh=1_000, at=AT.replace(year=2018)
+                "old", fleet_pb2.FUEL_TYPE_ELECTRIC, energy_wh=1_000, at=AT.replace(year=2010)
             ),
             None,
         ),

@@ -50,14 +50,16 @@ def factor(
         "activity_unit": activity_unit,
         "source": f"{factor_id} source",
         "version": "test",
-        **years,
+        "approach": "ipcc",
+        "valid_from_year": years.get("valid_from_year", 1990),
+        "valid_to_year": years.get("valid_to_year", 2100),
     }
 
 
 CATALOGUE = FactorCatalogue.from_mapping(
     {
         "version": "test",
-        "approach": "IPCC, tank-to-wheel, CO2",
+        "approaches": {"ipcc": "IPCC, tank-to-wheel, CO2"},
         "factors": [
             factor("diesel", "diesel", "2.66", "l"),
             factor("gasoline", "gasoline", "2.32", "l"),
@@ -66,7 +68,9 @@ CATALOGUE = FactorCatalogue.from_mapping(
             factor(
                 "el-2013", "electricity", "0.363", "kWh", valid_from_year=2013, valid_to_year=2013
             ),
-            factor("el-2023", "electricity", "0.096", "kWh", valid_from_year=2023),
+            factor(
+                "el-2023", "electricity", "0.096", "kWh", valid_from_year=2023, valid_to_year=2023
+            ),
         ],
     }
 )
@@ -159,16 +163,49 @@ def test_electric_activity_is_kilowatt_hours_times_year_factor() -> None:
     assert entry.factor.factor_id == "el-2023"
 
 
-def test_electric_activity_in_a_year_without_factor_raises_no_factor() -> None:
+def test_electric_activity_before_the_first_published_factor_raises_no_factor() -> None:
     electric = activity(
         fuel_type=FuelType.ELECTRIC,
         fuel_used_ml=0,
         energy_used_wh=1000,
-        period_end=datetime(2018, 5, 1, tzinfo=UTC),
+        period_end=datetime(2012, 5, 1, tzinfo=UTC),
     )
 
     with pytest.raises(NoFactor):
         entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+
+@pytest.mark.parametrize(
+    ("year", "stand_in", "kg"),
+    # 1.000 kWh x 0.363 and x 0.096: the latest published year before stands in.
+    [(2018, "el-2013", Decimal("0.363")), (2026, "el-2023", Decimal("0.096"))],
+)
+def test_electric_activity_in_a_year_without_published_factor_is_priced_provisionally(
+    year: int, stand_in: str, kg: Decimal
+) -> None:
+    electric = activity(
+        fuel_type=FuelType.ELECTRIC,
+        fuel_used_ml=0,
+        energy_used_wh=1000,
+        period_end=datetime(year, 5, 1, tzinfo=UTC),
+    )
+
+    entry = entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+    assert entry.year == year
+    assert entry.factor.factor_id == stand_in
+    assert entry.factor.provisional
+    assert entry.kg_co2e == kg
+
+
+def test_electric_activity_in_a_published_year_is_not_provisional() -> None:
+    electric = activity(fuel_type=FuelType.ELECTRIC, fuel_used_ml=0, energy_used_wh=1000)
+    electric = replace(electric, period_end=datetime(2023, 5, 1, tzinfo=UTC))
+
+    entry = entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+    assert (entry.factor.factor_id, entry.factor.provisional) == ("el-2023", False)
+    assert (entry.factor.valid_from_year, entry.factor.valid_to_year) == (2023, 2023)
 
 
 @pytest.mark.parametrize("fuel", [FuelType.HVO100, FuelType.BIOGAS])
@@ -224,7 +261,7 @@ def test_factor_in_another_unit_than_the_measurement_is_refused() -> None:
     per_kwh = FactorCatalogue.from_mapping(
         {
             "version": "t",
-            "approach": "IPCC",
+            "approaches": {"ipcc": "IPCC"},
             "factors": [factor("diesel-kwh", "diesel", "0.265", "kWh")],
         }
     )

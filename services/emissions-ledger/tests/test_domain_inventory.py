@@ -37,7 +37,7 @@ AALBORG = "aalborg-kommune"
 CATALOGUE = FactorCatalogue.from_mapping(
     {
         "version": "test",
-        "approach": "IPCC, tank-to-wheel, CO2",
+        "approaches": {"ipcc": "IPCC, tank-to-wheel, CO2"},
         "factors": [
             {
                 "id": "diesel",
@@ -47,6 +47,9 @@ CATALOGUE = FactorCatalogue.from_mapping(
                 "activity_unit": "l",
                 "source": "test",
                 "version": "test",
+                "approach": "ipcc",
+                "valid_from_year": 1990,
+                "valid_to_year": 2100,
             },
             {
                 "id": "electricity",
@@ -56,6 +59,9 @@ CATALOGUE = FactorCatalogue.from_mapping(
                 "activity_unit": "kWh",
                 "source": "test",
                 "version": "test",
+                "approach": "ipcc",
+                "valid_from_year": 1990,
+                "valid_to_year": 2100,
             },
         ],
     }

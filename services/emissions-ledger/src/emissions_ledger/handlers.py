@@ -5,29 +5,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
 from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.events import entry_posted_event
-from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry
+from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry, YearLock
 from emissions_ledger.domain import (
     FIRST_REPORTING_YEAR,
     MUNICIPAL_TIME_ZONE,
     AvoidedTripPolicy,
+    EnergyCarrier,
     FactorCatalogue,
     ImplausibleActivity,
     Inventory,
     LedgerEntry,
     NoFactor,
+    SectorChange,
     UnaccountableActivity,
     VehicleActivity,
     WasteCollection,
+    approach_key,
+    changes_per_sector,
     entry_for_activity,
     entry_for_collection,
     increments_per_line,
+    restatement_entries,
 )
 from servicekit import topics
 from servicekit.errors import InvalidArgument
@@ -45,6 +53,22 @@ SourceT = TypeVar("SourceT")
 
 # A source event with its position in the consumed batch, which a rejection names.
 Positioned = tuple[int, SourceT]
+
+
+@dataclass(frozen=True)
+class RestatementOutcome:
+    """What a restatement posted: the changes per sector and the year's totals around it.
+    restatement_id is empty when nothing needed restating."""
+
+    restatement_id: str
+    catalogue_version: str
+    changes: list[SectorChange]
+    before: Inventory
+    after: Inventory
+
+    @property
+    def restated_entry_count(self) -> int:
+        return sum(change.restated_entries for change in self.changes)
 
 
 class LedgerHandlers:
@@ -102,22 +126,80 @@ class LedgerHandlers:
             "ledger post entries", attributes={"ledger.entry_count": len(entries)}
         ) as span:
             async with self.unit_of_work() as session:
-                # The producer's trace when the batch carries one, else the batch's own.
-                trace_id = current_trace_id()
+                appended = await self._append(LedgerRepository(session), session, entries)
+                span.set_attribute("ledger.appended_count", len(appended))
+
+    async def _append(
+        self, repository: LedgerRepository, session: AsyncSession, entries: Sequence[LedgerEntry]
+    ) -> list[LedgerEntry]:
+        """Appends, counts and announces, within the caller's transaction; the entries appended."""
+        # The producer's trace when the batch carries one, else the batch's own.
+        trace_id = current_trace_id()
+        appended = await repository.append(entries, trace_id)
+        if not appended:
+            return []
+        await repository.add_to_inventory(increments_per_line(appended))
+        topic = self.names(topics.LEDGER_ENTRIES)
+        await add_many_to_outbox(
+            session,
+            (
+                (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
+                for entry in appended
+            ),
+        )
+        return appended
+
+    async def restate(
+        self, municipality_id: str, year: int, requested_by: str
+    ) -> RestatementOutcome:
+        """Re-prices the year's current entries with today's catalogue, posting a reversal and
+        a replacement for each entry priced otherwise; nothing when none is."""
+        _check_inventory_request(municipality_id, year)
+        restatement_id = str(uuid.uuid4())
+        with tracer.start_as_current_span(
+            "ledger restate", attributes={"ledger.year": year}
+        ) as span:
+            async with self.unit_of_work() as session:
                 repository = LedgerRepository(session)
-                appended = await repository.append(entries, trace_id)
+                before = await repository.inventory(municipality_id, year)
+                candidates: list[LedgerEntry] = []
+                for carrier, approach in await repository.pricing_groups(municipality_id, year):
+                    try:
+                        factor = self.catalogue.for_carrier(
+                            EnergyCarrier(carrier), year, approach_key(approach)
+                        )
+                    except NoFactor:
+                        continue
+                    candidates.extend(
+                        await repository.current_entries_priced_otherwise(
+                            municipality_id, year, carrier, approach, factor
+                        )
+                    )
+                entries = restatement_entries(candidates, self.catalogue, restatement_id)
+                appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
-                    return
-                await repository.add_to_inventory(increments_per_line(appended))
-                topic = self.names(topics.LEDGER_ENTRIES)
-                await add_many_to_outbox(
-                    session,
-                    (
-                        (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
-                        for entry in appended
-                    ),
+                    return RestatementOutcome("", self.catalogue.version, [], before, before)
+                changes = changes_per_sector(appended)
+                await repository.record_restatement(
+                    restatement_id,
+                    municipality_id,
+                    year,
+                    self.catalogue.version,
+                    requested_by,
+                    changes,
                 )
+                after = await repository.inventory(municipality_id, year)
+        return RestatementOutcome(restatement_id, self.catalogue.version, changes, before, after)
+
+    async def lock_year(
+        self, municipality_id: str, year: int, locked_by: str, reason: str
+    ) -> YearLock:
+        _check_inventory_request(municipality_id, year)
+        async with self.unit_of_work() as session:
+            return await LedgerRepository(session).lock_year(
+                municipality_id, year, locked_by, reason
+            )
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         _check_inventory_request(municipality_id, year)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from emissions_ledger.domain import (
+    EmissionFactor,
     FuelType,
     Inventory,
     LedgerEntry,
     SampleProvenance,
+    SectorChange,
     Subsector,
     VehicleActivity,
     WasteCollection,
+    approach_key,
 )
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2
@@ -69,8 +72,22 @@ def collection_from_event(event: lockers_pb2.LockerEvent) -> WasteCollection:
     )
 
 
+def factor_to_proto(factor: EmissionFactor) -> ledger_pb2.EmissionFactor:
+    return ledger_pb2.EmissionFactor(
+        factor_id=factor.factor_id,
+        value=decimal_text(factor.value),
+        unit=factor.unit,
+        source=factor.source,
+        version=factor.version,
+        approach=approach_key(factor.approach),
+        valid_from_year=factor.valid_from_year or 0,
+        valid_to_year=factor.valid_to_year or 0,
+        provisional=factor.provisional,
+        activity_unit=factor.activity_unit,
+    )
+
+
 def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerEntry:
-    factor = entry.factor
     wire = ledger_pb2.LedgerEntry(
         entry_id=entry.entry_id,
         municipality_id=entry.municipality_id,
@@ -80,13 +97,7 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         energy_carrier=to_proto(ledger_pb2.EnergyCarrier, entry.energy_carrier),
         activity_amount=decimal_text(entry.activity_amount),
         activity_unit=entry.activity_unit,
-        emission_factor=ledger_pb2.EmissionFactor(
-            factor_id=factor.factor_id,
-            value=decimal_text(factor.value),
-            unit=factor.unit,
-            source=factor.source,
-            version=factor.version,
-        ),
+        emission_factor=factor_to_proto(entry.factor),
         kg_co2e=decimal_text(entry.kg_co2e),
         kind=to_proto(ledger_pb2.EntryKind, entry.kind),
         source_event_id=entry.source_event_id,
@@ -94,6 +105,11 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         activity_at=to_timestamp(entry.activity_at),
         subject_id=entry.subject_id,
         trace_id=trace_id,
+        posting=to_proto(ledger_pb2.Posting, entry.posting),
+        revision=entry.revision,
+        restates_entry_id=entry.restates_entry_id or "",
+        restatement_id=entry.restatement_id or "",
+        late=entry.late,
     )
     trip = entry.avoided_trip
     if trip is not None:
@@ -129,7 +145,7 @@ def entry_posted_event(entry: LedgerEntry, trace_id: str) -> ledger_pb2.LedgerEn
 
 
 def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:
-    return ledger_pb2.GetInventoryResponse(
+    wire = ledger_pb2.GetInventoryResponse(
         municipality_id=inventory.municipality_id,
         year=inventory.year,
         lines=[
@@ -148,4 +164,20 @@ def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:
         emissions_kg_co2e=decimal_text(inventory.emissions_kg_co2e),
         avoided_kg_co2e=decimal_text(inventory.avoided_kg_co2e),
         entry_count=inventory.entry_count,
+        late_entry_count=inventory.late_entry_count,
+    )
+    if inventory.locked_at is not None:
+        wire.locked_at.CopyFrom(to_timestamp(inventory.locked_at))
+    return wire
+
+
+def sector_change_to_proto(change: SectorChange) -> ledger_pb2.SectorChange:
+    return ledger_pb2.SectorChange(
+        sector=to_proto(ledger_pb2.Sector, change.sector),
+        subsector=to_proto(ledger_pb2.Subsector, change.subsector),
+        kind=to_proto(ledger_pb2.EntryKind, change.kind),
+        kg_before=decimal_text(change.kg_before),
+        kg_after=decimal_text(change.kg_after),
+        kg_difference=decimal_text(change.kg_difference),
+        restated_entry_count=change.restated_entries,
     )

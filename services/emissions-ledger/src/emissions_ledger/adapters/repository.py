@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, and_, delete, exists, func, insert, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emissions_ledger.adapters.tables import inventory_lines, inventory_versions, ledger_entries
+from emissions_ledger.adapters.tables import (
+    inventory_lines,
+    inventory_locks,
+    inventory_versions,
+    ledger_entries,
+    restatements,
+)
 from emissions_ledger.domain import (
     AvoidedTrip,
     EmissionFactor,
@@ -21,8 +27,10 @@ from emissions_ledger.domain import (
     InventoryLine,
     LedgerEntry,
     LineIncrement,
+    Posting,
     SampleProvenance,
     Sector,
+    SectorChange,
     Subsector,
     add_lines,
     inventory_from_lines,
@@ -45,6 +53,15 @@ class PostedEntry:
 
 
 @dataclass(frozen=True)
+class YearLock:
+    municipality_id: str
+    year: int
+    locked_at: datetime
+    locked_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class InventorySnapshot:
     """One inventory's totals, its version and its last entry's sequence, read together."""
 
@@ -61,20 +78,33 @@ class LedgerRepository:
         """Appends the entries the ledger does not hold yet; returns those, in the given order.
 
         One multi-row INSERT whatever the number of entries (SQLAlchemy splits it into pages
-        below the driver's bound-parameter limit). The unique source of an entry makes the
-        append idempotent: an entry already posted, by this batch or an earlier delivery of
-        it, is skipped by the database and not returned.
+        below the driver's bound-parameter limit). The unique source of an entry (its event,
+        kind, revision and posting) makes the append idempotent: an entry already posted, by
+        this batch or an earlier delivery of it, is skipped by the database and not returned.
+        Entries of a locked year are posted flagged late.
         """
         unique: dict[str, LedgerEntry] = {}
         for entry in entries:
             unique.setdefault(entry.entry_id, entry)
         if not unique:
             return []
-        await self._bump_versions({(e.municipality_id, e.year) for e in unique.values()})
+        inventories = {(e.municipality_id, e.year) for e in unique.values()}
+        await self._bump_versions(inventories)
+        # After taking the inventories' turns: a lock committed before is seen here.
+        locked = await self._locked_among(inventories)
+        if locked:
+            unique = {
+                entry_id: replace(entry, late=True)
+                if (entry.municipality_id, entry.year) in locked
+                else entry
+                for entry_id, entry in unique.items()
+            }
         posted_at = datetime.now(UTC)
         statement = (
             insert_statement(self.session, ledger_entries)
-            .on_conflict_do_nothing(index_elements=["source_event_id", "kind"])
+            .on_conflict_do_nothing(
+                index_elements=["source_event_id", "kind", "revision", "posting"]
+            )
             .returning(ledger_entries.c.entry_id)
         )
         inserted = set(
@@ -150,7 +180,148 @@ class LedgerRepository:
                 select(inventory_lines).filter_by(municipality_id=municipality_id, year=year)
             )
         ).all()
-        return inventory_from_lines(municipality_id, year, [_line_from_row(row) for row in rows])
+        inventory = inventory_from_lines(
+            municipality_id, year, [_line_from_row(row) for row in rows]
+        )
+        lock = await self.lock_of(municipality_id, year)
+        if lock is None:
+            return inventory
+        late = await self.session.scalar(
+            select(func.count())
+            .select_from(ledger_entries)
+            .where(ledger_entries.c.municipality_id == municipality_id)
+            .where(ledger_entries.c.year == year)
+            .where(ledger_entries.c.late.is_(True))
+        )
+        return replace(inventory, locked_at=lock.locked_at, late_entry_count=int(late or 0))
+
+    async def _locked_among(self, inventories: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        municipalities = {municipality_id for municipality_id, _ in inventories}
+        rows = (
+            await self.session.execute(
+                select(inventory_locks.c.municipality_id, inventory_locks.c.year).where(
+                    inventory_locks.c.municipality_id.in_(municipalities)
+                )
+            )
+        ).all()
+        return {(row.municipality_id, row.year) for row in rows} & inventories
+
+    async def lock_of(self, municipality_id: str, year: int) -> YearLock | None:
+        row = (
+            await self.session.execute(
+                select(inventory_locks).filter_by(municipality_id=municipality_id, year=year)
+            )
+        ).first()
+        if row is None:
+            return None
+        return YearLock(row.municipality_id, row.year, row.locked_at, row.locked_by, row.reason)
+
+    async def lock_year(
+        self, municipality_id: str, year: int, locked_by: str, reason: str
+    ) -> YearLock:
+        """Locks the year unless it is locked already; the lock in force. Takes the
+        inventory's turn first, so that every posting commits either before the lock or
+        after it, flagged late."""
+        await self._bump_versions({(municipality_id, year)})
+        existing = await self.lock_of(municipality_id, year)
+        if existing is not None:
+            return existing
+        lock = YearLock(municipality_id, year, datetime.now(UTC), locked_by, reason)
+        await self.session.execute(
+            insert(inventory_locks).values(
+                municipality_id=municipality_id,
+                year=year,
+                locked_at=lock.locked_at,
+                locked_by=locked_by,
+                reason=reason,
+            )
+        )
+        return lock
+
+    async def pricing_groups(self, municipality_id: str, year: int) -> list[tuple[str, str]]:
+        """The (energy carrier, factor approach) pairs the year's entries are priced in."""
+        rows = (
+            await self.session.execute(
+                select(ledger_entries.c.energy_carrier, ledger_entries.c.factor_approach)
+                .where(ledger_entries.c.municipality_id == municipality_id)
+                .where(ledger_entries.c.year == year)
+                .distinct()
+            )
+        ).all()
+        return sorted((row.energy_carrier, row.factor_approach) for row in rows)
+
+    async def current_entries_priced_otherwise(
+        self,
+        municipality_id: str,
+        year: int,
+        carrier: str,
+        approach: str,
+        factor: EmissionFactor,
+    ) -> list[LedgerEntry]:
+        """The year's current entries (neither reversals nor reversed) of one carrier and
+        approach whose factor differs from `factor` by id, version, value or provisional mark,
+        in posting order. The value is compared as text here; the caller compares exactly."""
+        entries = ledger_entries.c
+        reversed_already = (
+            select(ledger_entries.c.entry_id)
+            .where(ledger_entries.c.restates_entry_id == entries.entry_id)
+            .where(ledger_entries.c.posting == Posting.REVERSAL.value)
+        )
+        rows = (
+            await self.session.execute(
+                select(ledger_entries)
+                .where(entries.municipality_id == municipality_id)
+                .where(entries.year == year)
+                .where(entries.energy_carrier == carrier)
+                .where(entries.factor_approach == approach)
+                .where(entries.posting != Posting.REVERSAL.value)
+                .where(
+                    not_(
+                        and_(
+                            entries.factor_id == factor.factor_id,
+                            entries.factor_version == factor.version,
+                            entries.factor_value == decimal_text(factor.value),
+                            entries.factor_provisional.is_(factor.provisional),
+                        )
+                    )
+                )
+                .where(~exists(reversed_already.correlate(ledger_entries)))
+                .order_by(entries.sequence)
+            )
+        ).all()
+        return [_entry_from_row(row) for row in rows]
+
+    async def record_restatement(
+        self,
+        restatement_id: str,
+        municipality_id: str,
+        year: int,
+        catalogue_version: str,
+        requested_by: str,
+        changes: Sequence[SectorChange],
+    ) -> None:
+        await self.session.execute(
+            insert(restatements).values(
+                restatement_id=restatement_id,
+                municipality_id=municipality_id,
+                year=year,
+                catalogue_version=catalogue_version,
+                requested_by=requested_by,
+                requested_at=datetime.now(UTC),
+                restated_entry_count=sum(change.restated_entries for change in changes),
+                changes=[
+                    {
+                        "sector": change.sector.value,
+                        "subsector": change.subsector.value,
+                        "kind": change.kind.value,
+                        "kg_before": decimal_text(change.kg_before),
+                        "kg_after": decimal_text(change.kg_after),
+                        "restated_entries": change.restated_entries,
+                    }
+                    for change in changes
+                ],
+            )
+        )
 
     async def entries(
         self, municipality_id: str, year: int, after_sequence: int, limit: int
@@ -268,6 +439,9 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         "factor_source": factor.source,
         "factor_version": factor.version,
         "factor_approach": factor.approach,
+        "factor_valid_from_year": factor.valid_from_year,
+        "factor_valid_to_year": factor.valid_to_year,
+        "factor_provisional": factor.provisional,
         "kg_co2e": decimal_text(entry.kg_co2e),
         "kind": entry.kind.value,
         "source_event_id": entry.source_event_id,
@@ -293,6 +467,11 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         },
         "trace_id": trace_id,
         "posted_at": posted_at,
+        "posting": entry.posting.value,
+        "revision": entry.revision,
+        "restates_entry_id": entry.restates_entry_id,
+        "restatement_id": entry.restatement_id,
+        "late": entry.late,
     }
 
 
@@ -349,6 +528,9 @@ def _entry_from_row(row: Any) -> LedgerEntry:
             source=row.factor_source,
             version=row.factor_version,
             approach=row.factor_approach,
+            valid_from_year=row.factor_valid_from_year,
+            valid_to_year=row.factor_valid_to_year,
+            provisional=bool(row.factor_provisional),
         ),
         kg_co2e=Decimal(row.kg_co2e),
         kind=EntryKind(row.kind),
@@ -373,4 +555,9 @@ def _entry_from_row(row: Any) -> LedgerEntry:
             first_sample_event_id=str(samples["first_sample_event_id"]),
             last_sample_event_id=str(samples["last_sample_event_id"]),
         ),
+        posting=Posting(row.posting),
+        revision=row.revision,
+        restates_entry_id=row.restates_entry_id,
+        restatement_id=row.restatement_id,
+        late=bool(row.late),
     )

@@ -10,6 +10,7 @@ from emissions_ledger.domain.entries import (
     ImplausibleActivity,
     InvalidPolicyData,
     LedgerEntry,
+    Posting,
     SampleProvenance,
     Sector,
     Subsector,
@@ -25,6 +26,7 @@ from emissions_ledger.domain.entries import (
 from emissions_ledger.domain.factors import (
     EmissionFactor,
     EnergyCarrier,
+    FactorApproach,
     FactorCatalogue,
     InvalidFactorData,
     NoFactor,
@@ -41,6 +43,14 @@ from emissions_ledger.domain.inventory import (
     line_of,
     summarise,
 )
+from emissions_ledger.domain.restatement import (
+    SectorChange,
+    approach_key,
+    changes_per_sector,
+    current_factor,
+    restated_pair,
+    restatement_entries,
+)
 
 __all__ = [
     "FIRST_REPORTING_YEAR",
@@ -51,6 +61,7 @@ __all__ = [
     "EmissionFactor",
     "EnergyCarrier",
     "EntryKind",
+    "FactorApproach",
     "FactorCatalogue",
     "FuelType",
     "ImplausibleActivity",
@@ -61,8 +72,10 @@ __all__ = [
     "LedgerEntry",
     "LineIncrement",
     "NoFactor",
+    "Posting",
     "SampleProvenance",
     "Sector",
+    "SectorChange",
     "Subsector",
     "UnaccountableActivity",
     "VehicleActivity",
@@ -70,6 +83,9 @@ __all__ = [
     "WasteCollection",
     "add_lines",
     "add_to_line",
+    "approach_key",
+    "changes_per_sector",
+    "current_factor",
     "entry_for_activity",
     "entry_for_collection",
     "entry_id_for",
@@ -77,5 +93,7 @@ __all__ = [
     "inventory_from_lines",
     "line_of",
     "reporting_year",
+    "restated_pair",
+    "restatement_entries",
     "summarise",
 ]

@@ -18,7 +18,12 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from emissions_ledger.domain.factors import EmissionFactor, EnergyCarrier, FactorCatalogue
+from emissions_ledger.domain.factors import (
+    EmissionFactor,
+    EnergyCarrier,
+    FactorApproach,
+    FactorCatalogue,
+)
 
 # Any arithmetic that would have to round raises instead: ledger amounts are exact.
 EXACT_ARITHMETIC = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
@@ -32,6 +37,15 @@ ENTRY_ID_NAMESPACE = uuid.UUID("6d5ca3ed-722e-4b7d-a3d6-2721cbdcdb3d")
 class EntryKind(StrEnum):
     EMISSION = "emission"
     AVOIDED_EMISSION = "avoided_emission"
+
+
+class Posting(StrEnum):
+    """Why an entry is in the ledger: an event's first accounting, or a restatement's pair
+    (the reversal of the entry it replaces, and the entry that replaces it)."""
+
+    ORIGINAL = "original"
+    REVERSAL = "reversal"
+    RESTATEMENT = "restatement"
 
 
 class Sector(StrEnum):
@@ -152,7 +166,14 @@ class SampleProvenance:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One accounted activity; kg_co2e is never negative, the kind says which way it counts."""
+    """One accounted activity; the kind says which way it counts.
+
+    Amounts are never negative, except on a reversal: the exact negation of the entry it
+    reverses (`restates_entry_id`), so that summing a year's entries gives its figures. A
+    restatement re-prices the entry it replaces from the same activity; both carry the
+    revision they make (the original is revision 0) and the restatement run that posted them.
+    `late` marks an entry posted after its year was locked.
+    """
 
     entry_id: str
     municipality_id: str
@@ -172,6 +193,11 @@ class LedgerEntry:
     avoided_trip: AvoidedTrip | None = None
     # For vehicle activity: the samples behind the figure (None for other sources).
     samples: SampleProvenance | None = None
+    posting: Posting = Posting.ORIGINAL
+    revision: int = 0
+    restates_entry_id: str | None = None
+    restatement_id: str | None = None
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,6 +299,7 @@ def entry_for_activity(
     catalogue: FactorCatalogue,
     source_topic: str,
     this_year: int | None = None,
+    approach: str = FactorApproach.IPCC,
 ) -> LedgerEntry:
     """The emission entry of one period of vehicle activity.
 
@@ -324,7 +351,7 @@ def entry_for_activity(
     # end, says the year (an activity ending at midnight on New Year's Eve is the old year's).
     year = reporting_year(activity.period_end - LAST_INSTANT)
     _require_plausible_year(year, this_year)
-    factor = catalogue.for_carrier(carrier, year)
+    factor = catalogue.for_carrier(carrier, year, approach)
     if factor.activity_unit != unit:
         raise UnaccountableActivity(
             f"{measured_field}: {fuel} is measured in {unit} but factor "
@@ -357,6 +384,7 @@ def entry_for_collection(
     catalogue: FactorCatalogue,
     source_topic: str,
     this_year: int | None = None,
+    approach: str = FactorApproach.IPCC,
 ) -> LedgerEntry:
     """The entry for a collection by shared carrier capacity instead of a dedicated trip.
 
@@ -378,8 +406,8 @@ def entry_for_collection(
     _require_plausible_year(year, this_year)
     dedicated = policy.dedicated_vehicle
     carrier_vehicle = policy.carrier_vehicle
-    dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year)
-    carrier_factor = _litre_factor("carrier_vehicle", carrier_vehicle, catalogue, year)
+    dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year, approach)
+    carrier_factor = _litre_factor("carrier_vehicle", carrier_vehicle, catalogue, year, approach)
 
     avoided_litres = _litres_for(policy.dedicated_trip_distance_m, dedicated)
     extra_litres = _litres_for(collection.carrier_extra_distance_m, carrier_vehicle)
@@ -423,14 +451,14 @@ def _litres_for(distance_m: int, vehicle: VehicleProfile) -> Decimal:
 
 
 def _litre_factor(
-    field: str, vehicle: VehicleProfile, catalogue: FactorCatalogue, year: int
+    field: str, vehicle: VehicleProfile, catalogue: FactorCatalogue, year: int, approach: str
 ) -> EmissionFactor:
     carrier = _CARRIER_OF_FUEL.get(vehicle.fuel_type)
     if carrier is None:
         raise UnaccountableActivity(
             f"{field}.fuel_type: no energy carrier for '{vehicle.fuel_type}'"
         )
-    factor = catalogue.for_carrier(carrier, year)
+    factor = catalogue.for_carrier(carrier, year, approach)
     if factor.activity_unit != LITRE:
         raise UnaccountableActivity(
             f"{field}.fuel_type: factor '{factor.factor_id}' is per {factor.activity_unit}, "

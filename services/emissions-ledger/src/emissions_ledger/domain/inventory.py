@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from emissions_ledger.domain.entries import (
     EXACT_ARITHMETIC,
     EntryKind,
     LedgerEntry,
+    Posting,
     Sector,
     Subsector,
 )
@@ -36,6 +38,9 @@ class Inventory:
     emissions_kg_co2e: Decimal
     avoided_kg_co2e: Decimal
     entry_count: int
+    # When the year was locked (after submission), and how many entries came after that.
+    locked_at: datetime | None = None
+    late_entry_count: int = 0
 
 
 class DuplicateEntry(ValueError):
@@ -67,10 +72,12 @@ def line_key(entry: LedgerEntry) -> _LineKey:
 
 
 def line_of(entry: LedgerEntry) -> InventoryLine:
-    """The inventory line that holds this one entry alone."""
+    """The inventory line that holds this one entry alone. A line counts the entries that
+    make its figure: a reversal takes one away, as its replacement adds one."""
     sector, subsector, carrier, kind, unit = line_key(entry)
+    count = -1 if entry.posting is Posting.REVERSAL else 1
     return InventoryLine(
-        sector, subsector, carrier, kind, unit, entry.activity_amount, entry.kg_co2e, 1
+        sector, subsector, carrier, kind, unit, entry.activity_amount, entry.kg_co2e, count
     )
 
 

@@ -25,45 +25,61 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$greenpartners/ledger/v1/ledger.proto\x12\x17greenpartners.ledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n\x0e\x45missionFactor\x12\x11\n\tfactor_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\"\xba\x01\n\x0b\x41voidedTrip\x12\x1f\n\x17\x61voided_trip_distance_m\x18\x01 \x01(\x03\x12\x17\n\x0f\x61voided_vehicle\x18\x02 \x01(\t\x12\x17\n\x0f\x61voided_kg_co2e\x18\x03 \x01(\t\x12 \n\x18\x63\x61rrier_extra_distance_m\x18\x04 \x01(\x03\x12\x17\n\x0f\x63\x61rrier_vehicle\x18\x05 \x01(\t\x12\x1d\n\x15\x63\x61rrier_extra_kg_co2e\x18\x06 \x01(\t\"\xa1\x05\n\x0bLedgerEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12/\n\x06sector\x18\x04 \x01(\x0e\x32\x1f.greenpartners.ledger.v1.Sector\x12\x35\n\tsubsector\x18\x05 \x01(\x0e\x32\".greenpartners.ledger.v1.Subsector\x12>\n\x0e\x65nergy_carrier\x18\x06 \x01(\x0e\x32&.greenpartners.ledger.v1.EnergyCarrier\x12\x17\n\x0f\x61\x63tivity_amount\x18\x07 \x01(\t\x12\x15\n\ractivity_unit\x18\x08 \x01(\t\x12@\n\x0f\x65mission_factor\x18\t \x01(\x0b\x32\'.greenpartners.ledger.v1.EmissionFactor\x12\x0f\n\x07kg_co2e\x18\n \x01(\t\x12\x30\n\x04kind\x18\x0b \x01(\x0e\x32\".greenpartners.ledger.v1.EntryKind\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\x12\x14\n\x0csource_topic\x18\r \x01(\t\x12/\n\x0b\x61\x63tivity_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsubject_id\x18\x0f \x01(\t\x12:\n\x0c\x61voided_trip\x18\x10 \x01(\x0b\x32$.greenpartners.ledger.v1.AvoidedTrip\x12\x10\n\x08trace_id\x18\x11 \x01(\t\x12:\n\x07samples\x18\x12 \x01(\x0b\x32).greenpartners.ledger.v1.SampleProvenance\"e\n\x10SampleProvenance\x12\x14\n\x0csample_count\x18\x01 \x01(\x03\x12\x1d\n\x15\x66irst_sample_event_id\x18\x02 \x01(\t\x12\x1c\n\x14last_sample_event_id\x18\x03 \x01(\t\"\x8b\x01\n\x11LedgerEntryPosted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x05\x65ntry\x18\x03 \x01(\x0b\x32$.greenpartners.ledger.v1.LedgerEntry\"<\n\x13GetInventoryRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\"\xbf\x02\n\rInventoryLine\x12/\n\x06sector\x18\x01 \x01(\x0e\x32\x1f.greenpartners.ledger.v1.Sector\x12\x35\n\tsubsector\x18\x02 \x01(\x0e\x32\".greenpartners.ledger.v1.Subsector\x12>\n\x0e\x65nergy_carrier\x18\x03 \x01(\x0e\x32&.greenpartners.ledger.v1.EnergyCarrier\x12\x30\n\x04kind\x18\x04 \x01(\x0e\x32\".greenpartners.ledger.v1.EntryKind\x12\x17\n\x0f\x61\x63tivity_amount\x18\x05 \x01(\t\x12\x15\n\ractivity_unit\x18\x06 \x01(\t\x12\x0f\n\x07kg_co2e\x18\x07 \x01(\t\x12\x13\n\x0b\x65ntry_count\x18\x08 \x01(\x03\"\xbd\x01\n\x14GetInventoryResponse\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x35\n\x05lines\x18\x03 \x03(\x0b\x32&.greenpartners.ledger.v1.InventoryLine\x12\x19\n\x11\x65missions_kg_co2e\x18\x04 \x01(\t\x12\x17\n\x0f\x61voided_kg_co2e\x18\x05 \x01(\t\x12\x13\n\x0b\x65ntry_count\x18\x06 \x01(\x03\"b\n\x12ListEntriesRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"e\n\x13ListEntriesResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.greenpartners.ledger.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\x15WatchInventoryRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\t\x12\x16\n\x0e\x66rom_beginning\x18\x04 \x01(\x08\"\xa3\x01\n\x16WatchInventoryResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.greenpartners.ledger.v1.LedgerEntry\x12@\n\tinventory\x18\x02 \x01(\x0b\x32-.greenpartners.ledger.v1.GetInventoryResponse\x12\x10\n\x08position\x18\x03 \x01(\t*\xa9\x01\n\x06Sector\x12\x16\n\x12SECTOR_UNSPECIFIED\x10\x00\x12\x1e\n\x1aSECTOR_MUNICIPAL_BUILDINGS\x10\x01\x12\x1d\n\x19SECTOR_TERTIARY_BUILDINGS\x10\x02\x12 \n\x1cSECTOR_RESIDENTIAL_BUILDINGS\x10\x03\x12\x14\n\x10SECTOR_TRANSPORT\x10\x04\x12\x10\n\x0cSECTOR_WASTE\x10\x05*\x91\x01\n\tSubsector\x12\x19\n\x15SUBSECTOR_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBSECTOR_MUNICIPAL_FLEET\x10\x01\x12\x1e\n\x1aSUBSECTOR_PUBLIC_TRANSPORT\x10\x02\x12*\n&SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT\x10\x03*\xdd\x01\n\rEnergyCarrier\x12\x1e\n\x1a\x45NERGY_CARRIER_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45NERGY_CARRIER_ELECTRICITY\x10\x01\x12\x1e\n\x1a\x45NERGY_CARRIER_NATURAL_GAS\x10\x02\x12\x19\n\x15\x45NERGY_CARRIER_DIESEL\x10\x03\x12\x1b\n\x17\x45NERGY_CARRIER_GASOLINE\x10\x04\x12\x1a\n\x16\x45NERGY_CARRIER_BIOFUEL\x10\x05\x12\x18\n\x14\x45NERGY_CARRIER_OTHER\x10\x06*a\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_KIND_EMISSION\x10\x01\x12\x1f\n\x1b\x45NTRY_KIND_AVOIDED_EMISSION\x10\x02\x32\xe4\x02\n\x16\x45missionsLedgerService\x12k\n\x0cGetInventory\x12,.greenpartners.ledger.v1.GetInventoryRequest\x1a-.greenpartners.ledger.v1.GetInventoryResponse\x12h\n\x0bListEntries\x12+.greenpartners.ledger.v1.ListEntriesRequest\x1a,.greenpartners.ledger.v1.ListEntriesResponse\x12s\n\x0eWatchInventory\x12..greenpartners.ledger.v1.WatchInventoryRequest\x1a/.greenpartners.ledger.v1.WatchInventoryResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$greenpartners/ledger/v1/ledger.proto\x12\x17greenpartners.ledger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x01\n\x0e\x45missionFactor\x12\x11\n\tfactor_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x10\n\x08\x61pproach\x18\x06 \x01(\t\x12\x17\n\x0fvalid_from_year\x18\x07 \x01(\x05\x12\x15\n\rvalid_to_year\x18\x08 \x01(\x05\x12\x13\n\x0bprovisional\x18\t \x01(\x08\x12\x15\n\ractivity_unit\x18\n \x01(\t\"\xba\x01\n\x0b\x41voidedTrip\x12\x1f\n\x17\x61voided_trip_distance_m\x18\x01 \x01(\x03\x12\x17\n\x0f\x61voided_vehicle\x18\x02 \x01(\t\x12\x17\n\x0f\x61voided_kg_co2e\x18\x03 \x01(\t\x12 \n\x18\x63\x61rrier_extra_distance_m\x18\x04 \x01(\x03\x12\x17\n\x0f\x63\x61rrier_vehicle\x18\x05 \x01(\t\x12\x1d\n\x15\x63\x61rrier_extra_kg_co2e\x18\x06 \x01(\t\"\xa7\x06\n\x0bLedgerEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12/\n\x06sector\x18\x04 \x01(\x0e\x32\x1f.greenpartners.ledger.v1.Sector\x12\x35\n\tsubsector\x18\x05 \x01(\x0e\x32\".greenpartners.ledger.v1.Subsector\x12>\n\x0e\x65nergy_carrier\x18\x06 \x01(\x0e\x32&.greenpartners.ledger.v1.EnergyCarrier\x12\x17\n\x0f\x61\x63tivity_amount\x18\x07 \x01(\t\x12\x15\n\ractivity_unit\x18\x08 \x01(\t\x12@\n\x0f\x65mission_factor\x18\t \x01(\x0b\x32\'.greenpartners.ledger.v1.EmissionFactor\x12\x0f\n\x07kg_co2e\x18\n \x01(\t\x12\x30\n\x04kind\x18\x0b \x01(\x0e\x32\".greenpartners.ledger.v1.EntryKind\x12\x17\n\x0fsource_event_id\x18\x0c \x01(\t\x12\x14\n\x0csource_topic\x18\r \x01(\t\x12/\n\x0b\x61\x63tivity_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsubject_id\x18\x0f \x01(\t\x12:\n\x0c\x61voided_trip\x18\x10 \x01(\x0b\x32$.greenpartners.ledger.v1.AvoidedTrip\x12\x10\n\x08trace_id\x18\x11 \x01(\t\x12:\n\x07samples\x18\x12 \x01(\x0b\x32).greenpartners.ledger.v1.SampleProvenance\x12\x31\n\x07posting\x18\x13 \x01(\x0e\x32 .greenpartners.ledger.v1.Posting\x12\x10\n\x08revision\x18\x14 \x01(\x05\x12\x19\n\x11restates_entry_id\x18\x15 \x01(\t\x12\x16\n\x0erestatement_id\x18\x16 \x01(\t\x12\x0c\n\x04late\x18\x17 \x01(\x08\"e\n\x10SampleProvenance\x12\x14\n\x0csample_count\x18\x01 \x01(\x03\x12\x1d\n\x15\x66irst_sample_event_id\x18\x02 \x01(\t\x12\x1c\n\x14last_sample_event_id\x18\x03 \x01(\t\"\x8b\x01\n\x11LedgerEntryPosted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x05\x65ntry\x18\x03 \x01(\x0b\x32$.greenpartners.ledger.v1.LedgerEntry\"<\n\x13GetInventoryRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\"\xbf\x02\n\rInventoryLine\x12/\n\x06sector\x18\x01 \x01(\x0e\x32\x1f.greenpartners.ledger.v1.Sector\x12\x35\n\tsubsector\x18\x02 \x01(\x0e\x32\".greenpartners.ledger.v1.Subsector\x12>\n\x0e\x65nergy_carrier\x18\x03 \x01(\x0e\x32&.greenpartners.ledger.v1.EnergyCarrier\x12\x30\n\x04kind\x18\x04 \x01(\x0e\x32\".greenpartners.ledger.v1.EntryKind\x12\x17\n\x0f\x61\x63tivity_amount\x18\x05 \x01(\t\x12\x15\n\ractivity_unit\x18\x06 \x01(\t\x12\x0f\n\x07kg_co2e\x18\x07 \x01(\t\x12\x13\n\x0b\x65ntry_count\x18\x08 \x01(\x03\"\x86\x02\n\x14GetInventoryResponse\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x35\n\x05lines\x18\x03 \x03(\x0b\x32&.greenpartners.ledger.v1.InventoryLine\x12\x19\n\x11\x65missions_kg_co2e\x18\x04 \x01(\t\x12\x17\n\x0f\x61voided_kg_co2e\x18\x05 \x01(\t\x12\x13\n\x0b\x65ntry_count\x18\x06 \x01(\x03\x12-\n\tlocked_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10late_entry_count\x18\x08 \x01(\x03\"b\n\x12ListEntriesRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"e\n\x13ListEntriesResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.greenpartners.ledger.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"h\n\x15WatchInventoryRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x10\n\x08position\x18\x03 \x01(\t\x12\x16\n\x0e\x66rom_beginning\x18\x04 \x01(\x08\"\xa3\x01\n\x16WatchInventoryResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.greenpartners.ledger.v1.LedgerEntry\x12@\n\tinventory\x18\x02 \x01(\x0b\x32-.greenpartners.ledger.v1.GetInventoryResponse\x12\x10\n\x08position\x18\x03 \x01(\t\"\x1c\n\x1aListEmissionFactorsRequest\"r\n\x1bListEmissionFactorsResponse\x12\x19\n\x11\x63\x61talogue_version\x18\x01 \x01(\t\x12\x38\n\x07\x66\x61\x63tors\x18\x02 \x03(\x0b\x32\'.greenpartners.ledger.v1.EmissionFactor\"@\n\x17RestateInventoryRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\"\x82\x02\n\x0cSectorChange\x12/\n\x06sector\x18\x01 \x01(\x0e\x32\x1f.greenpartners.ledger.v1.Sector\x12\x35\n\tsubsector\x18\x02 \x01(\x0e\x32\".greenpartners.ledger.v1.Subsector\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".greenpartners.ledger.v1.EntryKind\x12\x11\n\tkg_before\x18\x04 \x01(\t\x12\x10\n\x08kg_after\x18\x05 \x01(\t\x12\x15\n\rkg_difference\x18\x06 \x01(\t\x12\x1c\n\x14restated_entry_count\x18\x07 \x01(\x03\"\xa0\x02\n\x18RestateInventoryResponse\x12\x16\n\x0erestatement_id\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61talogue_version\x18\x02 \x01(\t\x12\x1c\n\x14restated_entry_count\x18\x03 \x01(\x03\x12\x36\n\x07\x63hanges\x18\x04 \x03(\x0b\x32%.greenpartners.ledger.v1.SectorChange\x12=\n\x06\x62\x65\x66ore\x18\x05 \x01(\x0b\x32-.greenpartners.ledger.v1.GetInventoryResponse\x12<\n\x05\x61\x66ter\x18\x06 \x01(\x0b\x32-.greenpartners.ledger.v1.GetInventoryResponse\"Q\n\x18LockInventoryYearRequest\x12\x17\n\x0fmunicipality_id\x18\x01 \x01(\t\x12\x0c\n\x04year\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"m\n\x19LockInventoryYearResponse\x12-\n\tlocked_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tlocked_by\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t*\xa9\x01\n\x06Sector\x12\x16\n\x12SECTOR_UNSPECIFIED\x10\x00\x12\x1e\n\x1aSECTOR_MUNICIPAL_BUILDINGS\x10\x01\x12\x1d\n\x19SECTOR_TERTIARY_BUILDINGS\x10\x02\x12 \n\x1cSECTOR_RESIDENTIAL_BUILDINGS\x10\x03\x12\x14\n\x10SECTOR_TRANSPORT\x10\x04\x12\x10\n\x0cSECTOR_WASTE\x10\x05*\x91\x01\n\tSubsector\x12\x19\n\x15SUBSECTOR_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBSECTOR_MUNICIPAL_FLEET\x10\x01\x12\x1e\n\x1aSUBSECTOR_PUBLIC_TRANSPORT\x10\x02\x12*\n&SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT\x10\x03*\xdd\x01\n\rEnergyCarrier\x12\x1e\n\x1a\x45NERGY_CARRIER_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45NERGY_CARRIER_ELECTRICITY\x10\x01\x12\x1e\n\x1a\x45NERGY_CARRIER_NATURAL_GAS\x10\x02\x12\x19\n\x15\x45NERGY_CARRIER_DIESEL\x10\x03\x12\x1b\n\x17\x45NERGY_CARRIER_GASOLINE\x10\x04\x12\x1a\n\x16\x45NERGY_CARRIER_BIOFUEL\x10\x05\x12\x18\n\x14\x45NERGY_CARRIER_OTHER\x10\x06*g\n\x07Posting\x12\x17\n\x13POSTING_UNSPECIFIED\x10\x00\x12\x14\n\x10POSTING_ORIGINAL\x10\x01\x12\x14\n\x10POSTING_REVERSAL\x10\x02\x12\x17\n\x13POSTING_RESTATEMENT\x10\x03*a\n\tEntryKind\x12\x1a\n\x16\x45NTRY_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_KIND_EMISSION\x10\x01\x12\x1f\n\x1b\x45NTRY_KIND_AVOIDED_EMISSION\x10\x02\x32\xdc\x05\n\x16\x45missionsLedgerService\x12k\n\x0cGetInventory\x12,.greenpartners.ledger.v1.GetInventoryRequest\x1a-.greenpartners.ledger.v1.GetInventoryResponse\x12h\n\x0bListEntries\x12+.greenpartners.ledger.v1.ListEntriesRequest\x1a,.greenpartners.ledger.v1.ListEntriesResponse\x12s\n\x0eWatchInventory\x12..greenpartners.ledger.v1.WatchInventoryRequest\x1a/.greenpartners.ledger.v1.WatchInventoryResponse0\x01\x12\x80\x01\n\x13ListEmissionFactors\x12\x33.greenpartners.ledger.v1.ListEmissionFactorsRequest\x1a\x34.greenpartners.ledger.v1.ListEmissionFactorsResponse\x12w\n\x10RestateInventory\x12\x30.greenpartners.ledger.v1.RestateInventoryRequest\x1a\x31.greenpartners.ledger.v1.RestateInventoryResponse\x12z\n\x11LockInventoryYear\x12\x31.greenpartners.ledger.v1.LockInventoryYearRequest\x1a\x32.greenpartners.ledger.v1.LockInventoryYearResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'greenpartners.ledger.v1.ledger_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SECTOR']._serialized_start=2359
-  _globals['_SECTOR']._serialized_end=2528
-  _globals['_SUBSECTOR']._serialized_start=2531
-  _globals['_SUBSECTOR']._serialized_end=2676
-  _globals['_ENERGYCARRIER']._serialized_start=2679
-  _globals['_ENERGYCARRIER']._serialized_end=2900
-  _globals['_ENTRYKIND']._serialized_start=2902
-  _globals['_ENTRYKIND']._serialized_end=2999
-  _globals['_EMISSIONFACTOR']._serialized_start=98
-  _globals['_EMISSIONFACTOR']._serialized_end=195
-  _globals['_AVOIDEDTRIP']._serialized_start=198
-  _globals['_AVOIDEDTRIP']._serialized_end=384
-  _globals['_LEDGERENTRY']._serialized_start=387
-  _globals['_LEDGERENTRY']._serialized_end=1060
-  _globals['_SAMPLEPROVENANCE']._serialized_start=1062
-  _globals['_SAMPLEPROVENANCE']._serialized_end=1163
-  _globals['_LEDGERENTRYPOSTED']._serialized_start=1166
-  _globals['_LEDGERENTRYPOSTED']._serialized_end=1305
-  _globals['_GETINVENTORYREQUEST']._serialized_start=1307
-  _globals['_GETINVENTORYREQUEST']._serialized_end=1367
-  _globals['_INVENTORYLINE']._serialized_start=1370
-  _globals['_INVENTORYLINE']._serialized_end=1689
-  _globals['_GETINVENTORYRESPONSE']._serialized_start=1692
-  _globals['_GETINVENTORYRESPONSE']._serialized_end=1881
-  _globals['_LISTENTRIESREQUEST']._serialized_start=1883
-  _globals['_LISTENTRIESREQUEST']._serialized_end=1981
-  _globals['_LISTENTRIESRESPONSE']._serialized_start=1983
-  _globals['_LISTENTRIESRESPONSE']._serialized_end=2084
-  _globals['_WATCHINVENTORYREQUEST']._serialized_start=2086
-  _globals['_WATCHINVENTORYREQUEST']._serialized_end=2190
-  _globals['_WATCHINVENTORYRESPONSE']._serialized_start=2193
-  _globals['_WATCHINVENTORYRESPONSE']._serialized_end=2356
-  _globals['_EMISSIONSLEDGERSERVICE']._serialized_start=3002
-  _globals['_EMISSIONSLEDGERSERVICE']._serialized_end=3358
+  _globals['_SECTOR']._serialized_start=3635
+  _globals['_SECTOR']._serialized_end=3804
+  _globals['_SUBSECTOR']._serialized_start=3807
+  _globals['_SUBSECTOR']._serialized_end=3952
+  _globals['_ENERGYCARRIER']._serialized_start=3955
+  _globals['_ENERGYCARRIER']._serialized_end=4176
+  _globals['_POSTING']._serialized_start=4178
+  _globals['_POSTING']._serialized_end=4281
+  _globals['_ENTRYKIND']._serialized_start=4283
+  _globals['_ENTRYKIND']._serialized_end=4380
+  _globals['_EMISSIONFACTOR']._serialized_start=99
+  _globals['_EMISSIONFACTOR']._serialized_end=306
+  _globals['_AVOIDEDTRIP']._serialized_start=309
+  _globals['_AVOIDEDTRIP']._serialized_end=495
+  _globals['_LEDGERENTRY']._serialized_start=498
+  _globals['_LEDGERENTRY']._serialized_end=1305
+  _globals['_SAMPLEPROVENANCE']._serialized_start=1307
+  _globals['_SAMPLEPROVENANCE']._serialized_end=1408
+  _globals['_LEDGERENTRYPOSTED']._serialized_start=1411
+  _globals['_LEDGERENTRYPOSTED']._serialized_end=1550
+  _globals['_GETINVENTORYREQUEST']._serialized_start=1552
+  _globals['_GETINVENTORYREQUEST']._serialized_end=1612
+  _globals['_INVENTORYLINE']._serialized_start=1615
+  _globals['_INVENTORYLINE']._serialized_end=1934
+  _globals['_GETINVENTORYRESPONSE']._serialized_start=1937
+  _globals['_GETINVENTORYRESPONSE']._serialized_end=2199
+  _globals['_LISTENTRIESREQUEST']._serialized_start=2201
+  _globals['_LISTENTRIESREQUEST']._serialized_end=2299
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=2301
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=2402
+  _globals['_WATCHINVENTORYREQUEST']._serialized_start=2404
+  _globals['_WATCHINVENTORYREQUEST']._serialized_end=2508
+  _globals['_WATCHINVENTORYRESPONSE']._serialized_start=2511
+  _globals['_WATCHINVENTORYRESPONSE']._serialized_end=2674
+  _globals['_LISTEMISSIONFACTORSREQUEST']._serialized_start=2676
+  _globals['_LISTEMISSIONFACTORSREQUEST']._serialized_end=2704
+  _globals['_LISTEMISSIONFACTORSRESPONSE']._serialized_start=2706
+  _globals['_LISTEMISSIONFACTORSRESPONSE']._serialized_end=2820
+  _globals['_RESTATEINVENTORYREQUEST']._serialized_start=2822
+  _globals['_RESTATEINVENTORYREQUEST']._serialized_end=2886
+  _globals['_SECTORCHANGE']._serialized_start=2889
+  _globals['_SECTORCHANGE']._serialized_end=3147
+  _globals['_RESTATEINVENTORYRESPONSE']._serialized_start=3150
+  _globals['_RESTATEINVENTORYRESPONSE']._serialized_end=3438
+  _globals['_LOCKINVENTORYYEARREQUEST']._serialized_start=3440
+  _globals['_LOCKINVENTORYYEARREQUEST']._serialized_end=3521
+  _globals['_LOCKINVENTORYYEARRESPONSE']._serialized_start=3523
+  _globals['_LOCKINVENTORYYEARRESPONSE']._serialized_end=3632
+  _globals['_EMISSIONSLEDGERSERVICE']._serialized_start=4383
+  _globals['_EMISSIONSLEDGERSERVICE']._serialized_end=5115
 # @@protoc_insertion_point(module_scope)
