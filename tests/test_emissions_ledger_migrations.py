@@ -1,6 +1,6 @@
 """Upgrading a ledger keeps what it holds: running totals built from existing entries (2),
 line amounts made exact numbers the database adds (3), sample provenance on entries (4),
-revisions for restatement (6)."""
+revisions for restatement (6), metered and modelled lines apart (7)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_
 from emissions_ledger.adapters.repository import LedgerRepository
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.domain import (
+    Basis,
     FuelType,
     LedgerEntry,
     Posting,
@@ -34,8 +35,8 @@ from emissions_ledger.domain import (
     Subsector,
     VehicleActivity,
     WasteCollection,
+    entries_for_collection,
     entry_for_activity,
-    entry_for_collection,
     increments_per_line,
     restated_pair,
     summarise,
@@ -91,13 +92,29 @@ def entries_of_a_released_ledger() -> list[LedgerEntry]:
         catalogue,
         "fleet.activity.v1",
     )
-    collection = entry_for_collection(
-        WasteCollection("c1", "molo-aalborg-02", AALBORG, "homerunner", AT, 900, 1_000, True),
+    return [diesel_entry("a0", 1_234), diesel_entry("a1", 777), electric, released_collection()]
+
+
+RELEASED_COLLECTION = WasteCollection(
+    "c1", "molo-aalborg-02", AALBORG, "homerunner", AT, 900, 1_000, True
+)
+
+
+def released_collection() -> LedgerEntry:
+    """A collection's one entry as versions before 7 posted it: the avoided trip net of the
+    detour (1.12 l - 0.072 l), modelled, without the collection's provenance."""
+    avoided, detour = entries_for_collection(
+        RELEASED_COLLECTION,
         load_avoided_trip_policy(),
-        catalogue,
+        load_factor_catalogue(),
         "lockers.events.v1",
     )
-    return [diesel_entry("a0", 1_234), diesel_entry("a1", 777), electric, collection]
+    return replace(
+        avoided,
+        activity_amount=avoided.activity_amount - detour.activity_amount,
+        kg_co2e=avoided.kg_co2e - detour.kg_co2e,
+        collection=None,
+    )
 
 
 def version_1_as_appended_today() -> list[Migration]:
@@ -301,11 +318,22 @@ async def test_upgrade_to_restatement_keeps_entries_and_lets_them_be_restated(
             (Posting.ORIGINAL, 0, False)
         }
         assert inventory == summarise(AALBORG, 2026, entries)
+        # The collection's net entry is known for what it is: modelled, on a line of its own.
+        assert [p.entry.basis for p in kept] == [Basis.METERED] * 3 + [Basis.MODELLED]
 
-        # A redelivered event still posts nothing; a restatement posts its pair once.
+        # A redelivered event still posts nothing, also a collection that today's code
+        # accounts in two entries (the detour would be new); a restatement posts its pair once.
         async with database.transaction() as session:
             repository = LedgerRepository(session)
             assert await repository.append([entries[0]], trace_id="") == []
+            redelivered = entries_for_collection(
+                RELEASED_COLLECTION,
+                load_avoided_trip_policy(),
+                load_factor_catalogue(),
+                "lockers.events.v1",
+            )
+            assert len(redelivered) == 2
+            assert await repository.append(redelivered, trace_id="") == []
             diesel = next(e for e in kept if e.entry.factor.factor_id == "diesel-nea-nir2021")
             factor = await repository.pricing_groups(AALBORG, 2026)
             assert ("diesel", "IPCC, tank-to-wheel, CO2") in factor
@@ -346,4 +374,14 @@ def _version_5_row(entry: LedgerEntry, sequence: int, posted_at: datetime) -> di
         "trace_id": "",
         "activity_at": entry.activity_at,
         "posted_at": posted_at,
+        "avoided_trip": None
+        if entry.avoided_trip is None
+        else {
+            "avoided_trip_distance_m": entry.avoided_trip.avoided_trip_distance_m,
+            "avoided_vehicle": entry.avoided_trip.avoided_vehicle,
+            "avoided_kg_co2e": decimal_text(entry.avoided_trip.avoided_kg_co2e),
+            "carrier_extra_distance_m": entry.avoided_trip.carrier_extra_distance_m,
+            "carrier_vehicle": entry.avoided_trip.carrier_vehicle,
+            "carrier_extra_kg_co2e": decimal_text(entry.avoided_trip.carrier_extra_kg_co2e),
+        },
     }

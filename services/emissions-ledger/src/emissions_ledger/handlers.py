@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -15,7 +15,7 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.events import entry_posted_event
-from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry, YearLock
+from emissions_ledger.adapters.repository import LedgerRepository, LineKey, PostedEntry, YearLock
 from emissions_ledger.domain import (
     FIRST_REPORTING_YEAR,
     MUNICIPAL_TIME_ZONE,
@@ -30,10 +30,11 @@ from emissions_ledger.domain import (
     UnaccountableActivity,
     VehicleActivity,
     WasteCollection,
+    WasteDeposit,
     approach_key,
     changes_per_sector,
+    entries_for_collection,
     entry_for_activity,
-    entry_for_collection,
     increments_per_line,
     restatement_entries,
 )
@@ -93,24 +94,60 @@ class LedgerHandlers:
         """Posts the emission entry of each activity; returns the activities it cannot account."""
         entries, rejections = _entries_for(
             activities,
-            lambda activity: entry_for_activity(
-                activity, self.catalogue, topics.ACTIVITY, _this_year()
-            ),
+            lambda activity: [
+                entry_for_activity(activity, self.catalogue, topics.ACTIVITY, _this_year())
+            ],
         )
         await self._post(entries)
         return rejections
 
-    async def post_collections(
-        self, collections: Sequence[Positioned[WasteCollection]]
+    async def post_locker_events(
+        self,
+        deposits: Sequence[WasteDeposit],
+        collections: Sequence[Positioned[WasteCollection]],
     ) -> list[Rejection]:
-        """Posts the entry of each carrier collection; returns those it cannot account."""
-        entries, rejections = _entries_for(
-            collections,
-            lambda collection: entry_for_collection(
-                collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
-            ),
-        )
-        await self._post(entries)
+        """Remembers the deposits and posts the entries of each carrier collection, with the
+        waste types of the deposits it took; returns the collections it cannot account."""
+        if not collections:
+            async with self.unit_of_work() as session:
+                await LedgerRepository(session).record_deposits(deposits)
+            return []
+        with tracer.start_as_current_span("ledger post entries") as span:
+            return await self._post_locker_events(deposits, collections, span)
+
+    async def _post_locker_events(
+        self,
+        deposits: Sequence[WasteDeposit],
+        collections: Sequence[Positioned[WasteCollection]],
+        span: trace.Span,
+    ) -> list[Rejection]:
+        async with self.unit_of_work() as session:
+            repository = LedgerRepository(session)
+            await repository.record_deposits(deposits)
+            waste_types = await repository.waste_types_of(
+                {deposit_id for _, c in collections for deposit_id in c.deposit_ids}
+            )
+            known = [
+                (
+                    index,
+                    replace(
+                        collection,
+                        waste_types=tuple(
+                            waste_types[d] for d in collection.deposit_ids if d in waste_types
+                        ),
+                    ),
+                )
+                for index, collection in collections
+            ]
+            entries, rejections = _entries_for(
+                known,
+                lambda collection: entries_for_collection(
+                    collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
+                ),
+            )
+            span.set_attribute("ledger.entry_count", len(entries))
+            appended = await self._append(repository, session, entries)
+            span.set_attribute("ledger.appended_count", len(appended))
         return rejections
 
     async def _post(self, entries: Sequence[LedgerEntry]) -> None:
@@ -207,7 +244,12 @@ class LedgerHandlers:
             return await LedgerRepository(session).inventory(municipality_id, year)
 
     async def entries(
-        self, municipality_id: str, year: int, page_size: int, page_token: str
+        self,
+        municipality_id: str,
+        year: int,
+        page_size: int,
+        page_token: str,
+        line: LineKey | None = None,
     ) -> tuple[list[PostedEntry], str]:
         """One page of entries in posting order, and the token of the next page ("" at the end)."""
         _check_inventory_request(municipality_id, year)
@@ -218,7 +260,7 @@ class LedgerHandlers:
         async with self.unit_of_work.read() as session:
             # One more than asked tells whether another page follows.
             posted = await LedgerRepository(session).entries(
-                municipality_id, year, after, limit + 1
+                municipality_id, year, after, limit + 1, line
             )
         if len(posted) <= limit:
             return posted, ""
@@ -264,14 +306,15 @@ def _sequence_from_token(page_token: str, municipality_id: str, year: int, key: 
 
 
 def _entries_for(
-    sources: Sequence[Positioned[SourceT]], entry_for: Callable[[SourceT], LedgerEntry]
+    sources: Sequence[Positioned[SourceT]],
+    entries_for: Callable[[SourceT], Sequence[LedgerEntry]],
 ) -> tuple[list[LedgerEntry], list[Rejection]]:
-    """The entry of each source event, and a rejection for each the domain cannot account."""
+    """The entries of each source event, and a rejection for each the domain cannot account."""
     entries: list[LedgerEntry] = []
     rejections: list[Rejection] = []
     for index, source in sources:
         try:
-            entries.append(entry_for(source))
+            entries.extend(entries_for(source))
         except NoFactor as error:
             rejections.append(Rejection(index, "no_emission_factor", str(error)))
         except ImplausibleActivity as error:

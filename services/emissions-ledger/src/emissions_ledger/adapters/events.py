@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from emissions_ledger.adapters.repository import LineKey
 from emissions_ledger.domain import (
+    Basis,
     EmissionFactor,
+    EnergyCarrier,
+    EntryKind,
     FuelType,
     Inventory,
     LedgerEntry,
     SampleProvenance,
+    Sector,
     SectorChange,
     Subsector,
     VehicleActivity,
     WasteCollection,
+    WasteDeposit,
     approach_key,
 )
 from greenpartners.fleet.v1 import fleet_pb2
@@ -22,7 +28,7 @@ from greenpartners.lockers.v1 import lockers_pb2
 from servicekit.codec import from_timestamp, to_timestamp
 from servicekit.database import decimal_text
 from servicekit.enums import from_proto, to_proto
-from servicekit.errors import PermanentEventError
+from servicekit.errors import InvalidArgument, PermanentEventError
 
 
 def activity_from_event(event: fleet_pb2.VehicleActivity) -> VehicleActivity:
@@ -58,6 +64,21 @@ def _samples_of(event: fleet_pb2.VehicleActivity) -> SampleProvenance | None:
     )
 
 
+def deposit_from_event(event: lockers_pb2.LockerEvent) -> WasteDeposit:
+    deposited = event.waste_deposited
+    waste_type = lockers_pb2.WasteType.Name(deposited.waste_type)
+    return WasteDeposit(
+        event_id=event.event_id,
+        deposit_id=deposited.deposit_id or event.event_id,
+        hub_id=event.hub_id,
+        municipality_id=event.municipality_id,
+        waste_type=waste_type.removeprefix("WASTE_TYPE_").lower(),
+        hazardous=deposited.hazardous,
+        mass_g=deposited.mass_g,
+        deposited_at=from_timestamp(event.occurred_at),
+    )
+
+
 def collection_from_event(event: lockers_pb2.LockerEvent) -> WasteCollection:
     collected = event.waste_collected
     return WasteCollection(
@@ -69,6 +90,8 @@ def collection_from_event(event: lockers_pb2.LockerEvent) -> WasteCollection:
         carrier_extra_distance_m=collected.carrier_extra_distance_m,
         mass_g=collected.mass_g,
         includes_hazardous=collected.includes_hazardous,
+        collection_id=collected.collection_id,
+        deposit_ids=tuple(collected.deposit_ids),
     )
 
 
@@ -110,7 +133,21 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         restates_entry_id=entry.restates_entry_id or "",
         restatement_id=entry.restatement_id or "",
         late=entry.late,
+        basis=to_proto(ledger_pb2.Basis, entry.basis),
     )
+    collection = entry.collection
+    if collection is not None:
+        wire.collection.CopyFrom(
+            ledger_pb2.CollectionProvenance(
+                collection_id=collection.collection_id,
+                carrier_partner_id=collection.carrier_partner_id,
+                hub_id=collection.hub_id,
+                mass_g=collection.mass_g,
+                includes_hazardous=collection.includes_hazardous,
+                waste_types=list(collection.waste_types),
+                deposit_count=collection.deposit_count,
+            )
+        )
     trip = entry.avoided_trip
     if trip is not None:
         wire.avoided_trip.CopyFrom(
@@ -158,6 +195,7 @@ def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:
                 activity_unit=line.activity_unit,
                 kg_co2e=decimal_text(line.kg_co2e),
                 entry_count=line.entry_count,
+                basis=to_proto(ledger_pb2.Basis, line.basis),
             )
             for line in inventory.lines
         ],
@@ -181,3 +219,25 @@ def sector_change_to_proto(change: SectorChange) -> ledger_pb2.SectorChange:
         kg_difference=decimal_text(change.kg_difference),
         restated_entry_count=change.restated_entries,
     )
+
+
+def line_key_from_proto(line: ledger_pb2.InventoryLineKey) -> LineKey:
+    """The inventory line a request names; every field but the sub-sector is required."""
+    sector = from_proto(ledger_pb2.Sector, line.sector, Sector)
+    carrier = from_proto(ledger_pb2.EnergyCarrier, line.energy_carrier, EnergyCarrier)
+    kind = from_proto(ledger_pb2.EntryKind, line.kind, EntryKind)
+    basis = from_proto(ledger_pb2.Basis, line.basis, Basis)
+    subsector = from_proto(ledger_pb2.Subsector, line.subsector, Subsector)
+    if sector is None:
+        raise InvalidArgument("line.sector", "required")
+    if carrier is None:
+        raise InvalidArgument("line.energy_carrier", "required")
+    if kind is None:
+        raise InvalidArgument("line.kind", "required")
+    if basis is None:
+        raise InvalidArgument("line.basis", "required")
+    if subsector is None and line.subsector != 0:
+        raise InvalidArgument("line.subsector", "not a sub-sector this ledger knows")
+    if not line.activity_unit:
+        raise InvalidArgument("line.activity_unit", "required")
+    return LineKey(sector, subsector or Subsector.NONE, carrier, kind, basis, line.activity_unit)

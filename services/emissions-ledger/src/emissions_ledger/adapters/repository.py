@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, not_, select
+from sqlalchemy import Connection, and_, delete, exists, func, insert, inspect, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.tables import (
+    hub_deposits,
     inventory_lines,
     inventory_locks,
     inventory_versions,
@@ -20,6 +21,8 @@ from emissions_ledger.adapters.tables import (
 )
 from emissions_ledger.domain import (
     AvoidedTrip,
+    Basis,
+    CollectionProvenance,
     EmissionFactor,
     EnergyCarrier,
     EntryKind,
@@ -32,6 +35,7 @@ from emissions_ledger.domain import (
     Sector,
     SectorChange,
     Subsector,
+    WasteDeposit,
     add_lines,
     inventory_from_lines,
 )
@@ -50,6 +54,28 @@ class PostedEntry:
     trace_id: str
     # Posting order within the ledger.
     sequence: int
+
+
+@dataclass(frozen=True)
+class LineKey:
+    """One inventory line's key, to list the entries behind it."""
+
+    sector: Sector
+    subsector: Subsector
+    energy_carrier: EnergyCarrier
+    kind: EntryKind
+    basis: Basis
+    activity_unit: str
+
+    def columns(self) -> dict[str, str]:
+        return {
+            "sector": self.sector.value,
+            "subsector": self.subsector.value,
+            "energy_carrier": self.energy_carrier.value,
+            "kind": self.kind.value,
+            "basis": self.basis.value,
+            "activity_unit": self.activity_unit,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,6 +116,19 @@ class LedgerRepository:
             return []
         inventories = {(e.municipality_id, e.year) for e in unique.values()}
         await self._bump_versions(inventories)
+        # An event is accounted once, all its entries together: one the ledger accounted
+        # before (perhaps into other entries, as collections were before migration 7) adds none.
+        accounted = await self._accounted_sources(
+            {e.source_event_id for e in unique.values() if e.posting is Posting.ORIGINAL}
+        )
+        if accounted:
+            unique = {
+                entry_id: entry
+                for entry_id, entry in unique.items()
+                if entry.posting is not Posting.ORIGINAL or entry.source_event_id not in accounted
+            }
+            if not unique:
+                return []
         # After taking the inventories' turns: a lock committed before is seen here.
         locked = await self._locked_among(inventories)
         if locked:
@@ -194,6 +233,52 @@ class LedgerRepository:
             .where(ledger_entries.c.late.is_(True))
         )
         return replace(inventory, locked_at=lock.locked_at, late_entry_count=int(late or 0))
+
+    async def _accounted_sources(self, source_event_ids: set[str]) -> set[str]:
+        if not source_event_ids:
+            return set()
+        rows = await self.session.execute(
+            select(ledger_entries.c.source_event_id)
+            .where(ledger_entries.c.source_event_id.in_(source_event_ids))
+            .where(ledger_entries.c.posting == Posting.ORIGINAL.value)
+        )
+        return set(rows.scalars())
+
+    async def record_deposits(self, deposits: Sequence[WasteDeposit]) -> None:
+        """Remembers deposits (once each), for the waste types of the collections to come."""
+        if not deposits:
+            return
+        statement = insert_statement(self.session, hub_deposits).on_conflict_do_nothing(
+            index_elements=["deposit_id"]
+        )
+        unique = {deposit.deposit_id: deposit for deposit in deposits}
+        await self.session.execute(
+            statement,
+            [
+                {
+                    "deposit_id": deposit.deposit_id,
+                    "hub_id": deposit.hub_id,
+                    "municipality_id": deposit.municipality_id,
+                    "waste_type": deposit.waste_type,
+                    "hazardous": deposit.hazardous,
+                    "mass_g": deposit.mass_g,
+                    "deposited_at": deposit.deposited_at,
+                    "source_event_id": deposit.event_id,
+                }
+                for deposit in unique.values()
+            ],
+        )
+
+    async def waste_types_of(self, deposit_ids: set[str]) -> dict[str, str]:
+        """The waste type of each deposit the ledger saw, by deposit id."""
+        if not deposit_ids:
+            return {}
+        rows = await self.session.execute(
+            select(hub_deposits.c.deposit_id, hub_deposits.c.waste_type).where(
+                hub_deposits.c.deposit_id.in_(deposit_ids)
+            )
+        )
+        return {row.deposit_id: row.waste_type for row in rows}
 
     async def _locked_among(self, inventories: set[tuple[str, int]]) -> set[tuple[str, int]]:
         municipalities = {municipality_id for municipality_id, _ in inventories}
@@ -324,18 +409,26 @@ class LedgerRepository:
         )
 
     async def entries(
-        self, municipality_id: str, year: int, after_sequence: int, limit: int
+        self,
+        municipality_id: str,
+        year: int,
+        after_sequence: int,
+        limit: int,
+        line: LineKey | None = None,
     ) -> list[PostedEntry]:
-        """Entries in posting order, from just after `after_sequence` (0: from the start)."""
+        """Entries in posting order, from just after `after_sequence` (0: from the start);
+        with `line`, only those behind that inventory line."""
+        query = (
+            select(ledger_entries)
+            .where(ledger_entries.c.municipality_id == municipality_id)
+            .where(ledger_entries.c.year == year)
+            .where(ledger_entries.c.sequence > after_sequence)
+        )
+        if line is not None:
+            for name, value in line.columns().items():
+                query = query.where(ledger_entries.c[name] == value)
         rows = (
-            await self.session.execute(
-                select(ledger_entries)
-                .where(ledger_entries.c.municipality_id == municipality_id)
-                .where(ledger_entries.c.year == year)
-                .where(ledger_entries.c.sequence > after_sequence)
-                .order_by(ledger_entries.c.sequence)
-                .limit(limit)
-            )
+            await self.session.execute(query.order_by(ledger_entries.c.sequence).limit(limit))
         ).all()
         return [PostedEntry(_entry_from_row(row), row.trace_id, row.sequence) for row in rows]
 
@@ -382,27 +475,46 @@ class LedgerRepository:
 def rebuild_inventory_lines(connection: Connection) -> None:
     """Recomputes every running line total from the entries (a migration step, synchronous).
 
-    Reads only columns the first schema version had, so it runs on a ledger of any version.
+    Reads the columns the ledger's schema has at that step, so it runs on a ledger of any
+    version: entries from before revisions are originals, and from before the basis column
+    modelled when they carry an avoided trip.
     """
     entries = ledger_entries.c
-    rows = connection.execute(
-        select(
-            entries.municipality_id,
-            entries.year,
-            entries.sector,
-            entries.subsector,
-            entries.energy_carrier,
-            entries.kind,
-            entries.activity_unit,
-            entries.activity_amount,
-            entries.kg_co2e,
-        )
-    )
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    wanted = [
+        entries.municipality_id,
+        entries.year,
+        entries.sector,
+        entries.subsector,
+        entries.energy_carrier,
+        entries.kind,
+        entries.activity_unit,
+        entries.activity_amount,
+        entries.kg_co2e,
+        entries.avoided_trip,
+        *(entries[name] for name in ("posting", "basis") if name in existing),
+    ]
     lines: dict[tuple[Any, ...], InventoryLine] = {}
-    for row in rows:
-        line = _line_from_row(row, entry_count=1)
+    for row in connection.execute(select(*wanted)):
+        mapping = row._mapping
+        posting = mapping.get("posting", Posting.ORIGINAL.value)
+        basis = mapping.get(
+            "basis", Basis.MODELLED.value if row.avoided_trip is not None else Basis.METERED.value
+        )
+        line = InventoryLine(
+            sector=Sector(row.sector),
+            subsector=Subsector(row.subsector),
+            energy_carrier=EnergyCarrier(row.energy_carrier),
+            kind=EntryKind(row.kind),
+            activity_unit=row.activity_unit,
+            activity_amount=Decimal(row.activity_amount),
+            kg_co2e=Decimal(row.kg_co2e),
+            entry_count=-1 if posting == Posting.REVERSAL.value else 1,
+            basis=Basis(basis),
+        )
         key = (row.municipality_id, row.year, *_line_key_of(line).values())
         lines[key] = add_lines(lines.get(key), line)
+    line_columns = {c["name"] for c in inspect(connection).get_columns("inventory_lines")}
     connection.execute(delete(inventory_lines))
     if lines:
         connection.execute(
@@ -411,7 +523,11 @@ def rebuild_inventory_lines(connection: Connection) -> None:
                 {
                     "municipality_id": municipality_id,
                     "year": year,
-                    **_line_key_of(line),
+                    **{
+                        name: value
+                        for name, value in _line_key_of(line).items()
+                        if name in line_columns
+                    },
                     **_line_totals(line),
                 }
                 for (municipality_id, year, *_), line in lines.items()
@@ -472,6 +588,18 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         "restates_entry_id": entry.restates_entry_id,
         "restatement_id": entry.restatement_id,
         "late": entry.late,
+        "basis": entry.basis.value,
+        "collection": None
+        if entry.collection is None
+        else {
+            "collection_id": entry.collection.collection_id,
+            "carrier_partner_id": entry.collection.carrier_partner_id,
+            "hub_id": entry.collection.hub_id,
+            "mass_g": entry.collection.mass_g,
+            "includes_hazardous": entry.collection.includes_hazardous,
+            "waste_types": list(entry.collection.waste_types),
+            "deposit_count": entry.collection.deposit_count,
+        },
     }
 
 
@@ -482,6 +610,7 @@ def _line_key_of(line: InventoryLine) -> dict[str, Any]:
         "energy_carrier": line.energy_carrier.value,
         "kind": line.kind.value,
         "activity_unit": line.activity_unit,
+        "basis": line.basis.value,
     }
 
 
@@ -504,6 +633,7 @@ def _line_from_row(row: Any, entry_count: int | None = None) -> InventoryLine:
         activity_amount=Decimal(row.activity_amount),
         kg_co2e=Decimal(row.kg_co2e),
         entry_count=row.entry_count if entry_count is None else entry_count,
+        basis=Basis(row.basis),
     )
 
 
@@ -560,4 +690,20 @@ def _entry_from_row(row: Any) -> LedgerEntry:
         restates_entry_id=row.restates_entry_id,
         restatement_id=row.restatement_id,
         late=bool(row.late),
+        basis=Basis(row.basis),
+        collection=_collection_of(row.collection),
+    )
+
+
+def _collection_of(raw: Any) -> CollectionProvenance | None:
+    if raw is None:
+        return None
+    return CollectionProvenance(
+        collection_id=str(raw["collection_id"]),
+        carrier_partner_id=str(raw["carrier_partner_id"]),
+        hub_id=str(raw["hub_id"]),
+        mass_g=int(raw["mass_g"]),
+        includes_hazardous=bool(raw["includes_hazardous"]),
+        waste_types=tuple(str(t) for t in raw["waste_types"]),
+        deposit_count=int(raw["deposit_count"]),
     )

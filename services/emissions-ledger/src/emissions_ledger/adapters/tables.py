@@ -67,6 +67,9 @@ ledger_entries = Table(
     Column("restatement_id", String(64), nullable=True),
     # Posted after its year was locked.
     Column("late", Boolean, nullable=False, server_default=text("false")),
+    # Metered or modelled (migration 7); a collection's carrier, hub, mass and waste types.
+    Column("basis", String(16), nullable=False, server_default=text("'metered'")),
+    Column("collection", JSON, nullable=True),
     # An event's entry of one kind is posted once per revision and posting: redelivered events
     # and repeated restatements cannot post twice.
     UniqueConstraint("source_event_id", "kind", "revision", "posting", name="uq_entry_revision"),
@@ -89,6 +92,7 @@ inventory_lines = Table(
     Column("energy_carrier", String(32), primary_key=True),
     Column("kind", String(32), primary_key=True),
     Column("activity_unit", String(16), primary_key=True),
+    Column("basis", String(16), primary_key=True, server_default=text("'metered'")),
     Column("activity_amount", ExactDecimal(), nullable=False),
     Column("kg_co2e", ExactDecimal(), nullable=False),
     Column("entry_count", Integer, nullable=False),
@@ -143,6 +147,22 @@ restatements = Table(
     Column("restated_entry_count", Integer, nullable=False),
     Column("changes", JSON, nullable=False),
     Index("ix_restatements_inventory", "municipality_id", "year"),
+)
+
+
+# The deposits the ledger saw at locker hubs: a collection's waste types come from them.
+hub_deposits = Table(
+    "hub_deposits",
+    metadata,
+    Column("deposit_id", String(128), primary_key=True),
+    Column("hub_id", String(64), nullable=False),
+    Column("municipality_id", String(64), nullable=False),
+    Column("waste_type", String(64), nullable=False),
+    Column("hazardous", Boolean, nullable=False),
+    Column("mass_g", Integer, nullable=False),
+    Column("deposited_at", UtcDateTime(), nullable=False),
+    Column("source_event_id", String(200), nullable=False),
+    Index("ix_hub_deposits_municipality", "municipality_id", "deposited_at"),
 )
 
 
@@ -247,6 +267,37 @@ def _rebuild_sqlite_entries(connection: Connection, existing: set[str]) -> None:
     connection.execute(text("DROP TABLE ledger_entries_before_6"))
 
 
+def _modelled_lines_apart(connection: Connection) -> None:
+    """Entries say whether they are metered or modelled, and modelled amounts get lines of
+    their own: the entries of carrier collections (the only modelled ones so far) are marked
+    modelled, and the running line totals are rebuilt from the entries with the basis in
+    their key."""
+    from emissions_ledger.adapters.repository import rebuild_inventory_lines
+
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    for name in ("basis", "collection"):
+        if name in existing:
+            continue
+        column = ledger_entries.c[name]
+        column_type = column.type.compile(dialect=connection.dialect)
+        default = " DEFAULT 'metered' NOT NULL" if name == "basis" else ""
+        connection.execute(
+            text(f"ALTER TABLE ledger_entries ADD COLUMN {name} {column_type}{default}")
+        )
+    # A classification the entries always implied (they carry the trip they model), filled in
+    # for the new column; no amount changes.
+    # (An absent trip may be SQL NULL or JSON null, which SQLAlchemy writes for None.)
+    connection.execute(
+        text(
+            "UPDATE ledger_entries SET basis = 'modelled' "
+            "WHERE avoided_trip IS NOT NULL AND CAST(avoided_trip AS TEXT) <> 'null'"
+        )
+    )
+    connection.execute(text("DROP TABLE inventory_lines"))
+    metadata.create_all(connection, tables=[inventory_lines, hub_deposits])
+    rebuild_inventory_lines(connection)
+
+
 MIGRATIONS = [
     Migration(1, "append-only ledger entries", create_tables(metadata, ledger_entries)),
     Migration(2, "running inventory line totals, from the entries", _create_inventory_lines),
@@ -263,5 +314,10 @@ MIGRATIONS = [
         6,
         "restatement: factor validity, revisions, late entries, year locks, audit trail",
         _entries_for_restatement,
+    ),
+    Migration(
+        7,
+        "metered and modelled amounts on lines of their own; collection provenance; deposits",
+        _modelled_lines_apart,
     ),
 ]

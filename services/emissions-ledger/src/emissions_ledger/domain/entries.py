@@ -48,6 +48,14 @@ class Posting(StrEnum):
     RESTATEMENT = "restatement"
 
 
+class Basis(StrEnum):
+    """How an amount is known: metered (telemetry counters), or modelled (a trip not driven,
+    a detour estimated). They never share an inventory line."""
+
+    METERED = "metered"
+    MODELLED = "modelled"
+
+
 class Sector(StrEnum):
     """Covenant of Mayors inventory sectors, in the order of the reporting template."""
 
@@ -156,6 +164,20 @@ class AvoidedTrip:
 
 
 @dataclass(frozen=True)
+class CollectionProvenance:
+    """Which collection an entry accounts: the carrier (to credit it), the hub, the mass and
+    the kinds of waste collected (from the deposits the ledger saw)."""
+
+    collection_id: str
+    carrier_partner_id: str
+    hub_id: str
+    mass_g: int
+    includes_hazardous: bool
+    waste_types: tuple[str, ...]
+    deposit_count: int
+
+
+@dataclass(frozen=True)
 class SampleProvenance:
     """Which telemetry samples an aggregated activity sums: how many, the first and the last."""
 
@@ -198,6 +220,9 @@ class LedgerEntry:
     restates_entry_id: str | None = None
     restatement_id: str | None = None
     late: bool = False
+    basis: Basis = Basis.METERED
+    # For a carrier collection: what was collected, by whom, where.
+    collection: CollectionProvenance | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +254,25 @@ class WasteCollection:
     carrier_extra_distance_m: int
     mass_g: int
     includes_hazardous: bool
+    collection_id: str = ""
+    deposit_ids: tuple[str, ...] = ()
+    # The waste types of the deposits collected, as far as the ledger saw them deposited.
+    waste_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WasteDeposit:
+    """A resident's deposit at a locker hub, as the ledger remembers it: it carries no
+    emissions, but tells what a later collection took away."""
+
+    event_id: str
+    deposit_id: str
+    hub_id: str
+    municipality_id: str
+    waste_type: str
+    hazardous: bool
+    mass_g: int
+    deposited_at: datetime
 
 
 @dataclass(frozen=True)
@@ -378,18 +422,18 @@ def entry_for_activity(
     )
 
 
-def entry_for_collection(
+def entries_for_collection(
     collection: WasteCollection,
     policy: AvoidedTripPolicy,
     catalogue: FactorCatalogue,
     source_topic: str,
     this_year: int | None = None,
     approach: str = FactorApproach.IPCC,
-) -> LedgerEntry:
-    """The entry for a collection by shared carrier capacity instead of a dedicated trip.
-
-    The dedicated trip's emissions minus the carrier's detour: avoided when that is not
-    negative, an emission when the detour cost more than the trip it replaced.
+) -> list[LedgerEntry]:
+    """The entries of a collection by shared carrier capacity instead of a dedicated trip,
+    both modelled: the dedicated trip not driven (an avoided emission) and the carrier's
+    detour (an emission; none when it drove no extra distance). Each is priced with its own
+    vehicle's factor; the net is their difference, which a reader computes, never the ledger.
     """
     _require_text("event_id", collection.event_id)
     _require_text("hub_id", collection.hub_id)
@@ -413,35 +457,52 @@ def entry_for_collection(
     extra_litres = _litres_for(collection.carrier_extra_distance_m, carrier_vehicle)
     avoided_kg = EXACT_ARITHMETIC.multiply(avoided_litres, dedicated_factor.value)
     extra_kg = EXACT_ARITHMETIC.multiply(extra_litres, carrier_factor.value)
-    net_kg = EXACT_ARITHMETIC.subtract(avoided_kg, extra_kg)
-    net_litres = EXACT_ARITHMETIC.subtract(avoided_litres, extra_litres)
-
-    kind = EntryKind.AVOIDED_EMISSION if net_kg >= 0 else EntryKind.EMISSION
-    return LedgerEntry(
-        entry_id=entry_id_for(collection.event_id, kind),
-        municipality_id=collection.municipality_id,
-        year=year,
-        sector=Sector.TRANSPORT,
-        subsector=policy.subsector,
-        energy_carrier=dedicated_factor.energy_carrier,
-        activity_amount=EXACT_ARITHMETIC.abs(net_litres),
-        activity_unit=LITRE,
-        factor=dedicated_factor,
-        kg_co2e=EXACT_ARITHMETIC.abs(net_kg),
-        kind=kind,
-        source_event_id=collection.event_id,
-        source_topic=source_topic,
-        activity_at=collection.collected_at,
-        subject_id=collection.hub_id,
-        avoided_trip=AvoidedTrip(
-            avoided_trip_distance_m=policy.dedicated_trip_distance_m,
-            avoided_vehicle=dedicated.name,
-            avoided_kg_co2e=avoided_kg,
-            carrier_extra_distance_m=collection.carrier_extra_distance_m,
-            carrier_vehicle=carrier_vehicle.name,
-            carrier_extra_kg_co2e=extra_kg,
-        ),
+    trip = AvoidedTrip(
+        avoided_trip_distance_m=policy.dedicated_trip_distance_m,
+        avoided_vehicle=dedicated.name,
+        avoided_kg_co2e=avoided_kg,
+        carrier_extra_distance_m=collection.carrier_extra_distance_m,
+        carrier_vehicle=carrier_vehicle.name,
+        carrier_extra_kg_co2e=extra_kg,
     )
+    provenance = CollectionProvenance(
+        collection_id=collection.collection_id,
+        carrier_partner_id=collection.carrier_partner_id,
+        hub_id=collection.hub_id,
+        mass_g=collection.mass_g,
+        includes_hazardous=collection.includes_hazardous,
+        waste_types=tuple(sorted(set(collection.waste_types))),
+        deposit_count=len(collection.deposit_ids),
+    )
+
+    def modelled(
+        kind: EntryKind, factor: EmissionFactor, litres: Decimal, kg: Decimal
+    ) -> LedgerEntry:
+        return LedgerEntry(
+            entry_id=entry_id_for(collection.event_id, kind),
+            municipality_id=collection.municipality_id,
+            year=year,
+            sector=Sector.TRANSPORT,
+            subsector=policy.subsector,
+            energy_carrier=factor.energy_carrier,
+            activity_amount=litres,
+            activity_unit=LITRE,
+            factor=factor,
+            kg_co2e=kg,
+            kind=kind,
+            source_event_id=collection.event_id,
+            source_topic=source_topic,
+            activity_at=collection.collected_at,
+            subject_id=collection.hub_id,
+            avoided_trip=trip,
+            basis=Basis.MODELLED,
+            collection=provenance,
+        )
+
+    entries = [modelled(EntryKind.AVOIDED_EMISSION, dedicated_factor, avoided_litres, avoided_kg)]
+    if collection.carrier_extra_distance_m > 0:
+        entries.append(modelled(EntryKind.EMISSION, carrier_factor, extra_litres, extra_kg))
+    return entries
 
 
 def _litres_for(distance_m: int, vehicle: VehicleProfile) -> Decimal:

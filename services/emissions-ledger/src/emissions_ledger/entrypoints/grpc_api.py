@@ -11,6 +11,7 @@ from emissions_ledger.adapters.events import (
     entry_to_proto,
     factor_to_proto,
     inventory_to_proto,
+    line_key_from_proto,
     sector_change_to_proto,
 )
 from emissions_ledger.handlers import LedgerHandlers
@@ -68,8 +69,9 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         self, request: ledger_pb2.ListEntriesRequest, context: Context
     ) -> ledger_pb2.ListEntriesResponse:
         _require_municipality(request.municipality_id)
+        line = line_key_from_proto(request.line) if request.HasField("line") else None
         entries, next_page_token = await self.handlers.entries(
-            request.municipality_id, request.year, request.page_size, request.page_token
+            request.municipality_id, request.year, request.page_size, request.page_token, line
         )
         return ledger_pb2.ListEntriesResponse(
             entries=[entry_to_proto(p.entry, p.trace_id) for p in entries],

@@ -87,6 +87,28 @@ ENERGY_CARRIER_BIOFUEL: EnergyCarrier.ValueType  # 5
 ENERGY_CARRIER_OTHER: EnergyCarrier.ValueType  # 6
 Global___EnergyCarrier: _TypeAlias = EnergyCarrier  # noqa: Y015
 
+class _Basis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Basis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BASIS_UNSPECIFIED: _Basis.ValueType  # 0
+    BASIS_METERED: _Basis.ValueType  # 1
+    """From counters: telemetry's fuel and energy used."""
+    BASIS_MODELLED: _Basis.ValueType  # 2
+    """Computed from assumptions: a dedicated trip not driven, a carrier's detour."""
+
+class Basis(_Basis, metaclass=_BasisEnumTypeWrapper):
+    """How an amount is known. Metered and modelled amounts never share an inventory line."""
+
+BASIS_UNSPECIFIED: Basis.ValueType  # 0
+BASIS_METERED: Basis.ValueType  # 1
+"""From counters: telemetry's fuel and energy used."""
+BASIS_MODELLED: Basis.ValueType  # 2
+"""Computed from assumptions: a dedicated trip not driven, a carrier's detour."""
+Global___Basis: _TypeAlias = Basis  # noqa: Y015
+
 class _Posting:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -249,6 +271,8 @@ class LedgerEntry(_message.Message):
     RESTATES_ENTRY_ID_FIELD_NUMBER: _builtins.int
     RESTATEMENT_ID_FIELD_NUMBER: _builtins.int
     LATE_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     municipality_id: _builtins.str
     year: _builtins.int
@@ -278,6 +302,7 @@ class LedgerEntry(_message.Message):
     """On a reversal or a replacement: the restatement that posted it."""
     late: _builtins.bool
     """Posted after its year was locked."""
+    basis: Global___Basis.ValueType
     @_builtins.property
     def emission_factor(self) -> Global___EmissionFactor: ...
     @_builtins.property
@@ -287,6 +312,10 @@ class LedgerEntry(_message.Message):
     @_builtins.property
     def samples(self) -> Global___SampleProvenance:
         """For vehicle activity: the telemetry samples the figure sums (unset for other sources)."""
+
+    @_builtins.property
+    def collection(self) -> Global___CollectionProvenance:
+        """For a carrier collection: what was collected, by whom and where."""
 
     def __init__(
         self,
@@ -314,14 +343,61 @@ class LedgerEntry(_message.Message):
         restates_entry_id: _builtins.str = ...,
         restatement_id: _builtins.str = ...,
         late: _builtins.bool = ...,
+        basis: Global___Basis.ValueType = ...,
+        collection: Global___CollectionProvenance | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "samples", b"samples"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "collection", b"collection", "emission_factor", b"emission_factor", "samples", b"samples"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "posting", b"posting", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "posting", b"posting", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
+
+@_typing.final
+class CollectionProvenance(_message.Message):
+    """The collection behind an entry of a carrier collection at a locker hub."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_ID_FIELD_NUMBER: _builtins.int
+    CARRIER_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    HUB_ID_FIELD_NUMBER: _builtins.int
+    MASS_G_FIELD_NUMBER: _builtins.int
+    INCLUDES_HAZARDOUS_FIELD_NUMBER: _builtins.int
+    WASTE_TYPES_FIELD_NUMBER: _builtins.int
+    DEPOSIT_COUNT_FIELD_NUMBER: _builtins.int
+    collection_id: _builtins.str
+    carrier_partner_id: _builtins.str
+    """The carrier the avoided trip is credited to, and whose detour it is."""
+    hub_id: _builtins.str
+    mass_g: _builtins.int
+    includes_hazardous: _builtins.bool
+    deposit_count: _builtins.int
+    @_builtins.property
+    def waste_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The waste types of the deposits collected that the ledger saw deposited, e.g.
+        "hazardous_household", "batteries".
+        """
+
+    def __init__(
+        self,
+        *,
+        collection_id: _builtins.str = ...,
+        carrier_partner_id: _builtins.str = ...,
+        hub_id: _builtins.str = ...,
+        mass_g: _builtins.int = ...,
+        includes_hazardous: _builtins.bool = ...,
+        waste_types: _abc.Iterable[_builtins.str] | None = ...,
+        deposit_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier_partner_id", b"carrier_partner_id", "collection_id", b"collection_id", "deposit_count", b"deposit_count", "hub_id", b"hub_id", "includes_hazardous", b"includes_hazardous", "mass_g", b"mass_g", "waste_types", b"waste_types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectionProvenance: _TypeAlias = CollectionProvenance  # noqa: Y015
 
 @_typing.final
 class SampleProvenance(_message.Message):
@@ -413,6 +489,7 @@ class InventoryLine(_message.Message):
     ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
     KG_CO2E_FIELD_NUMBER: _builtins.int
     ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
     sector: Global___Sector.ValueType
     subsector: Global___Subsector.ValueType
     energy_carrier: Global___EnergyCarrier.ValueType
@@ -421,6 +498,7 @@ class InventoryLine(_message.Message):
     activity_unit: _builtins.str
     kg_co2e: _builtins.str
     entry_count: _builtins.int
+    basis: Global___Basis.ValueType
     def __init__(
         self,
         *,
@@ -432,14 +510,51 @@ class InventoryLine(_message.Message):
         activity_unit: _builtins.str = ...,
         kg_co2e: _builtins.str = ...,
         entry_count: _builtins.int = ...,
+        basis: Global___Basis.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_unit", b"activity_unit", "energy_carrier", b"energy_carrier", "entry_count", b"entry_count", "kg_co2e", b"kg_co2e", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_unit", b"activity_unit", "basis", b"basis", "energy_carrier", b"energy_carrier", "entry_count", b"entry_count", "kg_co2e", b"kg_co2e", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InventoryLine: _TypeAlias = InventoryLine  # noqa: Y015
+
+@_typing.final
+class InventoryLineKey(_message.Message):
+    """Names one inventory line, to list the entries behind it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    energy_carrier: Global___EnergyCarrier.ValueType
+    kind: Global___EntryKind.ValueType
+    activity_unit: _builtins.str
+    basis: Global___Basis.ValueType
+    def __init__(
+        self,
+        *,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        kind: Global___EntryKind.ValueType = ...,
+        activity_unit: _builtins.str = ...,
+        basis: Global___Basis.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "basis", b"basis", "energy_carrier", b"energy_carrier", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryLineKey: _TypeAlias = InventoryLineKey  # noqa: Y015
 
 @_typing.final
 class GetInventoryResponse(_message.Message):
@@ -494,12 +609,19 @@ class ListEntriesRequest(_message.Message):
     YEAR_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
     municipality_id: _builtins.str
     year: _builtins.int
     page_size: _builtins.int
     """At most this many entries (default 500, at most 1000)."""
     page_token: _builtins.str
     """From a previous response's next_page_token; empty for the first page."""
+    @_builtins.property
+    def line(self) -> Global___InventoryLineKey:
+        """Only the entries behind this inventory line (the sub-sector unspecified for sectors
+        without one).
+        """
+
     def __init__(
         self,
         *,
@@ -507,10 +629,11 @@ class ListEntriesRequest(_message.Message):
         year: _builtins.int = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        line: Global___InventoryLineKey | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["line", b"line"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality_id", b"municipality_id", "page_size", b"page_size", "page_token", b"page_token", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "municipality_id", b"municipality_id", "page_size", b"page_size", "page_token", b"page_token", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
