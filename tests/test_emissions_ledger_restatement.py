@@ -24,7 +24,7 @@ from servicekit.codec import to_timestamp
 from servicekit.data_files import load_packaged_yaml
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import ensure_topics
-from tests.kafka_tools import eventually, produce, read_until, unique_namespace
+from tests.kafka_tools import connection, eventually, produce, read_until, unique_namespace
 from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
@@ -93,7 +93,7 @@ async def test_a_published_factor_restates_the_year_once_with_an_audit_trail(
         "outbox_poll_interval_s": 0.1,
     }
     ledger = build(**settings)
-    await ensure_topics(kafka, ledger.names.all_specs())
+    await ensure_topics(connection(kafka), ledger.names.all_specs())
     activity_topic = ledger.topic(topics.ACTIVITY)
     await produce(
         kafka, activity_topic, "v-ev", activity("ev", fleet_pb2.FUEL_TYPE_ELECTRIC, 0, 45_678)
