@@ -354,7 +354,7 @@ class FeedOutcome:
         for line in inventory.lines:
             if line.kind == ledger_pb2.ENTRY_KIND_AVOIDED_EMISSION:
                 avoided_entries += line.entry_count
-            else:
+            elif line.basis != ledger_pb2.BASIS_MODELLED:  # carriers' detours are modelled
                 amounts[line.activity_unit] = amounts.get(line.activity_unit, Decimal(0)) + Decimal(
                     line.activity_amount
                 )
@@ -444,7 +444,7 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
 
     lines = [
         f"Covenant of Mayors inventory: {inventory.municipality_id}, {inventory.year}",
-        f"{'sector':<10} {'sub-sector':<30} {'carrier':<12} {'kind':<17} "
+        f"{'sector':<10} {'sub-sector':<30} {'carrier':<12} {'kind':<17} {'basis':<9} "
         f"{'activity':>16} {'kg CO2e':>14} {'entries':>7}",
     ]
     for line in inventory.lines:
@@ -453,6 +453,7 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
             f"{name(ledger_pb2.Subsector, line.subsector, 'SUBSECTOR_'):<30} "
             f"{name(ledger_pb2.EnergyCarrier, line.energy_carrier, 'ENERGY_CARRIER_'):<12} "
             f"{name(ledger_pb2.EntryKind, line.kind, 'ENTRY_KIND_'):<17} "
+            f"{name(ledger_pb2.Basis, line.basis, 'BASIS_'):<9} "
             f"{line.activity_amount + ' ' + line.activity_unit:>16} "
             f"{line.kg_co2e:>14} {line.entry_count:>7}"
         )
