@@ -7,12 +7,14 @@ import hashlib
 from pydantic import Field
 
 from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
+from emissions_ledger.adapters.municipalities import MunicipalityDirectory
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.entrypoints import grpc_api, subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
 from emissions_ledger.handlers import LedgerHandlers
 from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2_grpc
+from servicekit.partners import PartnerDirectory
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
 
@@ -48,7 +50,8 @@ def build(**overrides: object) -> ServiceRuntime:
     subscribers.subscribe(runtime, handlers)
     watch = InventoryWatch(runtime.database, settings.watch_poll_interval_s, settings.max_watchers)
     runtime.on_stopping(watch.stop)
-    api = EmissionsLedgerApi(handlers, watch)
+    municipalities = MunicipalityDirectory(PartnerDirectory.follow(runtime), runtime.unit_of_work)
+    api = EmissionsLedgerApi(handlers, watch, municipalities)
     runtime.add_grpc(
         lambda server: ledger_pb2_grpc.add_EmissionsLedgerServiceServicer_to_server(api, server)
     )
