@@ -535,11 +535,12 @@ async def test_upgrade_moves_readings_and_totals_into_vehicle_state(database_url
         await database.migrate(MIGRATIONS[:1])
         read_at = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)
         async with database.transaction() as session:
-            for vehicle_id in ("van-1", "van-2"):
+            # van-2 is a contractor's with the municipal fleet chosen for it.
+            for vehicle_id, owner in (("van-1", "aalborg-kommune"), ("van-2", "nordvaerk")):
                 await session.execute(
                     v1_vehicles.insert().values(
                         vehicle_id=vehicle_id,
-                        owner_partner_id="aalborg-kommune",
+                        owner_partner_id=owner,
                         municipality_id="aalborg-kommune",
                         fuel_type="diesel",
                         vehicle_class="van",
@@ -604,6 +605,10 @@ async def test_upgrade_moves_readings_and_totals_into_vehicle_state(database_url
         )
         assert (van_1.revision, van_1.position, van_1.pending_reset) == (1, None, None)
         assert (van_2.baseline, van_2.totals) == (None, VehicleTotals())
+        # A sub-sector that was the default of the time follows the registry from now on; one
+        # that differed from it was chosen, and stays.
+        assert not van_1.vehicle.subsector_assigned
+        assert van_2.vehicle.subsector_assigned
         assert not {"counter_readings", "vehicle_totals"} & tables
         assert {"vehicle_state", "baseline_corrections"} <= tables
     finally:

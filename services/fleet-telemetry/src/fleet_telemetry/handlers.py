@@ -169,7 +169,8 @@ class FleetHandlers:
             repository = FleetRepository(session)
             existing = await repository.state(command.vehicle_id, for_update=True)
             if existing is not None:
-                # Said before the registry's view of the request, which may have changed.
+                # An existing id is ALREADY_EXISTS whatever the registry says of the request;
+                # only a registration repeated exactly is a no-op.
                 with contextlib.suppress(InvalidArgument):
                     if await self._vehicle(session, command) == existing.vehicle:
                         return existing.vehicle
