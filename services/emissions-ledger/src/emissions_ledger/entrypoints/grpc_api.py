@@ -7,6 +7,13 @@ from typing import Any
 
 import grpc
 
+from emissions_ledger.adapters.covenant_export import (
+    CSV_CONTENT_TYPE,
+    XLSX_CONTENT_TYPE,
+    report_csv,
+    report_xlsx,
+)
+from emissions_ledger.adapters.covenant_wire import covenant_report_to_proto
 from emissions_ledger.adapters.events import (
     entry_to_proto,
     factor_to_proto,
@@ -43,6 +50,8 @@ ACCESS: AccessPolicy = {
     "ListEmissionFactors": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD),
     "RestateInventory": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
     "LockInventoryYear": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
+    "GetCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
+    "ExportCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
 }
 MAX_REASON_LENGTH = 500
 
@@ -140,4 +149,36 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         )
         return ledger_pb2.LockInventoryYearResponse(
             locked_at=to_timestamp(lock.locked_at), locked_by=lock.locked_by, reason=lock.reason
+        )
+
+    async def GetCovenantReport(
+        self, request: ledger_pb2.GetCovenantReportRequest, context: Context
+    ) -> ledger_pb2.GetCovenantReportResponse:
+        _require_municipality(request.municipality_id)
+        report = await self.handlers.covenant_report(
+            request.municipality_id, request.baseline_year, request.monitoring_year
+        )
+        return covenant_report_to_proto(report, self.handlers.energy_contents)
+
+    async def ExportCovenantReport(
+        self, request: ledger_pb2.ExportCovenantReportRequest, context: Context
+    ) -> ledger_pb2.ExportCovenantReportResponse:
+        _require_municipality(request.municipality_id)
+        if request.format not in (ledger_pb2.EXPORT_FORMAT_XLSX, ledger_pb2.EXPORT_FORMAT_CSV):
+            raise InvalidArgument("format", "XLSX or CSV")
+        report = await self.handlers.covenant_report(
+            request.municipality_id, request.baseline_year, request.monitoring_year
+        )
+        stem = (
+            f"covenant-{report.municipality_id}-bei{report.baseline.year}"
+            f"-mei{report.monitoring.year}"
+        )
+        if request.format == ledger_pb2.EXPORT_FORMAT_XLSX:
+            return ledger_pb2.ExportCovenantReportResponse(
+                file_name=f"{stem}.xlsx",
+                content_type=XLSX_CONTENT_TYPE,
+                content=report_xlsx(report),
+            )
+        return ledger_pb2.ExportCovenantReportResponse(
+            file_name=f"{stem}.csv", content_type=CSV_CONTENT_TYPE, content=report_csv(report)
         )
