@@ -6,7 +6,6 @@ import hashlib
 
 from pydantic import Field
 
-from emissions_ledger.adapters.commitments import load_commitments_file
 from emissions_ledger.adapters.data_files import (
     load_avoided_trip_policy,
     load_energy_contents,
@@ -43,6 +42,8 @@ def build(**overrides: object) -> ServiceRuntime:
         migrations=MIGRATIONS,
         grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
+    # Municipalities and their Covenant commitments, from the registry's changelog.
+    municipalities = MunicipalityDirectory(PartnerDirectory.follow(runtime), runtime.unit_of_work)
     handlers = LedgerHandlers(
         runtime.unit_of_work,
         runtime.names,
@@ -51,13 +52,12 @@ def build(**overrides: object) -> ServiceRuntime:
         # From the service's own private key: every replica signs and accepts the same tokens,
         # and no further secret is needed.
         page_token_key=hashlib.sha256(b"ledger page tokens\0" + runtime.tls.private_key).digest(),
-        municipalities=load_commitments_file(),
+        municipalities=municipalities,
         energy_contents=load_energy_contents(),
     )
     subscribers.subscribe(runtime, handlers)
     watch = InventoryWatch(runtime.database, settings.watch_poll_interval_s, settings.max_watchers)
     runtime.on_stopping(watch.stop)
-    municipalities = MunicipalityDirectory(PartnerDirectory.follow(runtime), runtime.unit_of_work)
     api = EmissionsLedgerApi(handlers, watch, municipalities)
     runtime.add_grpc(
         lambda server: ledger_pb2_grpc.add_EmissionsLedgerServiceServicer_to_server(api, server)
