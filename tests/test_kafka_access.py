@@ -32,6 +32,7 @@ from servicekit.kafka import client_options
 from servicekit.settings import ConfigurationError, load_settings
 from servicekit.topics import TopicNames
 from tests.kafka_tools import ROOT, connection, eventually, produce, read_until, unique_namespace
+from tests.registry_seed import publish_registry_seed
 from tools import kafka_access
 from tools.pki import Pki
 
@@ -80,6 +81,8 @@ async def test_a_forged_record_from_the_wrong_principal_is_refused_and_nothing_i
         database_url=f"sqlite+aiosqlite:///{tmp_path}/ledger.db",
         grpc_port=0,
     )
+    # The municipalities the ledger keeps inventories for come from the registry's changelog.
+    await publish_registry_seed(kafka, names.namespace)
     await ledger.start()
     try:
         # A telematics unit's credential forging a fleet-telemetry activity, and a locker event.
