@@ -170,8 +170,8 @@ def create_app(
                     source = gateway.subscribe_events(selected, wanted, start)
                 else:
                     source = gateway.subscribe_states(selected, wanted, start)
-                async for batch in source:
-                    yield b"".join(outgoing.wire for outgoing in batch)
+                async for chunk in source:
+                    yield chunk
             except SlowClient as error:
                 yield _stream_error("slow_client", str(error))
             except PositionAhead as error:
