@@ -4,6 +4,7 @@ hundreds of them cost little, and a test can cut one's connection as a network w
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ class SseConnection:
         self.headers: dict[str, str] = {}
         self.last_event_id: str | None = None
         self._chunked = False
+        # What was read and not yet parsed starts at _start (no copy per event taken).
         self._buffer = b""
+        self._start = 0
+        self._parsed: collections.deque[SseEvent] = collections.deque()
 
     @classmethod
     async def open(
@@ -117,31 +121,41 @@ class SseConnection:
             chunk = await self.reader.read(65536)
             if not chunk:
                 raise SseError("stream closed")
-        self._buffer += chunk.replace(b"\r\n", b"\n")
+        self._buffer = self._buffer[self._start :] + chunk.replace(b"\r\n", b"\n")
+        self._start = 0
+
+    async def next_blocks(self) -> list[bytes]:
+        """Every complete event block read so far, unparsed (at least one; waits for it), for
+        a reader of many events that needs only a few bytes of each. Moves last_event_id to
+        the last id among them."""
+        while True:
+            end = self._buffer.rfind(b"\n\n", self._start)
+            if end >= 0:
+                blocks = self._buffer[self._start : end].split(b"\n\n")
+                self._start = end + 2
+                for block in reversed(blocks):
+                    event_id = _block_id(block)
+                    if event_id is not None:
+                        self.last_event_id = event_id
+                        break
+                return blocks
+            await self._more()
 
     async def next_event(self) -> SseEvent:
         """The next event (comments and retry-only blocks are skipped); raises SseError when
         the stream ends. Tracks the last event id as EventSource does."""
-        while True:
-            while b"\n\n" not in self._buffer:
+        while not self._parsed:
+            end = self._buffer.rfind(b"\n\n", self._start)
+            if end < 0:
                 await self._more()
-            block, self._buffer = self._buffer.split(b"\n\n", 1)
-            event, data, event_id = "message", [], None
-            for line in block.decode().split("\n"):
-                if not line or line.startswith(":"):
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    event_id = value
-            if event_id is not None:
-                self.last_event_id = event_id
-            if data or event_id is not None:
-                return SseEvent(event, "\n".join(data), event_id)
+                continue
+            blocks = self._buffer[self._start : end].split(b"\n\n")
+            self._start = end + 2
+            self._parsed.extend(filter(None, map(_parse_block, blocks)))
+        event = self._parsed.popleft()
+        if event.id is not None:
+            self.last_event_id = event.id
+        return event
 
     def abort(self) -> None:
         """Cuts the connection at once, without a goodbye."""
@@ -151,3 +165,33 @@ class SseConnection:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+def _parse_block(block: bytes) -> SseEvent | None:
+    event, data, event_id = "message", [], None
+    for line in block.decode().split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+    if data or event_id is not None:
+        return SseEvent(event, "\n".join(data), event_id)
+    return None
+
+
+def _block_id(block: bytes) -> str | None:
+    if block.startswith(b"id:"):
+        start = 3
+    else:
+        start = block.find(b"\nid:")
+        if start < 0:
+            return None
+        start += 4
+    end = block.find(b"\n", start)
+    return block[start : end if end >= 0 else len(block)].decode().removeprefix(" ")

@@ -39,6 +39,8 @@ class GatewaySettings(ServiceSettings):
     # from the broker. At most this many records, and this many bytes.
     replay_log_records: int = Field(default=20_000, ge=1)
     replay_log_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    # Clients at the live end get what arrived within this time in one write.
+    batch_interval_s: float = Field(default=0.05, ge=0)
     heartbeat_s: float = Field(default=15.0, gt=0)
     # Clients reading behind the tail at once (each with a Kafka consumer of its own).
     max_catch_ups: int = Field(default=16, ge=1)
@@ -67,6 +69,7 @@ class GatewayRuntime:
                 max_catch_ups=settings.max_catch_ups,
                 replay_records=settings.replay_log_records,
                 replay_bytes=settings.replay_log_bytes,
+                batch_interval_s=settings.batch_interval_s,
             ),
             GatewayMetrics(self.metrics),
         )

@@ -90,6 +90,10 @@ class Limits:
     # Each event stream's replay log: at most this many records and bytes of rendered events.
     replay_records: int = 20_000
     replay_bytes: int = 16 * 1024 * 1024
+    # Clients waiting at the live end are woken at most this often: what the tail reads
+    # meanwhile goes to each in one write (a write per client and fetch would cost more than
+    # the events themselves under load). The first record after a quiet spell goes at once.
+    batch_interval_s: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,9 @@ class EventLog:
             partitions, starts, limits.replay_records, limits.replay_bytes
         )
         self.appended = asyncio.Event()
+        self.batch_interval_s = limits.batch_interval_s
+        self._last_wake = 0.0
+        self._wake_timer: asyncio.TimerHandle | None = None
         self._chunks: dict[tuple[int, int, StreamFilter], tuple[bytes, int]] = {}
         self._chunk_bytes = 0
         self._records_gauge = metrics.replay_records.labels(stream.name)
@@ -235,14 +242,26 @@ class EventLog:
         )
 
     def appended_batch(self) -> None:
-        """Wakes the readers waiting at the end of the log (one wake-up per fetch)."""
-        self._chunks.clear()
-        self._chunk_bytes = 0
+        """Wakes the readers waiting at the end of the log, at once if the last wake-up is
+        batch_interval_s ago, else when it will be."""
         self._records_gauge.set(len(self.log))
         self._bytes_gauge.set(self.log.bytes)
-        self.wake()
+        if self._wake_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_wake + self.batch_interval_s
+        if loop.time() >= due:
+            self.wake()
+        else:
+            self._wake_timer = loop.call_at(due, self.wake)
 
     def wake(self) -> None:
+        if self._wake_timer is not None:
+            self._wake_timer.cancel()
+            self._wake_timer = None
+        self._last_wake = asyncio.get_running_loop().time()
+        self._chunks.clear()
+        self._chunk_bytes = 0
         woken, self.appended = self.appended, asyncio.Event()
         woken.set()
 
