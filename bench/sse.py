@@ -109,8 +109,9 @@ class SseConnection:
         if not size_line:
             raise SseError("stream closed")
         size = int(size_line.split(b";")[0], 16)
-        chunk = await self.reader.readexactly(size + 2)
-        return chunk[:-2]
+        chunk = await self.reader.readexactly(size)
+        await self.reader.readexactly(2)
+        return chunk
 
     async def _more(self) -> None:
         if self._chunked:
@@ -121,24 +122,31 @@ class SseConnection:
             chunk = await self.reader.read(65536)
             if not chunk:
                 raise SseError("stream closed")
-        self._buffer = self._buffer[self._start :] + chunk.replace(b"\r\n", b"\n")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        if self._start >= len(self._buffer):
+            self._buffer = chunk
+        else:
+            self._buffer = self._buffer[self._start :] + chunk
         self._start = 0
 
-    async def next_blocks(self) -> list[bytes]:
-        """Every complete event block read so far, unparsed (at least one; waits for it), for
-        a reader of many events that needs only a few bytes of each. Moves last_event_id to
-        the last id among them."""
+    async def next_region(self) -> tuple[bytes, int, int]:
+        """Every complete event block read so far, unparsed, as `buffer[start:end]` (at least
+        one block; waits for it): for a reader of many events that needs a few bytes of each.
+        Moves last_event_id to the last id among them."""
         while True:
             end = self._buffer.rfind(b"\n\n", self._start)
             if end >= 0:
-                blocks = self._buffer[self._start : end].split(b"\n\n")
-                self._start = end + 2
-                for block in reversed(blocks):
-                    event_id = _block_id(block)
-                    if event_id is not None:
-                        self.last_event_id = event_id
-                        break
-                return blocks
+                buffer, start, self._start = self._buffer, self._start, end + 2
+                id_line = buffer.rfind(b"\nid:", start, end)
+                if id_line >= 0:
+                    id_line += 1
+                elif buffer.startswith(b"id:", start):
+                    id_line = start
+                if id_line >= 0:
+                    line_end = buffer.find(b"\n", id_line)
+                    self.last_event_id = buffer[id_line + 3 : line_end].decode().removeprefix(" ")
+                return buffer, start, end + 2
             await self._more()
 
     async def next_event(self) -> SseEvent:
@@ -183,15 +191,3 @@ def _parse_block(block: bytes) -> SseEvent | None:
     if data or event_id is not None:
         return SseEvent(event, "\n".join(data), event_id)
     return None
-
-
-def _block_id(block: bytes) -> str | None:
-    if block.startswith(b"id:"):
-        start = 3
-    else:
-        start = block.find(b"\nid:")
-        if start < 0:
-            return None
-        start += 4
-    end = block.find(b"\n", start)
-    return block[start : end if end >= 0 else len(block)].decode().removeprefix(" ")

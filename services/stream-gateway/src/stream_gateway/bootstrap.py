@@ -37,8 +37,8 @@ class GatewaySettings(ServiceSettings):
     # Each event stream's replay log of recent rendered events, shared by its clients: a
     # client that resumes or falls behind within it is served from memory, an older position
     # from the broker. At most this many records, and this many bytes.
-    replay_log_records: int = Field(default=20_000, ge=1)
-    replay_log_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    replay_log_records: int = Field(default=50_000, ge=1)
+    replay_log_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     # Clients at the live end get what arrived within this time in one write.
     batch_interval_s: float = Field(default=0.05, ge=0)
     heartbeat_s: float = Field(default=15.0, gt=0)

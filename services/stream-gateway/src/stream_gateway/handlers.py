@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -68,8 +68,10 @@ class Outgoing:
 
 
 # Events sent to one client in one write: a client that is behind takes many per write
-# instead of one write (and TLS record) each.
+# instead of one write (and TLS record) each. The bytes bound what a client that does not
+# read holds in the gateway's send buffers (one write plus the transport's high-water mark).
 MAX_BATCH = 500
+MAX_WRITE_BYTES = 64 * 1024
 # Bytes of the log's joined batches kept for the next client that asks for the same batch.
 _CHUNK_CACHE_BYTES = 4 * 1024 * 1024
 # What a rendered event costs beyond its bytes (the objects that hold it), for the log's bound.
@@ -88,8 +90,8 @@ class Limits:
     # How long a client whose position lies ahead of the tail waits for the tail.
     ahead_wait_s: float = 10.0
     # Each event stream's replay log: at most this many records and bytes of rendered events.
-    replay_records: int = 20_000
-    replay_bytes: int = 16 * 1024 * 1024
+    replay_records: int = 50_000
+    replay_bytes: int = 32 * 1024 * 1024
     # Clients waiting at the live end are woken at most this often: what the tail reads
     # meanwhile goes to each in one write (a write per client and fetch would cost more than
     # the events themselves under load). The first record after a quiet spell goes at once.
@@ -222,7 +224,7 @@ class EventLog:
         self.batch_interval_s = limits.batch_interval_s
         self._last_wake = 0.0
         self._wake_timer: asyncio.TimerHandle | None = None
-        self._chunks: dict[tuple[int, int, StreamFilter], tuple[bytes, int]] = {}
+        self._chunks: dict[tuple[int, int, StreamFilter], tuple[bytes, int, int]] = {}
         self._chunk_bytes = 0
         self._records_gauge = metrics.replay_records.labels(stream.name)
         self._bytes_gauge = metrics.replay_bytes.labels(stream.name)
@@ -276,19 +278,27 @@ class EventLog:
             self.log.resize(logged, len(event.wire) + _EVENT_OVERHEAD_BYTES)
         return event
 
-    def chunk(self, start: int, stop: int, wanted: StreamFilter) -> tuple[bytes, int]:
-        """The events [start, stop) that pass `wanted`, joined, and how many: joined once for
-        every client that asks for the same records with the same filter (the live clients,
-        woken by the same fetch, all do)."""
-        key = (start, stop, wanted)
+    def chunk(self, start: int, end: int, wanted: StreamFilter) -> tuple[bytes, int, int]:
+        """One write's worth of the events from `start` on (before `end`) that pass `wanted`:
+        the bytes, how many events, and where the next write starts. Joined once for every
+        client that asks for the same records with the same filter (the live clients, woken
+        together, all do)."""
+        key = (start, end, wanted)
         cached = self._chunks.get(key)
         if cached is None:
-            events = [self.rendered(logged) for logged in self.log.range(start, stop)]
-            if wanted.everything:
-                wires = [event.wire for event in events]
-            else:
-                wires = [event.wire for event in events if wanted.matches(event.subject)]
-            cached = (b"".join(wires), len(wires))
+            everything = wanted.everything
+            wires = []
+            size = 0
+            stop = start
+            for logged in self.log.range(start, min(end, start + MAX_BATCH)):
+                stop += 1
+                event = self.rendered(logged)
+                if everything or wanted.matches(event.subject):
+                    wires.append(event.wire)
+                    size += len(event.wire)
+                    if size >= MAX_WRITE_BYTES:
+                        break
+            cached = (b"".join(wires), len(wires), stop)
             if self._chunk_bytes + len(cached[0]) > _CHUNK_CACHE_BYTES:
                 self._chunks.clear()
                 self._chunk_bytes = 0
@@ -625,22 +635,25 @@ class _EventReader:
                 continue
             if live and end - cursor > limits.queue_size:
                 self._slow(f"more than {limits.queue_size} events waited for this client")
-            stop = min(end, cursor + MAX_BATCH)
             if catch is None:
-                chunk, count = events.chunk(cursor, stop, self.wanted)
+                chunk, count, stop = events.chunk(cursor, end, self.wanted)
                 self.here = replay.get(stop - 1).after
                 cursor = stop
             else:
                 parts = []
-                for logged in replay.range(cursor, stop):
+                size = 0
+                for logged in replay.range(cursor, min(end, cursor + MAX_BATCH)):
                     cursor += 1
                     if catch.take(logged):
                         event = events.rendered(logged)
                         if self.wanted.matches(event.subject):
                             own = events.position_id(tuple(catch.position))
                             parts.append(events.with_id(event, own))
+                            size += len(parts[-1])
                     if catch.caught(logged):
                         catch = None
+                        break
+                    if size >= MAX_WRITE_BYTES:
                         break
                 self.here = replay.get(cursor - 1).after if catch is None else tuple(catch.position)
                 chunk, count = b"".join(parts), len(parts)
@@ -687,12 +700,23 @@ class _EventReader:
                     if parts:
                         self.sent.inc(count)
                         self.last_sent = gateway.clock()
-                        yield b"".join(parts)
+                        for write in _in_writes(parts):
+                            yield write
                     elif gateway.clock() - self.last_sent > gateway.limits.heartbeat_s:
                         yield self._heartbeat()
                     if replay.covers(self.here):
                         return
             self.here = replay.vector(position)
+
+
+def _in_writes(parts: list[bytes]) -> Iterator[bytes]:
+    """The events joined into writes of about MAX_WRITE_BYTES."""
+    start, size = 0, 0
+    for end, part in enumerate(parts, 1):
+        size += len(part)
+        if size >= MAX_WRITE_BYTES or end == len(parts):
+            yield b"".join(parts[start:end])
+            start, size = end, 0
 
 
 def _gap(skipped: Skipped) -> Outgoing:
