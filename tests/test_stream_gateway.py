@@ -239,7 +239,11 @@ async def test_a_client_that_resumes_within_the_replay_log_is_served_from_memory
     connection.abort()
 
     later = [entry(municipality=f"m{i % 5}") for i in range(10)]
+    watcher = await open_as(reader, url)  # live: once it has them, so has the log
+    await events_until(watcher, 1, "heartbeat")
     await publish_entries(kafka, names, later)
+    await events_until(watcher, 10, "ledger-entry")
+    await watcher.close()
     every_id = entry_ids(seen)
     everything = {e.entry.entry_id for e in history + later}
     # From the last event, and from one in the middle: each gets exactly what came after it.

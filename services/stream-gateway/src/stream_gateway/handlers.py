@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from servicekit.topics import TopicNames
@@ -194,13 +193,14 @@ class Subscriber:
 
 
 class RenderedEvent:
-    """A record of an event stream in the replay log: its message until a client first needs
-    it, then its SSE bytes (id: the position after it) and its subject, made once for all."""
+    """A record of an event stream in the replay log: its value as stored until a client
+    first needs it (a decoded message would take several times the memory), then its SSE bytes
+    (id: the position after it) and its subject, made once for all clients."""
 
-    __slots__ = ("message", "subject", "wire")
+    __slots__ = ("subject", "value", "wire")
 
-    def __init__(self, message: Message) -> None:
-        self.message: Message | None = message
+    def __init__(self, value: bytes) -> None:
+        self.value: bytes | None = value
         self.subject = Subject()
         self.wire = b""
 
@@ -239,8 +239,8 @@ class EventLog:
             record.partition,
             record.offset,
             after,
-            RenderedEvent(record.message),
-            record.size + _EVENT_OVERHEAD_BYTES,
+            RenderedEvent(record.value),
+            len(record.value) + _EVENT_OVERHEAD_BYTES,
         )
 
     def appended_batch(self) -> None:
@@ -269,8 +269,10 @@ class EventLog:
 
     def rendered(self, logged: Logged[RenderedEvent]) -> RenderedEvent:
         event = logged.item
-        if event.message is not None:
-            message, event.message = event.message, None
+        if event.value is not None:
+            # The tail decoded it once already (and skipped it had it not decoded).
+            message = self.stream.message_type.FromString(event.value)
+            event.value = None
             event.subject = self.stream.subject(message)
             event.wire = Outgoing(
                 self.stream.event, to_json(message), self.position_id(logged.after)

@@ -57,8 +57,8 @@ class TopicRecord:
     timestamp_ms: int
     key: str
     message: Message
-    # The record's value as stored, in bytes.
-    size: int
+    # The record's value as stored: what the gateway keeps of a record until it renders it.
+    value: bytes
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str, wait_s: float = 30.0) -> list[int]:
@@ -198,9 +198,7 @@ class TopicTail:
 
 def _record(raw: Any, message: Message) -> TopicRecord:
     key = raw.key.decode(errors="replace") if raw.key else ""
-    return TopicRecord(
-        raw.partition, raw.offset, raw.timestamp, key, message, len(raw.value or b"")
-    )
+    return TopicRecord(raw.partition, raw.offset, raw.timestamp, key, message, raw.value or b"")
 
 
 @dataclass(frozen=True, slots=True)
