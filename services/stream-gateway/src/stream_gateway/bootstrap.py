@@ -33,7 +33,7 @@ class GatewaySettings(ServiceSettings):
     # Events waiting for one client (states queued; records of the replay log behind a client
     # that had reached the live end); one more and the client gets a stream-error and is
     # disconnected (it resumes from its last event when it is ready).
-    client_queue_size: int = Field(default=5000, ge=1)
+    client_queue_size: int = Field(default=10_000, ge=1)
     # Each event stream's replay log of recent rendered events, shared by its clients: a
     # client that resumes or falls behind within it is served from memory, an older position
     # from the broker. At most this many records, and this many bytes.

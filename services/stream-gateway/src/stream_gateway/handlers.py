@@ -83,7 +83,7 @@ class Limits:
     # State streams: states waiting for one client. Event streams: how many records a client
     # that has reached the live end may fall behind it again (it costs no memory of its own:
     # the records are the replay log's). Beyond either, the client is disconnected as slow.
-    queue_size: int = 5000
+    queue_size: int = 10_000
     heartbeat_s: float = 15.0
     max_catch_ups: int = 16
     # How long a client whose position lies ahead of the tail waits for the tail.
