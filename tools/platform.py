@@ -58,16 +58,12 @@ class ServiceProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
-    def mtls_target(self) -> str:
-        return f"127.0.0.1:{self.mtls_port}"
-
-    @property
     def label(self) -> str:
         return self.name if self.instance == 0 else f"{self.name}-{self.instance}"
 
 
 SERVICES = (
-    # Only the registry is called by another service (locker-hubs), over mutual TLS.
+    # The one service with a mutual-TLS listener for other services (docs/security.md).
     ServiceProcess("partner-registry", "partner_registry", 50051, 9101, mtls_port=50061),
     ServiceProcess("locker-hubs", "locker_hubs", 50052, 9102),
     ServiceProcess("fleet-telemetry", "fleet_telemetry", 50053, 9103),
@@ -194,7 +190,6 @@ class Platform:
             ),
             "GRPC_PORT": str(service.grpc_port),
             "METRICS_PORT": str(service.metrics_port),
-            "PARTNER_REGISTRY_TARGET": self.registry.mtls_target,
             **self.pki.service_environment(service.name),
             **({"GRPC_MTLS_PORT": str(service.mtls_port)} if service.mtls_port else {}),
             "OUTBOX_POLL_INTERVAL_S": "0.2",
@@ -359,7 +354,7 @@ class FeedOutcome:
         for line in inventory.lines:
             if line.kind == ledger_pb2.ENTRY_KIND_AVOIDED_EMISSION:
                 avoided_entries += line.entry_count
-            else:
+            elif line.basis != ledger_pb2.BASIS_MODELLED:  # carriers' detours are modelled
                 amounts[line.activity_unit] = amounts.get(line.activity_unit, Decimal(0)) + Decimal(
                     line.activity_amount
                 )
@@ -449,7 +444,7 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
 
     lines = [
         f"Covenant of Mayors inventory: {inventory.municipality_id}, {inventory.year}",
-        f"{'sector':<10} {'sub-sector':<30} {'carrier':<12} {'kind':<17} "
+        f"{'sector':<10} {'sub-sector':<30} {'carrier':<12} {'kind':<17} {'basis':<9} "
         f"{'activity':>16} {'kg CO2e':>14} {'entries':>7}",
     ]
     for line in inventory.lines:
@@ -458,6 +453,7 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
             f"{name(ledger_pb2.Subsector, line.subsector, 'SUBSECTOR_'):<30} "
             f"{name(ledger_pb2.EnergyCarrier, line.energy_carrier, 'ENERGY_CARRIER_'):<12} "
             f"{name(ledger_pb2.EntryKind, line.kind, 'ENTRY_KIND_'):<17} "
+            f"{name(ledger_pb2.Basis, line.basis, 'BASIS_'):<9} "
             f"{line.activity_amount + ' ' + line.activity_unit:>16} "
             f"{line.kg_co2e:>14} {line.entry_count:>7}"
         )

@@ -95,9 +95,10 @@ class Producer:
         await self._producer.stop()
 
     async def send_all(
-        self, records: Sequence[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]
+        self, records: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]
     ) -> None:
-        """Sends (topic, key, value, headers) records and returns once all are acknowledged.
+        """Sends (topic, key, value, headers) records and returns once all are acknowledged
+        (a value of None is a tombstone).
 
         All are handed to the producer first, so they travel in a few produce requests; with
         idempotence, records of one partition stay in order.

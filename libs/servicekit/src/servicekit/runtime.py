@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, start_http_server
@@ -29,6 +29,7 @@ from servicekit.kafka import (
 )
 from servicekit.logs import setup_logging
 from servicekit.outbox import OutboxRelay
+from servicekit.read_model import ChangeHook, ReadModel, ReadModelMetrics
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames, ensure_topics
@@ -108,6 +109,8 @@ class ServiceRuntime:
         self.database = Database(settings.database_url)
         self.producer = Producer(settings.kafka_bootstrap_servers, settings.service_name)
         self.consumers: list[BatchConsumer[Message]] = []
+        self.read_models: list[ReadModel[Any]] = []
+        self.read_model_metrics = ReadModelMetrics(self.metrics)
         self.relay = OutboxRelay(self.database, self.producer, settings.outbox_poll_interval_s)
         self.unit_of_work = UnitOfWork(self.database, self.relay)
         self.migrations = list(migrations)
@@ -154,6 +157,28 @@ class ServiceRuntime:
         self.consumers.append(consumer)  # type: ignore[arg-type]
         return consumer
 
+    def read_model(
+        self,
+        topic: str,
+        message_type: type[MessageT],
+        revision_of: Callable[[MessageT], int],
+        on_change: ChangeHook[MessageT] | None = None,
+    ) -> ReadModel[MessageT]:
+        """A local copy of a compacted topic (see servicekit.read_model); the service starts
+        serving only once every read model has caught up."""
+        model = ReadModel(
+            topic=self.names(topic),
+            message_type=message_type,
+            revision_of=revision_of,
+            database=self.database,
+            connection={"bootstrap_servers": self.settings.kafka_bootstrap_servers},
+            client_id=self.settings.service_name,
+            on_change=on_change,
+            metrics=self.read_model_metrics,
+        )
+        self.read_models.append(model)
+        return model
+
     def add_grpc(self, registrar: Registrar) -> None:
         self.registrars.append(registrar)
 
@@ -178,6 +203,11 @@ class ServiceRuntime:
             await hook()
         for consumer in self.consumers:
             await consumer.start()
+        for model in self.read_models:
+            await model.start()
+        # Ready means answering from whole read models: serve (and report SERVING) after.
+        for model in self.read_models:
+            await model.wait_caught_up()
         self.grpc = GrpcServer(
             services=self.grpc_services,
             registrars=self.registrars,
@@ -209,6 +239,8 @@ class ServiceRuntime:
             await self.grpc.stop()
         for consumer in self.consumers:
             await consumer.stop()
+        for model in self.read_models:
+            await model.stop()
         for hook in reversed(self.shutdown_hooks):
             await hook()
         await self.relay.stop()

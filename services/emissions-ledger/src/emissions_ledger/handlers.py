@@ -5,29 +5,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
 from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.events import entry_posted_event
-from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry
+from emissions_ledger.adapters.repository import LedgerRepository, LineKey, PostedEntry, YearLock
 from emissions_ledger.domain import (
     FIRST_REPORTING_YEAR,
     MUNICIPAL_TIME_ZONE,
     AvoidedTripPolicy,
+    EnergyCarrier,
     FactorCatalogue,
     ImplausibleActivity,
     Inventory,
     LedgerEntry,
     NoFactor,
+    SectorChange,
     UnaccountableActivity,
     VehicleActivity,
     WasteCollection,
+    WasteDeposit,
+    approach_key,
+    changes_per_sector,
+    entries_for_collection,
     entry_for_activity,
-    entry_for_collection,
     increments_per_line,
+    restatement_entries,
 )
 from servicekit import topics
 from servicekit.errors import InvalidArgument
@@ -45,6 +54,22 @@ SourceT = TypeVar("SourceT")
 
 # A source event with its position in the consumed batch, which a rejection names.
 Positioned = tuple[int, SourceT]
+
+
+@dataclass(frozen=True)
+class RestatementOutcome:
+    """What a restatement posted: the changes per sector and the year's totals around it.
+    restatement_id is empty when nothing needed restating."""
+
+    restatement_id: str
+    catalogue_version: str
+    changes: list[SectorChange]
+    before: Inventory
+    after: Inventory
+
+    @property
+    def restated_entry_count(self) -> int:
+        return sum(change.restated_entries for change in self.changes)
 
 
 class LedgerHandlers:
@@ -69,24 +94,60 @@ class LedgerHandlers:
         """Posts the emission entry of each activity; returns the activities it cannot account."""
         entries, rejections = _entries_for(
             activities,
-            lambda activity: entry_for_activity(
-                activity, self.catalogue, topics.ACTIVITY, _this_year()
-            ),
+            lambda activity: [
+                entry_for_activity(activity, self.catalogue, topics.ACTIVITY, _this_year())
+            ],
         )
         await self._post(entries)
         return rejections
 
-    async def post_collections(
-        self, collections: Sequence[Positioned[WasteCollection]]
+    async def post_locker_events(
+        self,
+        deposits: Sequence[WasteDeposit],
+        collections: Sequence[Positioned[WasteCollection]],
     ) -> list[Rejection]:
-        """Posts the entry of each carrier collection; returns those it cannot account."""
-        entries, rejections = _entries_for(
-            collections,
-            lambda collection: entry_for_collection(
-                collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
-            ),
-        )
-        await self._post(entries)
+        """Remembers the deposits and posts the entries of each carrier collection, with the
+        waste types of the deposits it took; returns the collections it cannot account."""
+        if not collections:
+            async with self.unit_of_work() as session:
+                await LedgerRepository(session).record_deposits(deposits)
+            return []
+        with tracer.start_as_current_span("ledger post entries") as span:
+            return await self._post_locker_events(deposits, collections, span)
+
+    async def _post_locker_events(
+        self,
+        deposits: Sequence[WasteDeposit],
+        collections: Sequence[Positioned[WasteCollection]],
+        span: trace.Span,
+    ) -> list[Rejection]:
+        async with self.unit_of_work() as session:
+            repository = LedgerRepository(session)
+            await repository.record_deposits(deposits)
+            waste_types = await repository.waste_types_of(
+                {deposit_id for _, c in collections for deposit_id in c.deposit_ids}
+            )
+            known = [
+                (
+                    index,
+                    replace(
+                        collection,
+                        waste_types=tuple(
+                            waste_types[d] for d in collection.deposit_ids if d in waste_types
+                        ),
+                    ),
+                )
+                for index, collection in collections
+            ]
+            entries, rejections = _entries_for(
+                known,
+                lambda collection: entries_for_collection(
+                    collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
+                ),
+            )
+            span.set_attribute("ledger.entry_count", len(entries))
+            appended = await self._append(repository, session, entries)
+            span.set_attribute("ledger.appended_count", len(appended))
         return rejections
 
     async def _post(self, entries: Sequence[LedgerEntry]) -> None:
@@ -102,22 +163,80 @@ class LedgerHandlers:
             "ledger post entries", attributes={"ledger.entry_count": len(entries)}
         ) as span:
             async with self.unit_of_work() as session:
-                # The producer's trace when the batch carries one, else the batch's own.
-                trace_id = current_trace_id()
+                appended = await self._append(LedgerRepository(session), session, entries)
+                span.set_attribute("ledger.appended_count", len(appended))
+
+    async def _append(
+        self, repository: LedgerRepository, session: AsyncSession, entries: Sequence[LedgerEntry]
+    ) -> list[LedgerEntry]:
+        """Appends, counts and announces, within the caller's transaction; the entries appended."""
+        # The producer's trace when the batch carries one, else the batch's own.
+        trace_id = current_trace_id()
+        appended = await repository.append(entries, trace_id)
+        if not appended:
+            return []
+        await repository.add_to_inventory(increments_per_line(appended))
+        topic = self.names(topics.LEDGER_ENTRIES)
+        await add_many_to_outbox(
+            session,
+            (
+                (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
+                for entry in appended
+            ),
+        )
+        return appended
+
+    async def restate(
+        self, municipality_id: str, year: int, requested_by: str
+    ) -> RestatementOutcome:
+        """Re-prices the year's current entries with today's catalogue, posting a reversal and
+        a replacement for each entry priced otherwise; nothing when none is."""
+        _check_inventory_request(municipality_id, year)
+        restatement_id = str(uuid.uuid4())
+        with tracer.start_as_current_span(
+            "ledger restate", attributes={"ledger.year": year}
+        ) as span:
+            async with self.unit_of_work() as session:
                 repository = LedgerRepository(session)
-                appended = await repository.append(entries, trace_id)
+                before = await repository.inventory(municipality_id, year)
+                candidates: list[LedgerEntry] = []
+                for carrier, approach in await repository.pricing_groups(municipality_id, year):
+                    try:
+                        factor = self.catalogue.for_carrier(
+                            EnergyCarrier(carrier), year, approach_key(approach)
+                        )
+                    except NoFactor:
+                        continue
+                    candidates.extend(
+                        await repository.current_entries_priced_otherwise(
+                            municipality_id, year, carrier, approach, factor
+                        )
+                    )
+                entries = restatement_entries(candidates, self.catalogue, restatement_id)
+                appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
-                    return
-                await repository.add_to_inventory(increments_per_line(appended))
-                topic = self.names(topics.LEDGER_ENTRIES)
-                await add_many_to_outbox(
-                    session,
-                    (
-                        (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
-                        for entry in appended
-                    ),
+                    return RestatementOutcome("", self.catalogue.version, [], before, before)
+                changes = changes_per_sector(appended)
+                await repository.record_restatement(
+                    restatement_id,
+                    municipality_id,
+                    year,
+                    self.catalogue.version,
+                    requested_by,
+                    changes,
                 )
+                after = await repository.inventory(municipality_id, year)
+        return RestatementOutcome(restatement_id, self.catalogue.version, changes, before, after)
+
+    async def lock_year(
+        self, municipality_id: str, year: int, locked_by: str, reason: str
+    ) -> YearLock:
+        _check_inventory_request(municipality_id, year)
+        async with self.unit_of_work() as session:
+            return await LedgerRepository(session).lock_year(
+                municipality_id, year, locked_by, reason
+            )
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         _check_inventory_request(municipality_id, year)
@@ -125,7 +244,12 @@ class LedgerHandlers:
             return await LedgerRepository(session).inventory(municipality_id, year)
 
     async def entries(
-        self, municipality_id: str, year: int, page_size: int, page_token: str
+        self,
+        municipality_id: str,
+        year: int,
+        page_size: int,
+        page_token: str,
+        line: LineKey | None = None,
     ) -> tuple[list[PostedEntry], str]:
         """One page of entries in posting order, and the token of the next page ("" at the end)."""
         _check_inventory_request(municipality_id, year)
@@ -136,7 +260,7 @@ class LedgerHandlers:
         async with self.unit_of_work.read() as session:
             # One more than asked tells whether another page follows.
             posted = await LedgerRepository(session).entries(
-                municipality_id, year, after, limit + 1
+                municipality_id, year, after, limit + 1, line
             )
         if len(posted) <= limit:
             return posted, ""
@@ -182,14 +306,15 @@ def _sequence_from_token(page_token: str, municipality_id: str, year: int, key: 
 
 
 def _entries_for(
-    sources: Sequence[Positioned[SourceT]], entry_for: Callable[[SourceT], LedgerEntry]
+    sources: Sequence[Positioned[SourceT]],
+    entries_for: Callable[[SourceT], Sequence[LedgerEntry]],
 ) -> tuple[list[LedgerEntry], list[Rejection]]:
-    """The entry of each source event, and a rejection for each the domain cannot account."""
+    """The entries of each source event, and a rejection for each the domain cannot account."""
     entries: list[LedgerEntry] = []
     rejections: list[Rejection] = []
     for index, source in sources:
         try:
-            entries.append(entry_for(source))
+            entries.extend(entries_for(source))
         except NoFactor as error:
             rejections.append(Rejection(index, "no_emission_factor", str(error)))
         except ImplausibleActivity as error:
