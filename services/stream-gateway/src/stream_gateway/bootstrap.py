@@ -15,7 +15,7 @@ from servicekit.settings import ServiceSettings, load_settings
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames
 from stream_gateway.adapters.kafka import KafkaClients
-from stream_gateway.entrypoints.http import create_app
+from stream_gateway.entrypoints.http import BoundedSendH11Protocol, create_app
 from stream_gateway.handlers import GatewayMetrics, Limits, StreamGateway
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class GatewayRuntime:
             timeout_graceful_shutdown=2,
             ssl_certfile=self.settings.tls_cert_file,
             ssl_keyfile=self.settings.tls_key_file,
+            http=BoundedSendH11Protocol,
         )
         config.load()
         server = uvicorn.Server(config)
