@@ -32,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit.identity import CLIMATE_OFFICER, DASHBOARD
 from servicekit.topics import TopicNames
-from tools import simulator
+from tools import covenant_report, simulator
 from tools.pki import Pki
 from tools.pki import init as init_pki
 
@@ -465,6 +465,34 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
     return "\n".join(lines)
 
 
+# The Covenant's recommended baseline year (docs/ledger.md), used when the commitment the
+# ledger knows states none.
+RECOMMENDED_BASELINE_YEAR = 1990
+
+
+async def covenant_summary(platform: Platform, year: int) -> str:
+    """BEI against MEI and the gap to the targets, as the municipality's climate officer sees
+    them; the commitment's baseline year, else the recommended one, said so."""
+    officer = platform.pki.call_as(CLIMATE_OFFICER, MUNICIPALITY)
+    async with platform.pki.channel(platform.ledger.target) as channel:
+        stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
+        request = ledger_pb2.GetCovenantReportRequest(
+            municipality_id=MUNICIPALITY, monitoring_year=year
+        )
+        try:
+            report = await stub.GetCovenantReport(request, credentials=officer)
+            return covenant_report.format_covenant_report(report)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+        request.baseline_year = RECOMMENDED_BASELINE_YEAR
+        report = await stub.GetCovenantReport(request, credentials=officer)
+    return (
+        f"The commitment states no baseline year; BEI in {RECOMMENDED_BASELINE_YEAR}, the"
+        " Covenant's recommended baseline year.\n" + covenant_report.format_covenant_report(report)
+    )
+
+
 async def main(mode: str, once: bool = False) -> int:
     # A day whose feed lies wholly in the past: samples from the future are implausible.
     day = simulator.latest_complete_day(datetime.now(UTC))
@@ -491,6 +519,8 @@ async def main(mode: str, once: bool = False) -> int:
             inventory = await wait_for_feed(platform, day.year, expected)
             print()
             print(format_inventory(inventory))
+            print()
+            print(await covenant_summary(platform, day.year))
             print()
             for name, kib in platform.resident_memory():
                 print(f"{name:<18} resident memory {kib / 1024:.0f} MiB")

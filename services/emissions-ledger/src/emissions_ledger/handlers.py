@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,8 +38,15 @@ from emissions_ledger.domain import (
     increments_per_line,
     restatement_entries,
 )
+from emissions_ledger.domain.covenant import (
+    CovenantReport,
+    EnergyContents,
+    InvalidReportRequest,
+    covenant_report,
+)
+from emissions_ledger.domain.municipalities import Municipality
 from servicekit import topics
-from servicekit.errors import InvalidArgument
+from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
 from servicekit.kafka import Rejection
 from servicekit.outbox import add_many_to_outbox
 from servicekit.runtime import UnitOfWork
@@ -72,6 +79,13 @@ class RestatementOutcome:
         return sum(change.restated_entries for change in self.changes)
 
 
+class Municipalities(Protocol):
+    """Where the ledger finds a municipality's Covenant commitment: its own data file today,
+    the registry's read model when that lands (both have this one method)."""
+
+    async def municipality(self, municipality_id: str) -> Municipality | None: ...
+
+
 class LedgerHandlers:
     def __init__(
         self,
@@ -80,7 +94,11 @@ class LedgerHandlers:
         catalogue: FactorCatalogue,
         policy: AvoidedTripPolicy,
         page_token_key: bytes,
+        municipalities: Municipalities | None = None,
+        energy_contents: EnergyContents | None = None,
     ) -> None:
+        self.municipalities = municipalities
+        self.energy_contents = energy_contents or EnergyContents(())
         self.unit_of_work = unit_of_work
         # Signs page tokens, so a forged one cannot make a listing jump or scan.
         self.page_token_key = page_token_key
@@ -237,6 +255,37 @@ class LedgerHandlers:
             return await LedgerRepository(session).lock_year(
                 municipality_id, year, locked_by, reason
             )
+
+    async def covenant_report(
+        self, municipality_id: str, baseline_year: int, monitoring_year: int
+    ) -> CovenantReport:
+        """BEI and MEI of one municipality, with its commitment's targets and trajectory. The
+        baseline year is the one asked for, else the commitment's."""
+        municipality = (
+            None
+            if self.municipalities is None
+            else await self.municipalities.municipality(municipality_id)
+        )
+        if municipality is None or municipality.commitment is None:
+            raise NotFound(f"no Covenant commitment is known for {municipality_id!r}")
+        commitment = municipality.commitment
+        baseline_year = baseline_year or commitment.baseline_year or 0
+        if not baseline_year:
+            raise FailedPrecondition(
+                f"the commitment of {municipality_id!r} states no baseline year: name one"
+            )
+        _check_inventory_request(municipality_id, baseline_year)
+        _check_inventory_request(municipality_id, monitoring_year)
+        async with self.unit_of_work.read() as session:
+            repository = LedgerRepository(session)
+            baseline = await repository.inventory(municipality_id, baseline_year)
+            monitoring = await repository.inventory(municipality_id, monitoring_year)
+        try:
+            return covenant_report(
+                municipality_id, commitment, baseline, monitoring, self.energy_contents
+            )
+        except InvalidReportRequest as error:
+            raise InvalidArgument("monitoring_year", str(error)) from error
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         _check_inventory_request(municipality_id, year)

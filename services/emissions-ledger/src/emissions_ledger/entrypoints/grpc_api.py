@@ -7,6 +7,13 @@ from typing import Any
 
 import grpc
 
+from emissions_ledger.adapters.covenant_export import (
+    CSV_CONTENT_TYPE,
+    XLSX_CONTENT_TYPE,
+    report_csv,
+    report_xlsx,
+)
+from emissions_ledger.adapters.covenant_wire import covenant_report_to_proto
 from emissions_ledger.adapters.events import (
     entry_to_proto,
     factor_to_proto,
@@ -14,6 +21,7 @@ from emissions_ledger.adapters.events import (
     line_key_from_proto,
     sector_change_to_proto,
 )
+from emissions_ledger.adapters.municipalities import MunicipalityDirectory
 from emissions_ledger.handlers import LedgerHandlers
 from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -42,6 +50,8 @@ ACCESS: AccessPolicy = {
     "ListEmissionFactors": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD),
     "RestateInventory": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
     "LockInventoryYear": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
+    "GetCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
+    "ExportCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
 }
 MAX_REASON_LENGTH = 500
 
@@ -54,14 +64,21 @@ def _require_municipality(municipality_id: str) -> None:
 
 
 class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
-    def __init__(self, handlers: LedgerHandlers, watch: InventoryWatch) -> None:
+    def __init__(
+        self,
+        handlers: LedgerHandlers,
+        watch: InventoryWatch,
+        municipalities: MunicipalityDirectory,
+    ) -> None:
         self.handlers = handlers
         self.watch = watch
+        self.municipalities = municipalities
 
     async def GetInventory(
         self, request: ledger_pb2.GetInventoryRequest, context: Context
     ) -> ledger_pb2.GetInventoryResponse:
         _require_municipality(request.municipality_id)
+        await self.municipalities.require(request.municipality_id)
         inventory = await self.handlers.inventory(request.municipality_id, request.year)
         return inventory_to_proto(inventory)
 
@@ -69,6 +86,7 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         self, request: ledger_pb2.ListEntriesRequest, context: Context
     ) -> ledger_pb2.ListEntriesResponse:
         _require_municipality(request.municipality_id)
+        await self.municipalities.require(request.municipality_id)
         line = line_key_from_proto(request.line) if request.HasField("line") else None
         entries, next_page_token = await self.handlers.entries(
             request.municipality_id, request.year, request.page_size, request.page_token, line
@@ -82,6 +100,7 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         self, request: ledger_pb2.WatchInventoryRequest, context: Context
     ) -> AsyncIterator[ledger_pb2.WatchInventoryResponse]:
         _require_municipality(request.municipality_id)
+        await self.municipalities.require(request.municipality_id)
         changes = self.watch.watch(
             request.municipality_id, request.year, request.position, request.from_beginning
         )
@@ -130,4 +149,36 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         )
         return ledger_pb2.LockInventoryYearResponse(
             locked_at=to_timestamp(lock.locked_at), locked_by=lock.locked_by, reason=lock.reason
+        )
+
+    async def GetCovenantReport(
+        self, request: ledger_pb2.GetCovenantReportRequest, context: Context
+    ) -> ledger_pb2.GetCovenantReportResponse:
+        _require_municipality(request.municipality_id)
+        report = await self.handlers.covenant_report(
+            request.municipality_id, request.baseline_year, request.monitoring_year
+        )
+        return covenant_report_to_proto(report, self.handlers.energy_contents)
+
+    async def ExportCovenantReport(
+        self, request: ledger_pb2.ExportCovenantReportRequest, context: Context
+    ) -> ledger_pb2.ExportCovenantReportResponse:
+        _require_municipality(request.municipality_id)
+        if request.format not in (ledger_pb2.EXPORT_FORMAT_XLSX, ledger_pb2.EXPORT_FORMAT_CSV):
+            raise InvalidArgument("format", "XLSX or CSV")
+        report = await self.handlers.covenant_report(
+            request.municipality_id, request.baseline_year, request.monitoring_year
+        )
+        stem = (
+            f"covenant-{report.municipality_id}-bei{report.baseline.year}"
+            f"-mei{report.monitoring.year}"
+        )
+        if request.format == ledger_pb2.EXPORT_FORMAT_XLSX:
+            return ledger_pb2.ExportCovenantReportResponse(
+                file_name=f"{stem}.xlsx",
+                content_type=XLSX_CONTENT_TYPE,
+                content=report_xlsx(report),
+            )
+        return ledger_pb2.ExportCovenantReportResponse(
+            file_name=f"{stem}.csv", content_type=CSV_CONTENT_TYPE, content=report_csv(report)
         )

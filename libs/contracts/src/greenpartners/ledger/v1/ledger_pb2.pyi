@@ -154,6 +154,23 @@ ENTRY_KIND_AVOIDED_EMISSION: EntryKind.ValueType  # 2
 """Emissions that did not happen because of a measure (shared carrier capacity)."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
 
+class _ExportFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExportFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExportFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPORT_FORMAT_UNSPECIFIED: _ExportFormat.ValueType  # 0
+    EXPORT_FORMAT_XLSX: _ExportFormat.ValueType  # 1
+    EXPORT_FORMAT_CSV: _ExportFormat.ValueType  # 2
+
+class ExportFormat(_ExportFormat, metaclass=_ExportFormatEnumTypeWrapper): ...
+
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat.ValueType  # 0
+EXPORT_FORMAT_XLSX: ExportFormat.ValueType  # 1
+EXPORT_FORMAT_CSV: ExportFormat.ValueType  # 2
+Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
+
 @_typing.final
 class EmissionFactor(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -924,3 +941,308 @@ class LockInventoryYearResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LockInventoryYearResponse: _TypeAlias = LockInventoryYearResponse  # noqa: Y015
+
+@_typing.final
+class GetCovenantReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_YEAR_FIELD_NUMBER: _builtins.int
+    MONITORING_YEAR_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    baseline_year: _builtins.int
+    """0: the baseline year of the municipality's commitment (FAILED_PRECONDITION when it states
+    none).
+    """
+    monitoring_year: _builtins.int
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        baseline_year: _builtins.int = ...,
+        monitoring_year: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_year", b"baseline_year", "monitoring_year", b"monitoring_year", "municipality_id", b"municipality_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCovenantReportRequest: _TypeAlias = GetCovenantReportRequest  # noqa: Y015
+
+@_typing.final
+class CovenantInventoryRow(_message.Message):
+    """One sector / sub-sector / energy carrier of an inventory: emissions only (avoided emissions
+    are not part of a BEI or MEI), metered and modelled together.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    ACTIVITY_AMOUNT_FIELD_NUMBER: _builtins.int
+    ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    ACTIVITY_MWH_FIELD_NUMBER: _builtins.int
+    T_CO2E_FIELD_NUMBER: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    energy_carrier: Global___EnergyCarrier.ValueType
+    activity_amount: _builtins.str
+    """The activity in its own unit ("l", "kWh"), exact decimal."""
+    activity_unit: _builtins.str
+    activity_mwh: _builtins.str
+    """The activity in MWh; empty when the carrier's energy content per unit is not known."""
+    t_co2e: _builtins.str
+    def __init__(
+        self,
+        *,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        activity_amount: _builtins.str = ...,
+        activity_unit: _builtins.str = ...,
+        activity_mwh: _builtins.str = ...,
+        t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_mwh", b"activity_mwh", "activity_unit", b"activity_unit", "energy_carrier", b"energy_carrier", "sector", b"sector", "subsector", b"subsector", "t_co2e", b"t_co2e"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantInventoryRow: _TypeAlias = CovenantInventoryRow  # noqa: Y015
+
+@_typing.final
+class CovenantInventory(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    TOTAL_T_CO2E_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    total_t_co2e: _builtins.str
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___CovenantInventoryRow]: ...
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        rows: _abc.Iterable[Global___CovenantInventoryRow] | None = ...,
+        total_t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows", "total_t_co2e", b"total_t_co2e", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantInventory: _TypeAlias = CovenantInventory  # noqa: Y015
+
+@_typing.final
+class CovenantSectorProgress(_message.Message):
+    """A sector against its baseline, and against the trajectory in the monitoring year."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    BASELINE_T_CO2E_FIELD_NUMBER: _builtins.int
+    MONITORING_T_CO2E_FIELD_NUMBER: _builtins.int
+    CHANGE_T_CO2E_FIELD_NUMBER: _builtins.int
+    CHANGE_PERCENT_FIELD_NUMBER: _builtins.int
+    TRAJECTORY_T_CO2E_FIELD_NUMBER: _builtins.int
+    GAP_T_CO2E_FIELD_NUMBER: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    baseline_t_co2e: _builtins.str
+    monitoring_t_co2e: _builtins.str
+    change_t_co2e: _builtins.str
+    change_percent: _builtins.str
+    """Percent, one decimal; empty when the baseline is 0."""
+    trajectory_t_co2e: _builtins.str
+    gap_t_co2e: _builtins.str
+    """Monitoring less trajectory: positive is above the path to the targets."""
+    def __init__(
+        self,
+        *,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        baseline_t_co2e: _builtins.str = ...,
+        monitoring_t_co2e: _builtins.str = ...,
+        change_t_co2e: _builtins.str = ...,
+        change_percent: _builtins.str = ...,
+        trajectory_t_co2e: _builtins.str = ...,
+        gap_t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_t_co2e", b"baseline_t_co2e", "change_percent", b"change_percent", "change_t_co2e", b"change_t_co2e", "gap_t_co2e", b"gap_t_co2e", "monitoring_t_co2e", b"monitoring_t_co2e", "sector", b"sector", "subsector", b"subsector", "trajectory_t_co2e", b"trajectory_t_co2e"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantSectorProgress: _TypeAlias = CovenantSectorProgress  # noqa: Y015
+
+@_typing.final
+class CovenantTarget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_YEAR_FIELD_NUMBER: _builtins.int
+    REDUCTION_PERCENT_FIELD_NUMBER: _builtins.int
+    CLIMATE_NEUTRAL_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TARGET_T_CO2E_FIELD_NUMBER: _builtins.int
+    target_year: _builtins.int
+    reduction_percent: _builtins.int
+    climate_neutral: _builtins.bool
+    source: _builtins.str
+    target_t_co2e: _builtins.str
+    """What the target allows: the baseline total less the reduction (0 when climate neutral)."""
+    def __init__(
+        self,
+        *,
+        target_year: _builtins.int = ...,
+        reduction_percent: _builtins.int = ...,
+        climate_neutral: _builtins.bool = ...,
+        source: _builtins.str = ...,
+        target_t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["climate_neutral", b"climate_neutral", "reduction_percent", b"reduction_percent", "source", b"source", "target_t_co2e", b"target_t_co2e", "target_year", b"target_year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantTarget: _TypeAlias = CovenantTarget  # noqa: Y015
+
+@_typing.final
+class EnergyContent(_message.Message):
+    """kWh per unit of activity used for the MWh figures, with its source."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    KWH_PER_UNIT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    energy_carrier: Global___EnergyCarrier.ValueType
+    activity_unit: _builtins.str
+    kwh_per_unit: _builtins.str
+    source: _builtins.str
+    def __init__(
+        self,
+        *,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        activity_unit: _builtins.str = ...,
+        kwh_per_unit: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "energy_carrier", b"energy_carrier", "kwh_per_unit", b"kwh_per_unit", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnergyContent: _TypeAlias = EnergyContent  # noqa: Y015
+
+@_typing.final
+class GetCovenantReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_FIELD_NUMBER: _builtins.int
+    MONITORING_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    MONITORING_TRAJECTORY_SHARE_FIELD_NUMBER: _builtins.int
+    MONITORING_TRAJECTORY_T_CO2E_FIELD_NUMBER: _builtins.int
+    GAP_T_CO2E_FIELD_NUMBER: _builtins.int
+    ENERGY_CONTENTS_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    monitoring_trajectory_share: _builtins.str
+    """The share of the baseline the linear trajectory allows in the monitoring year ("0.65")."""
+    monitoring_trajectory_t_co2e: _builtins.str
+    gap_t_co2e: _builtins.str
+    @_builtins.property
+    def baseline(self) -> Global___CovenantInventory: ...
+    @_builtins.property
+    def monitoring(self) -> Global___CovenantInventory: ...
+    @_builtins.property
+    def progress(self) -> _containers.RepeatedCompositeFieldContainer[Global___CovenantSectorProgress]: ...
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___CovenantTarget]: ...
+    @_builtins.property
+    def energy_contents(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnergyContent]: ...
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        baseline: Global___CovenantInventory | None = ...,
+        monitoring: Global___CovenantInventory | None = ...,
+        progress: _abc.Iterable[Global___CovenantSectorProgress] | None = ...,
+        targets: _abc.Iterable[Global___CovenantTarget] | None = ...,
+        monitoring_trajectory_share: _builtins.str = ...,
+        monitoring_trajectory_t_co2e: _builtins.str = ...,
+        gap_t_co2e: _builtins.str = ...,
+        energy_contents: _abc.Iterable[Global___EnergyContent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "monitoring", b"monitoring"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "energy_contents", b"energy_contents", "gap_t_co2e", b"gap_t_co2e", "monitoring", b"monitoring", "monitoring_trajectory_share", b"monitoring_trajectory_share", "monitoring_trajectory_t_co2e", b"monitoring_trajectory_t_co2e", "municipality_id", b"municipality_id", "progress", b"progress", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCovenantReportResponse: _TypeAlias = GetCovenantReportResponse  # noqa: Y015
+
+@_typing.final
+class ExportCovenantReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_YEAR_FIELD_NUMBER: _builtins.int
+    MONITORING_YEAR_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    baseline_year: _builtins.int
+    monitoring_year: _builtins.int
+    format: Global___ExportFormat.ValueType
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        baseline_year: _builtins.int = ...,
+        monitoring_year: _builtins.int = ...,
+        format: Global___ExportFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_year", b"baseline_year", "format", b"format", "monitoring_year", b"monitoring_year", "municipality_id", b"municipality_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCovenantReportRequest: _TypeAlias = ExportCovenantReportRequest  # noqa: Y015
+
+@_typing.final
+class ExportCovenantReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    file_name: _builtins.str
+    content_type: _builtins.str
+    content: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        file_name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "file_name", b"file_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCovenantReportResponse: _TypeAlias = ExportCovenantReportResponse  # noqa: Y015

@@ -66,6 +66,16 @@ class EmissionsLedgerServiceStub:
                 request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearResponse.FromString,
                 _registered_method=True)
+        self.GetCovenantReport = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/GetCovenantReport',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportResponse.FromString,
+                _registered_method=True)
+        self.ExportCovenantReport = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/ExportCovenantReport',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.FromString,
+                _registered_method=True)
 
 
 class EmissionsLedgerServiceServicer:
@@ -123,6 +133,23 @@ class EmissionsLedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCovenantReport(self, request, context):
+        """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+        inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+        per sector, the targets of its commitment, and the gap to the linear trajectory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCovenantReport(self, request, context):
+        """The same report as a file in the shape of the Covenant's reporting template (sectors as
+        rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +182,16 @@ def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
                     servicer.LockInventoryYear,
                     request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearRequest.FromString,
                     response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearResponse.SerializeToString,
+            ),
+            'GetCovenantReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCovenantReport,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportResponse.SerializeToString,
+            ),
+            'ExportCovenantReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCovenantReport,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -321,6 +358,60 @@ class EmissionsLedgerService:
             '/greenpartners.ledger.v1.EmissionsLedgerService/LockInventoryYear',
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearRequest.SerializeToString,
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCovenantReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/GetCovenantReport',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCovenantReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/ExportCovenantReport',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

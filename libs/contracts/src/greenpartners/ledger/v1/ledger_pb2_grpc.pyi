@@ -60,6 +60,15 @@ class EmissionsLedgerServiceStub:
     """Locks a municipality's year after submission: entries posted to it later are flagged
     late. Locking a locked year answers the existing lock.
     """
+    GetCovenantReport: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetCovenantReportRequest, _ledger_pb2.GetCovenantReportResponse]
+    """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+    inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+    per sector, the targets of its commitment, and the gap to the linear trajectory.
+    """
+    ExportCovenantReport: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ExportCovenantReportRequest, _ledger_pb2.ExportCovenantReportResponse]
+    """The same report as a file in the shape of the Covenant's reporting template (sectors as
+    rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+    """
 
 @_typing.type_check_only
 class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
@@ -92,6 +101,15 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     LockInventoryYear: _aio.UnaryUnaryMultiCallable[_ledger_pb2.LockInventoryYearRequest, _ledger_pb2.LockInventoryYearResponse]  # type: ignore[assignment]
     """Locks a municipality's year after submission: entries posted to it later are flagged
     late. Locking a locked year answers the existing lock.
+    """
+    GetCovenantReport: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetCovenantReportRequest, _ledger_pb2.GetCovenantReportResponse]  # type: ignore[assignment]
+    """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+    inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+    per sector, the targets of its commitment, and the gap to the linear trajectory.
+    """
+    ExportCovenantReport: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExportCovenantReportRequest, _ledger_pb2.ExportCovenantReportResponse]  # type: ignore[assignment]
+    """The same report as a file in the shape of the Covenant's reporting template (sectors as
+    rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
     """
 
 class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -158,6 +176,27 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.LockInventoryYearResponse, _abc.Awaitable[_ledger_pb2.LockInventoryYearResponse]]:
         """Locks a municipality's year after submission: entries posted to it later are flagged
         late. Locking a locked year answers the existing lock.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCovenantReport(
+        self,
+        request: _ledger_pb2.GetCovenantReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.GetCovenantReportResponse, _abc.Awaitable[_ledger_pb2.GetCovenantReportResponse]]:
+        """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+        inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+        per sector, the targets of its commitment, and the gap to the linear trajectory.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportCovenantReport(
+        self,
+        request: _ledger_pb2.ExportCovenantReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ExportCovenantReportResponse, _abc.Awaitable[_ledger_pb2.ExportCovenantReportResponse]]:
+        """The same report as a file in the shape of the Covenant's reporting template (sectors as
+        rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
         """
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer: EmissionsLedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
