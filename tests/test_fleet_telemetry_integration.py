@@ -477,7 +477,7 @@ async def test_the_registry_decides_owners_municipalities_and_subsectors(
         got = await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="nv-1"))
         assert got.vehicle.covenant_subsector == fleet_pb2.COVENANT_SUBSECTOR_PUBLIC_TRANSPORT
 
-    await eventually(reclassified, timeout_s=10)
+    await eventually(reclassified, timeout_s=30)
     kept = await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="nv-2"))
     assert kept.vehicle.covenant_subsector == fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET
 
@@ -500,7 +500,7 @@ async def test_the_registry_decides_owners_municipalities_and_subsectors(
             )
         assert bad_request_field(raised.value) == "vehicle.owner_partner_id"
 
-    await eventually(refused_once_deleted, timeout_s=10)
+    await eventually(refused_once_deleted, timeout_s=30)
     await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="nv-1"))
 
 
