@@ -13,6 +13,8 @@
 #
 # Environment:
 #   KAFKA_BOOTSTRAP_SERVERS  use this external broker; up/down do nothing
+#   KAFKA_PORT               client port on 127.0.0.1 (default 9092)
+#   KAFKA_CONTROLLER_PORT    controller port on 127.0.0.1 (default 9093)
 #   KAFKA_DATA_DIR           data directory (default deploy/local/.kafka/data)
 #   KAFKA_HEAP_OPTS          JVM heap (default "-Xms512m -Xmx512m")
 #   KAFKA_WAIT_TIMEOUT       seconds to wait for the broker (default 90)
@@ -25,7 +27,9 @@ KAFKA_LIBS_DIR="$KAFKA_HOME_DIR/libs"
 KAFKA_POM="$KAFKA_CONF_DIR/pom.xml"
 INSTALL_STAMP="$KAFKA_LIBS_DIR/.installed"
 
-LOCAL_BOOTSTRAP="127.0.0.1:9092"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+LOCAL_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 WAIT_TIMEOUT="${KAFKA_WAIT_TIMEOUT:-90}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms512m -Xmx512m}"
 
@@ -232,7 +236,10 @@ write_runtime_props() {
     mkdir -p "$LOG_DIRS" "$BROKER_LOG_DIR"
     : >"$RUNTIME_PROPS.tmp"
     while IFS= read -r line || [[ -n "$line" ]]; do
-        printf '%s\n' "${line//@KAFKA_LOG_DIRS@/"$LOG_DIRS"}" >>"$RUNTIME_PROPS.tmp"
+        line="${line//@KAFKA_LOG_DIRS@/"$LOG_DIRS"}"
+        line="${line//@KAFKA_PORT@/"$KAFKA_PORT"}"
+        line="${line//@KAFKA_CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}"
+        printf '%s\n' "$line" >>"$RUNTIME_PROPS.tmp"
     done <"$KAFKA_CONF_DIR/server.properties"
     mv -f "$RUNTIME_PROPS.tmp" "$RUNTIME_PROPS"
 }
@@ -288,7 +295,7 @@ cmd_up() {
         die "broker process $pid did not answer on $LOCAL_BOOTSTRAP within ${WAIT_TIMEOUT}s"
     fi
     if port_open "$LOCAL_BOOTSTRAP"; then
-        die "something is listening on $LOCAL_BOOTSTRAP but does not answer as a Kafka broker; free the port (e.g. ss -ltnp 'sport = :9092') or set KAFKA_BOOTSTRAP_SERVERS"
+        die "something is listening on $LOCAL_BOOTSTRAP but does not answer as a Kafka broker; free the port (e.g. ss -ltnp 'sport = :$KAFKA_PORT') or set KAFKA_BOOTSTRAP_SERVERS"
     fi
     cmd_install
 
@@ -392,7 +399,7 @@ cmd_wait() {
 }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 main() {

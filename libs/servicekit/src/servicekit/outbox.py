@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.codec import event_headers
 from servicekit.database import Database, outbox
-from servicekit.kafka import Producer
+from servicekit.kafka import Producer, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,20 @@ async def add_many_to_outbox(
 
 
 class OutboxRelay:
-    """Publishes the outbox in insertion order, a batch at a time, and deletes what it published.
+    """Publishes the outbox in insertion order and deletes what it published, in small steps.
 
-    A batch is handed to the producer whole and its acknowledgements awaited together. On
-    PostgreSQL the rows are claimed with FOR UPDATE SKIP LOCKED, so several instances of a
-    service share the outbox and never publish a row twice (each instance keeps the order of
-    its own claims). On SQLite, one process owns the database.
+    Up to `batch` rows are read per round and published `step` rows at a time: a step is handed
+    to the producer while the steps before it are still awaiting their acknowledgements (at
+    most `steps_in_flight` of them), and each step's rows are deleted as soon as its records
+    are acknowledged. The producer keeps travelling in full produce requests, and a kill
+    between publishing and deleting republishes at most `step * steps_in_flight` records, not
+    a whole batch.
+
+    On PostgreSQL each step claims its rows with FOR UPDATE SKIP LOCKED in a transaction of its
+    own, which deletes them and commits once the step is acknowledged, so several instances of
+    a service share the outbox and never publish a row twice (each instance keeps the order of
+    its own claims). On SQLite, one process owns the database: rows are read without a lock and
+    deleted by id.
     """
 
     def __init__(
@@ -67,20 +77,29 @@ class OutboxRelay:
         producer: Producer,
         poll_interval_s: float = 0.5,
         batch: int = 1000,
+        step: int = 50,
+        steps_in_flight: int = 3,
+        log_interval_s: float = 30.0,
     ) -> None:
         self.database = database
         self.producer = producer
         self.poll_interval_s = poll_interval_s
         self.batch = batch
+        self.step = min(step, batch)
+        self.steps_in_flight = steps_in_flight
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failures_logged = Throttle(log_interval_s)
 
     def notify(self) -> None:
         """Called after a commit that wrote to the outbox, so publication need not wait."""
         self._wake.set()
 
     def start(self) -> None:
+        """Starts publishing (a relay already running is left as it is)."""
+        if self._task is not None:
+            return
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
@@ -102,57 +121,126 @@ class OutboxRelay:
             try:
                 while await self.publish_pending() == self.batch:
                     pass
+                self._failures_logged.reset()
             except Exception:
-                log.exception("outbox relay failed; retrying")
+                # The broker or the database is away: logged once per interval while it lasts.
+                if self._failures_logged.due():
+                    log.warning(
+                        "outbox relay failed; retrying",
+                        extra={"suppressed": self._failures_logged.take_suppressed()},
+                        exc_info=True,
+                    )
             if self._stopping:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
 
     async def publish_pending(self) -> int:
-        """Publishes one batch of the outbox and deletes it; returns how many rows it published.
+        """Publishes up to `batch` rows of the outbox, in steps, deleting each step once it is
+        acknowledged; returns how many rows it published.
 
-        Published rows are deleted, the topic being their record. A crash between publishing
-        and deleting publishes the batch again, which consumers deduplicate by event id.
+        Published rows are deleted, the topic being their record. A crash between publishing a
+        step and deleting it publishes that step again (and those in flight with it), which
+        consumers deduplicate by event id.
         """
-        if self.database.is_sqlite:
-            # One process owns a SQLite database: read, publish, then delete, so that the
-            # service's writers go on while the batch is in flight.
-            async with self.database.read() as session:
-                rows = await self._pending(session)
-            await self._publish(rows)
-            async with self.database.transaction() as session:
-                await self._delete(session, rows)
-            return len(rows)
-        async with self.database.transaction() as session:
-            rows = await self._pending(session)
-            await self._publish(rows)
-            await self._delete(session, rows)
-        return len(rows)
+        in_flight: deque[_Step] = deque()
+        published = 0
+        claimed = 0
+        after_id = 0
+        exhausted = False
+        try:
+            while True:
+                while (
+                    not exhausted and claimed < self.batch and len(in_flight) < self.steps_in_flight
+                ):
+                    step = await self._claim(min(self.step, self.batch - claimed), after_id)
+                    if not step.rows:
+                        await step.close()
+                        exhausted = True
+                        break
+                    in_flight.append(step)
+                    claimed += len(step.rows)
+                    after_id = step.rows[-1].id
+                    step.acknowledged = await self.producer.hand_over(_records(step.rows))
+                if not in_flight:
+                    return published
+                step = in_flight[0]
+                assert step.acknowledged is not None
+                await step.acknowledged
+                await self._delete(step)
+                in_flight.popleft()
+                published += len(step.rows)
+        except BaseException as error:
+            # Steps not deleted stay in the outbox (their transactions roll back), for the
+            # next round; records of theirs that reached the broker are published again.
+            for step in in_flight:
+                await step.close(error)
+                if step.acknowledged is not None:
+                    step.acknowledged.cancel()
+            raise
 
-    async def _pending(self, session: AsyncSession) -> list[Any]:
+    async def _claim(self, limit: int, after_id: int) -> _Step:
         statement = (
             select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
             .order_by(outbox.c.id)
-            .limit(self.batch)
-            .with_for_update(skip_locked=True)
+            .limit(limit)
         )
-        return list((await session.execute(statement)).all())
+        if self.database.is_sqlite:
+            # Rows of earlier steps are still there until they are acknowledged: go past them.
+            async with self.database.read() as session:
+                rows = (await session.execute(statement.where(outbox.c.id > after_id))).all()
+            return _Step(list(rows))
+        # A transaction per step, open until the step is deleted: its row locks keep other
+        # instances (and this one's next steps) off these rows.
+        transaction = contextlib.AsyncExitStack()
+        session = await transaction.enter_async_context(self.database.transaction())
+        try:
+            rows = (await session.execute(statement.with_for_update(skip_locked=True))).all()
+        except BaseException as error:
+            await transaction.__aexit__(type(error), error, error.__traceback__)
+            raise
+        return _Step(list(rows), session, transaction)
 
-    async def _publish(self, rows: list[Any]) -> None:
-        await self.producer.send_all(
-            [
-                (
-                    row.topic,
-                    row.key.encode(),
-                    bytes(row.payload),
-                    [(name, str(value).encode()) for name, value in dict(row.headers).items()],
-                )
-                for row in rows
-            ]
+    async def _delete(self, step: _Step) -> None:
+        deletion = delete(outbox).where(outbox.c.id.in_([row.id for row in step.rows]))
+        if step.session is not None:
+            await step.session.execute(deletion)
+            await step.close()  # commits
+            return
+        async with self.database.transaction() as session:
+            await session.execute(deletion)
+
+
+@dataclass
+class _Step:
+    """Rows handed to the producer together, deleted together once acknowledged."""
+
+    rows: list[Any]
+    # The step's own transaction (PostgreSQL), None on SQLite.
+    session: AsyncSession | None = None
+    transaction: contextlib.AsyncExitStack | None = None
+    acknowledged: asyncio.Future[Any] | None = None
+
+    async def close(self, error: BaseException | None = None) -> None:
+        """Ends the step's transaction: commits it, or rolls it back after an error."""
+        transaction, self.transaction = self.transaction, None
+        if transaction is None:
+            return
+        if error is None:
+            await transaction.aclose()
+        else:
+            await transaction.__aexit__(type(error), error, error.__traceback__)
+
+
+def _records(
+    rows: list[Any],
+) -> list[tuple[str, bytes | None, bytes, list[tuple[str, bytes | None]]]]:
+    return [
+        (
+            row.topic,
+            row.key.encode(),
+            bytes(row.payload),
+            [(name, str(value).encode()) for name, value in dict(row.headers).items()],
         )
-
-    @staticmethod
-    async def _delete(session: AsyncSession, rows: list[Any]) -> None:
-        if rows:
-            await session.execute(delete(outbox).where(outbox.c.id.in_([row.id for row in rows])))
+        for row in rows
+    ]

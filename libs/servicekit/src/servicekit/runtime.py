@@ -1,5 +1,10 @@
 """A service's runtime: database, Kafka, outbox relay and gRPC server, started and stopped
-together in one event loop."""
+together in one event loop.
+
+The broker need not be up for a service to start: the database is migrated and gRPC served
+first, and Kafka (topics, producer, outbox relay, consumers) is connected in the background,
+retried until the broker answers. What gRPC calls write meanwhile waits in the outbox.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +31,12 @@ from servicekit.kafka import (
     ConsumerMetrics,
     PartitionsHook,
     Producer,
+    Throttle,
+    install_repeated_log_filter,
 )
 from servicekit.logs import setup_logging
 from servicekit.outbox import OutboxRelay
+from servicekit.readiness import Readiness
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames, ensure_topics
@@ -108,7 +116,12 @@ class ServiceRuntime:
         self.database = Database(settings.database_url)
         self.producer = Producer(settings.kafka_bootstrap_servers, settings.service_name)
         self.consumers: list[BatchConsumer[Message]] = []
-        self.relay = OutboxRelay(self.database, self.producer, settings.outbox_poll_interval_s)
+        self.relay = OutboxRelay(
+            self.database,
+            self.producer,
+            settings.outbox_poll_interval_s,
+            log_interval_s=settings.log_repeat_interval_s,
+        )
         self.unit_of_work = UnitOfWork(self.database, self.relay)
         self.migrations = list(migrations)
         self.grpc_services = list(grpc_services)
@@ -119,6 +132,16 @@ class ServiceRuntime:
         self.grpc_port = 0
         self.grpc_mtls_port: int | None = None
         self.health_port: int | None = None
+        self.readiness = Readiness(
+            self.producer,
+            self.consumers,
+            broker_unreachable_s=settings.readiness_broker_unreachable_s,
+            consumer_stalled_s=settings.readiness_consumer_stalled_s,
+            registry=self.metrics,
+        )
+        # Set once topics, producer, relay and consumers are all up.
+        self.kafka_connected = asyncio.Event()
+        self._kafka_task: asyncio.Task[None] | None = None
 
     def topic(self, name: str) -> str:
         return self.names(name)
@@ -131,8 +154,10 @@ class ServiceRuntime:
         handle_batch: BatchHandler[MessageT],
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
+        subject_of: Callable[[MessageT], str] | None = None,
     ) -> BatchConsumer[MessageT]:
-        """Consumes a topic batch by batch, each batch in one transaction (see BatchConsumer)."""
+        """Consumes a topic batch by batch, each batch in one transaction (see BatchConsumer).
+        `subject_of` names the id each record's key must equal (the topic's key)."""
         consumer = BatchConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             client_id=self.settings.service_name,
@@ -142,6 +167,7 @@ class ServiceRuntime:
             group_id=group_id,
             message_type=message_type,
             handle_batch=handle_batch,
+            subject_of=subject_of,
             batch_scope=self.unit_of_work.batch,
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
@@ -149,6 +175,7 @@ class ServiceRuntime:
             metrics=self.consumer_metrics,
             on_assigned=on_assigned,
             on_revoked=on_revoked,
+            log_interval_s=self.settings.log_repeat_interval_s,
         )
         self.consumers.append(consumer)  # type: ignore[arg-type]
         return consumer
@@ -164,14 +191,18 @@ class ServiceRuntime:
         self.shutdown_hooks.append(hook)
 
     async def start(self) -> None:
+        """Migrates the database, runs the start-up hooks, connects Kafka if the broker answers
+        (in the background otherwise) and serves gRPC."""
         await self.database.migrate(self.migrations)
-        await ensure_topics(self.settings.kafka_bootstrap_servers, self.names.all_specs())
-        await self.producer.start()
-        self.relay.start()
         for hook in self.startup_hooks:
             await hook()
-        for consumer in self.consumers:
-            await consumer.start()
+        first_attempt = asyncio.Event()
+        self._kafka_task = asyncio.create_task(
+            self._connect_kafka(first_attempt), name="connect kafka"
+        )
+        # A broker that answers is connected before gRPC is served, as a service's callers and
+        # tests expect; one that is down delays nothing.
+        await first_attempt.wait()
         self.grpc = GrpcServer(
             services=self.grpc_services,
             registrars=self.registrars,
@@ -190,15 +221,60 @@ class ServiceRuntime:
         )
         self.grpc_mtls_port = self.grpc.mtls_port
         self.health_port = self.grpc.health_port
+        self.readiness.start(self.grpc.set_serving)
         if self.settings.metrics_port:
             start_http_server(
                 self.settings.metrics_port, self.settings.metrics_address, registry=self.metrics
             )
 
+    async def _connect_kafka(self, first_attempt: asyncio.Event) -> None:
+        """Creates the topics, starts the producer, the outbox relay and the consumers, each
+        step retried (with backoff, logged once per interval) until the broker answers."""
+        throttle = Throttle(self.settings.log_repeat_interval_s)
+        delay_s = 0.5
+        topics_ready = False
+        while True:
+            try:
+                if not topics_ready:
+                    await ensure_topics(
+                        self.settings.kafka_bootstrap_servers, self.names.all_specs()
+                    )
+                    topics_ready = True
+                if not self.producer.started:
+                    await self.producer.start()
+                self.relay.start()
+                for consumer in self.consumers:
+                    if not consumer.started:
+                        await consumer.start()
+            except Exception as error:
+                first_attempt.set()
+                if throttle.due():
+                    log.warning(
+                        "Kafka is not reachable; gRPC is served and Kafka is connected when "
+                        "the broker answers",
+                        extra={
+                            "error": f"{type(error).__name__}: {error}",
+                            "suppressed": throttle.take_suppressed(),
+                        },
+                    )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            if throttle.suppressed or delay_s > 0.5:
+                log.warning("Kafka connected")
+            self.kafka_connected.set()
+            first_attempt.set()
+            return
+
     async def stop(self) -> None:
         # Stop taking calls first, then let the relay publish what is committed.
+        await self.readiness.stop()
         if self.grpc is not None:
             await self.grpc.stop()
+        if self._kafka_task is not None and not self._kafka_task.done():
+            self._kafka_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._kafka_task
         for consumer in self.consumers:
             await consumer.stop()
         for hook in reversed(self.shutdown_hooks):
@@ -227,6 +303,7 @@ def run(build: Callable[[], ServiceRuntime]) -> None:
     async def main() -> None:
         runtime = build()
         setup_logging(runtime.settings.service_name, runtime.settings.log_level)
+        install_repeated_log_filter(runtime.settings.log_repeat_interval_s)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
