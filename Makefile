@@ -7,7 +7,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY_PATHS := libs/servicekit services tests tools bench
 
-.PHONY: help setup run demo test bench token grpcurl lint types protos protos-check buf kafka-up kafka-down clean
+.PHONY: help setup run demo test bench token grpcurl lint types protos protos-check buf asyncapi kafka-up kafka-down clean
 
 help:
 	@echo "make run        set up everything, start Kafka, the four services and the simulator"
@@ -15,6 +15,7 @@ help:
 	@echo "make test       lint, types, fresh contracts, buf, all tests"
 	@echo "make bench      telemetry pipeline throughput against the bare broker"
 	@echo "make protos     regenerate libs/contracts from protos/"
+	@echo "make asyncapi   regenerate docs/asyncapi/ (topics and the gateway's streams)"
 	@echo "make kafka-up   start the local Kafka broker (make kafka-down stops it)"
 	@echo "make token      print a development bearer token: ROLE=... [PARTNER=...] [SUBJECT=...]"
 
@@ -23,10 +24,10 @@ setup:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet 'uv==0.13.9' \
 	  || python3 -m pip install --quiet --user 'uv==0.13.9'
 	@$(UV) sync --quiet --frozen
-	@[ -x node_modules/.bin/buf ] || npm ci --no-audit --no-fund --silent
+	@[ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --silent
 
 run: setup
-	@$(UV) run --frozen python -m tools.platform run
+	@$(UV) run --frozen python -m tools.platform run $(RUN_ARGS)
 
 demo: setup
 	@$(UV) run --frozen python -m tools.platform demo
@@ -65,6 +66,10 @@ protos:
 protos-check: protos
 	@git diff --exit-code --stat -- libs/contracts || (echo "libs/contracts is stale: run 'make protos' and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- libs/contracts)" || (echo "libs/contracts has untracked generated files: run 'make protos' and commit" >&2; exit 1)
+
+# AsyncAPI of the topics and of the stream gateway, from the code; a test checks they are fresh.
+asyncapi:
+	@$(UV) run --frozen python -m tools.asyncapi
 
 # Lint, format, and no breaking change against the contracts on main (a clone without a main
 # branch, e.g. a detached CI checkout, skips only the breaking check).

@@ -1,7 +1,8 @@
 """Runs the whole platform on one machine: the Kafka broker, the four services as separate
 processes, and the feed simulator.
 
-    python -m tools.platform run    plays the feed, then runs until Ctrl-C
+    python -m tools.platform run    plays a day's feed, starts the stream gateway, then feeds
+                                    the platform live until Ctrl-C (--once: the day only)
     python -m tools.platform demo   plays the feed into a fresh namespace, prints the
                                     Covenant inventory from the ledger and exits
 """
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
@@ -36,6 +38,7 @@ from tools.pki import init as init_pki
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "deploy/local/kafka.sh"
 MUNICIPALITY = "aalborg-kommune"
+GATEWAY_PORT = 8090
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,15 @@ def services_on_ports(
     )
 
 
+def _answers(url: str) -> bool:
+    """Whether a GET of the URL answers 200 (blocking: run it in a thread)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def resident_kib(pid: int) -> int | None:
     """A process's resident set size in KiB, None once it is gone."""
     try:
@@ -147,6 +159,7 @@ class Platform:
         self.bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
         self.started_broker = False
         self.processes: list[tuple[ServiceProcess, subprocess.Popen[bytes]]] = []
+        self.day_samples: list[simulator.Sample] = []
 
     def start_broker(self) -> None:
         running = subprocess.run(["bash", str(KAFKA_SCRIPT), "status"], capture_output=True)
@@ -197,6 +210,20 @@ class Platform:
         log_file.close()
         self.processes.append((service, process))
         return process
+
+    async def start_gateway(self, port: int = GATEWAY_PORT, timeout_s: float = 60.0) -> str:
+        """Starts stream-gateway (HTTP, no gRPC) once the services run; returns its URL when
+        it is ready (it has read the topics as they stood)."""
+        self.service_env.setdefault("stream-gateway", {})["HTTP_PORT"] = str(port)
+        process = self.start(ServiceProcess("stream-gateway", "stream_gateway", 0, 0))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if await asyncio.to_thread(_answers, f"{url}/readyz"):
+                return url
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"stream-gateway did not start; see {self.data_dir}/logs")
+            await asyncio.sleep(0.3)
 
     def another_instance(self, service: ServiceProcess) -> ServiceProcess:
         """One more instance of a service on free ports (start it with `start`)."""
@@ -360,7 +387,7 @@ def fleet_amounts(samples: Sequence[simulator.Sample]) -> dict[str, Decimal]:
 
 async def play_feed(platform: Platform, day: date) -> FeedOutcome:
     """Plays the simulator's day; returns what the ledger should show for it."""
-    samples = simulator.working_day_samples(day)
+    samples = platform.day_samples = simulator.working_day_samples(day)
     await simulator.register_fleet(platform.fleet.target, platform.pki)
     await simulator.publish_samples(platform.bootstrap, TopicNames(platform.namespace), samples)
     collections = await simulator.play_locker_day(platform.lockers.target, platform.pki)
@@ -439,7 +466,7 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
     return "\n".join(lines)
 
 
-async def main(mode: str) -> int:
+async def main(mode: str, once: bool = False) -> int:
     day = date.today()
     if mode == "demo":
         namespace = f"demo{uuid.uuid4().hex[:8]}"
@@ -468,8 +495,21 @@ async def main(mode: str) -> int:
             for name, kib in platform.resident_memory():
                 print(f"{name:<18} resident memory {kib / 1024:.0f} MiB")
             return 0
-        print("Feed played. Press Ctrl-C to stop.")
-        await stop.wait()
+        dashboard = await platform.start_gateway()
+        print(f"Dashboard:         {dashboard}/?municipality={MUNICIPALITY}&year={day.year}")
+        if once:
+            print("Feed played. Press Ctrl-C to stop.")
+            await stop.wait()
+            return 0
+        print("Day played; the feed goes on live. Press Ctrl-C to stop.")
+        await simulator.play_live(
+            platform.bootstrap,
+            TopicNames(platform.namespace),
+            platform.lockers.target,
+            platform.pki,
+            platform.day_samples,
+            stop,
+        )
         return 0
     finally:
         print("Stopping the platform...", flush=True)
@@ -480,4 +520,6 @@ async def main(mode: str) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["run", "demo"])
-    sys.exit(asyncio.run(main(parser.parse_args().mode)))
+    parser.add_argument("--once", action="store_true", help="run: play one day, then only wait")
+    arguments = parser.parse_args()
+    sys.exit(asyncio.run(main(arguments.mode, arguments.once)))

@@ -11,12 +11,15 @@ refuse truck about 2 kg CO2e/km, electric van 18-25 kWh/100 km), not accounting 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import grpc
 from aiokafka import AIOKafkaProducer
 
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
@@ -236,3 +239,107 @@ async def play_locker_day(lockers_target: str, pki: Pki) -> int:
                 credentials=pki.call_as(CARRIER, carrier),
             )
     return len(COLLECTIONS)
+
+
+# The live feed of `make run`: every vehicle reports every few seconds, residents drop waste
+# every couple of minutes, and a carrier that passes by collects it every few minutes.
+LIVE_REPORT_S = 5.0
+LIVE_DROP_S = 120.0
+LIVE_COLLECTION_S = 360.0
+
+
+async def play_live(
+    bootstrap_servers: str,
+    names: TopicNames,
+    lockers_target: str,
+    pki: Pki,
+    after: list[Sample],
+    stop: asyncio.Event,
+    seed: int = 2026,
+) -> None:
+    """Feeds the platform in real time until `stop` is set, the vehicles' counters going on from
+    their last samples in `after` (a counter that went back would be a reset)."""
+    rng = random.Random(seed)
+    last = {sample.vehicle_id: sample for sample in after}
+    clock = max([datetime.now(UTC), *(s.occurred_at for s in after)])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    channel = pki.channel(lockers_target)
+    lockers = lockers_pb2_grpc.LockerHubsServiceStub(channel)
+    held: set[str] = set()
+    next_drop = next_collection = asyncio.get_running_loop().time()
+    try:
+        while not stop.is_set():
+            clock += timedelta(seconds=LIVE_REPORT_S)
+            for vehicle in FLEET:
+                previous = last[vehicle.vehicle_id]
+                # Town driving: 0-25 m/s, a stop now and then.
+                distance = 0 if rng.random() < 0.2 else int(rng.uniform(0, 25) * LIVE_REPORT_S)
+                used = distance * vehicle.use_per_km // 1000
+                sample = Sample(
+                    vehicle_id=vehicle.vehicle_id,
+                    event_id=str(uuid.uuid4()),
+                    occurred_at=clock,
+                    odometer_m=previous.odometer_m + distance,
+                    fuel_used_ml=None
+                    if previous.fuel_used_ml is None
+                    else previous.fuel_used_ml + used,
+                    energy_used_wh=None
+                    if previous.energy_used_wh is None
+                    else previous.energy_used_wh + used,
+                )
+                last[vehicle.vehicle_id] = sample
+                event = sample.to_event()
+                await producer.send(
+                    names(topics.TELEMETRY),
+                    event.SerializeToString(),
+                    key=sample.vehicle_id.encode(),
+                    headers=[(k, v.encode()) for k, v in event_headers(event).items()],
+                )
+            now = asyncio.get_running_loop().time()
+            try:
+                if now >= next_drop:
+                    next_drop = now + rng.uniform(0.5, 1.5) * LIVE_DROP_S
+                    drop = rng.choice(DROPS)
+                    resident = pki.call_as(RESIDENT, subject=f"resident-{rng.randrange(1000)}")
+                    issued = await lockers.IssueDropOffCode(
+                        lockers_pb2.IssueDropOffCodeRequest(
+                            hub_id=drop.hub_id, hazardous=drop.hazardous
+                        ),
+                        timeout=10,
+                        credentials=resident,
+                    )
+                    await lockers.RegisterWasteDeposit(
+                        lockers_pb2.RegisterWasteDepositRequest(
+                            hub_id=drop.hub_id,
+                            code=issued.code,
+                            waste_type=drop.waste_type,  # type: ignore[arg-type]
+                            hazardous=drop.hazardous,
+                            mass_g=int(drop.mass_g * rng.uniform(0.5, 1.5)),
+                        ),
+                        timeout=10,
+                        credentials=resident,
+                    )
+                    held.add(drop.hub_id)
+                if now >= next_collection and held:
+                    next_collection = now + rng.uniform(0.5, 1.5) * LIVE_COLLECTION_S
+                    hub_id = rng.choice(sorted(held))
+                    held.discard(hub_id)
+                    await lockers.RecordCarrierCollection(
+                        lockers_pb2.RecordCarrierCollectionRequest(
+                            hub_id=hub_id,
+                            extra_distance_m=rng.randrange(300, 1500),
+                            collection_id=str(uuid.uuid4()),
+                        ),
+                        timeout=10,
+                        credentials=pki.call_as(CARRIER, "homerunner"),
+                    )
+            except grpc.aio.AioRpcError as error:  # a full hub, say: the feed goes on
+                print(f"simulator: {error.code().name}: {error.details()}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LIVE_REPORT_S)
+    finally:
+        await channel.close()
+        await producer.stop()

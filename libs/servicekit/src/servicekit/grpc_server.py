@@ -64,6 +64,11 @@ class _ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         calls = self.calls
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, Undecodable):
+                calls.labels(method, "INVALID_ARGUMENT").inc()
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message"
+                )
             try:
                 response = await inner(request, context)
             except ServiceError as error:
@@ -82,9 +87,28 @@ class _ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+
+class Undecodable:
+    """Stands for request bytes that are not the method's message (answered INVALID_ARGUMENT;
+    gRPC would otherwise answer a failed parse with a bare error the caller cannot act on)."""
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    parse = deserialize
+
+    def tolerant(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception:  # whatever the parser raises, the bytes are the caller's fault
+            return Undecodable()
+
+    return tolerant
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from servicekit.identity import (
     current_principal,
     require_partner,
 )
+from servicekit.validation import require_id
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -30,6 +31,7 @@ ACCESS: AccessPolicy = {
 
 
 def _require_municipality(municipality_id: str) -> None:
+    require_id("municipality_id", municipality_id)
     caller = current_principal()
     if not caller.has_role(DASHBOARD):
         require_partner(caller, municipality_id, "municipality_id")

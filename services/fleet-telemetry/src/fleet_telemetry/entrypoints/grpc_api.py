@@ -15,6 +15,7 @@ from fleet_telemetry.adapters.events import (
 )
 from fleet_telemetry.handlers import FleetHandlers, RegisterVehicle, SetVehicleBaseline
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from servicekit.errors import InvalidArgument
 from servicekit.identity import (
     CLIMATE_OFFICER,
     FLEET_MANAGER,
@@ -23,8 +24,12 @@ from servicekit.identity import (
     allow,
     current_principal,
 )
+from servicekit.validation import require_id, require_known_enum
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+MAX_PLATE_LENGTH = 16
+MAX_REASON_LENGTH = 500
 
 SERVICE = fleet_pb2.DESCRIPTOR.services_by_name["FleetTelemetryService"].full_name
 _OWN_VEHICLES = "a fleet manager's own partner's vehicles only"
@@ -42,6 +47,18 @@ ACCESS: AccessPolicy = {
 
 
 def _vehicle_command(wire: fleet_pb2.Vehicle) -> RegisterVehicle:
+    for field in ("vehicle_id", "owner_partner_id", "municipality_id"):
+        require_id(f"vehicle.{field}", getattr(wire, field))
+    for field, enum in (
+        ("fuel_type", fleet_pb2.FuelType.DESCRIPTOR),
+        ("vehicle_class", fleet_pb2.VehicleClass.DESCRIPTOR),
+        ("covenant_subsector", fleet_pb2.CovenantSubsector.DESCRIPTOR),
+    ):
+        require_known_enum(f"vehicle.{field}", enum, getattr(wire, field))
+    if len(wire.registration_plate) > MAX_PLATE_LENGTH:
+        raise InvalidArgument(
+            "vehicle.registration_plate", f"at most {MAX_PLATE_LENGTH} characters"
+        )
     fuel_type, vehicle_class, subsector = vehicle_fields_from_proto(wire)
     return RegisterVehicle(
         vehicle_id=wire.vehicle_id,
@@ -77,7 +94,9 @@ class FleetTelemetryApi(fleet_pb2_grpc.FleetTelemetryServiceServicer):
     async def GetVehicle(
         self, request: fleet_pb2.GetVehicleRequest, context: Context
     ) -> fleet_pb2.GetVehicleResponse:
-        state = await self.handlers.get_vehicle(request.vehicle_id, current_principal())
+        state = await self.handlers.get_vehicle(
+            require_id("vehicle_id", request.vehicle_id), current_principal()
+        )
         response = fleet_pb2.GetVehicleResponse(
             vehicle=vehicle_to_proto(state.vehicle), totals=totals_to_proto(state.totals)
         )
@@ -90,6 +109,9 @@ class FleetTelemetryApi(fleet_pb2_grpc.FleetTelemetryServiceServicer):
     async def SetVehicleBaseline(
         self, request: fleet_pb2.SetVehicleBaselineRequest, context: Context
     ) -> fleet_pb2.SetVehicleBaselineResponse:
+        require_id("vehicle_id", request.vehicle_id)
+        if len(request.reason) > MAX_REASON_LENGTH:
+            raise InvalidArgument("reason", f"at most {MAX_REASON_LENGTH} characters")
         wire = request.baseline
         corrected = await self.handlers.set_vehicle_baseline(
             SetVehicleBaseline(

@@ -22,6 +22,7 @@ from servicekit.identity import (
     allow,
     current_principal,
 )
+from servicekit.validation import require_id, require_known_enum
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -41,7 +42,7 @@ ACCESS: AccessPolicy = {
 def _carrier_of(request: lockers_pb2.RecordCarrierCollectionRequest) -> str:
     """The carrier is the caller's partner; only an operator names one in the request."""
     caller = current_principal()
-    named = request.carrier_partner_id
+    named = require_id("carrier_partner_id", request.carrier_partner_id, optional=True)
     if caller.has_role(CARRIER) and caller.partner_id:
         if named and named != caller.partner_id:
             raise PermissionDenied("carrier_partner_id names another partner than the caller's")
@@ -66,14 +67,14 @@ class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
     async def GetHub(
         self, request: lockers_pb2.GetHubRequest, context: Context
     ) -> lockers_pb2.GetHubResponse:
-        hub = await self.handlers.get_hub(request.hub_id)
+        hub = await self.handlers.get_hub(require_id("hub_id", request.hub_id))
         return lockers_pb2.GetHubResponse(hub=hub_to_proto(hub))
 
     async def IssueDropOffCode(
         self, request: lockers_pb2.IssueDropOffCodeRequest, context: Context
     ) -> lockers_pb2.IssueDropOffCodeResponse:
         issued = await self.handlers.issue_drop_off_code(
-            request.hub_id, request.hazardous, current_principal().subject
+            require_id("hub_id", request.hub_id), request.hazardous, current_principal().subject
         )
         return lockers_pb2.IssueDropOffCodeResponse(
             compartment_id=issued.compartment_id,
@@ -86,9 +87,13 @@ class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
     ) -> lockers_pb2.RegisterWasteDepositResponse:
         deposit = await self.handlers.register_deposit(
             RegisterDeposit(
-                hub_id=request.hub_id,
+                hub_id=require_id("hub_id", request.hub_id),
                 code=request.code,
-                waste_type=waste_type_from_proto(request.waste_type),
+                waste_type=waste_type_from_proto(
+                    require_known_enum(
+                        "waste_type", lockers_pb2.WasteType.DESCRIPTOR, request.waste_type
+                    )
+                ),
                 hazardous=request.hazardous,
                 mass_g=request.mass_g,
             )
@@ -102,10 +107,10 @@ class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
     ) -> lockers_pb2.RecordCarrierCollectionResponse:
         collection = await self.handlers.record_collection(
             RecordCollection(
-                hub_id=request.hub_id,
+                hub_id=require_id("hub_id", request.hub_id),
                 carrier_partner_id=_carrier_of(request),
                 extra_distance_m=request.extra_distance_m,
-                collection_id=request.collection_id,
+                collection_id=require_id("collection_id", request.collection_id, optional=True),
             )
         )
         return lockers_pb2.RecordCarrierCollectionResponse(

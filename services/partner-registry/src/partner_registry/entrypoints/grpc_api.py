@@ -26,6 +26,7 @@ from servicekit.identity import (
     current_principal,
     require_partner,
 )
+from servicekit.validation import require_id
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -49,12 +50,13 @@ class PartnerRegistryApi(registry_pb2_grpc.PartnerRegistryServiceServicer):
     async def GetPartner(
         self, request: registry_pb2.GetPartnerRequest, context: Context
     ) -> registry_pb2.GetPartnerResponse:
-        partner = await self.handlers.get_partner(request.partner_id)
+        partner = await self.handlers.get_partner(require_id("partner_id", request.partner_id))
         return registry_pb2.GetPartnerResponse(partner=partner_to_proto(partner))
 
     async def ListPartners(
         self, request: registry_pb2.ListPartnersRequest, context: Context
     ) -> registry_pb2.ListPartnersResponse:
+        require_id("initiative_id", request.initiative_id, optional=True)
         role = role_from_proto(request.role)
         # UNSPECIFIED means any role; any other number must be one this build knows.
         if request.role and role is None:
@@ -75,6 +77,8 @@ class PartnerRegistryApi(registry_pb2_grpc.PartnerRegistryServiceServicer):
     async def CheckCarrierAuthorization(
         self, request: registry_pb2.CheckCarrierAuthorizationRequest, context: Context
     ) -> registry_pb2.CheckCarrierAuthorizationResponse:
+        require_id("carrier_partner_id", request.carrier_partner_id)
+        require_id("hub_id", request.hub_id)
         caller = current_principal()
         if not caller.service:
             require_partner(caller, request.carrier_partner_id, "carrier_partner_id")
