@@ -129,7 +129,13 @@ async def test_rejected_and_exhausted_events_are_dead_lettered_and_the_stream_mo
     recorder = Recorder(transient_failures={"stuck": 99}, rejected={"bad"})
     for event_id in ("bad", "stuck", "good"):
         await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
-    await produce(kafka, names(topics.TELEMETRY), "v1", b"\x01\x02 not a sample")
+    await produce(
+        kafka,
+        names(topics.TELEMETRY),
+        "v1",
+        b"\x01\x02 not a sample",
+        {"event-type": "greenpartners.fleet.v1.TelemetrySample"},
+    )
     consumer = consumer_for(kafka, names, producer, recorder, max_attempts=3)
     await consumer.start()
     try:

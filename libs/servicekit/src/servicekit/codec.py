@@ -15,14 +15,15 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from servicekit.validation import ID_MAX_LENGTH
+
 CONTENT_TYPE = "application/x-protobuf"
 EVENT_TYPE_HEADER = "event-type"
 _EVENT_ID = "event_id"
 
-# Ids (event ids, subject ids, every `*_id` field) and record keys are at most this long.
-# Generous for the uuids, slugs and unit ids the platform uses; far below what would bloat a
-# dead letter's headers or a database key.
-MAX_ID_CHARS = 128
+# Ids in events (event ids, subject ids, every `*_id` field) and record keys are at most as
+# long as ids at the gRPC boundary.
+MAX_ID_CHARS = ID_MAX_LENGTH
 
 # The range a Timestamp must lie in to be a date at all (0001-01-01 to 9999-12-31, as the
 # protobuf spec defines it); outside it no conversion can succeed, so it is refused up front.

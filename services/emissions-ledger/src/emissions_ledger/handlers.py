@@ -63,8 +63,7 @@ class LedgerHandlers:
             activities,
             lambda activity: entry_for_activity(activity, self.catalogue, topics.ACTIVITY),
         )
-        await self._post(entries)
-        return rejections
+        return [*rejections, *await self._post(entries)]
 
     async def post_collections(
         self, collections: Sequence[Positioned[WasteCollection]]
@@ -76,18 +75,19 @@ class LedgerHandlers:
                 collection, self.policy, self.catalogue, topics.LOCKER_EVENTS
             ),
         )
-        await self._post(entries)
-        return rejections
+        return [*rejections, *await self._post(entries)]
 
-    async def _post(self, entries: Sequence[LedgerEntry]) -> None:
+    async def _post(self, positioned: Sequence[Positioned[LedgerEntry]]) -> list[Rejection]:
         """Appends the entries the ledger does not hold yet, adds them to their inventory lines
         and announces them, in one transaction and a few statements however many there are.
+        Returns the source events that reuse an event id the ledger holds with other content.
 
         No processed-event record is needed: an entry's unique source makes the append
         idempotent, and only the entries actually appended are counted and announced.
         """
-        if not entries:
-            return
+        if not positioned:
+            return []
+        entries, conflicts = _first_of_each_source(positioned)
         with tracer.start_as_current_span(
             "ledger post entries", attributes={"ledger.entry_count": len(entries)}
         ) as span:
@@ -95,10 +95,12 @@ class LedgerHandlers:
                 # The producer's trace when the batch carries one, else the batch's own.
                 trace_id = current_trace_id()
                 repository = LedgerRepository(session)
-                appended = await repository.append(entries, trace_id)
+                fresh, held_conflicts = await _not_posted(repository, entries)
+                conflicts += held_conflicts
+                appended = await repository.append(fresh, trace_id)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
-                    return
+                    return conflicts
                 await repository.add_to_inventory(increments_per_line(appended))
                 topic = self.names(topics.LEDGER_ENTRIES)
                 await add_many_to_outbox(
@@ -108,6 +110,7 @@ class LedgerHandlers:
                         for entry in appended
                     ),
                 )
+        return conflicts
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         _check_inventory_request(municipality_id, year)
@@ -163,15 +166,80 @@ def _sequence_from_token(page_token: str, municipality_id: str, year: int) -> in
 
 def _entries_for(
     sources: Sequence[Positioned[SourceT]], entry_for: Callable[[SourceT], LedgerEntry]
-) -> tuple[list[LedgerEntry], list[Rejection]]:
+) -> tuple[list[Positioned[LedgerEntry]], list[Rejection]]:
     """The entry of each source event, and a rejection for each the domain cannot account."""
-    entries: list[LedgerEntry] = []
+    entries: list[Positioned[LedgerEntry]] = []
     rejections: list[Rejection] = []
     for index, source in sources:
         try:
-            entries.append(entry_for(source))
+            entries.append((index, entry_for(source)))
         except NoFactor as error:
             rejections.append(Rejection(index, "no_emission_factor", str(error)))
         except UnaccountableActivity as error:
             rejections.append(Rejection(index, "unaccountable_activity", str(error)))
     return entries, rejections
+
+
+def _source_content(entry: LedgerEntry) -> tuple[object, ...]:
+    """What an entry takes from its source event: two events with one id and different
+    content differ here (factors and the policy are the ledger's own, not the event's)."""
+    trip = entry.avoided_trip
+    return (
+        entry.kind,
+        entry.municipality_id,
+        entry.year,
+        entry.sector,
+        entry.subsector,
+        entry.energy_carrier,
+        entry.activity_amount,
+        entry.activity_unit,
+        entry.subject_id,
+        entry.activity_at,
+        None if trip is None else trip.carrier_extra_distance_m,
+    )
+
+
+def _conflict(index: int, entry: LedgerEntry) -> Rejection:
+    return Rejection(
+        index,
+        "duplicate_event_conflict",
+        f"event id {entry.source_event_id!r} was posted before with other content",
+    )
+
+
+def _first_of_each_source(
+    positioned: Sequence[Positioned[LedgerEntry]],
+) -> tuple[list[Positioned[LedgerEntry]], list[Rejection]]:
+    """The first entry of each source event within a batch; a later one with the same content
+    is a redelivery and dropped, one with other content is a conflict."""
+    first: dict[str, LedgerEntry] = {}
+    kept: list[Positioned[LedgerEntry]] = []
+    conflicts: list[Rejection] = []
+    for index, entry in positioned:
+        earlier = first.get(entry.source_event_id)
+        if earlier is None:
+            first[entry.source_event_id] = entry
+            kept.append((index, entry))
+        elif _source_content(earlier) != _source_content(entry):
+            conflicts.append(_conflict(index, entry))
+    return kept, conflicts
+
+
+async def _not_posted(
+    repository: LedgerRepository, entries: Sequence[Positioned[LedgerEntry]]
+) -> tuple[list[LedgerEntry], list[Rejection]]:
+    """The entries whose source event the ledger holds no entry for yet; and a conflict for
+    each whose source it holds with other content (a redelivery, same content, is neither).
+
+    One query per batch; the entry's kind is part of the content, since a collection's kind
+    follows its detour, and another kind would not meet the unique source key."""
+    held = await repository.posted_for_sources([entry for _, entry in entries])
+    fresh: list[LedgerEntry] = []
+    conflicts: list[Rejection] = []
+    for index, entry in entries:
+        posted = held.get(entry.source_event_id)
+        if not posted:
+            fresh.append(entry)
+        elif any(_source_content(other) != _source_content(entry) for other in posted):
+            conflicts.append(_conflict(index, entry))
+    return fresh, conflicts

@@ -77,6 +77,26 @@ class LedgerRepository:
         )
         return [entry for entry in unique.values() if entry.entry_id in inserted]
 
+    async def posted_for_sources(
+        self, entries: Sequence[LedgerEntry]
+    ) -> dict[str, list[LedgerEntry]]:
+        """The entries the ledger holds for the source events of these, by source event id."""
+        if not entries:
+            return {}
+        rows = (
+            await self.session.execute(
+                select(ledger_entries).where(
+                    ledger_entries.c.source_event_id.in_(
+                        {entry.source_event_id for entry in entries}
+                    )
+                )
+            )
+        ).all()
+        held: dict[str, list[LedgerEntry]] = {}
+        for row in rows:
+            held.setdefault(row.source_event_id, []).append(_entry_from_row(row))
+        return held
+
     async def add_to_inventory(self, increments: Sequence[LineIncrement]) -> None:
         """Adds each increment to its line's running total, creating lines that are new.
 
