@@ -7,7 +7,8 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY_PATHS := libs/servicekit services tests tools bench
 
-.PHONY: help setup run demo test bench token grpcurl lint types protos protos-check buf asyncapi kafka-up kafka-down clean
+.PHONY: help setup run demo test bench token grpcurl lint types protos protos-check buf asyncapi kafka-up kafka-down clean \
+	k8s-tools k8s-check image
 
 help:
 	@echo "make run        set up everything, start Kafka, the four services and the simulator"
@@ -18,6 +19,8 @@ help:
 	@echo "make asyncapi   regenerate docs/asyncapi/ (topics and the gateway's streams)"
 	@echo "make kafka-up   start the local Kafka broker (make kafka-down stops it)"
 	@echo "make token      print a development bearer token: ROLE=... [PARTNER=...] [SUBJECT=...]"
+	@echo "make k8s-check  build and validate deploy/k8s's overlays and tilt/Tiltfile, offline"
+	@echo "make image      build the services' OCI images with buildah (docs/deploy.md)"
 
 # uv and buf come from PyPI and npm; Kafka from Maven Central (deploy/local/kafka.sh).
 setup:
@@ -32,7 +35,7 @@ run: setup
 demo: setup
 	@$(UV) run --frozen python -m tools.platform demo
 
-test: setup lint types protos-check buf grpcurl
+test: setup lint types protos-check buf grpcurl k8s-tools
 	@PATH="$(CURDIR)/.tools/bin:$$PATH" $(UV) run --frozen pytest
 
 # Every scenario at full size; e.g. BENCH_ARGS="--quick" or "--scenario latency --database postgresql".
@@ -87,3 +90,32 @@ kafka-down:
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+
+# --- Kubernetes: deploy/k8s, tilt/, the images (docs/deploy.md) ---------------------------------
+# kustomize and kubeconform from the Go module proxy, pinned, into .tools/bin; kubeconform's
+# schemas are made offline (tools/k8s_schemas.py), so nothing is downloaded at check time.
+TOOLS_BIN := $(CURDIR)/.tools/bin
+KUSTOMIZE_VERSION := v5.8.2
+KUBECONFORM_VERSION := v0.8.0
+GO_INSTALL = GOBIN=$(TOOLS_BIN) GOTOOLCHAIN=local GOFLAGS=-mod=mod go install
+
+k8s-tools: $(TOOLS_BIN)/kustomize-$(KUSTOMIZE_VERSION) $(TOOLS_BIN)/kubeconform-$(KUBECONFORM_VERSION)
+
+$(TOOLS_BIN)/kustomize-%:
+	@command -v go >/dev/null || (echo "Go is needed to install kustomize (go.dev/doc/install)" >&2; exit 1)
+	@mkdir -p $(TOOLS_BIN) && $(GO_INSTALL) sigs.k8s.io/kustomize/kustomize/v5@$*
+	@mv $(TOOLS_BIN)/kustomize $@ && ln -sf $(notdir $@) $(TOOLS_BIN)/kustomize
+
+$(TOOLS_BIN)/kubeconform-%:
+	@command -v go >/dev/null || (echo "Go is needed to install kubeconform (go.dev/doc/install)" >&2; exit 1)
+	@mkdir -p $(TOOLS_BIN) && $(GO_INSTALL) github.com/yannh/kubeconform/cmd/kubeconform@$*
+	@mv $(TOOLS_BIN)/kubeconform $@ && ln -sf $(notdir $@) $(TOOLS_BIN)/kubeconform
+
+# Offline: kustomize build of every overlay, kubeconform in strict mode, the manifests' checks,
+# the Tiltfile, the Dockerfile's linter (what `make test` runs too, without building an image).
+k8s-check: setup k8s-tools
+	@$(UV) run --frozen pytest tests/test_deploy_k8s.py -q -k "not oci_image"
+
+# The four images in buildah's local storage (needs buildah and mmdebstrap; SERVICES= one of them).
+image:
+	@bash scripts/image.sh $(SERVICES)

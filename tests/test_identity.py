@@ -414,29 +414,39 @@ async def test_callers_reach_only_their_own_partners_resources(
 async def test_a_resident_holds_only_a_few_open_codes(
     platform: dict[str, Served], pki: Pki
 ) -> None:
+    """Three open codes at a time, two of them at one hub (the defaults)."""
     target = platform["locker-hubs"].target
+
+    def at(hub_id: str) -> lockers_pb2.IssueDropOffCodeRequest:
+        return lockers_pb2.IssueDropOffCodeRequest(hub_id=hub_id)
+
     async with (
         pki.channel(target, RESIDENT, subject="resident-greedy") as greedy_channel,
         pki.channel(target, RESIDENT, subject="resident-next-door") as neighbour_channel,
     ):
         greedy = lockers_pb2_grpc.LockerHubsServiceStub(greedy_channel)
         neighbour = lockers_pb2_grpc.LockerHubsServiceStub(neighbour_channel)
-        request = lockers_pb2.IssueDropOffCodeRequest(hub_id="molo-aalborg-06")
-        issued = [await greedy.IssueDropOffCode(request) for _ in range(3)]
-        with pytest.raises(grpc.aio.AioRpcError) as exhausted:
-            await greedy.IssueDropOffCode(request)
-        assert exhausted.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        await neighbour.IssueDropOffCode(request)
+        first = await greedy.IssueDropOffCode(at("molo-aalborg-06"))
+        await greedy.IssueDropOffCode(at("molo-aalborg-06"))
+        with pytest.raises(grpc.aio.AioRpcError) as at_one_hub:
+            await greedy.IssueDropOffCode(at("molo-aalborg-06"))
+        assert at_one_hub.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        await greedy.IssueDropOffCode(at("molo-aalborg-07"))
+        with pytest.raises(grpc.aio.AioRpcError) as in_all:
+            await greedy.IssueDropOffCode(at("molo-aalborg-08"))
+        assert in_all.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The quota is the resident's own: the neighbour is not held up.
+        await neighbour.IssueDropOffCode(at("molo-aalborg-06"))
         # A code used is no longer open: the resident may ask for another.
         await greedy.RegisterWasteDeposit(
             lockers_pb2.RegisterWasteDepositRequest(
                 hub_id="molo-aalborg-06",
-                code=issued[0].code,
+                code=first.code,
                 waste_type=lockers_pb2.WASTE_TYPE_TEXTILES,
                 mass_g=800,
             )
         )
-        await greedy.IssueDropOffCode(request)
+        await greedy.IssueDropOffCode(at("molo-aalborg-08"))
 
 
 def test_a_service_without_tls_and_token_keys_does_not_start() -> None:

@@ -84,6 +84,7 @@ def start_options(kafka: str, database: Path, namespace: str, registry_port: int
         "code_pepper": PEPPER,
         # These tests reserve many compartments as one resident; the quota has its own test.
         "open_codes_per_resident": 1000,
+        "open_codes_per_resident_at_one_hub": 1000,
     }
 
 

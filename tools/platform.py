@@ -21,7 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -467,7 +467,8 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
 
 
 async def main(mode: str, once: bool = False) -> int:
-    day = date.today()
+    # A day whose feed lies wholly in the past: samples from the future are implausible.
+    day = simulator.latest_complete_day(datetime.now(UTC))
     if mode == "demo":
         namespace = f"demo{uuid.uuid4().hex[:8]}"
         data_dir = ROOT / "var" / namespace

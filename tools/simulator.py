@@ -138,11 +138,22 @@ class Sample:
         return event
 
 
+WORKING_DAY = (time(7, 0), time(15, 0))
+
+
+def latest_complete_day(now: datetime) -> date:
+    """The latest day whose working hours (local time) are over by `now`."""
+    local = now.astimezone(COPENHAGEN)
+    if local >= datetime.combine(local.date(), WORKING_DAY[1], COPENHAGEN):
+        return local.date()
+    return local.date() - timedelta(days=1)
+
+
 def working_day_samples(day: date, seed: int = 2014) -> list[Sample]:
     """Every vehicle reports every 20 minutes from 07:00 to 15:00 local time."""
     rng = random.Random(seed)
     samples = []
-    start = datetime.combine(day, time(7, 0), COPENHAGEN)
+    start = datetime.combine(day, WORKING_DAY[0], COPENHAGEN)
     for vehicle in FLEET:
         odometer = rng.randrange(20_000_000, 90_000_000)
         counter = rng.randrange(1_000_000, 9_000_000)

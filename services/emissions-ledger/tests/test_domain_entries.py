@@ -9,10 +9,12 @@ import pytest
 import yaml
 
 from emissions_ledger.domain.entries import (
+    MAX_ACTIVITY_AMOUNT,
     AvoidedTrip,
     AvoidedTripPolicy,
     EntryKind,
     FuelType,
+    ImplausibleActivity,
     InvalidPolicyData,
     SampleProvenance,
     Sector,
@@ -419,3 +421,42 @@ def test_shipped_data_files_account_a_collection() -> None:
     assert policy.subsector is Subsector.PRIVATE_COMMERCIAL_TRANSPORT
     assert entry.kind is EntryKind.AVOIDED_EMISSION
     assert entry.kg_co2e == Decimal("2.3408")
+
+
+@pytest.mark.parametrize(
+    ("period_end", "this_year"),
+    [
+        (datetime(2100, 1, 1, 12, 0, tzinfo=UTC), 2026),
+        (datetime(2027, 1, 1, 12, 0, tzinfo=UTC), 2026),
+        (datetime(1970, 1, 1, 12, 0, tzinfo=UTC), 2026),
+    ],
+)
+def test_activity_outside_the_reporting_years_is_implausible(
+    period_end: datetime, this_year: int
+) -> None:
+    with pytest.raises(ImplausibleActivity) as refused:
+        entry_for_activity(
+            activity(period_end=period_end), CATALOGUE, ACTIVITY_TOPIC, this_year=this_year
+        )
+    assert refused.value.reason == "year_out_of_range"
+
+
+@pytest.mark.parametrize("field", ["distance_m", "fuel_used_ml", "energy_used_wh"])
+def test_activity_beyond_any_vehicle_is_implausible(field: str) -> None:
+    too_much = activity(**{field: MAX_ACTIVITY_AMOUNT[field] + 1})
+    with pytest.raises(ImplausibleActivity) as refused:
+        entry_for_activity(too_much, CATALOGUE, ACTIVITY_TOPIC, this_year=2026)
+    assert refused.value.reason == "amount_out_of_bounds"
+    assert field in str(refused.value)
+
+
+def test_collections_beyond_any_hub_or_detour_are_implausible() -> None:
+    for overrides in (
+        {"mass_g": 10**15},
+        {"carrier_extra_distance_m": 10**15},
+    ):
+        with pytest.raises(ImplausibleActivity) as refused:
+            entry_for_collection(
+                collection(**overrides), POLICY, CATALOGUE, LOCKER_TOPIC, this_year=2026
+            )
+        assert refused.value.reason == "amount_out_of_bounds"

@@ -70,7 +70,8 @@ def segments(draw: st.DrawFn) -> list[Segment]:
                 elapsed_s = draw(st.integers(min_value=1, max_value=1_800))
                 at_us += elapsed_s * SECOND_US
                 odometer_m += draw(st.integers(0, elapsed_s * MAX_METRES_PER_SECOND))
-                fuel_used_ml += draw(st.integers(0, 500))
+                # At most what the refuse truck's engine can burn (about 83 ml/s).
+                fuel_used_ml += draw(st.integers(0, min(500, elapsed_s * 80)))
             else:
                 at_us += draw(st.integers(min_value=1, max_value=600)) * SECOND_US
             serial += 1

@@ -458,3 +458,71 @@ def test_a_fold_leaves_the_state_it_started_from_unchanged() -> None:
     before = repr(state)
     fold(state, [((0, 10), sample("s1", 5, 101_000, 1_100))])
     assert repr(state) == before
+
+
+def test_a_sample_dated_before_1990_never_becomes_the_baseline() -> None:
+    result = fold_all(
+        fresh(),
+        sample("unset-clock", 0, 100_000, 1_000, at_us=0),  # 1970: a unit with no clock set
+        sample("s1", 0, 100_000, 1_000),
+        sample("s2", 10, 105_000, 2_000),
+    )
+    [rejection] = result.rejections
+    assert (rejection.index, rejection.reason) == (0, "implausible_time")
+    assert amounts(result.state.totals) == (5_000, 1_000, 0)
+
+
+def test_a_sample_from_the_future_is_quarantined_and_the_vehicle_goes_on() -> None:
+    now_us = T0 + 60 * MINUTE_US
+    stream = Stream()
+    result = fold_samples(
+        fresh(),
+        stream.records(
+            sample("s1", 0, 100_000, 1_000),
+            # Dated 2100: had it become the baseline, every later genuine sample would be late.
+            sample("year-2100", 0, 106_000, 2_000, at_us=T0 + 74 * 365 * 24 * 60 * MINUTE_US),
+            sample("skewed-15-min", 75, 106_000, 2_000),
+            sample("skewed-5-min", 65, 106_000, 2_000),
+        ),
+        QUARTER_HOUR,
+        now_us,
+    )
+    assert [(r.index, r.reason) for r in result.rejections] == [
+        (1, "implausible_time"),
+        (2, "implausible_time"),
+    ]
+    assert amounts(result.state.totals) == (6_000, 1_000, 0)
+    assert counts(result.state.totals) == (2, 0, 2, 0)
+
+
+@pytest.mark.parametrize(
+    ("fuel_type", "fuel_ml", "energy_wh", "reason"),
+    [
+        # 600 kW for 10 minutes is 100 kWh, and at most 50 litres of fuel.
+        (FuelType.DIESEL, 50_001, None, "implausible_fuel_rate"),
+        (FuelType.ELECTRIC, None, 100_001, "implausible_energy_rate"),
+    ],
+)
+def test_more_fuel_or_energy_than_the_class_can_use_is_quarantined(
+    fuel_type: FuelType, fuel_ml: int | None, energy_wh: int | None, reason: str
+) -> None:
+    start_fuel = None if fuel_ml is None else 0
+    start_energy = None if energy_wh is None else 0
+    at_limit_fuel = None if fuel_ml is None else fuel_ml - 1
+    at_limit_energy = None if energy_wh is None else energy_wh - 1
+    result = fold_all(
+        fresh(fuel_type),
+        sample("s1", 0, 100_000, start_fuel, start_energy),
+        sample("too-much", 10, 105_000, fuel_ml, energy_wh),
+        sample("at-limit", 10, 105_000, at_limit_fuel, at_limit_energy),
+    )
+    [rejection] = result.rejections
+    assert (rejection.index, rejection.reason) == (1, reason)
+    assert counts(result.state.totals) == (2, 0, 1, 0)
+
+
+def test_a_counter_beyond_any_vehicle_is_quarantined() -> None:
+    result = fold_all(fresh(), sample("s1", 0, 10**10 + 1, 1_000))
+    [rejection] = result.rejections
+    assert rejection.reason == "implausible_counter"
+    assert result.state.baseline is None

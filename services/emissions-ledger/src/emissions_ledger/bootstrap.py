@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import Field
 
 from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
@@ -35,6 +37,9 @@ def build(**overrides: object) -> ServiceRuntime:
         runtime.names,
         load_factor_catalogue(),
         load_avoided_trip_policy(),
+        # From the service's own private key: every replica signs and accepts the same tokens,
+        # and no further secret is needed.
+        page_token_key=hashlib.sha256(b"ledger page tokens\0" + runtime.tls.private_key).digest(),
     )
     subscribers.subscribe(runtime, handlers)
     api = EmissionsLedgerApi(handlers)

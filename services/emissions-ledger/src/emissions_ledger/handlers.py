@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from opentelemetry import trace
@@ -11,8 +14,11 @@ from opentelemetry import trace
 from emissions_ledger.adapters.events import entry_posted_event
 from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry
 from emissions_ledger.domain import (
+    FIRST_REPORTING_YEAR,
+    MUNICIPAL_TIME_ZONE,
     AvoidedTripPolicy,
     FactorCatalogue,
+    ImplausibleActivity,
     Inventory,
     LedgerEntry,
     NoFactor,
@@ -31,7 +37,6 @@ from servicekit.runtime import UnitOfWork
 from servicekit.telemetry import current_trace_id
 from servicekit.topics import TopicNames
 
-FIRST_REPORTING_YEAR = 1990  # the Covenant's recommended base year
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
 tracer = trace.get_tracer(__name__)
@@ -49,8 +54,11 @@ class LedgerHandlers:
         names: TopicNames,
         catalogue: FactorCatalogue,
         policy: AvoidedTripPolicy,
+        page_token_key: bytes,
     ) -> None:
         self.unit_of_work = unit_of_work
+        # Signs page tokens, so a forged one cannot make a listing jump or scan.
+        self.page_token_key = page_token_key
         self.names = names
         self.catalogue = catalogue
         self.policy = policy
@@ -61,7 +69,9 @@ class LedgerHandlers:
         """Posts the emission entry of each activity; returns the activities it cannot account."""
         entries, rejections = _entries_for(
             activities,
-            lambda activity: entry_for_activity(activity, self.catalogue, topics.ACTIVITY),
+            lambda activity: entry_for_activity(
+                activity, self.catalogue, topics.ACTIVITY, _this_year()
+            ),
         )
         return [*rejections, *await self._post(entries)]
 
@@ -72,7 +82,7 @@ class LedgerHandlers:
         entries, rejections = _entries_for(
             collections,
             lambda collection: entry_for_collection(
-                collection, self.policy, self.catalogue, topics.LOCKER_EVENTS
+                collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
             ),
         )
         return [*rejections, *await self._post(entries)]
@@ -125,7 +135,7 @@ class LedgerHandlers:
         if page_size < 0:
             raise InvalidArgument("page_size", "must not be negative")
         limit = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _sequence_from_token(page_token, municipality_id, year)
+        after = _sequence_from_token(page_token, municipality_id, year, self.page_token_key)
         async with self.unit_of_work.read() as session:
             # One more than asked tells whether another page follows.
             posted = await LedgerRepository(session).entries(
@@ -134,7 +144,11 @@ class LedgerHandlers:
         if len(posted) <= limit:
             return posted, ""
         page = posted[:limit]
-        return page, _page_token(municipality_id, year, page[-1].sequence)
+        return page, _page_token(municipality_id, year, page[-1].sequence, self.page_token_key)
+
+
+# Far above any token the ledger issues; longer input is refused before it is decoded.
+MAX_PAGE_TOKEN_LENGTH = 512
 
 
 def _check_inventory_request(municipality_id: str, year: int) -> None:
@@ -144,19 +158,25 @@ def _check_inventory_request(municipality_id: str, year: int) -> None:
         raise InvalidArgument("year", f"must be a year from {FIRST_REPORTING_YEAR} to 2100")
 
 
-def _page_token(municipality_id: str, year: int, last_sequence: int) -> str:
+def _page_token(municipality_id: str, year: int, last_sequence: int, key: bytes) -> str:
     text = f"{municipality_id}|{year}|{last_sequence}"
-    return base64.urlsafe_b64encode(text.encode()).decode()
+    signature = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+    return base64.urlsafe_b64encode(f"{text}|{signature}".encode()).decode()
 
 
-def _sequence_from_token(page_token: str, municipality_id: str, year: int) -> int:
-    """The last sequence of the previous page; the token must come from the same query."""
+def _sequence_from_token(page_token: str, municipality_id: str, year: int, key: bytes) -> int:
+    """The last sequence of the previous page; the token must be one this ledger issued for
+    the same query."""
     if not page_token:
         return 0
     try:
-        token_municipality, token_year, sequence = (
-            base64.urlsafe_b64decode(page_token.encode()).decode().split("|")
-        )
+        if len(page_token) > MAX_PAGE_TOKEN_LENGTH:
+            raise ValueError("too long")
+        text, _, signature = base64.urlsafe_b64decode(page_token.encode()).decode().rpartition("|")
+        expected = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+        if not hmac.compare_digest(signature, expected):
+            raise ValueError("not signed by this ledger")
+        token_municipality, token_year, sequence = text.split("|")
         if (token_municipality, int(token_year)) != (municipality_id, year):
             raise ValueError("token of another query")
         return int(sequence)
@@ -175,6 +195,8 @@ def _entries_for(
             entries.append((index, entry_for(source)))
         except NoFactor as error:
             rejections.append(Rejection(index, "no_emission_factor", str(error)))
+        except ImplausibleActivity as error:
+            rejections.append(Rejection(index, error.reason, str(error)))
         except UnaccountableActivity as error:
             rejections.append(Rejection(index, "unaccountable_activity", str(error)))
     return entries, rejections
@@ -243,3 +265,8 @@ async def _not_posted(
         elif any(_source_content(other) != _source_content(entry) for other in posted):
             conflicts.append(_conflict(index, entry))
     return fresh, conflicts
+
+
+def _this_year() -> int:
+    """The current reporting year: later ones are in the future, so not plausible yet."""
+    return datetime.now(MUNICIPAL_TIME_ZONE).year

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
@@ -101,8 +102,11 @@ class FleetHandlers:
         municipal_partner_ids: frozenset[str],
         window_us: int,
         outcomes: SampleOutcomes | None = None,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
         self.unit_of_work = unit_of_work
+        # Samples dated too far ahead of this clock are implausible.
+        self.clock_us = clock_us
         self.names = names
         self.municipal_partner_ids = municipal_partner_ids
         self.window_us = window_us
@@ -219,6 +223,7 @@ class FleetHandlers:
         """Folds a batch of samples into their vehicles' states: one query to lock and version
         the vehicles, one to load those not cached, one upsert of the changed states, one
         insert of the resulting events."""
+        now_us = self.clock_us()
         records: dict[str, list[tuple[StreamPosition, TelemetrySample]]] = {}
         batch_indexes: dict[str, list[int]] = {}
         for index, delivered in enumerate(batch):
@@ -263,7 +268,7 @@ class FleetHandlers:
                         for index in indexes
                     )
                     continue
-                result = fold_samples(state, vehicle_records, self.window_us)
+                result = fold_samples(state, vehicle_records, self.window_us, now_us)
                 rejections.extend(
                     Rejection(indexes[rejected.index], rejected.reason, rejected.detail)
                     for rejected in result.rejections

@@ -34,8 +34,10 @@ class LockerSettings(ServiceSettings):
     code_pepper_file: str = ""
     code_pepper: str = Field(default="", repr=False)
     drop_off_code_ttl_s: int = Field(default=86400, gt=0)
-    # Drop-off codes one resident may hold open at a time, across all hubs.
+    # Drop-off codes one resident may hold open at a time, across all hubs and at one hub (a
+    # hub's compartments are shared by its street).
     open_codes_per_resident: int = Field(default=3, ge=1)
+    open_codes_per_resident_at_one_hub: int = Field(default=2, ge=1)
 
     @field_validator("code_pepper")
     @classmethod
@@ -71,6 +73,7 @@ def build(**overrides: object) -> ServiceRuntime:
         code_pepper=settings.code_pepper.encode(),
         code_ttl=timedelta(seconds=settings.drop_off_code_ttl_s),
         open_codes_per_resident=settings.open_codes_per_resident,
+        open_codes_per_resident_at_one_hub=settings.open_codes_per_resident_at_one_hub,
     )
     shipped_hubs = load_shipped_hubs()
 

@@ -25,6 +25,7 @@ from locker_hubs.domain import (
     generate_code,
     hash_code,
 )
+from locker_hubs.domain.attempts import FailedAttempts
 from servicekit import topics
 from servicekit.errors import (
     AlreadyExists,
@@ -42,6 +43,9 @@ from servicekit.topics import TopicNames
 # Eight-digit codes collide with an open reservation of the same hub about once in ten
 # million issues; this many collisions in a row means the random source is broken.
 MAX_CODE_ATTEMPTS = 5
+# A carrier's detour to take a hub's waste to the waste company: within the municipality, well
+# under 100 km; more is a typo or a forged call.
+MAX_EXTRA_DISTANCE_M = 100_000
 # A change that lost the race against another change of the same hub is redone on a fresh
 # copy at most this many times.
 MAX_SAVE_ATTEMPTS = 5
@@ -88,6 +92,7 @@ class LockerHandlers:
         code_pepper: bytes,
         code_ttl: timedelta,
         open_codes_per_resident: int = 3,
+        open_codes_per_resident_at_one_hub: int = 2,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
@@ -97,6 +102,8 @@ class LockerHandlers:
         self.code_pepper = code_pepper
         self.code_ttl = code_ttl
         self.open_codes_per_resident = open_codes_per_resident
+        self.open_codes_per_resident_at_one_hub = open_codes_per_resident_at_one_hub
+        self.failed_attempts = FailedAttempts()
         self.clock = clock
         self.random_bytes = random_bytes
 
@@ -122,24 +129,40 @@ class LockerHandlers:
         hub.release_expired_reservations(self.clock())
         return hub
 
-    async def issue_drop_off_code(self, hub_id: str, hazardous: bool, holder: str) -> IssuedCode:
+    async def issue_drop_off_code(
+        self, hub_id: str, hazardous: bool, holder: str, request_id: str = ""
+    ) -> IssuedCode:
         """Reserves a compartment under a new one-time code for a resident, who may hold only
-        a few open codes at a time (so one account cannot reserve a hub's compartments)."""
+        a few open codes at a time, fewer at one hub (so one account cannot reserve a hub's
+        compartments). A retry with the same request id renews the code of the compartment
+        the first call reserved instead of reserving another."""
         _require("hub_id", hub_id)
 
         async def attempt() -> IssuedCode:
             async with self.unit_of_work() as session:
                 repository = HubRepository(session)
-                held = await repository.open_codes_held_by(holder, self.clock())
-                if held >= self.open_codes_per_resident:
-                    raise ResourceExhausted(
-                        f"{held} drop-off codes are open already; use or let one expire first"
-                    )
+                now = self.clock()
                 hub = await _load_hub(repository, hub_id)
-                try:
-                    compartment, code = self._reserve_under_fresh_code(hub, hazardous, holder)
-                except NoFreeCompartment as error:
-                    raise FailedPrecondition(str(error)) from error
+                reserved = request_id and hub.reserved_by_request(holder, request_id, now)
+                if reserved:
+                    compartment, code = self._renew_under_fresh_code(hub, reserved)
+                else:
+                    held = await repository.open_codes_held_by(holder, now)
+                    if held >= self.open_codes_per_resident:
+                        raise ResourceExhausted(
+                            f"{held} drop-off codes are open already; use or let one expire"
+                        )
+                    at_this_hub = hub.codes_held_by(holder, now)
+                    if at_this_hub >= self.open_codes_per_resident_at_one_hub:
+                        raise ResourceExhausted(
+                            "open drop-off codes at this hub already; use or let one expire"
+                        )
+                    try:
+                        compartment, code = self._reserve_under_fresh_code(
+                            hub, hazardous, holder, request_id
+                        )
+                    except NoFreeCompartment as error:
+                        raise FailedPrecondition(str(error)) from error
                 await repository.save_hub(hub)
             if compartment.code_expires_at is None:
                 raise RuntimeError(
@@ -153,10 +176,32 @@ class LockerHandlers:
 
         return await _retry_on_concurrent_change(attempt)
 
-    async def register_deposit(self, command: RegisterDeposit) -> Deposit:
+    async def register_deposit(
+        self, command: RegisterDeposit, caller: str, request_id: str = ""
+    ) -> Deposit:
+        """Records waste put into the compartment the code opens. Wrong codes count against
+        the caller and the hub (FailedAttempts); the code is checked before any write, so
+        guessing does not hold up other residents' deposits."""
         _require("hub_id", command.hub_id)
         _require("code", command.code)
         code_hash = hash_code(command.code, command.hub_id, self.code_pepper)
+        request_key = f"{caller}/{request_id}" if request_id else ""
+        now = self.clock()
+        wait = self.failed_attempts.refusal(command.hub_id, caller, now)
+        if wait is not None:
+            raise ResourceExhausted(
+                f"too many wrong codes; try again in {max(1, int(wait.total_seconds()))} s"
+            )
+        async with self.unit_of_work.read() as session:
+            repository = HubRepository(session)
+            if request_key:
+                registered = await repository.deposit_for_request(request_key)
+                if registered is not None:
+                    return registered
+            hub = await _load_hub(repository, command.hub_id)
+        if not hub.opens_a_compartment(code_hash, now):
+            self.failed_attempts.failed(command.hub_id, caller, now)
+            raise PermissionDenied("code does not open a compartment at this hub")
 
         async def attempt() -> Deposit:
             async with self.unit_of_work() as session:
@@ -174,10 +219,13 @@ class LockerHandlers:
                 except InvalidDeposit as error:
                     raise InvalidArgument(error.field, error.reason) from error
                 except InvalidCode as error:
+                    # Spent or expired between the check and now (a concurrent retry).
                     raise PermissionDenied(
                         "code does not open a compartment at this hub"
                     ) from error
                 await repository.save_hub(hub)
+                if request_key:
+                    await repository.tag_deposit(deposit.deposit_id, request_key)
                 await add_to_outbox(
                     session,
                     self.names(topics.LOCKER_EVENTS),
@@ -193,8 +241,8 @@ class LockerHandlers:
         _require("hub_id", command.hub_id)
         _require("carrier_partner_id", command.carrier_partner_id)
         _limit_length("carrier_partner_id", command.carrier_partner_id)
-        if command.extra_distance_m < 0:
-            raise InvalidArgument("extra_distance_m", "must not be negative")
+        if not 0 <= command.extra_distance_m <= MAX_EXTRA_DISTANCE_M:
+            raise InvalidArgument("extra_distance_m", f"must be from 0 to {MAX_EXTRA_DISTANCE_M} m")
         collection_id = command.collection_id or str(uuid.uuid4())
         _limit_length("collection_id", collection_id)
 
@@ -239,8 +287,19 @@ class LockerHandlers:
 
         return await _retry_on_concurrent_change(attempt)
 
+    def _renew_under_fresh_code(self, hub: Hub, compartment_id: str) -> tuple[Compartment, str]:
+        now = self.clock()
+        for _ in range(MAX_CODE_ATTEMPTS):
+            code = generate_code(self.random_bytes)
+            try:
+                code_hash = hash_code(code, hub.hub_id, self.code_pepper)
+                return hub.renew_code(compartment_id, code_hash, now), code
+            except CodeCollision:
+                continue
+        raise RuntimeError(f"{MAX_CODE_ATTEMPTS} drop-off code collisions in a row at {hub.hub_id}")
+
     def _reserve_under_fresh_code(
-        self, hub: Hub, hazardous: bool, holder: str
+        self, hub: Hub, hazardous: bool, holder: str, request_id: str
     ) -> tuple[Compartment, str]:
         now = self.clock()
         for _ in range(MAX_CODE_ATTEMPTS):
@@ -248,7 +307,7 @@ class LockerHandlers:
             code_hash = hash_code(code, hub.hub_id, self.code_pepper)
             try:
                 compartment = hub.reserve_for_drop_off(
-                    hazardous, code_hash, now, self.code_ttl, holder
+                    hazardous, code_hash, now, self.code_ttl, holder, request_id
                 )
                 return compartment, code
             except CodeCollision:

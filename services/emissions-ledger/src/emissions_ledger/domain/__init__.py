@@ -1,10 +1,13 @@
 """The ledger's pure model: emission factors, ledger entries and yearly inventories."""
 
 from emissions_ledger.domain.entries import (
+    FIRST_REPORTING_YEAR,
+    MUNICIPAL_TIME_ZONE,
     AvoidedTrip,
     AvoidedTripPolicy,
     EntryKind,
     FuelType,
+    ImplausibleActivity,
     InvalidPolicyData,
     LedgerEntry,
     SampleProvenance,
@@ -40,6 +43,8 @@ from emissions_ledger.domain.inventory import (
 )
 
 __all__ = [
+    "FIRST_REPORTING_YEAR",
+    "MUNICIPAL_TIME_ZONE",
     "AvoidedTrip",
     "AvoidedTripPolicy",
     "DuplicateEntry",
@@ -48,6 +53,7 @@ __all__ = [
     "EntryKind",
     "FactorCatalogue",
     "FuelType",
+    "ImplausibleActivity",
     "InvalidFactorData",
     "InvalidPolicyData",
     "Inventory",

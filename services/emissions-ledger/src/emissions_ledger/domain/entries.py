@@ -92,6 +92,39 @@ class UnaccountableActivity(ValueError):
     """Activity the ledger cannot account; the message names the offending field."""
 
 
+class ImplausibleActivity(UnaccountableActivity):
+    """Activity outside what the ledger can believe: a reporting year before the Covenant's
+    earliest baseline or after the current year, or amounts no vehicle or hub produces.
+    `reason` is the dead-letter reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# The Covenant's earliest recommended baseline year.
+FIRST_REPORTING_YEAR = 1990
+# Per event, far above anything one vehicle does in one activity window or one carrier in one
+# collection; they keep a corrupt value (an overflowed or forged counter) out of the inventory.
+MAX_ACTIVITY_AMOUNT = {"distance_m": 10**7, "fuel_used_ml": 10**7, "energy_used_wh": 10**8}
+MAX_COLLECTED_MASS_G = 10**7
+MAX_EXTRA_DISTANCE_M = 10**6
+
+
+def _require_plausible_year(year: int, this_year: int | None) -> None:
+    latest = 9999 if this_year is None else this_year
+    if not FIRST_REPORTING_YEAR <= year <= latest:
+        raise ImplausibleActivity(
+            "year_out_of_range",
+            f"reporting year {year} is outside {FIRST_REPORTING_YEAR} to the current year",
+        )
+
+
+def _require_at_most(field: str, amount: int, limit: int) -> None:
+    if amount > limit:
+        raise ImplausibleActivity("amount_out_of_bounds", f"{field}: above {limit}")
+
+
 class InvalidPolicyData(ValueError):
     """The avoided-trip policy data is malformed; the message names the field."""
 
@@ -236,7 +269,10 @@ def reporting_year(at: datetime) -> int:
 
 
 def entry_for_activity(
-    activity: VehicleActivity, catalogue: FactorCatalogue, source_topic: str
+    activity: VehicleActivity,
+    catalogue: FactorCatalogue,
+    source_topic: str,
+    this_year: int | None = None,
 ) -> LedgerEntry:
     """The emission entry of one period of vehicle activity.
 
@@ -250,6 +286,8 @@ def entry_for_activity(
     _require_not_negative("distance_m", activity.distance_m)
     _require_not_negative("fuel_used_ml", activity.fuel_used_ml)
     _require_not_negative("energy_used_wh", activity.energy_used_wh)
+    for field, limit in MAX_ACTIVITY_AMOUNT.items():
+        _require_at_most(field, getattr(activity, field), limit)
     if activity.samples is not None:
         _require_not_negative("sample_count", activity.samples.sample_count)
     if activity.subsector not in _TRANSPORT_SUBSECTORS:
@@ -285,6 +323,7 @@ def entry_for_activity(
     # A period is half-open and ends on a window boundary at most: its last instant, not its
     # end, says the year (an activity ending at midnight on New Year's Eve is the old year's).
     year = reporting_year(activity.period_end - LAST_INSTANT)
+    _require_plausible_year(year, this_year)
     factor = catalogue.for_carrier(carrier, year)
     if factor.activity_unit != unit:
         raise UnaccountableActivity(
@@ -317,6 +356,7 @@ def entry_for_collection(
     policy: AvoidedTripPolicy,
     catalogue: FactorCatalogue,
     source_topic: str,
+    this_year: int | None = None,
 ) -> LedgerEntry:
     """The entry for a collection by shared carrier capacity instead of a dedicated trip.
 
@@ -329,8 +369,13 @@ def entry_for_collection(
     _require_aware("collected_at", collection.collected_at)
     _require_not_negative("carrier_extra_distance_m", collection.carrier_extra_distance_m)
     _require_not_negative("mass_g", collection.mass_g)
+    _require_at_most(
+        "carrier_extra_distance_m", collection.carrier_extra_distance_m, MAX_EXTRA_DISTANCE_M
+    )
+    _require_at_most("mass_g", collection.mass_g, MAX_COLLECTED_MASS_G)
 
     year = reporting_year(collection.collected_at)
+    _require_plausible_year(year, this_year)
     dedicated = policy.dedicated_vehicle
     carrier_vehicle = policy.carrier_vehicle
     dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year)

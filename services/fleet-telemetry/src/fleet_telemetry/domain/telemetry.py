@@ -10,16 +10,19 @@ time, and every rule below holds for any split of the stream into batches:
    is skipped without being counted: the position is the exactly-once high-water mark. A
    sample whose event id is the baseline's or the pending candidate's (below) is a duplicate:
    skipped and counted as late.
-2. Invalid samples (no event id, a time without a zone, a negative counter, missing the counter
-   the vehicle's fuel type needs) are rejected (dead letter) and counted as quarantined; the
-   baseline stays.
+2. Invalid samples (no event id, a time without a zone, a time before EARLIEST_SAMPLE or more
+   than MAX_CLOCK_SKEW ahead of now, a negative counter or one above MAX_COUNTER, missing the
+   counter the vehicle's fuel type needs) are rejected (dead letter) and counted as
+   quarantined; the baseline stays, and such a sample never becomes one.
 3. The first sample becomes the baseline (accepted; nothing to count yet).
 4. A sample at or before the baseline's time is late: already covered, it changes nothing, is
    counted, and is not a dead letter.
 5. When no counter is below the baseline, the increments are the differences. An optional
    counter counts once both readings carry it; a counter a sample leaves out keeps its last
-   value. An average speed above MAX_PLAUSIBLE_SPEED_KMH rejects the sample
-   (`implausible_speed`, quarantined, baseline kept). Otherwise the sample is accepted and
+   value. An average speed above MAX_PLAUSIBLE_SPEED_KMH (`implausible_speed`), or fuel or
+   energy used faster than the vehicle class's engine or motor can use it
+   (`implausible_fuel_rate`, `implausible_energy_rate`; PLAUSIBLE_POWER_KW), rejects the sample
+   (quarantined, baseline kept). Otherwise the sample is accepted and
    becomes the baseline; a reset candidate still pending was a glitch: it is quarantined and
    reported (COUNTER_GLITCH).
 6. When some counter is below the baseline, the sample may be a counter reset (unit replaced,
@@ -43,12 +46,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from fleet_telemetry.domain.activity import Activity, ActivityWindows
-from fleet_telemetry.domain.vehicles import Vehicle
+from fleet_telemetry.domain.vehicles import Vehicle, VehicleClass
 
 MAX_PLAUSIBLE_SPEED_KMH = 200
+# Telematics units of the fleets the platform serves did not exist before 1990, the Covenant's
+# earliest baseline year; a sample dated earlier is a unit with its clock unset.
+EARLIEST_SAMPLE_US = int(datetime(1990, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+# How far ahead of the service's clock a unit's clock may run.
+MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
+# Cumulative counters above these (10 million km, 10 million litres, 10 GWh) are corrupt, and
+# would overflow the sums.
+MAX_COUNTER = {"odometer_m": 10**10, "fuel_used_ml": 10**10, "energy_used_wh": 10**10}
+# Highest power of a vehicle of each class, in kW: generous bounds for buses, trucks and refuse
+# trucks with the largest engines on the market (about 500 kW) and for the most powerful vans
+# and cars. Over any interval a vehicle cannot use more traction energy than this power for that
+# long, nor more fuel than an engine needs to deliver it.
+PLAUSIBLE_POWER_KW = {
+    VehicleClass.PASSENGER_CAR: 400,
+    VehicleClass.VAN: 300,
+    VehicleClass.TRUCK: 600,
+    VehicleClass.REFUSE_TRUCK: 600,
+    VehicleClass.BUS: 600,
+}
+# Fuel per unit of engine work at best efficiency is about 0.21 kg/kWh for diesel and 0.25 for
+# petrol (brake-specific fuel consumption); 0.5 litre per kWh bounds both with room to spare.
+FUEL_ML_PER_KWH_BOUND = 500
 
 _MICROSECONDS_PER_HOUR = 3_600_000_000
 _SPEED_LIMIT_M_PER_HOUR = MAX_PLAUSIBLE_SPEED_KMH * 1000
@@ -154,8 +180,14 @@ def fold_samples(
     state: VehicleState,
     records: Sequence[tuple[StreamPosition, TelemetrySample]],
     window_us: int,
+    now_us: int | None = None,
 ) -> FoldResult:
-    """Applies one vehicle's records, in stream order, to its state (the rules above)."""
+    """Applies one vehicle's records, in stream order, to its state (the rules above).
+
+    `now_us` is the service's clock; samples from further ahead than the allowed skew are
+    refused (None: no upper bound, for replays of old data in tests)."""
+    latest_us = None if now_us is None else now_us + MAX_CLOCK_SKEW_US
+    power_kw = PLAUSIBLE_POWER_KW[state.vehicle.vehicle_class]
     vehicle = state.vehicle
     vehicle_id = vehicle.vehicle_id
     needs_fuel = vehicle.burns_fuel
@@ -179,7 +211,7 @@ def fold_samples(
         ):
             late += 1
             continue
-        problem = _problem(sample, needs_fuel, vehicle)
+        problem = _problem(sample, needs_fuel, vehicle, latest_us)
         if problem is not None:
             rejections.append(SampleRejection(index, *problem))
             quarantined += 1
@@ -195,9 +227,11 @@ def fold_samples(
 
         if _none_below(sample, baseline):
             distance_m, fuel_used_ml, energy_used_wh = _increase(baseline, sample)
-            too_fast = _too_fast(distance_m, at_us - baseline.at_us)
-            if too_fast is not None:
-                rejections.append(SampleRejection(index, "implausible_speed", too_fast))
+            implausible = _implausible(
+                distance_m, fuel_used_ml, energy_used_wh, at_us - baseline.at_us, power_kw
+            )
+            if implausible is not None:
+                rejections.append(SampleRejection(index, *implausible))
                 quarantined += 1
                 continue
             if pending is not None:
@@ -222,7 +256,8 @@ def fold_samples(
             continue
         if _none_below(sample, pending):
             distance_m, fuel_used_ml, energy_used_wh = _increase(pending, sample)
-            if _too_fast(distance_m, at_us - pending.at_us) is None:
+            elapsed_us = at_us - pending.at_us
+            if _implausible(distance_m, fuel_used_ml, energy_used_wh, elapsed_us, power_kw) is None:
                 resets += 1
                 # The candidate is accepted as the new baseline, then the sample over it.
                 accepted += 2
@@ -327,11 +362,22 @@ def baseline_set_event(
     )
 
 
-def _problem(sample: TelemetrySample, needs_fuel: bool, vehicle: Vehicle) -> tuple[str, str] | None:
+def _problem(
+    sample: TelemetrySample, needs_fuel: bool, vehicle: Vehicle, latest_us: int | None
+) -> tuple[str, str] | None:
     if not sample.event_id:
         return "missing_event_id", "sample has no event_id"
-    if sample.occurred_at_us is None:
+    at_us = sample.occurred_at_us
+    if at_us is None:
         return "naive_timestamp", "sample time has no time zone"
+    if at_us < EARLIEST_SAMPLE_US:
+        return "implausible_time", "sample is dated before 1990: the unit's clock is not set"
+    if latest_us is not None and at_us > latest_us:
+        return "implausible_time", "sample is dated more than 10 minutes in the future"
+    for field in MAX_COUNTER:
+        value = getattr(sample, field)
+        if value is not None and value > MAX_COUNTER[field]:
+            return "implausible_counter", f"{field} is above {MAX_COUNTER[field]}"
     if sample.odometer_m < 0:
         return "negative_counter", f"odometer_m is negative: {sample.odometer_m}"
     fuel_used_ml = sample.fuel_used_ml
@@ -387,16 +433,28 @@ def _increase(reading: Reading, sample: TelemetrySample) -> tuple[int, int, int]
     return sample.odometer_m - reading.odometer_m, fuel_used_ml, energy_used_wh
 
 
-def _too_fast(distance_m: int, elapsed_us: int) -> str | None:
-    """Why the average speed is implausible, or None when it is not."""
-    # distance / elapsed against the limit in integers, free of rounding.
-    if distance_m * _MICROSECONDS_PER_HOUR <= _SPEED_LIMIT_M_PER_HOUR * elapsed_us:
-        return None
-    speed_kmh = distance_m * _MICROSECONDS_PER_HOUR / (1000 * elapsed_us)
-    return (
-        f"{distance_m} m in {elapsed_us / 1_000_000:g} s is an average of {speed_kmh:.1f} km/h, "
-        f"above the plausible {MAX_PLAUSIBLE_SPEED_KMH} km/h"
-    )
+def _implausible(
+    distance_m: int, fuel_used_ml: int, energy_used_wh: int, elapsed_us: int, power_kw: int
+) -> tuple[str, str] | None:
+    """The reason and detail when the increments are faster than a vehicle can go or use
+    fuel or energy, None when they are plausible. Compared in integers, free of rounding."""
+    seconds = elapsed_us / 1_000_000
+    if distance_m * _MICROSECONDS_PER_HOUR > _SPEED_LIMIT_M_PER_HOUR * elapsed_us:
+        speed_kmh = distance_m * _MICROSECONDS_PER_HOUR / (1000 * elapsed_us)
+        return "implausible_speed", (
+            f"{distance_m} m in {seconds:g} s is an average of {speed_kmh:.1f} km/h, "
+            f"above the plausible {MAX_PLAUSIBLE_SPEED_KMH} km/h"
+        )
+    # Wh over the interval against kW x hours: energy_wh * 3.6e9 us/h <= kW * 1000 * us.
+    if energy_used_wh * _MICROSECONDS_PER_HOUR > power_kw * 1000 * elapsed_us:
+        return "implausible_energy_rate", (
+            f"{energy_used_wh} Wh in {seconds:g} s is more than {power_kw} kW can use"
+        )
+    if fuel_used_ml * _MICROSECONDS_PER_HOUR > power_kw * FUEL_ML_PER_KWH_BOUND * elapsed_us:
+        return "implausible_fuel_rate", (
+            f"{fuel_used_ml} ml in {seconds:g} s is more than a {power_kw} kW engine can burn"
+        )
+    return None
 
 
 def _reading(sample: TelemetrySample, previous: Reading | None) -> Reading:

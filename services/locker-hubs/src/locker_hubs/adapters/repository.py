@@ -64,6 +64,31 @@ class HubRepository:
         )
         return int(count or 0)
 
+    async def deposit_for_request(self, request_key: str) -> Deposit | None:
+        """The deposit a call with this request key registered, if any."""
+        row = (
+            await self.session.execute(
+                select(deposits).where(deposits.c.request_key == request_key)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Deposit(
+            deposit_id=row.deposit_id,
+            compartment_id=row.compartment_id,
+            waste_type=WasteType(row.waste_type),
+            hazardous=row.hazardous,
+            mass_g=row.mass_g,
+            deposited_at=row.deposited_at,
+        )
+
+    async def tag_deposit(self, deposit_id: str, request_key: str) -> None:
+        await self.session.execute(
+            update(deposits)
+            .where(deposits.c.deposit_id == deposit_id)
+            .values(request_key=request_key)
+        )
+
     async def list_hubs(self) -> list[Hub]:
         hub_rows = (await self.session.execute(select(hubs).order_by(hubs.c.hub_id))).all()
         compartment_rows = (
@@ -227,6 +252,7 @@ def _compartments_with_deposits() -> Any:
         compartments.c.code_hash,
         compartments.c.code_expires_at,
         compartments.c.code_holder,
+        compartments.c.code_request_id,
         compartments.c.deposit_id,
         deposits.c.waste_type,
         deposits.c.hazardous,
@@ -256,6 +282,7 @@ def _compartment_from_row(row: Any) -> Compartment:
         code_hash=row.code_hash,
         code_expires_at=row.code_expires_at,
         code_holder=row.code_holder,
+        code_request_id=row.code_request_id,
         deposit=deposit,
     )
 
@@ -266,5 +293,6 @@ def _compartment_state(compartment: Compartment) -> dict[str, Any]:
         "code_hash": compartment.code_hash,
         "code_expires_at": compartment.code_expires_at,
         "code_holder": compartment.code_holder,
+        "code_request_id": compartment.code_request_id,
         "deposit_id": compartment.deposit.deposit_id if compartment.deposit else None,
     }

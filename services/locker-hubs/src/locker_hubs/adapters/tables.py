@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -55,6 +56,9 @@ deposits = Table(
         nullable=True,
         index=True,
     ),
+    # "<resident>/<client request id>" of the call that registered it, for retries.
+    Column("request_key", String(420), nullable=True),
+    Index("ix_deposits_request_key", "request_key", unique=True),
 )
 
 compartments = Table(
@@ -72,6 +76,8 @@ compartments = Table(
     Column("code_expires_at", UtcDateTime(), nullable=True),
     # The subject of the resident the open code was issued to (for the quota), or NULL.
     Column("code_holder", String(ID_LENGTH), nullable=True),
+    # The client's request id of the open code, so a retried request renews it.
+    Column("code_request_id", String(ID_LENGTH), nullable=True),
     # The deposit the compartment holds while it waits for collection.
     Column("deposit_id", String(64), ForeignKey("deposits.deposit_id"), nullable=True),
 )
@@ -99,7 +105,24 @@ def _add_code_holder(connection: Connection) -> None:
         )
 
 
+def _add_request_ids(connection: Connection) -> None:
+    if "code_request_id" not in _columns(connection, "compartments"):
+        connection.execute(
+            text(f"ALTER TABLE compartments ADD COLUMN code_request_id VARCHAR({ID_LENGTH})")
+        )
+    if "request_key" not in _columns(connection, "deposits"):
+        connection.execute(text("ALTER TABLE deposits ADD COLUMN request_key VARCHAR(420)"))
+        connection.execute(
+            text("CREATE UNIQUE INDEX ix_deposits_request_key ON deposits (request_key)")
+        )
+
+
+def _columns(connection: Connection, table: str) -> set[str]:
+    return {column["name"] for column in inspect(connection).get_columns(table)}
+
+
 MIGRATIONS = [
     Migration(1, "hubs, compartments, deposits, collections", create_tables(metadata)),
     Migration(2, "the holder of an open drop-off code", _add_code_holder),
+    Migration(3, "client request ids of drop-off codes and deposits", _add_request_ids),
 ]

@@ -25,6 +25,17 @@ class CompartmentSize(StrEnum):
     XL = "xl"
 
 
+# The most a box's scale may report for one deposit, by compartment size: household waste of
+# that volume at the density of batteries or paint tins, with room to spare. More is a faulty
+# scale or a forged call, and would inflate the mass the carrier is credited with.
+MAX_DEPOSIT_MASS_G = {
+    CompartmentSize.S: 20_000,
+    CompartmentSize.M: 50_000,
+    CompartmentSize.L: 100_000,
+    CompartmentSize.XL: 200_000,
+}
+
+
 class CompartmentState(StrEnum):
     FREE = "free"
     RESERVED = "reserved"
@@ -113,6 +124,8 @@ class Compartment:
     code_expires_at: datetime | None = None
     # Who asked for the open code (the resident's subject), for the per-resident quota.
     code_holder: str | None = None
+    # The client's id of the request that reserved it, so a retry renews instead of reserving.
+    code_request_id: str | None = None
     deposit: Deposit | None = None
 
     def __post_init__(self) -> None:
@@ -150,6 +163,7 @@ class Compartment:
         self.code_hash = None
         self.code_expires_at = None
         self.code_holder = None
+        self.code_request_id = None
         self.deposit = None
 
 
@@ -182,7 +196,13 @@ class Hub:
         return released
 
     def reserve_for_drop_off(
-        self, hazardous: bool, code_hash: str, now: datetime, ttl: timedelta, holder: str = ""
+        self,
+        hazardous: bool,
+        code_hash: str,
+        now: datetime,
+        ttl: timedelta,
+        holder: str = "",
+        request_id: str = "",
     ) -> Compartment:
         """Reserve the first free compartment of the requested door kind under the code."""
         if not code_hash:
@@ -208,6 +228,40 @@ class Hub:
         compartment.code_hash = code_hash
         compartment.code_expires_at = now + ttl
         compartment.code_holder = holder or None
+        compartment.code_request_id = request_id or None
+        return compartment
+
+    def opens_a_compartment(self, code_hash: str, now: datetime) -> bool:
+        """Whether the code opens a reserved compartment now (a check that changes nothing)."""
+        return self._open_reservation_for(code_hash, now) is not None
+
+    def reserved_by_request(self, holder: str, request_id: str, now: datetime) -> str | None:
+        """The compartment an earlier call with this request id reserved, if still open."""
+        for compartment in self.compartments:
+            if (
+                compartment.code_holder == holder
+                and compartment.code_request_id == request_id
+                and compartment.reservation_open(now)
+            ):
+                return compartment.compartment_id
+        return None
+
+    def codes_held_by(self, holder: str, now: datetime) -> int:
+        return sum(
+            1 for c in self.compartments if c.code_holder == holder and c.reservation_open(now)
+        )
+
+    def renew_code(self, compartment_id: str, code_hash: str, now: datetime) -> Compartment:
+        """Replaces the open code of a reserved compartment (the caller lost the first one);
+        the old code no longer opens it, the expiry stays."""
+        compartment = next(
+            (c for c in self.compartments if c.compartment_id == compartment_id), None
+        )
+        if compartment is None or not compartment.reservation_open(now):
+            raise InvalidCode()
+        if self._open_reservation_for(code_hash, now) is not None:
+            raise CodeCollision(self.hub_id)
+        compartment.code_hash = code_hash
         return compartment
 
     def deposit(
@@ -232,6 +286,12 @@ class Hub:
         compartment = self._open_reservation_for(code_hash, now)
         if compartment is None:
             raise InvalidCode()
+        if mass_g > MAX_DEPOSIT_MASS_G[compartment.size]:
+            raise InvalidDeposit(
+                "mass_g",
+                f"at most {MAX_DEPOSIT_MASS_G[compartment.size]} g fit a {compartment.size} "
+                "compartment",
+            )
         hazardous_waste = hazardous or waste_type in HAZARDOUS_WASTE_TYPES
         if hazardous_waste and not compartment.hazardous_only:
             # Blame the flag when the caller declared it, otherwise the waste type forced it.
@@ -256,6 +316,7 @@ class Hub:
         compartment.code_hash = None
         compartment.code_expires_at = None
         compartment.code_holder = None
+        compartment.code_request_id = None
         compartment.deposit = deposit
         return deposit
 

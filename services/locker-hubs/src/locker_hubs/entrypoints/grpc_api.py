@@ -74,7 +74,10 @@ class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
         self, request: lockers_pb2.IssueDropOffCodeRequest, context: Context
     ) -> lockers_pb2.IssueDropOffCodeResponse:
         issued = await self.handlers.issue_drop_off_code(
-            require_id("hub_id", request.hub_id), request.hazardous, current_principal().subject
+            require_id("hub_id", request.hub_id),
+            request.hazardous,
+            current_principal().subject,
+            require_id("request_id", request.request_id, optional=True),
         )
         return lockers_pb2.IssueDropOffCodeResponse(
             compartment_id=issued.compartment_id,
@@ -96,7 +99,9 @@ class LockerHubsApi(lockers_pb2_grpc.LockerHubsServiceServicer):
                 ),
                 hazardous=request.hazardous,
                 mass_g=request.mass_g,
-            )
+            ),
+            current_principal().subject,
+            require_id("request_id", request.request_id, optional=True),
         )
         return lockers_pb2.RegisterWasteDepositResponse(
             deposit_id=deposit.deposit_id, compartment_id=deposit.compartment_id

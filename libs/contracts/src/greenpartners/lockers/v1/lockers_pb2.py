@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&greenpartners/lockers/v1/lockers.proto\x12\x18greenpartners.lockers.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x01\n\x0b\x43ompartment\x12\x16\n\x0e\x63ompartment_id\x18\x01 \x01(\t\x12\x37\n\x04size\x18\x02 \x01(\x0e\x32).greenpartners.lockers.v1.CompartmentSize\x12\x16\n\x0ehazardous_only\x18\x03 \x01(\x08\x12\x39\n\x05state\x18\x04 \x01(\x0e\x32*.greenpartners.lockers.v1.CompartmentState\"\x9e\x01\n\x03Hub\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x03 \x01(\t\x12\x10\n\x08latitude\x18\x04 \x01(\x01\x12\x11\n\tlongitude\x18\x05 \x01(\x01\x12;\n\x0c\x63ompartments\x18\x06 \x03(\x0b\x32%.greenpartners.lockers.v1.Compartment\"\x11\n\x0fListHubsRequest\"?\n\x10ListHubsResponse\x12+\n\x04hubs\x18\x01 \x03(\x0b\x32\x1d.greenpartners.lockers.v1.Hub\"\x1f\n\rGetHubRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\"<\n\x0eGetHubResponse\x12*\n\x03hub\x18\x01 \x01(\x0b\x32\x1d.greenpartners.lockers.v1.Hub\"<\n\x17IssueDropOffCodeRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x11\n\thazardous\x18\x02 \x01(\x08\"p\n\x18IssueDropOffCodeResponse\x12\x16\n\x0e\x63ompartment_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x97\x01\n\x1bRegisterWasteDepositRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x37\n\nwaste_type\x18\x03 \x01(\x0e\x32#.greenpartners.lockers.v1.WasteType\x12\x11\n\thazardous\x18\x04 \x01(\x08\x12\x0e\n\x06mass_g\x18\x05 \x01(\x03\"J\n\x1cRegisterWasteDepositResponse\x12\x12\n\ndeposit_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ompartment_id\x18\x02 \x01(\t\"\x81\x01\n\x1eRecordCarrierCollectionRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x1e\n\x12\x63\x61rrier_partner_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x18\n\x10\x65xtra_distance_m\x18\x03 \x01(\x03\x12\x15\n\rcollection_id\x18\x04 \x01(\t\"]\n\x1fRecordCarrierCollectionResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65posit_ids\x18\x02 \x03(\t\x12\x0e\n\x06mass_g\x18\x03 \x01(\x03\"\x98\x01\n\x0eWasteDeposited\x12\x12\n\ndeposit_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ompartment_id\x18\x02 \x01(\t\x12\x37\n\nwaste_type\x18\x03 \x01(\x0e\x32#.greenpartners.lockers.v1.WasteType\x12\x11\n\thazardous\x18\x04 \x01(\x08\x12\x0e\n\x06mass_g\x18\x05 \x01(\x03\"\xa6\x01\n\x0eWasteCollected\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63\x61rrier_partner_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65posit_ids\x18\x03 \x03(\t\x12\x0e\n\x06mass_g\x18\x04 \x01(\x03\x12 \n\x18\x63\x61rrier_extra_distance_m\x18\x05 \x01(\x03\x12\x1a\n\x12includes_hazardous\x18\x06 \x01(\x08\"\x8b\x02\n\x0bLockerEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06hub_id\x18\x03 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x04 \x01(\t\x12\x43\n\x0fwaste_deposited\x18\n \x01(\x0b\x32(.greenpartners.lockers.v1.WasteDepositedH\x00\x12\x43\n\x0fwaste_collected\x18\x0b \x01(\x0b\x32(.greenpartners.lockers.v1.WasteCollectedH\x00\x42\x06\n\x04kind*\xbc\x01\n\tWasteType\x12\x1a\n\x16WASTE_TYPE_UNSPECIFIED\x10\x00\x12\"\n\x1eWASTE_TYPE_HAZARDOUS_HOUSEHOLD\x10\x01\x12\x18\n\x14WASTE_TYPE_BATTERIES\x10\x02\x12 \n\x1cWASTE_TYPE_SMALL_ELECTRONICS\x10\x03\x12\x17\n\x13WASTE_TYPE_TEXTILES\x10\x04\x12\x1a\n\x16WASTE_TYPE_LIGHT_BULBS\x10\x05*\x94\x01\n\x0f\x43ompartmentSize\x12 \n\x1c\x43OMPARTMENT_SIZE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMPARTMENT_SIZE_S\x10\x01\x12\x16\n\x12\x43OMPARTMENT_SIZE_M\x10\x02\x12\x16\n\x12\x43OMPARTMENT_SIZE_L\x10\x03\x12\x17\n\x13\x43OMPARTMENT_SIZE_XL\x10\x04*\x94\x01\n\x10\x43ompartmentState\x12!\n\x1d\x43OMPARTMENT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPARTMENT_STATE_FREE\x10\x01\x12\x1e\n\x1a\x43OMPARTMENT_STATE_RESERVED\x10\x02\x12!\n\x1d\x43OMPARTMENT_STATE_HOLDS_WASTE\x10\x03\x32\xe7\x04\n\x11LockerHubsService\x12\x61\n\x08ListHubs\x12).greenpartners.lockers.v1.ListHubsRequest\x1a*.greenpartners.lockers.v1.ListHubsResponse\x12[\n\x06GetHub\x12\'.greenpartners.lockers.v1.GetHubRequest\x1a(.greenpartners.lockers.v1.GetHubResponse\x12y\n\x10IssueDropOffCode\x12\x31.greenpartners.lockers.v1.IssueDropOffCodeRequest\x1a\x32.greenpartners.lockers.v1.IssueDropOffCodeResponse\x12\x85\x01\n\x14RegisterWasteDeposit\x12\x35.greenpartners.lockers.v1.RegisterWasteDepositRequest\x1a\x36.greenpartners.lockers.v1.RegisterWasteDepositResponse\x12\x8e\x01\n\x17RecordCarrierCollection\x12\x38.greenpartners.lockers.v1.RecordCarrierCollectionRequest\x1a\x39.greenpartners.lockers.v1.RecordCarrierCollectionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&greenpartners/lockers/v1/lockers.proto\x12\x18greenpartners.lockers.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x01\n\x0b\x43ompartment\x12\x16\n\x0e\x63ompartment_id\x18\x01 \x01(\t\x12\x37\n\x04size\x18\x02 \x01(\x0e\x32).greenpartners.lockers.v1.CompartmentSize\x12\x16\n\x0ehazardous_only\x18\x03 \x01(\x08\x12\x39\n\x05state\x18\x04 \x01(\x0e\x32*.greenpartners.lockers.v1.CompartmentState\"\x9e\x01\n\x03Hub\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x03 \x01(\t\x12\x10\n\x08latitude\x18\x04 \x01(\x01\x12\x11\n\tlongitude\x18\x05 \x01(\x01\x12;\n\x0c\x63ompartments\x18\x06 \x03(\x0b\x32%.greenpartners.lockers.v1.Compartment\"\x11\n\x0fListHubsRequest\"?\n\x10ListHubsResponse\x12+\n\x04hubs\x18\x01 \x03(\x0b\x32\x1d.greenpartners.lockers.v1.Hub\"\x1f\n\rGetHubRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\"<\n\x0eGetHubResponse\x12*\n\x03hub\x18\x01 \x01(\x0b\x32\x1d.greenpartners.lockers.v1.Hub\"P\n\x17IssueDropOffCodeRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x11\n\thazardous\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"p\n\x18IssueDropOffCodeResponse\x12\x16\n\x0e\x63ompartment_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xab\x01\n\x1bRegisterWasteDepositRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x37\n\nwaste_type\x18\x03 \x01(\x0e\x32#.greenpartners.lockers.v1.WasteType\x12\x11\n\thazardous\x18\x04 \x01(\x08\x12\x0e\n\x06mass_g\x18\x05 \x01(\x03\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"J\n\x1cRegisterWasteDepositResponse\x12\x12\n\ndeposit_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ompartment_id\x18\x02 \x01(\t\"\x81\x01\n\x1eRecordCarrierCollectionRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x1e\n\x12\x63\x61rrier_partner_id\x18\x02 \x01(\tB\x02\x18\x01\x12\x18\n\x10\x65xtra_distance_m\x18\x03 \x01(\x03\x12\x15\n\rcollection_id\x18\x04 \x01(\t\"]\n\x1fRecordCarrierCollectionResponse\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65posit_ids\x18\x02 \x03(\t\x12\x0e\n\x06mass_g\x18\x03 \x01(\x03\"\x98\x01\n\x0eWasteDeposited\x12\x12\n\ndeposit_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ompartment_id\x18\x02 \x01(\t\x12\x37\n\nwaste_type\x18\x03 \x01(\x0e\x32#.greenpartners.lockers.v1.WasteType\x12\x11\n\thazardous\x18\x04 \x01(\x08\x12\x0e\n\x06mass_g\x18\x05 \x01(\x03\"\xa6\x01\n\x0eWasteCollected\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63\x61rrier_partner_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65posit_ids\x18\x03 \x03(\t\x12\x0e\n\x06mass_g\x18\x04 \x01(\x03\x12 \n\x18\x63\x61rrier_extra_distance_m\x18\x05 \x01(\x03\x12\x1a\n\x12includes_hazardous\x18\x06 \x01(\x08\"\x8b\x02\n\x0bLockerEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06hub_id\x18\x03 \x01(\t\x12\x17\n\x0fmunicipality_id\x18\x04 \x01(\t\x12\x43\n\x0fwaste_deposited\x18\n \x01(\x0b\x32(.greenpartners.lockers.v1.WasteDepositedH\x00\x12\x43\n\x0fwaste_collected\x18\x0b \x01(\x0b\x32(.greenpartners.lockers.v1.WasteCollectedH\x00\x42\x06\n\x04kind*\xbc\x01\n\tWasteType\x12\x1a\n\x16WASTE_TYPE_UNSPECIFIED\x10\x00\x12\"\n\x1eWASTE_TYPE_HAZARDOUS_HOUSEHOLD\x10\x01\x12\x18\n\x14WASTE_TYPE_BATTERIES\x10\x02\x12 \n\x1cWASTE_TYPE_SMALL_ELECTRONICS\x10\x03\x12\x17\n\x13WASTE_TYPE_TEXTILES\x10\x04\x12\x1a\n\x16WASTE_TYPE_LIGHT_BULBS\x10\x05*\x94\x01\n\x0f\x43ompartmentSize\x12 \n\x1c\x43OMPARTMENT_SIZE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43OMPARTMENT_SIZE_S\x10\x01\x12\x16\n\x12\x43OMPARTMENT_SIZE_M\x10\x02\x12\x16\n\x12\x43OMPARTMENT_SIZE_L\x10\x03\x12\x17\n\x13\x43OMPARTMENT_SIZE_XL\x10\x04*\x94\x01\n\x10\x43ompartmentState\x12!\n\x1d\x43OMPARTMENT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMPARTMENT_STATE_FREE\x10\x01\x12\x1e\n\x1a\x43OMPARTMENT_STATE_RESERVED\x10\x02\x12!\n\x1d\x43OMPARTMENT_STATE_HOLDS_WASTE\x10\x03\x32\xe7\x04\n\x11LockerHubsService\x12\x61\n\x08ListHubs\x12).greenpartners.lockers.v1.ListHubsRequest\x1a*.greenpartners.lockers.v1.ListHubsResponse\x12[\n\x06GetHub\x12\'.greenpartners.lockers.v1.GetHubRequest\x1a(.greenpartners.lockers.v1.GetHubResponse\x12y\n\x10IssueDropOffCode\x12\x31.greenpartners.lockers.v1.IssueDropOffCodeRequest\x1a\x32.greenpartners.lockers.v1.IssueDropOffCodeResponse\x12\x85\x01\n\x14RegisterWasteDeposit\x12\x35.greenpartners.lockers.v1.RegisterWasteDepositRequest\x1a\x36.greenpartners.lockers.v1.RegisterWasteDepositResponse\x12\x8e\x01\n\x17RecordCarrierCollection\x12\x38.greenpartners.lockers.v1.RecordCarrierCollectionRequest\x1a\x39.greenpartners.lockers.v1.RecordCarrierCollectionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDCARRIERCOLLECTIONREQUEST'].fields_by_name['carrier_partner_id']._loaded_options = None
   _globals['_RECORDCARRIERCOLLECTIONREQUEST'].fields_by_name['carrier_partner_id']._serialized_options = b'\030\001'
-  _globals['_WASTETYPE']._serialized_start=1849
-  _globals['_WASTETYPE']._serialized_end=2037
-  _globals['_COMPARTMENTSIZE']._serialized_start=2040
-  _globals['_COMPARTMENTSIZE']._serialized_end=2188
-  _globals['_COMPARTMENTSTATE']._serialized_start=2191
-  _globals['_COMPARTMENTSTATE']._serialized_end=2339
+  _globals['_WASTETYPE']._serialized_start=1889
+  _globals['_WASTETYPE']._serialized_end=2077
+  _globals['_COMPARTMENTSIZE']._serialized_start=2080
+  _globals['_COMPARTMENTSIZE']._serialized_end=2228
+  _globals['_COMPARTMENTSTATE']._serialized_start=2231
+  _globals['_COMPARTMENTSTATE']._serialized_end=2379
   _globals['_COMPARTMENT']._serialized_start=102
   _globals['_COMPARTMENT']._serialized_end=279
   _globals['_HUB']._serialized_start=282
@@ -53,23 +53,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETHUBRESPONSE']._serialized_start=559
   _globals['_GETHUBRESPONSE']._serialized_end=619
   _globals['_ISSUEDROPOFFCODEREQUEST']._serialized_start=621
-  _globals['_ISSUEDROPOFFCODEREQUEST']._serialized_end=681
-  _globals['_ISSUEDROPOFFCODERESPONSE']._serialized_start=683
-  _globals['_ISSUEDROPOFFCODERESPONSE']._serialized_end=795
-  _globals['_REGISTERWASTEDEPOSITREQUEST']._serialized_start=798
-  _globals['_REGISTERWASTEDEPOSITREQUEST']._serialized_end=949
-  _globals['_REGISTERWASTEDEPOSITRESPONSE']._serialized_start=951
-  _globals['_REGISTERWASTEDEPOSITRESPONSE']._serialized_end=1025
-  _globals['_RECORDCARRIERCOLLECTIONREQUEST']._serialized_start=1028
-  _globals['_RECORDCARRIERCOLLECTIONREQUEST']._serialized_end=1157
-  _globals['_RECORDCARRIERCOLLECTIONRESPONSE']._serialized_start=1159
-  _globals['_RECORDCARRIERCOLLECTIONRESPONSE']._serialized_end=1252
-  _globals['_WASTEDEPOSITED']._serialized_start=1255
-  _globals['_WASTEDEPOSITED']._serialized_end=1407
-  _globals['_WASTECOLLECTED']._serialized_start=1410
-  _globals['_WASTECOLLECTED']._serialized_end=1576
-  _globals['_LOCKEREVENT']._serialized_start=1579
-  _globals['_LOCKEREVENT']._serialized_end=1846
-  _globals['_LOCKERHUBSSERVICE']._serialized_start=2342
-  _globals['_LOCKERHUBSSERVICE']._serialized_end=2957
+  _globals['_ISSUEDROPOFFCODEREQUEST']._serialized_end=701
+  _globals['_ISSUEDROPOFFCODERESPONSE']._serialized_start=703
+  _globals['_ISSUEDROPOFFCODERESPONSE']._serialized_end=815
+  _globals['_REGISTERWASTEDEPOSITREQUEST']._serialized_start=818
+  _globals['_REGISTERWASTEDEPOSITREQUEST']._serialized_end=989
+  _globals['_REGISTERWASTEDEPOSITRESPONSE']._serialized_start=991
+  _globals['_REGISTERWASTEDEPOSITRESPONSE']._serialized_end=1065
+  _globals['_RECORDCARRIERCOLLECTIONREQUEST']._serialized_start=1068
+  _globals['_RECORDCARRIERCOLLECTIONREQUEST']._serialized_end=1197
+  _globals['_RECORDCARRIERCOLLECTIONRESPONSE']._serialized_start=1199
+  _globals['_RECORDCARRIERCOLLECTIONRESPONSE']._serialized_end=1292
+  _globals['_WASTEDEPOSITED']._serialized_start=1295
+  _globals['_WASTEDEPOSITED']._serialized_end=1447
+  _globals['_WASTECOLLECTED']._serialized_start=1450
+  _globals['_WASTECOLLECTED']._serialized_end=1616
+  _globals['_LOCKEREVENT']._serialized_start=1619
+  _globals['_LOCKEREVENT']._serialized_end=1886
+  _globals['_LOCKERHUBSSERVICE']._serialized_start=2382
+  _globals['_LOCKERHUBSSERVICE']._serialized_end=2997
 # @@protoc_insertion_point(module_scope)

@@ -238,17 +238,24 @@ class IssueDropOffCodeRequest(_message.Message):
 
     HUB_ID_FIELD_NUMBER: _builtins.int
     HAZARDOUS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     hub_id: _builtins.str
     hazardous: _builtins.bool
+    request_id: _builtins.str
+    """Chosen by the client, the same on a retry: a retried request reserves no second
+    compartment; it answers the same compartment with a new code (the old one no longer opens
+    it, as the client never received it).
+    """
     def __init__(
         self,
         *,
         hub_id: _builtins.str = ...,
         hazardous: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hazardous", b"hazardous", "hub_id", b"hub_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hazardous", b"hazardous", "hub_id", b"hub_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -290,12 +297,17 @@ class RegisterWasteDepositRequest(_message.Message):
     WASTE_TYPE_FIELD_NUMBER: _builtins.int
     HAZARDOUS_FIELD_NUMBER: _builtins.int
     MASS_G_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     hub_id: _builtins.str
     code: _builtins.str
     waste_type: Global___WasteType.ValueType
     hazardous: _builtins.bool
     mass_g: _builtins.int
     """Mass weighed by the box, in grams; 0 when the box has no scale."""
+    request_id: _builtins.str
+    """Chosen by the client, the same on a retry: a retried request answers the deposit already
+    registered instead of a refused code.
+    """
     def __init__(
         self,
         *,
@@ -304,10 +316,11 @@ class RegisterWasteDepositRequest(_message.Message):
         waste_type: Global___WasteType.ValueType = ...,
         hazardous: _builtins.bool = ...,
         mass_g: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "hazardous", b"hazardous", "hub_id", b"hub_id", "mass_g", b"mass_g", "waste_type", b"waste_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "hazardous", b"hazardous", "hub_id", b"hub_id", "mass_g", b"mass_g", "request_id", b"request_id", "waste_type", b"waste_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
