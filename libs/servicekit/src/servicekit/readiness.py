@@ -122,7 +122,7 @@ class Readiness:
             await self.check_broker()
             if self.evaluate():
                 if self._serving:
-                    log.warning("serving again")
+                    log.info("serving again")
                 else:
                     log.warning("not serving", extra={"problems": self._problems})
                 await on_change(self._serving)

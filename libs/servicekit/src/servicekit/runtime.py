@@ -260,8 +260,8 @@ class ServiceRuntime:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
                 continue
-            if throttle.suppressed or delay_s > 0.5:
-                log.warning("Kafka connected")
+            if delay_s > 0.5:
+                log.info("Kafka connected")
             self.kafka_connected.set()
             first_attempt.set()
             return
