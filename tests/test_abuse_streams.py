@@ -24,7 +24,7 @@ from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import topics
-from servicekit.codec import MAX_ID_CHARS, to_timestamp
+from servicekit.codec import to_timestamp
 from servicekit.errors import PermanentEventError
 from servicekit.identity import OPERATOR
 from servicekit.kafka import BatchConsumer, Delivered, Producer, Rejection
@@ -248,9 +248,7 @@ async def test_no_record_stalls_the_stream_or_takes_a_good_one_with_it(
     caplog.set_level(logging.WARNING, logger="servicekit.kafka")
     await consumer.start()
     try:
-        dead = await read_raw(
-            kafka, names(dead_letter_topic(topics.TELEMETRY)), len(expected_dead)
-        )
+        dead = await read_raw(kafka, names(dead_letter_topic(topics.TELEMETRY)), len(expected_dead))
 
         def all_good_handled() -> None:
             handled = set(recorder.handled)
@@ -310,9 +308,7 @@ async def test_a_record_at_the_size_limit_can_always_be_dead_lettered(
                 for index, delivered in enumerate(batch)
                 if delivered.event.event_id == "refused-big"
             ]
-            self.handled += [
-                d.event.event_id for d in batch if d.event.event_id != "refused-big"
-            ]
+            self.handled += [d.event.event_id for d in batch if d.event.event_id != "refused-big"]
             return rejections
 
     refuser = Refuser()
@@ -366,14 +362,16 @@ async def test_a_locker_event_of_no_known_kind_is_dead_lettered(
             (b"hub-1", future_kind, [*headers, ("x-case", b"future-kind")]),
             (
                 b"hub-2",
-                event("wrong-hub", waste_deposited=lockers_pb2.WasteDeposited(mass_g=1))
-                .SerializeToString(),
+                event(
+                    "wrong-hub", waste_deposited=lockers_pb2.WasteDeposited(mass_g=1)
+                ).SerializeToString(),
                 [*headers, ("x-case", b"wrong-hub")],
             ),
             (
                 b"hub-1",
-                event("deposit", waste_deposited=lockers_pb2.WasteDeposited(mass_g=1))
-                .SerializeToString(),
+                event(
+                    "deposit", waste_deposited=lockers_pb2.WasteDeposited(mass_g=1)
+                ).SerializeToString(),
                 [*headers, ("x-case", b"ok")],
             ),
         ],

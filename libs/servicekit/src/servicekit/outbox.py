@@ -17,7 +17,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Delete, Select, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.codec import event_headers
@@ -58,11 +58,11 @@ class OutboxRelay:
     """Publishes the outbox in insertion order and deletes what it published, in small steps.
 
     Up to `batch` rows are read per round and published `step` rows at a time: a step is handed
-    to the producer while the steps before it are still awaiting their acknowledgements (at
-    most `steps_in_flight` of them), and each step's rows are deleted as soon as its records
-    are acknowledged. The producer keeps travelling in full produce requests, and a kill
-    between publishing and deleting republishes at most `step * steps_in_flight` records, not
-    a whole batch.
+    to the producer while the steps before it still await their acknowledgements (at most
+    `steps_in_flight` steps handed over and not deleted), and the steps acknowledged are
+    deleted as soon as they are, together when several are (a database slow to commit then
+    deletes less often, in larger pieces). A kill between publishing and deleting republishes
+    at most `step * steps_in_flight` records (100 by default), not a whole batch.
 
     On PostgreSQL each step claims its rows with FOR UPDATE SKIP LOCKED in a transaction of its
     own, which deletes them and commits once the step is acknowledged, so several instances of
@@ -77,8 +77,8 @@ class OutboxRelay:
         producer: Producer,
         poll_interval_s: float = 0.5,
         batch: int = 1000,
-        step: int = 50,
-        steps_in_flight: int = 3,
+        step: int = 25,
+        steps_in_flight: int = 4,
         log_interval_s: float = 30.0,
     ) -> None:
         self.database = database
@@ -146,30 +146,48 @@ class OutboxRelay:
         in_flight: deque[_Step] = deque()
         published = 0
         claimed = 0
-        after_id = 0
         exhausted = False
+        # One process owns a SQLite database: the round is read at once, without a lock, so
+        # that the service's writers go on while it is in flight.
+        round_rows = await self._read_round() if self.database.is_sqlite else []
+
+        async def hand_over_steps(up_to: int) -> None:
+            nonlocal claimed, exhausted
+            while not exhausted and claimed < self.batch and len(in_flight) < up_to:
+                limit = min(self.step, self.batch - claimed)
+                if self.database.is_sqlite:
+                    step = _Step(round_rows[claimed : claimed + limit])
+                else:
+                    step = await self._claim(limit)
+                if not step.rows:
+                    await step.close()
+                    exhausted = True
+                    return
+                in_flight.append(step)
+                claimed += len(step.rows)
+                step.acknowledged = await self.producer.hand_over(_records(step.rows))
+
         try:
             while True:
-                while (
-                    not exhausted and claimed < self.batch and len(in_flight) < self.steps_in_flight
-                ):
-                    step = await self._claim(min(self.step, self.batch - claimed), after_id)
-                    if not step.rows:
-                        await step.close()
-                        exhausted = True
-                        break
-                    in_flight.append(step)
-                    claimed += len(step.rows)
-                    after_id = step.rows[-1].id
-                    step.acknowledged = await self.producer.hand_over(_records(step.rows))
+                await hand_over_steps(self.steps_in_flight)
                 if not in_flight:
                     return published
-                step = in_flight[0]
-                assert step.acknowledged is not None
-                await step.acknowledged
-                await self._delete(step)
-                in_flight.popleft()
-                published += len(step.rows)
+                oldest = in_flight[0].acknowledged
+                assert oldest is not None
+                await oldest
+                # Every step acknowledged by now is deleted at once: while the database is
+                # slow to commit, acknowledgements gather and one deletion marks them all.
+                steps = []
+                for step in in_flight:
+                    acknowledged = step.acknowledged
+                    if acknowledged is None or not acknowledged.done():
+                        break
+                    await acknowledged  # raises a failed step's error
+                    steps.append(step)
+                await self._delete(steps)
+                for step in steps:
+                    in_flight.popleft()
+                    published += len(step.rows)
         except BaseException as error:
             # Steps not deleted stay in the outbox (their transactions roll back), for the
             # next round; records of theirs that reached the broker are published again.
@@ -179,36 +197,46 @@ class OutboxRelay:
                     step.acknowledged.cancel()
             raise
 
-    async def _claim(self, limit: int, after_id: int) -> _Step:
-        statement = (
+    @staticmethod
+    def _pending(limit: int) -> Select[Any]:
+        return (
             select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
             .order_by(outbox.c.id)
             .limit(limit)
         )
-        if self.database.is_sqlite:
-            # Rows of earlier steps are still there until they are acknowledged: go past them.
-            async with self.database.read() as session:
-                rows = (await session.execute(statement.where(outbox.c.id > after_id))).all()
-            return _Step(list(rows))
-        # A transaction per step, open until the step is deleted: its row locks keep other
-        # instances (and this one's next steps) off these rows.
+
+    async def _read_round(self) -> list[Any]:
+        async with self.database.read() as session:
+            return list((await session.execute(self._pending(self.batch))).all())
+
+    async def _claim(self, limit: int) -> _Step:
+        """A step's rows on PostgreSQL, in a transaction of the step's own, open until the step
+        is deleted: its row locks keep other instances (and this one's next steps) off them."""
         transaction = contextlib.AsyncExitStack()
         session = await transaction.enter_async_context(self.database.transaction())
         try:
-            rows = (await session.execute(statement.with_for_update(skip_locked=True))).all()
+            statement = self._pending(limit).with_for_update(skip_locked=True)
+            rows = (await session.execute(statement)).all()
         except BaseException as error:
             await transaction.__aexit__(type(error), error, error.__traceback__)
             raise
         return _Step(list(rows), session, transaction)
 
-    async def _delete(self, step: _Step) -> None:
-        deletion = delete(outbox).where(outbox.c.id.in_([row.id for row in step.rows]))
-        if step.session is not None:
-            await step.session.execute(deletion)
-            await step.close()  # commits
-            return
-        async with self.database.transaction() as session:
-            await session.execute(deletion)
+    async def _delete(self, steps: list[_Step]) -> None:
+        """Deletes acknowledged steps: on PostgreSQL each in (and with the commit of) its own
+        transaction, on SQLite all in one."""
+        for step in steps:
+            if step.session is not None:
+                await step.session.execute(_deletion(step.rows))
+                await step.close()  # commits
+        rows = [row for step in steps if step.session is None for row in step.rows]
+        if rows:
+            async with self.database.transaction() as session:
+                await session.execute(_deletion(rows))
+
+
+def _deletion(rows: list[Any]) -> Delete:
+    return delete(outbox).where(outbox.c.id.in_([row.id for row in rows]))
 
 
 @dataclass
