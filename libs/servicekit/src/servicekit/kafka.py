@@ -31,7 +31,8 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError
+from aiokafka.protocol.metadata import MetadataRequest
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -130,8 +131,13 @@ class Producer:
             self.started = False
 
     async def probe(self) -> None:
-        """Asks the broker for its metadata; raises when no broker answers."""
-        await self._producer.client.fetch_all_metadata()
+        """Asks a broker for the cluster's brokers (no topics: a broker may hold thousands);
+        raises when none answers."""
+        client = self._producer.client
+        node_id = client.get_random_node()
+        if node_id is None:
+            raise KafkaConnectionError("no broker known")
+        await client.send(node_id, MetadataRequest([]))
 
     async def send_all(
         self, records: Sequence[tuple[str, bytes | None, bytes, list[tuple[str, bytes | None]]]]
