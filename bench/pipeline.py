@@ -13,7 +13,11 @@ catch-up       Vehicles registered, fleet-telemetry and the ledger stopped, a ba
                Both timers start when the services are started: their start-up counts.
 latency        A paced load with occurred_at = now, GetInventory polled every ~20 ms:
                p50/p95/p99 from occurred_at until the inventory includes the sample and every
-               sample before it.
+               sample before it. Meanwhile 200 dashboards (--sse-clients) follow the ledger's
+               entries through the stream gateway (HTTPS, a dashboard token): p50/p95/p99 from
+               an entry's commit (its LedgerEntryPosted.occurred_at, stamped in the posting
+               transaction) to its arrival at each client, every client checked to receive
+               every entry once; the gateway's resident memory, peak and at the end.
 two-instances  The catch-up with two fleet-telemetry instances in one consumer group.
 memory         Resident memory (VmRSS) of every service with many vehicles known.
 
@@ -32,6 +36,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench import scenarios
 from bench.scenarios import CatchUp, Latency, Memory, Options
@@ -69,6 +74,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, help="load duration (default 60)")
     parser.add_argument("--latency-vehicles", type=int, help="vehicles reporting (default 200)")
     parser.add_argument("--poll-interval", type=float, default=0.02, help="GetInventory, s")
+    parser.add_argument(
+        "--sse-clients", type=int, help="dashboards on the gateway during latency (default 200)"
+    )
     parser.add_argument("--memory-vehicles", type=int, help="vehicles known (default 10000)")
     parser.add_argument("--memory-samples", type=int, default=3, help="samples per vehicle")
     parser.add_argument(
@@ -85,6 +93,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "latency_seconds": 60.0,
         "latency_vehicles": 200,
         "memory_vehicles": 10_000,
+        "sse_clients": 200,
     }
     quick = {
         "samples": 2_000,
@@ -93,6 +102,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "latency_seconds": 10.0,
         "latency_vehicles": 20,
         "memory_vehicles": 200,
+        "sse_clients": 20,
     }
     for name, value in (quick if arguments.quick else full).items():
         if getattr(arguments, name) is None:
@@ -142,6 +152,7 @@ async def run_scenario(name: str, options: Options, arguments: argparse.Namespac
                 arguments.latency_rate,
                 arguments.latency_seconds,
                 arguments.poll_interval,
+                arguments.sse_clients,
             )
         )
     else:
@@ -240,7 +251,32 @@ def print_latency(result: Latency) -> None:
         )
     if result.unseen:
         print(f"  {result.unseen:,} samples never became visible within the time allowed")
+    if result.sse is not None:
+        print_sse(result.sse, result.gateway_peak_kib, result.gateway_cpu_s)
     print_resident(result.resident_kib)
+
+
+def print_sse(sse: dict[str, Any], peak_kib: int, gateway_cpu_s: float) -> None:
+    delays = sse["delay_s"]
+    exact = sse["complete_clients"] == sse["clients"] and sse["duplicates"] == 0
+    print(
+        f"  {sse['clients']} SSE clients on ledger-entries: {sse['events']:,} entries received "
+        f"({sse['expected_entries']:,} posted, each client all of them exactly once: "
+        f"{'yes' if exact else 'NO'}; {sse['complete_clients']} complete, "
+        f"{sse['duplicates']} duplicates, {sse['errored_clients']} errors {sse['errors']}; "
+        f"{sse['slow_disconnects']} disconnected as too slow, {sse['reconnects']} reconnects "
+        "with Last-Event-ID)"
+    )
+    if delays:
+        p50, p95, p99, most = (delays[k] * 1000 for k in ("p50", "p95", "p99", "max"))
+        print(
+            f"  entry commit -> SSE client: p50 {p50:,.0f} ms, p95 {p95:,.0f} ms, "
+            f"p99 {p99:,.0f} ms, max {most:,.0f} ms"
+        )
+    print(
+        f"  stream-gateway resident memory peak {peak_kib * 1024 / 1e6:.0f} MB; CPU used: "
+        f"gateway {gateway_cpu_s:.1f} s, the clients' process {sse['cpu_s']:.1f} s"
+    )
 
 
 def print_memory(result: Memory) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import json
 import os
+import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Sequence
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from aiokafka import AIOKafkaProducer
@@ -38,9 +40,9 @@ from bench.workload import (
 )
 from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
-from servicekit.identity import OPERATOR
+from servicekit.identity import DASHBOARD, OPERATOR
 from servicekit.topics import TopicNames
-from tools.platform import ROOT, Platform, ServiceProcess, cpu_seconds
+from tools.platform import ROOT, Platform, ServiceProcess, cpu_seconds, free_ports, resident_kib
 
 T = TypeVar("T")
 
@@ -103,6 +105,10 @@ class Latency:
     polls: int
     failed_polls: int
     resident_kib: list[tuple[str, int]]
+    # The SSE audience's results (bench.sse_audience), when there was one.
+    sse: dict[str, Any] | None = None
+    gateway_peak_kib: int = 0
+    gateway_cpu_s: float = 0.0
 
 
 @dataclass
@@ -301,15 +307,25 @@ async def _telemetry_partitions(stage: ServiceProcess) -> list[int]:
 
 
 async def latency(
-    options: Options, vehicles: int, rate: float, duration_s: float, poll_interval_s: float
+    options: Options,
+    vehicles: int,
+    rate: float,
+    duration_s: float,
+    poll_interval_s: float,
+    sse_clients: int = 0,
 ) -> Latency:
-    """A paced load with occurred_at = now; the inventory polled as a dashboard would."""
+    """A paced load with occurred_at = now; the inventory polled as a dashboard would. With
+    sse_clients, that many dashboards follow the ledger's entries through the stream gateway
+    meanwhile (bench.sse_audience, a process of its own)."""
     ids = vehicle_ids(vehicles, prefix="live")
     async with fresh_platform(options.servers, options.database, options.keep) as platform:
         names = TopicNames(platform.namespace)
         platform.start_services()
         await platform.wait_healthy()
         await register_vehicles(platform, ids)
+        audience: SseAudience | None = None
+        if sse_clients:
+            audience = await SseAudience.start(platform, sse_clients, options.timeout_s)
         producer = telemetry_producer(options.servers)
         await producer.start()
         try:
@@ -329,8 +345,13 @@ async def latency(
                     watching.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watching
+                if audience is not None:
+                    posted = (await watch.probe.inventory()).entry_count
+                    await audience.finish(posted)
         finally:
             await producer.stop()
+            if audience is not None:
+                await audience.stop()
         return Latency(
             vehicles=vehicles,
             offered=len(load.occurred_s),
@@ -340,7 +361,71 @@ async def latency(
             polls=watch.polls,
             failed_polls=watch.failed_polls,
             resident_kib=platform.resident_memory(),
+            sse=None if audience is None else audience.result,
+            gateway_peak_kib=0 if audience is None else audience.peak_kib,
+            gateway_cpu_s=dict(platform.cpu_used()).get("stream-gateway", 0.0),
         )
+
+
+class SseAudience:
+    """The stream gateway started beside the services, and bench.sse_audience's clients on its
+    ledger-entries stream as a dashboard; the gateway's resident memory sampled meanwhile."""
+
+    def __init__(self, process: asyncio.subprocess.Process, gateway_pid: int) -> None:
+        self.process = process
+        self.gateway_pid = gateway_pid
+        self.peak_kib = 0
+        self.result: dict[str, Any] = {}
+        self._sampling = asyncio.create_task(self._sample_memory())
+
+    @classmethod
+    async def start(cls, platform: Platform, clients: int, timeout_s: float) -> SseAudience:
+        (port,) = free_ports(1)
+        url = await platform.start_gateway(port)
+        gateway_pid = next(p.pid for s, p in platform.processes if s.name == "stream-gateway")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.sse_audience",
+            "--url",
+            f"{url}/streams/ledger-entries",
+            "--clients",
+            str(clients),
+            "--ca-file",
+            str(platform.pki.ca_file),
+            "--settle-timeout",
+            str(min(timeout_s, 60.0)),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "SSE_TOKEN": platform.pki.token(DASHBOARD, subject="bench")},
+            cwd=ROOT,
+        )
+        audience = cls(process, gateway_pid)
+        assert process.stdout is not None
+        ready = await asyncio.wait_for(process.stdout.readline(), timeout=120)
+        if ready.strip() != b"ready":
+            await audience.stop()
+            raise RuntimeError(f"the SSE audience did not start: {ready!r}")
+        return audience
+
+    async def _sample_memory(self) -> None:
+        while (kib := resident_kib(self.gateway_pid)) is not None:
+            self.peak_kib = max(self.peak_kib, kib)
+            await asyncio.sleep(0.5)
+
+    async def finish(self, posted_entries: int) -> None:
+        """Tells the clients how many entries were posted; waits for their results."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{posted_entries}\n".encode())
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout=180)
+        self.result = json.loads(line)
+
+    async def stop(self) -> None:
+        self._sampling.cancel()
+        if self.process.returncode is None:
+            self.process.terminate()
+        await self.process.wait()
 
 
 class PacedLoad:

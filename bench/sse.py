@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -20,6 +22,17 @@ class SseError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How a client reaches the gateway: the CA its certificate is signed by, and a token."""
+
+    ca_file: Path
+    token: str
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
 class SseConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -31,16 +44,36 @@ class SseConnection:
         self._buffer = b""
 
     @classmethod
-    async def open(cls, url: str, last_event_id: str | None = None) -> SseConnection:
-        """Sends the GET; returns once the response's headers are in (any status)."""
+    async def open(
+        cls,
+        url: str,
+        last_event_id: str | None = None,
+        *,
+        credentials: Credentials | None = None,
+        tls: ssl.SSLContext | None = None,
+        token: str | None = None,
+    ) -> SseConnection:
+        """Sends the GET; returns once the response's headers are in (any status). An https
+        URL is reached over TLS (`tls`, else the credentials' CA); the token (`token`, else the
+        credentials') goes in the Authorization header."""
         parts = urlsplit(url)
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        secure = parts.scheme == "https"
+        if secure and tls is None:
+            if credentials is None:
+                raise SseError("an https URL needs credentials or a TLS context")
+            tls = credentials.ssl_context()
+        reader, writer = await asyncio.open_connection(
+            parts.hostname, parts.port or (443 if secure else 80), ssl=tls if secure else None
+        )
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         lines = [
             f"GET {target} HTTP/1.1",
             f"Host: {parts.netloc}",
             "Accept: text/event-stream",
         ]
+        token = token if token is not None else (credentials.token if credentials else "")
+        if token:
+            lines.append(f"Authorization: Bearer {token}")
         if last_event_id:
             lines.append(f"Last-Event-ID: {last_event_id}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -10,7 +11,13 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.kafka_tools import ROOT, start_broker, stop_broker
+from tests.kafka_tools import (
+    NAMESPACES_USED,
+    ROOT,
+    delete_namespaced_topics,
+    start_broker,
+    stop_broker,
+)
 from tools.pki import Pki
 from tools.pki import init as init_pki
 
@@ -41,6 +48,8 @@ def kafka() -> Iterator[str]:
     yield servers
     if started:
         stop_broker()
+    elif NAMESPACES_USED:
+        asyncio.run(delete_namespaced_topics(servers, NAMESPACES_USED))
 
 
 def _postgres_script(command: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from google.protobuf.message import Message
 
 from servicekit.codec import event_headers
@@ -42,8 +43,29 @@ def stop_broker() -> None:
     subprocess.run(["bash", str(KAFKA_SCRIPT), "down"], check=True)
 
 
+# Every namespace this test run made up: their topics are deleted when the run ends, so a
+# developer's broker does not collect thousands of partitions run after run.
+NAMESPACES_USED: set[str] = set()
+
+
 def unique_namespace(prefix: str = "t") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+    namespace = f"{prefix}{uuid.uuid4().hex[:10]}"
+    NAMESPACES_USED.add(namespace)
+    return namespace
+
+
+async def delete_namespaced_topics(servers: str, namespaces: set[str]) -> int:
+    """Deletes the topics of the namespaces; how many there were."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        prefixes = tuple(f"{namespace}." for namespace in namespaces)
+        doomed = [topic for topic in await admin.list_topics() if topic.startswith(prefixes)]
+        for start in range(0, len(doomed), 200):
+            await admin.delete_topics(doomed[start : start + 200])
+        return len(doomed)
+    finally:
+        await admin.close()
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ KAFKA_CLUSTER = "greenpartners"
 # Secrets and ConfigMaps that whoever deploys provides (docs/deploy.md, "Secrets"); everything
 # else a Deployment refers to is made by an operator from a resource of the build.
 DEPLOYMENT_PROVIDED = {
-    **{f"{service}-tls": {"tls.crt", "tls.key", "ca.crt"} for service in GRPC_SERVICES},
+    **{f"{service}-tls": {"tls.crt", "tls.key", "ca.crt"} for service in SERVICES},
     "greenpartners-auth": {"jwks.json", "issuer", "audience"},
     "locker-hubs-code-pepper": {"pepper"},
 }
@@ -272,7 +272,7 @@ def test_every_setting_a_service_needs_is_set(
     try:
         loaded = load_settings(settings)
         # gRPC has no plaintext mode: a service that serves it needs its identity files.
-        if loaded.grpc_port:
+        if loaded.grpc_port or service == "stream-gateway":
             loaded.require_identity()
     except ConfigurationError:
         pytest.fail(f"{service} refuses its settings: {capsys.readouterr().err}")

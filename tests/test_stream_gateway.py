@@ -15,15 +15,17 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
 
-from bench.sse import SseConnection, SseError, SseEvent
+from bench.sse import Credentials, SseConnection, SseError, SseEvent
 from greenpartners.ledger.v1 import ledger_pb2
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import topics
 from servicekit.codec import event_headers, to_timestamp
+from servicekit.identity import DASHBOARD
 from servicekit.topics import TopicNames, ensure_topics
 from stream_gateway.bootstrap import GatewayRuntime, build
 from stream_gateway.entrypoints.http import STATIC
 from tests.kafka_tools import ROOT, unique_namespace
+from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
@@ -36,6 +38,18 @@ async def names(kafka: str) -> TopicNames:
     names = TopicNames(unique_namespace("gw"))
     await ensure_topics(kafka, names.all_specs())
     return names
+
+
+@pytest.fixture(scope="module")
+def reader(pki: Pki) -> Credentials:
+    """A dashboard's credentials: it reads every municipality's streams."""
+    return Credentials(pki.ca_file, pki.token(DASHBOARD))
+
+
+def open_as(
+    credentials: Credentials, url: str, last_event_id: str | None = None
+) -> Awaitable[SseConnection]:
+    return SseConnection.open(url, last_event_id, credentials=credentials)
 
 
 @pytest.fixture
@@ -151,11 +165,11 @@ def entry_ids(events: list[SseEvent]) -> list[str]:
 
 
 async def test_live_entries_are_filtered_on_the_server_and_rendered_as_protobuf_json(
-    kafka: str, names: TopicNames, start_gateway: StartGateway
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
 ) -> None:
     gateway = await start_gateway()
-    connection = await SseConnection.open(
-        f"{gateway.url}/streams/ledger-entries?municipality={AALBORG}&sector=transport"
+    connection = await open_as(
+        reader, f"{gateway.url}/streams/ledger-entries?municipality={AALBORG}&sector=transport"
     )
     assert connection.status == 200
     assert connection.headers["content-type"].startswith("text/event-stream")
@@ -184,12 +198,12 @@ async def test_live_entries_are_filtered_on_the_server_and_rendered_as_protobuf_
 
 
 async def test_a_client_resumes_exactly_after_its_last_event_also_across_a_restart(
-    kafka: str, names: TopicNames, start_gateway: StartGateway
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
 ) -> None:
     first_batch = [entry(municipality=f"m{i % 7}") for i in range(12)]
     await publish_entries(kafka, names, first_batch)
     gateway = await start_gateway()
-    connection = await SseConnection.open(f"{gateway.url}/streams/ledger-entries?from=earliest")
+    connection = await open_as(reader, f"{gateway.url}/streams/ledger-entries?from=earliest")
     seen = await events_until(connection, 5, "ledger-entry")
     connection.abort()  # the network drops it; the client only knows its last event id
     last_id = seen[-1].id
@@ -198,7 +212,7 @@ async def test_a_client_resumes_exactly_after_its_last_event_also_across_a_resta
     second_batch = [entry(municipality=f"m{i % 5}") for i in range(8)]
     await publish_entries(kafka, names, second_batch)
     restarted = await start_gateway()
-    resumed = await SseConnection.open(f"{restarted.url}/streams/ledger-entries", last_id)
+    resumed = await open_as(reader, f"{restarted.url}/streams/ledger-entries", last_id)
     rest = await events_until(resumed, 15, "ledger-entry")
     assert await quiet(resumed, "ledger-entry", 1.5) == []
     everything = entry_ids(seen) + entry_ids(rest)
@@ -208,7 +222,7 @@ async def test_a_client_resumes_exactly_after_its_last_event_also_across_a_resta
 
 
 async def test_the_inventory_stream_sends_whole_totals_as_entries_are_posted(
-    kafka: str, names: TopicNames, start_gateway: StartGateway
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
 ) -> None:
     await publish_entries(
         kafka,
@@ -222,7 +236,7 @@ async def test_the_inventory_stream_sends_whole_totals_as_entries_are_posted(
     )
     gateway = await start_gateway()
     url = f"{gateway.url}/streams/inventory?municipality={AALBORG}&year=2026"
-    connection = await SseConnection.open(url)
+    connection = await open_as(reader, url)
     (snapshot,) = await events_until(connection, 1, "inventory")
     totals = json.loads(snapshot.data)
     assert (totals["emissionsKgCo2e"], totals["avoidedKgCo2e"], totals["entryCount"]) == (
@@ -237,7 +251,7 @@ async def test_the_inventory_stream_sends_whole_totals_as_entries_are_posted(
     connection.abort()
 
     # Resuming from the last state sends nothing again until the totals change.
-    resumed = await SseConnection.open(url, changed.id)
+    resumed = await open_as(reader, url, changed.id)
     assert await quiet(resumed, "inventory", 1.0) == []
     await publish_entries(kafka, names, [entry(kg="1")])
     (latest,) = await events_until(resumed, 1, "inventory")
@@ -246,7 +260,7 @@ async def test_the_inventory_stream_sends_whole_totals_as_entries_are_posted(
 
 
 async def test_hub_occupancy_follows_deposits_and_collections(
-    kafka: str, names: TopicNames, start_gateway: StartGateway
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
 ) -> None:
     def locker_event(hub: str, **kind: Message) -> lockers_pb2.LockerEvent:
         return lockers_pb2.LockerEvent(
@@ -268,9 +282,7 @@ async def test_hub_occupancy_follows_deposits_and_collections(
     ]
     await publish(kafka, names(topics.LOCKER_EVENTS), [(e.hub_id, e) for e in deposits])
     gateway = await start_gateway()
-    connection = await SseConnection.open(
-        f"{gateway.url}/streams/hub-occupancy?hub=molo-aalborg-03"
-    )
+    connection = await open_as(reader, f"{gateway.url}/streams/hub-occupancy?hub=molo-aalborg-03")
     (state,) = await events_until(connection, 1, "hub-occupancy")
     assert (json.loads(state.data)["depositsHeld"], json.loads(state.data)["massGHeld"]) == (
         3,
@@ -298,10 +310,10 @@ async def test_hub_occupancy_follows_deposits_and_collections(
 
 
 async def test_a_slow_client_gets_an_error_event_and_is_disconnected_then_resumes(
-    kafka: str, names: TopicNames, start_gateway: StartGateway
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
 ) -> None:
     gateway = await start_gateway(client_queue_size=3)
-    connection = await SseConnection.open(f"{gateway.url}/streams/ledger-entries")
+    connection = await open_as(reader, f"{gateway.url}/streams/ledger-entries")
     await events_until(connection, 1, "heartbeat")
     burst = [entry() for _ in range(40)]
     await publish_entries(kafka, names, burst)
@@ -317,8 +329,8 @@ async def test_a_slow_client_gets_an_error_event_and_is_disconnected_then_resume
     assert len(delivered) < len(burst)
     await connection.close()
 
-    resumed = await SseConnection.open(
-        f"{gateway.url}/streams/ledger-entries", connection.last_event_id
+    resumed = await open_as(
+        reader, f"{gateway.url}/streams/ledger-entries", connection.last_event_id
     )
     rest = await events_until(resumed, len(burst) - len(delivered), "ledger-entry")
     assert sorted(entry_ids(delivered) + entry_ids(rest)) == sorted(e.entry.entry_id for e in burst)
@@ -326,7 +338,7 @@ async def test_a_slow_client_gets_an_error_event_and_is_disconnected_then_resume
 
 
 async def test_start_from_a_time_the_last_records_and_refusals(
-    kafka: str, names: TopicNames, start_gateway: StartGateway
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
 ) -> None:
     early = [entry() for _ in range(3)]
     await publish_entries(kafka, names, early)
@@ -337,24 +349,25 @@ async def test_start_from_a_time_the_last_records_and_refusals(
     await publish_entries(kafka, names, late)
     gateway = await start_gateway(max_clients=2)
 
-    from_time = await SseConnection.open(
-        f"{gateway.url}/streams/ledger-entries?from={since.isoformat().replace('+00:00', 'Z')}"
+    from_time = await open_as(
+        reader,
+        f"{gateway.url}/streams/ledger-entries?from={since.isoformat().replace('+00:00', 'Z')}",
     )
     assert sorted(entry_ids(await events_until(from_time, 2, "ledger-entry"))) == sorted(
         e.entry.entry_id for e in late
     )
     assert await quiet(from_time, "ledger-entry", 1.0) == []
 
-    bad_position = await SseConnection.open(
-        f"{gateway.url}/streams/ledger-entries", "fleet.activity.v1@0:1"
+    bad_position = await open_as(
+        reader, f"{gateway.url}/streams/ledger-entries", "fleet.activity.v1@0:1"
     )
     assert bad_position.status == 400
-    bad_filter = await SseConnection.open(f"{gateway.url}/streams/inventory?vehicle=aal-van-01")
+    bad_filter = await open_as(reader, f"{gateway.url}/streams/inventory?vehicle=aal-van-01")
     assert bad_filter.status == 400
 
-    second = await SseConnection.open(f"{gateway.url}/streams/fleet-distance")
+    second = await open_as(reader, f"{gateway.url}/streams/fleet-distance")
     assert second.status == 200
-    refused = await SseConnection.open(f"{gateway.url}/streams/ledger-entries")
+    refused = await open_as(reader, f"{gateway.url}/streams/ledger-entries")
     assert refused.status == 503
     assert refused.headers["retry-after"] == "5"
     for connection in (from_time, bad_position, bad_filter, second, refused):

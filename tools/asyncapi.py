@@ -25,6 +25,7 @@ from greenpartners.registry.v1 import registry_pb2
 from servicekit import access, topics
 from servicekit.codec import CONTENT_TYPE
 from stream_gateway.adapters.catalogue import EVENT_STREAMS, STATE_STREAMS, EventStream
+from stream_gateway.entrypoints.access import SESSION_COOKIE
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "asyncapi"
@@ -344,13 +345,37 @@ def streams_document() -> dict[str, Any]:
         "servers": {
             "local": {
                 "host": "127.0.0.1:8090",
-                "protocol": "http",
-                "description": "the stream gateway of make run",
+                "protocol": "https",
+                "description": "the stream gateway of make run (TLS with the platform's CA)",
+                "security": [
+                    {"$ref": "#/components/securitySchemes/bearer"},
+                    {"$ref": "#/components/securitySchemes/session"},
+                ],
             }
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": schemas.schemas},
+        "components": {
+            "messages": messages,
+            "schemas": schemas.schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "A platform token (roles operator, dashboard, or climate-officer for "
+                        "their own municipality); docs/security.md."
+                    ),
+                },
+                "session": {
+                    "type": "httpApiKey",
+                    "in": "cookie",
+                    "name": SESSION_COOKIE,
+                    "description": "Set by POST /session from a bearer token, for browsers.",
+                },
+            },
+        },
     }
 
 

@@ -37,7 +37,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "var" / "pki"
-SERVICES = ("partner-registry", "locker-hubs", "fleet-telemetry", "emissions-ledger")
+SERVICES = (
+    "partner-registry",
+    "locker-hubs",
+    "fleet-telemetry",
+    "emissions-ledger",
+    "stream-gateway",
+)
 DEVELOPMENT_ISSUER = "greenpartners-development"
 DEVELOPMENT_AUDIENCE = "greenpartners"
 CERTIFICATE_DAYS = 30

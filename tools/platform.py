@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from servicekit.identity import CLIMATE_OFFICER
+from servicekit.identity import CLIMATE_OFFICER, DASHBOARD
 from servicekit.topics import TopicNames
 from tools import simulator
 from tools.pki import Pki
@@ -103,10 +104,12 @@ def services_on_ports(
     )
 
 
-def _answers(url: str) -> bool:
-    """Whether a GET of the URL answers 200 (blocking: run it in a thread)."""
+def _answers(url: str, ca_file: Path | None = None) -> bool:
+    """Whether a GET of the URL answers 200 (blocking: run it in a thread); an https URL's
+    certificate is checked against `ca_file`."""
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -216,10 +219,10 @@ class Platform:
         it is ready (it has read the topics as they stood)."""
         self.service_env.setdefault("stream-gateway", {})["HTTP_PORT"] = str(port)
         process = self.start(ServiceProcess("stream-gateway", "stream_gateway", 0, 0))
-        url = f"http://127.0.0.1:{port}"
+        url = f"https://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout_s
         while True:
-            if await asyncio.to_thread(_answers, f"{url}/readyz"):
+            if await asyncio.to_thread(_answers, f"{url}/readyz", self.pki.ca_file):
                 return url
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"stream-gateway did not start; see {self.data_dir}/logs")
@@ -497,7 +500,17 @@ async def main(mode: str, once: bool = False) -> int:
                 print(f"{name:<18} resident memory {kib / 1024:.0f} MiB")
             return 0
         dashboard = await platform.start_gateway()
-        print(f"Dashboard:         {dashboard}/?municipality={MUNICIPALITY}&year={day.year}")
+        # The token rides in the fragment, which the browser keeps to itself: the page trades
+        # it for a session cookie and drops it from the address (docs/security.md).
+        print(
+            f"Dashboard:         {dashboard}/?municipality={MUNICIPALITY}&year={day.year}"
+            f"#token={platform.pki.token(DASHBOARD, subject='dashboard:make-run')}"
+        )
+        print(
+            f"                   (HTTPS with the development CA {platform.pki.ca_file}: import it"
+            " into the browser or accept the warning; 8 hours, then sign in with"
+            " make -s token ROLE=dashboard)"
+        )
         if once:
             print("Feed played. Press Ctrl-C to stop.")
             await stop.wait()

@@ -187,6 +187,17 @@ class Database:
         self.read_sessions = async_sessionmaker(
             self.engine.execution_options(read_only=True), expire_on_commit=False
         )
+        # Several statements that must see the same commits: PostgreSQL's default isolation
+        # (READ COMMITTED) gives each statement its own snapshot; SQLite's read transaction
+        # already keeps one.
+        self.snapshot_sessions = (
+            self.read_sessions
+            if self.is_sqlite
+            else async_sessionmaker(
+                self.engine.execution_options(read_only=True, isolation_level="REPEATABLE READ"),
+                expire_on_commit=False,
+            )
+        )
         # SQLite has one writer at a time. Its busy handler is not fair (a busy writer can
         # starve another connection past any timeout), so a process queues its own writers.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -223,6 +234,12 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A read-only transaction (a consistent snapshot; writes in it are a mistake)."""
         async with self.read_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction in which every statement sees the same commits."""
+        async with self.snapshot_sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,39 +58,66 @@ class _ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
+        if handler is not None and handler.unary_stream is not None:
+            return self._server_streaming(handler, details.method)
         if handler is None or handler.unary_unary is None:
             return handler
         inner: Any = handler.unary_unary
         method = details.method
-        calls = self.calls
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if isinstance(request, Undecodable):
-                calls.labels(method, "INVALID_ARGUMENT").inc()
-                await context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message"
-                )
-            try:
-                response = await inner(request, context)
-            except ServiceError as error:
-                calls.labels(method, error.status_code.name).inc()
-                status = _status_for(error)
-                await context.abort(status.code, status.details, status.trailing_metadata)
-            except grpc.aio.AbortError:
-                calls.labels(method, "ABORTED_BY_HANDLER").inc()
-                raise
-            except Exception:
-                calls.labels(method, "INTERNAL").inc()
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            calls.labels(method, "OK").inc()
-            return response
+            async with self._mapped(method, request, context):
+                return await inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary,
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+
+    def _server_streaming(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The same mapping for a server-streaming method: an error raised while streaming ends
+        the stream with its status, after the messages already sent."""
+        inner: Any = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async with self._mapped(method, request, context):
+                async for response in inner(request, context):
+                    yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _mapped(
+        self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
+        """Runs a call: refuses undecodable requests, maps errors to statuses, counts codes."""
+        calls = self.calls
+        if isinstance(request, Undecodable):
+            calls.labels(method, "INVALID_ARGUMENT").inc()
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message"
+            )
+        try:
+            yield
+        except ServiceError as error:
+            calls.labels(method, error.status_code.name).inc()
+            status = _status_for(error)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except grpc.aio.AbortError:
+            calls.labels(method, "ABORTED_BY_HANDLER").inc()
+            raise
+        except Exception:
+            calls.labels(method, "INTERNAL").inc()
+            log.exception("unhandled error in %s", method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        calls.labels(method, "OK").inc()
 
 
 class Undecodable:

@@ -128,6 +128,7 @@ class ServiceRuntime:
         self.registrars: list[Registrar] = []
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.stopping_hooks: list[Callable[[], None]] = []
         self.grpc: GrpcServer | None = None
         self.grpc_port = 0
         self.grpc_mtls_port: int | None = None
@@ -189,6 +190,11 @@ class ServiceRuntime:
     def on_shutdown(self, hook: Callable[[], Awaitable[None]]) -> None:
         """Runs after the gRPC server stopped taking calls (e.g. to close client channels)."""
         self.shutdown_hooks.append(hook)
+
+    def on_stopping(self, hook: Callable[[], None]) -> None:
+        """Runs first when the service stops, e.g. to end long-lived streams, which would
+        otherwise hold the gRPC server's stop for its whole grace period."""
+        self.stopping_hooks.append(hook)
 
     async def start(self) -> None:
         """Migrates the database, runs the start-up hooks, connects Kafka if the broker answers
@@ -268,6 +274,8 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         # Stop taking calls first, then let the relay publish what is committed.
+        for ending in self.stopping_hooks:
+            ending()
         await self.readiness.stop()
         if self.grpc is not None:
             await self.grpc.stop()

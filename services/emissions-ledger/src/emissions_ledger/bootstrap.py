@@ -11,6 +11,7 @@ from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.entrypoints import grpc_api, subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
 from emissions_ledger.handlers import LedgerHandlers
+from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2_grpc
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
@@ -23,6 +24,9 @@ class LedgerSettings(ServiceSettings):
     # An entry costs far more memory and time than a telemetry sample, and fleet activity
     # arrives already aggregated: smaller batches cost no throughput and keep memory flat.
     consumer_batch_size: int = Field(default=2000, ge=1, le=50_000)
+    # WatchInventory: how often an open watch looks for a new posting, and how many may be open.
+    watch_poll_interval_s: float = Field(default=0.25, gt=0)
+    max_watchers: int = Field(default=100, ge=1)
 
 
 def build(**overrides: object) -> ServiceRuntime:
@@ -42,7 +46,9 @@ def build(**overrides: object) -> ServiceRuntime:
         page_token_key=hashlib.sha256(b"ledger page tokens\0" + runtime.tls.private_key).digest(),
     )
     subscribers.subscribe(runtime, handlers)
-    api = EmissionsLedgerApi(handlers)
+    watch = InventoryWatch(runtime.database, settings.watch_poll_interval_s, settings.max_watchers)
+    runtime.on_stopping(watch.stop)
+    api = EmissionsLedgerApi(handlers, watch)
     runtime.add_grpc(
         lambda server: ledger_pb2_grpc.add_EmissionsLedgerServiceServicer_to_server(api, server)
     )

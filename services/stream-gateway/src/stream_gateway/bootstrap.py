@@ -10,6 +10,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from pydantic import Field
 
+from servicekit.identity import TokenVerifier
 from servicekit.settings import ServiceSettings, load_settings
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames
@@ -41,7 +42,13 @@ class GatewaySettings(ServiceSettings):
 
 class GatewayRuntime:
     def __init__(self, settings: GatewaySettings) -> None:
+        # HTTPS with the service's certificate, and the platform's tokens: as for gRPC, there
+        # is no plaintext mode and no anonymous reader.
+        settings.require_identity()
         self.settings = settings
+        self.tokens = TokenVerifier(
+            settings.auth_jwks_file, settings.auth_issuer, settings.auth_audience
+        )
         setup_tracing(settings.service_name, settings.otel_exporter_otlp_endpoint)
         self.metrics = CollectorRegistry()
         self.gateway = StreamGateway(
@@ -55,14 +62,14 @@ class GatewayRuntime:
             ),
             GatewayMetrics(self.metrics),
         )
-        self.app = create_app(self.gateway, self.metrics, settings.send_timeout_s)
+        self.app = create_app(self.gateway, self.metrics, self.tokens, settings.send_timeout_s)
         self.http_port = 0
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.http_host}:{self.http_port}"
+        return f"https://{self.settings.http_host}:{self.http_port}"
 
     async def start(self) -> None:
         """Starts the topics' tails, then listens (streams wait until the tails caught up)."""
@@ -75,6 +82,8 @@ class GatewayRuntime:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            ssl_certfile=self.settings.tls_cert_file,
+            ssl_keyfile=self.settings.tls_key_file,
         )
         config.load()
         server = uvicorn.Server(config)

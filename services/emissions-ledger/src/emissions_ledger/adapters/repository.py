@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emissions_ledger.adapters.tables import inventory_lines, ledger_entries
+from emissions_ledger.adapters.tables import inventory_lines, inventory_versions, ledger_entries
 from emissions_ledger.domain import (
     AvoidedTrip,
     EmissionFactor,
@@ -44,6 +44,15 @@ class PostedEntry:
     sequence: int
 
 
+@dataclass(frozen=True)
+class InventorySnapshot:
+    """One inventory's totals, its version and its last entry's sequence, read together."""
+
+    inventory: Inventory
+    version: int
+    last_sequence: int
+
+
 class LedgerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -61,6 +70,7 @@ class LedgerRepository:
             unique.setdefault(entry.entry_id, entry)
         if not unique:
             return []
+        await self._bump_versions({(e.municipality_id, e.year) for e in unique.values()})
         posted_at = datetime.now(UTC)
         statement = (
             insert_statement(self.session, ledger_entries)
@@ -96,6 +106,24 @@ class LedgerRepository:
         for row in rows:
             held.setdefault(row.source_event_id, []).append(_entry_from_row(row))
         return held
+
+    async def _bump_versions(self, inventories: set[tuple[str, int]]) -> None:
+        """Takes each inventory's turn (its version row, locked until commit) before any of its
+        entries is given a sequence number, so that one inventory's entries commit in sequence
+        order. Rows are locked in key order: two postings never wait for each other in a circle.
+        """
+        statement = insert_statement(self.session, inventory_versions).values(
+            [
+                {"municipality_id": municipality_id, "year": year, "version": 1}
+                for municipality_id, year in sorted(inventories)
+            ]
+        )
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["municipality_id", "year"],
+                set_={"version": inventory_versions.c.version + 1},
+            )
+        )
 
     async def add_to_inventory(self, increments: Sequence[LineIncrement]) -> None:
         """Adds each increment to its line's running total, creating lines that are new.
@@ -154,6 +182,45 @@ class LedgerRepository:
                 .where(ledger_entries.c.municipality_id == municipality_id)
                 .where(ledger_entries.c.year == year)
                 .where(ledger_entries.c.sequence > after_sequence)
+                .order_by(ledger_entries.c.sequence)
+                .limit(limit)
+            )
+        ).all()
+        return [PostedEntry(_entry_from_row(row), row.trace_id, row.sequence) for row in rows]
+
+    async def inventory_version(self, municipality_id: str, year: int) -> int:
+        """How many postings the inventory has had (0: none yet); changes with each posting."""
+        version = await self.session.scalar(
+            select(inventory_versions.c.version).filter_by(
+                municipality_id=municipality_id, year=year
+            )
+        )
+        return int(version or 0)
+
+    async def inventory_snapshot(self, municipality_id: str, year: int) -> InventorySnapshot:
+        """The totals with the version and last sequence they correspond to; the session must
+        be a snapshot (all its statements see the same commits)."""
+        version = await self.inventory_version(municipality_id, year)
+        last_sequence = await self.session.scalar(
+            select(func.max(ledger_entries.c.sequence))
+            .where(ledger_entries.c.municipality_id == municipality_id)
+            .where(ledger_entries.c.year == year)
+        )
+        return InventorySnapshot(
+            await self.inventory(municipality_id, year), version, int(last_sequence or 0)
+        )
+
+    async def entries_between(
+        self, municipality_id: str, year: int, after_sequence: int, up_to: int, limit: int
+    ) -> list[PostedEntry]:
+        """Entries with after_sequence < sequence <= up_to, in posting order, at most limit."""
+        rows = (
+            await self.session.execute(
+                select(ledger_entries)
+                .where(ledger_entries.c.municipality_id == municipality_id)
+                .where(ledger_entries.c.year == year)
+                .where(ledger_entries.c.sequence > after_sequence)
+                .where(ledger_entries.c.sequence <= up_to)
                 .order_by(ledger_entries.c.sequence)
                 .limit(limit)
             )

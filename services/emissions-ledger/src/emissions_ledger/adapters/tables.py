@@ -77,6 +77,34 @@ inventory_lines = Table(
 )
 
 
+# One row per municipality and year, bumped by every posting transaction before it appends
+# entries of that inventory: the row lock makes postings to one inventory take turns, so its
+# entries' sequence numbers are handed out in commit order and a watcher that reads "sequence >
+# the last one I saw" never skips an entry committed late (docs/streams.md, WatchInventory).
+# The version changes with every posting, which watchers poll as one cheap key lookup.
+inventory_versions = Table(
+    "inventory_versions",
+    metadata,
+    Column("municipality_id", String(64), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+# Entries of one inventory in posting order without reading them all: the latest one, or those
+# after a position (WatchInventory, ListEntries' pages).
+entries_by_position = Index(
+    "ix_entries_inventory_sequence",
+    ledger_entries.c.municipality_id,
+    ledger_entries.c.year,
+    ledger_entries.c.sequence,
+)
+
+
+def _create_inventory_versions(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[inventory_versions])
+    entries_by_position.create(connection, checkfirst=True)
+
+
 def _create_inventory_lines(connection: Connection) -> None:
     from emissions_ledger.adapters.repository import rebuild_inventory_lines
 
@@ -115,4 +143,9 @@ MIGRATIONS = [
         3, "inventory line amounts as exact numbers the database adds", _exact_inventory_amounts
     ),
     Migration(4, "which samples an activity entry sums", _add_activity_samples),
+    Migration(
+        5,
+        "inventory versions: postings to one inventory commit in order",
+        _create_inventory_versions,
+    ),
 ]

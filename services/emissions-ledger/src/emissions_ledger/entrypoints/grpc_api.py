@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from emissions_ledger.adapters.events import entry_to_proto, inventory_to_proto
 from emissions_ledger.handlers import LedgerHandlers
+from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit.identity import (
     CLIMATE_OFFICER,
@@ -27,6 +29,7 @@ _MUNICIPALITY_SCOPE = "a climate officer reads their own municipality; dashboard
 ACCESS: AccessPolicy = {
     "GetInventory": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
     "ListEntries": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
+    "WatchInventory": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
 }
 
 
@@ -38,8 +41,9 @@ def _require_municipality(municipality_id: str) -> None:
 
 
 class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
-    def __init__(self, handlers: LedgerHandlers) -> None:
+    def __init__(self, handlers: LedgerHandlers, watch: InventoryWatch) -> None:
         self.handlers = handlers
+        self.watch = watch
 
     async def GetInventory(
         self, request: ledger_pb2.GetInventoryRequest, context: Context
@@ -59,3 +63,19 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
             entries=[entry_to_proto(p.entry, p.trace_id) for p in entries],
             next_page_token=next_page_token,
         )
+
+    async def WatchInventory(
+        self, request: ledger_pb2.WatchInventoryRequest, context: Context
+    ) -> AsyncIterator[ledger_pb2.WatchInventoryResponse]:
+        _require_municipality(request.municipality_id)
+        changes = self.watch.watch(
+            request.municipality_id, request.year, request.position, request.from_beginning
+        )
+        async for change in changes:
+            response = ledger_pb2.WatchInventoryResponse(
+                entries=[entry_to_proto(p.entry, p.trace_id) for p in change.entries],
+                position=change.position,
+            )
+            if change.inventory is not None:
+                response.inventory.CopyFrom(inventory_to_proto(change.inventory))
+            yield response

@@ -71,16 +71,7 @@ class HubRepository:
                 select(deposits).where(deposits.c.request_key == request_key)
             )
         ).first()
-        if row is None:
-            return None
-        return Deposit(
-            deposit_id=row.deposit_id,
-            compartment_id=row.compartment_id,
-            waste_type=WasteType(row.waste_type),
-            hazardous=row.hazardous,
-            mass_g=row.mass_g,
-            deposited_at=row.deposited_at,
-        )
+        return None if row is None else _deposit_from_row(row)
 
     async def tag_deposit(self, deposit_id: str, request_key: str) -> None:
         await self.session.execute(
@@ -263,17 +254,19 @@ def _compartments_with_deposits() -> Any:
     )
 
 
+def _deposit_from_row(row: Any) -> Deposit:
+    return Deposit(
+        deposit_id=row.deposit_id,
+        compartment_id=row.compartment_id,
+        waste_type=WasteType(row.waste_type),
+        hazardous=row.hazardous,
+        mass_g=row.mass_g,
+        deposited_at=row.deposited_at,
+    )
+
+
 def _compartment_from_row(row: Any) -> Compartment:
-    deposit = None
-    if row.deposit_id is not None:
-        deposit = Deposit(
-            deposit_id=row.deposit_id,
-            compartment_id=row.compartment_id,
-            waste_type=WasteType(row.waste_type),
-            hazardous=row.hazardous,
-            mass_g=row.mass_g,
-            deposited_at=row.deposited_at,
-        )
+    deposit = None if row.deposit_id is None else _deposit_from_row(row)
     return Compartment(
         compartment_id=row.compartment_id,
         size=CompartmentSize(row.size),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -15,12 +16,20 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from servicekit.identity import TokenVerifier
 from stream_gateway.adapters.catalogue import STREAMS, EventStream, StateStream
 from stream_gateway.domain.filters import StreamFilter, normalise_enum
 from stream_gateway.domain.positions import InvalidPosition, parse_position
-from stream_gateway.entrypoints.access import Reader, authorise_reader
+from stream_gateway.entrypoints.access import (
+    CHALLENGE,
+    SESSION_COOKIE,
+    SESSION_COOKIE_PATH,
+    Reader,
+    authenticate,
+    authorise_reader,
+    bearer_token,
+)
 from stream_gateway.handlers import (
-    Outgoing,
     PositionAhead,
     SlowClient,
     Start,
@@ -75,18 +84,28 @@ def _start(topic: str, last_event_id: str | None, from_: str | None, last: int |
     return Start()
 
 
-def _sse(outgoing: Outgoing) -> ServerSentEvent:
-    return ServerSentEvent(data=outgoing.data, event=outgoing.event, id=outgoing.id)
-
-
 def _stream_error(reason: str, detail: str) -> ServerSentEvent:
     return ServerSentEvent(
         data=json.dumps({"reason": reason, "detail": detail}), event="stream-error"
     )
 
 
+def _session(reader: Reader) -> dict[str, Any]:
+    principal = reader.principal
+    return {
+        "subject": principal.subject,
+        "roles": sorted(principal.roles),
+        "partner": principal.partner_id,
+        "municipality": reader.confined_to,
+        "expiresAt": datetime.fromtimestamp(reader.expires_at).astimezone().isoformat(),
+    }
+
+
 def create_app(
-    gateway: StreamGateway, registry: CollectorRegistry, send_timeout_s: float = 30.0
+    gateway: StreamGateway,
+    registry: CollectorRegistry,
+    tokens: TokenVerifier,
+    send_timeout_s: float = 30.0,
 ) -> FastAPI:
     app = FastAPI(
         title="Green Partnerships stream gateway",
@@ -94,9 +113,12 @@ def create_app(
         description=(
             "Live streams of the platform's topics and of states derived from them, as "
             "Server-Sent Events. Each event's id is its position; reconnect with Last-Event-ID "
-            "to resume with the next event. Message schemas: docs/asyncapi/streams.yaml."
+            "to resume with the next event. Message schemas: docs/asyncapi/streams.yaml. "
+            "Every route with data needs a platform bearer token (Authorization: Bearer, or "
+            "the session cookie POST /session sets from one): docs/security.md."
         ),
     )
+    app.state.tokens = tokens
 
     @app.get("/streams/{stream_name}", response_class=Response, tags=["streams"])
     async def stream(
@@ -124,9 +146,11 @@ def create_app(
         selected = STREAMS.get(stream_name)
         if selected is None:
             raise HTTPException(404, f"no stream {stream_name}; see /streams")
+        if reader.confined_to is not None and "municipality" not in selected.filters:
+            raise HTTPException(403, f"stream {stream_name} is not one municipality's")
         wanted = _stream_filter(
             selected,
-            municipality=municipality,
+            municipality=reader.municipality(municipality),
             year=year,
             sector=sector,
             vehicle=vehicle,
@@ -139,15 +163,15 @@ def create_app(
         except TooManyClients as error:
             raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from error
 
-        async def events() -> AsyncIterator[ServerSentEvent]:
+        async def events() -> AsyncIterator[ServerSentEvent | bytes]:
             try:
                 yield ServerSentEvent(comment="stream " + selected.name, retry=RETRY_MS)
                 if isinstance(selected, EventStream):
                     source = gateway.subscribe_events(selected, wanted, start)
                 else:
                     source = gateway.subscribe_states(selected, wanted, start)
-                async for outgoing in source:
-                    yield _sse(outgoing)
+                async for batch in source:
+                    yield b"".join(outgoing.wire for outgoing in batch)
             except SlowClient as error:
                 yield _stream_error("slow_client", str(error))
             except PositionAhead as error:
@@ -158,7 +182,7 @@ def create_app(
         return EventSourceResponse(events(), ping=0, send_timeout=send_timeout_s)
 
     @app.get("/streams", tags=["streams"])
-    async def streams() -> list[dict[str, Any]]:
+    async def streams(reader: Annotated[Reader, Depends(authorise_reader)]) -> list[dict[str, Any]]:
         """The streams, their topics, filters and SSE event names."""
         return [
             {
@@ -172,6 +196,39 @@ def create_app(
             }
             for s in STREAMS.values()
         ]
+
+    @app.post("/session", tags=["session"])
+    async def sign_in(request: Request) -> JSONResponse:
+        """Signs a browser in: the bearer token of the Authorization header (never a form field,
+        which another site could post) becomes an HttpOnly cookie the streams accept."""
+        token = bearer_token(request, cookie=False)
+        if token is None:
+            raise HTTPException(401, "send the token as 'Authorization: Bearer <token>'", CHALLENGE)
+        reader = authenticate(tokens, token)
+        response = JSONResponse(_session(reader))
+        response.set_cookie(
+            SESSION_COOKIE,
+            reader.token,
+            max_age=max(0, reader.expires_at - int(time.time())),
+            path=SESSION_COOKIE_PATH,
+            secure=True,
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    @app.get("/session", tags=["session"])
+    async def session(reader: Annotated[Reader, Depends(authorise_reader)]) -> dict[str, Any]:
+        """Who the request's token or session cookie names (401 when none is valid)."""
+        return _session(reader)
+
+    @app.delete("/session", tags=["session"], status_code=204)
+    async def sign_out() -> Response:
+        response = Response(status_code=204)
+        response.delete_cookie(
+            SESSION_COOKIE, path=SESSION_COOKIE_PATH, secure=True, httponly=True, samesite="strict"
+        )
+        return response
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

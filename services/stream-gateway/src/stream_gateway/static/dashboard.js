@@ -1,20 +1,51 @@
 // The live dashboard: follows the gateway's streams with EventSource, which resumes with
 // Last-Event-ID by itself after a dropped connection; a stream the gateway refused or ended for
 // good is opened again from its last position.
+//
+// Signing in: EventSource cannot send an Authorization header, so the page trades a bearer token
+// for the gateway's HttpOnly session cookie (POST /session). The token comes from the address's
+// fragment (#token=..., which browsers never send to a server; make run prints such an address)
+// or from the sign-in form, and is dropped from the address bar at once.
 "use strict";
 
 const params = new URLSearchParams(location.search);
-const municipality = params.get("municipality") || "aalborg-kommune";
+let municipality = params.get("municipality") || "aalborg-kommune";
 const year = Number(params.get("year") || new Date().getFullYear());
 const RECENT_ENTRIES = 15;
 
 // What the page has received: read by its browser test (no entry lost, none twice).
-const state = { entryIds: new Set(), duplicates: 0, inventory: null, streams: {} };
+const state = { entryIds: new Set(), duplicates: 0, inventory: null, streams: {}, signedIn: false };
 window.dashboardState = state;
 
 const short = (name, prefix) => (name || "").replace(prefix, "").toLowerCase().replaceAll("_", " ");
 const tonnes = (kg) => (Number(kg) / 1000).toLocaleString("en", { maximumFractionDigits: 3 });
 
+async function signIn(token) {
+  const response = await fetch("/session", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  if (!response.ok) throw new Error((await response.json()).detail || response.statusText);
+  return response.json();
+}
+
+// The session: its reader, "signed-out", or "unreachable" (the gateway is away: try again).
+async function session() {
+  try {
+    const response = await fetch("/session");
+    if (response.ok) return response.json();
+    return response.status === 401 || response.status === 403 ? "signed-out" : "unreachable";
+  } catch (error) {
+    return "unreachable";
+  }
+}
+
+function askToSignIn(reason) {
+  for (const source of Object.values(sources)) source.close();
+  state.signedIn = false;
+  const form = document.getElementById("sign-in");
+  document.getElementById("sign-in-reason").textContent = reason;
+  form.hidden = false;
+}
+
+const sources = {};
 function follow(name, query, handlers) {
   let lastId = null;
   let source = null;
@@ -22,12 +53,19 @@ function follow(name, query, handlers) {
     const search = new URLSearchParams(query);
     if (lastId) search.set("position", lastId);  // a new EventSource cannot send the header
     source = new EventSource(`/streams/${name}?${search}`);
+    sources[name] = source;
     state.streams[name] = "connecting";
     source.onopen = () => { state.streams[name] = "live"; showStatus(); };
     source.onerror = () => {
       state.streams[name] = "reconnecting";
       showStatus();
-      if (source.readyState === EventSource.CLOSED) setTimeout(open, 2000);
+      // Closed for good: refused (signed out, say) or the gateway answered an error.
+      if (source.readyState === EventSource.CLOSED) {
+        session().then((reader) => {
+          if (reader === "signed-out") askToSignIn("The session has ended: sign in again.");
+          else if (state.signedIn) setTimeout(open, 2000);
+        });
+      }
     };
     for (const [event, handle] of Object.entries(handlers)) {
       source.addEventListener(event, (message) => {
@@ -148,11 +186,54 @@ function showHub(hub) {
   }
 }
 
-document.getElementById("place").textContent = `${municipality}, ${year}`;
-document.getElementById("municipality").value = municipality;
-document.getElementById("year").value = year;
+function showPlace() {
+  document.getElementById("place").textContent = `${municipality}, ${year}`;
+  document.getElementById("municipality").value = municipality;
+  document.getElementById("year").value = year;
+}
 
-follow("inventory", { municipality, year }, { inventory: showInventory });
-follow("fleet-distance", { municipality, year }, { "fleet-distance": showFleet });
-follow("ledger-entries", { municipality, year, last: 50 }, { "ledger-entry": showEntry });
-follow("hub-occupancy", { municipality }, { "hub-occupancy": showHub });
+function startStreams(reader) {
+  state.signedIn = true;
+  document.getElementById("sign-in").hidden = true;
+  // A climate officer reads their own municipality, whatever the address says.
+  if (reader.municipality) municipality = reader.municipality;
+  document.getElementById("user").textContent = `${reader.subject} (${reader.roles.join(", ")})`;
+  showPlace();
+  follow("inventory", { municipality, year }, { inventory: showInventory });
+  follow("fleet-distance", { municipality, year }, { "fleet-distance": showFleet });
+  follow("ledger-entries", { municipality, year, last: 50 }, { "ledger-entry": showEntry });
+  follow("hub-occupancy", { municipality }, { "hub-occupancy": showHub });
+}
+
+document.getElementById("sign-in").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = document.getElementById("token");
+  try {
+    const reader = await signIn(input.value.trim());
+    input.value = "";
+    startStreams(reader);
+  } catch (error) {
+    document.getElementById("sign-in-reason").textContent = `Not signed in: ${error.message}`;
+  }
+});
+
+async function begin() {
+  showPlace();
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("token");
+  if (token) {
+    history.replaceState(null, "", location.pathname + location.search);
+    try {
+      startStreams(await signIn(token));
+      return;
+    } catch (error) {
+      askToSignIn(`The token in the address was refused: ${error.message}`);
+      return;
+    }
+  }
+  const reader = await session();
+  if (reader === "signed-out" || reader === "unreachable") askToSignIn("Sign in to see the live streams.");
+  else startStreams(reader);
+}
+
+begin();

@@ -465,3 +465,71 @@ class ListEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListEntriesResponse: _TypeAlias = ListEntriesResponse  # noqa: Y015
+
+@_typing.final
+class WatchInventoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    FROM_BEGINNING_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    year: _builtins.int
+    position: _builtins.str
+    """The position of the last message received, to resume after it. Empty: start from now (the
+    first message holds the current totals and no entries), unless from_beginning is set.
+    """
+    from_beginning: _builtins.bool
+    """With no position: send every entry the inventory holds before following it."""
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        year: _builtins.int = ...,
+        position: _builtins.str = ...,
+        from_beginning: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_beginning", b"from_beginning", "municipality_id", b"municipality_id", "position", b"position", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchInventoryRequest: _TypeAlias = WatchInventoryRequest  # noqa: Y015
+
+@_typing.final
+class WatchInventoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    INVENTORY_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    position: _builtins.str
+    """Where this message leaves the stream: send it back to resume after it."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]:
+        """The entries posted since the previous message's position (or the request's), in posting
+        order. A change with many entries comes in several messages.
+        """
+
+    @_builtins.property
+    def inventory(self) -> Global___GetInventoryResponse:
+        """The totals as of this message's position; set on the last message of each change (the
+        first message always has them, also when no entry came).
+        """
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___LedgerEntry] | None = ...,
+        inventory: Global___GetInventoryResponse | None = ...,
+        position: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["inventory", b"inventory"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "inventory", b"inventory", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchInventoryResponse: _TypeAlias = WatchInventoryResponse  # noqa: Y015

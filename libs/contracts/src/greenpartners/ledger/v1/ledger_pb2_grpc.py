@@ -46,6 +46,11 @@ class EmissionsLedgerServiceStub:
                 request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEntriesRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEntriesResponse.FromString,
                 _registered_method=True)
+        self.WatchInventory = channel.unary_stream(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/WatchInventory',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryResponse.FromString,
+                _registered_method=True)
 
 
 class EmissionsLedgerServiceServicer:
@@ -68,6 +73,16 @@ class EmissionsLedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchInventory(self, request, context):
+        """Follows one municipality's inventory for one year as entries are posted: first the totals
+        (and, when resuming, the entries posted since the position sent), then a message each time
+        entries are posted. Resume after a broken stream by calling again with the last position
+        received: no entry is skipped or repeated, also across a restart of the ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +95,11 @@ def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
                     servicer.ListEntries,
                     request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEntriesRequest.FromString,
                     response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'WatchInventory': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchInventory,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +158,33 @@ class EmissionsLedgerService:
             '/greenpartners.ledger.v1.EmissionsLedgerService/ListEntries',
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEntriesRequest.SerializeToString,
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchInventory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/WatchInventory',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

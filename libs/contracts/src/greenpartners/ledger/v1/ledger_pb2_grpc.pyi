@@ -41,6 +41,12 @@ class EmissionsLedgerServiceStub:
     """
     ListEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListEntriesRequest, _ledger_pb2.ListEntriesResponse]
     """The entries behind an inventory, in posting order, a page at a time."""
+    WatchInventory: _grpc.UnaryStreamMultiCallable[_ledger_pb2.WatchInventoryRequest, _ledger_pb2.WatchInventoryResponse]
+    """Follows one municipality's inventory for one year as entries are posted: first the totals
+    (and, when resuming, the entries posted since the position sent), then a message each time
+    entries are posted. Resume after a broken stream by calling again with the last position
+    received: no entry is skipped or repeated, also across a restart of the ledger.
+    """
 
 @_typing.type_check_only
 class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
@@ -55,6 +61,12 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     """
     ListEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListEntriesRequest, _ledger_pb2.ListEntriesResponse]  # type: ignore[assignment]
     """The entries behind an inventory, in posting order, a page at a time."""
+    WatchInventory: _aio.UnaryStreamMultiCallable[_ledger_pb2.WatchInventoryRequest, _ledger_pb2.WatchInventoryResponse]  # type: ignore[assignment]
+    """Follows one municipality's inventory for one year as entries are posted: first the totals
+    (and, when resuming, the entries posted since the position sent), then a message each time
+    entries are posted. Resume after a broken stream by calling again with the last position
+    received: no entry is skipped or repeated, also across a restart of the ledger.
+    """
 
 class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """The emissions ledger: append-only Covenant of Mayors entries, fed by the other services'
@@ -78,5 +90,17 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListEntriesResponse, _abc.Awaitable[_ledger_pb2.ListEntriesResponse]]:
         """The entries behind an inventory, in posting order, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def WatchInventory(
+        self,
+        request: _ledger_pb2.WatchInventoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ledger_pb2.WatchInventoryResponse], _abc.AsyncIterator[_ledger_pb2.WatchInventoryResponse]]:
+        """Follows one municipality's inventory for one year as entries are posted: first the totals
+        (and, when resuming, the entries posted since the position sent), then a message each time
+        entries are posted. Resume after a broken stream by calling again with the last position
+        received: no entry is skipped or repeated, also across a restart of the ledger.
+        """
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer: EmissionsLedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
