@@ -168,7 +168,8 @@ async def test_a_service_serves_without_the_broker_and_its_health_follows_the_br
         await eventually(lambda: status_is("SERVING"), timeout_s=60)
         await produce(*telemetry, "ready-van", sample("ready-van", 3, start))
         assert await activity_samples(platform.bootstrap, activity_topic, 3) == 3
-        assert platform.running(fleet) is not None and platform.running(fleet).poll() is None  # type: ignore[union-attr]
+        process = platform.running(fleet)
+        assert process is not None and process.poll() is None, "it never exited"
     finally:
         if not await _answers(broker):
             broker.up()
