@@ -452,9 +452,6 @@ def test_network_policies_allow_exactly_the_platforms_calls(manifests: Manifests
     _, registry = _service(manifests, "partner-registry")
     mtls = container_environment(manifests, registry)["GRPC_MTLS_PORT"].literal
     assert registry_mtls == int(str(mtls))
-    _, lockers = _service(manifests, "locker-hubs")
-    target = container_environment(manifests, lockers)["PARTNER_REGISTRY_TARGET"].literal
-    assert target == f"partner-registry:{mtls}"
     for cluster in manifests.of_kind("Cluster"):
         name = cluster["metadata"]["name"]
         (policy,) = _policy_for(manifests, {"cnpg.io/cluster": name})

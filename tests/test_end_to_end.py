@@ -8,6 +8,8 @@ emission factors (emissions-ledger/data/emission_factors.yaml, avoided_trips.yam
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,10 +22,11 @@ import pytest
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2, lockers_pb2_grpc
+from greenpartners.registry.v1 import registry_pb2, registry_pb2_grpc
 from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.grpc_server import bad_request_field
-from servicekit.identity import CARRIER, CLIMATE_OFFICER, FLEET_MANAGER, RESIDENT
+from servicekit.identity import CARRIER, CLIMATE_OFFICER, FLEET_MANAGER, OPERATOR, RESIDENT
 from servicekit.topics import TopicNames
 from tests.conftest import PostgresDatabases
 from tests.kafka_tools import produce, read_until, unique_namespace
@@ -114,6 +117,8 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
     carrier_channel = pki.channel(platform.lockers.target, CARRIER, "homerunner")
     outsider_channel = pki.channel(platform.lockers.target, CARRIER, "aalborg-universitet")
     ledger_channel = pki.channel(platform.ledger.target, CLIMATE_OFFICER, MUNICIPALITY)
+    registry_channel = pki.channel(platform.registry.target, OPERATOR)
+    registry = registry_pb2_grpc.PartnerRegistryServiceStub(registry_channel)
     fleet = fleet_pb2_grpc.FleetTelemetryServiceStub(fleet_channel)
     lockers = lockers_pb2_grpc.LockerHubsServiceStub(lockers_channel)
     carrier = lockers_pb2_grpc.LockerHubsServiceStub(carrier_channel)
@@ -289,6 +294,26 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert bad_request_field(invalid.value) == "extra_distance_m"
 
+        # An operator revokes Homerunner at an empty hub: once locker-hubs' read model has the
+        # revocation, the carrier is refused there (before, it is let in and finds nothing).
+        empty_hub = "molo-aalborg-09"
+        await registry.RevokeCarrierAuthorization(
+            registry_pb2.RevokeCarrierAuthorizationRequest(
+                carrier_partner_id="homerunner", hub_id=empty_hub
+            )
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with pytest.raises(grpc.aio.AioRpcError) as revoked:
+                await carrier.RecordCarrierCollection(
+                    lockers_pb2.RecordCarrierCollectionRequest(hub_id=empty_hub)
+                )
+            if revoked.value.code() == grpc.StatusCode.PERMISSION_DENIED:
+                break
+            assert revoked.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert time.monotonic() < deadline, "the revocation did not reach locker-hubs"
+            await asyncio.sleep(0.1)
+
         assert (await inventory(ledger)).entry_count == 9
     finally:
         for channel in (
@@ -297,6 +322,7 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
             carrier_channel,
             outsider_channel,
             ledger_channel,
+            registry_channel,
         ):
             await channel.close()
 

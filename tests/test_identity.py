@@ -85,7 +85,6 @@ async def platform(
         lockers = build_lockers(
             database_url=f"sqlite+aiosqlite:///{data}/lockers.db",
             development_mode=True,
-            partner_registry_target=f"127.0.0.1:{registry.grpc_mtls_port}",
             **common,
         )
         fleet = build_fleet(database_url=f"sqlite+aiosqlite:///{data}/fleet.db", **common)

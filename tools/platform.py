@@ -58,16 +58,12 @@ class ServiceProcess:
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
-    def mtls_target(self) -> str:
-        return f"127.0.0.1:{self.mtls_port}"
-
-    @property
     def label(self) -> str:
         return self.name if self.instance == 0 else f"{self.name}-{self.instance}"
 
 
 SERVICES = (
-    # Only the registry is called by another service (locker-hubs), over mutual TLS.
+    # The one service with a mutual-TLS listener for other services (docs/security.md).
     ServiceProcess("partner-registry", "partner_registry", 50051, 9101, mtls_port=50061),
     ServiceProcess("locker-hubs", "locker_hubs", 50052, 9102),
     ServiceProcess("fleet-telemetry", "fleet_telemetry", 50053, 9103),
@@ -194,7 +190,6 @@ class Platform:
             ),
             "GRPC_PORT": str(service.grpc_port),
             "METRICS_PORT": str(service.metrics_port),
-            "PARTNER_REGISTRY_TARGET": self.registry.mtls_target,
             **self.pki.service_environment(service.name),
             **({"GRPC_MTLS_PORT": str(service.mtls_port)} if service.mtls_port else {}),
             "OUTBOX_POLL_INTERVAL_S": "0.2",

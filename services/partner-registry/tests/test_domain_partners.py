@@ -1,14 +1,21 @@
 """Carrier authorisation and partner filtering."""
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
 from partner_registry.domain.partners import (
     MOLO_HUBS,
+    CarrierAuthorization,
     OrganisationKind,
     Participation,
     Partner,
     PartnerRole,
     authorize_carrier,
     filter_partners,
+    page_after,
 )
+
+NOW = datetime(2026, 6, 9, 10, 0, tzinfo=UTC)
 
 
 def _partner(partner_id: str, *roles: tuple[str, PartnerRole]) -> Partner:
@@ -24,8 +31,12 @@ def _partner(partner_id: str, *roles: tuple[str, PartnerRole]) -> Partner:
     )
 
 
-HOMERUNNER = _partner(
-    "homerunner", (MOLO_HUBS, PartnerRole.PARTNER), (MOLO_HUBS, PartnerRole.CARRIER)
+HOMERUNNER = dataclasses.replace(
+    _partner("homerunner", (MOLO_HUBS, PartnerRole.PARTNER), (MOLO_HUBS, PartnerRole.CARRIER)),
+    carrier_authorizations=(
+        CarrierAuthorization("hub-aalborg-001"),
+        CarrierAuthorization("hub-aalborg-050"),
+    ),
 )
 AALBORG_UNIVERSITET = _partner("aalborg-universitet", ("green-fleets", PartnerRole.PARTNER))
 AALBORG_KOMMUNE = _partner(
@@ -43,12 +54,27 @@ def _ids(partners: list[Partner]) -> list[str]:
     return [partner.partner_id for partner in partners]
 
 
-def test_registered_molo_hubs_carrier_is_authorised_at_any_hub() -> None:
+def test_carrier_is_authorised_at_the_hubs_it_holds_an_authorisation_for() -> None:
     for hub_id in ("hub-aalborg-001", "hub-aalborg-050"):
-        decision = authorize_carrier(HOMERUNNER, hub_id)
+        decision = authorize_carrier(HOMERUNNER, hub_id, NOW)
 
         assert decision.authorized
         assert hub_id in decision.reason
+    elsewhere = authorize_carrier(HOMERUNNER, "hub-aalborg-002", NOW)
+    assert not elsewhere.authorized
+    assert elsewhere.reason == "homerunner is not authorised at hub hub-aalborg-002"
+
+
+def test_authorisation_counts_only_within_its_period() -> None:
+    period = CarrierAuthorization("hub-aalborg-001", NOW, NOW + timedelta(days=1))
+    carrier = dataclasses.replace(HOMERUNNER, carrier_authorizations=(period,))
+
+    assert not authorize_carrier(carrier, "hub-aalborg-001", NOW - timedelta(seconds=1)).authorized
+    assert authorize_carrier(carrier, "hub-aalborg-001", NOW).authorized
+    # The end is exclusive: a revocation at a moment is in force at that moment.
+    ended = authorize_carrier(carrier, "hub-aalborg-001", NOW + timedelta(days=1))
+    assert not ended.authorized
+    assert "not valid now" in ended.reason
 
 
 def test_partner_without_carrier_role_is_refused() -> None:
@@ -107,6 +133,40 @@ def test_filter_by_initiative_and_role_needs_both_in_one_participation() -> None
     assert _ids(filter_partners(ALL, MOLO_HUBS, PartnerRole.CARRIER)) == ["homerunner"]
     assert _ids(filter_partners(ALL, "green-fleets", PartnerRole.LEAD)) == ["aalborg-kommune"]
     assert filter_partners(ALL, "kimo", None) == []
+
+
+def test_filter_by_kind_and_country() -> None:
+    swedish_university = dataclasses.replace(
+        AALBORG_UNIVERSITET,
+        partner_id="hogskolan-i-halmstad",
+        kind=OrganisationKind.UNIVERSITY,
+        country_code="SE",
+    )
+    partners = [*ALL, swedish_university]
+
+    assert _ids(filter_partners(partners, None, None, kind=OrganisationKind.UNIVERSITY)) == [
+        "hogskolan-i-halmstad"
+    ]
+    assert filter_partners(partners, None, None, kind=OrganisationKind.NETWORK) == []
+    assert _ids(filter_partners(partners, None, None, country_code="SE")) == [
+        "hogskolan-i-halmstad"
+    ]
+    assert _ids(
+        filter_partners(partners, "green-fleets", PartnerRole.PARTNER, country_code="DK")
+    ) == ["aalborg-universitet"]
+
+
+def test_pages_follow_the_ids_and_end_without_a_next_page() -> None:
+    everyone = filter_partners(ALL, None, None)
+
+    first = page_after(everyone, None, 4)
+    second = page_after(everyone, first.last_id, 4)
+
+    assert _ids(first.partners) == _ids(everyone)[:4]
+    assert first.last_id == "homerunner"
+    assert _ids(second.partners) == ["nordvaerk", "unattached"]
+    assert second.last_id is None
+    assert page_after(everyone, None, 6).last_id is None
 
 
 def test_filter_accepts_any_iterable() -> None:

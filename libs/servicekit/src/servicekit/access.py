@@ -22,6 +22,8 @@ class KafkaPrincipal:
     writes: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
+    # Compacted topics read whole, without a group, into read models (servicekit.read_model).
+    read_models: tuple[str, ...] = ()
     # Consumers dead-letter what they cannot process into `<topic>.dlq` of what they read.
     writes_dead_letters: bool = False
     # Operators replay dead letters: they read every `.dlq` and write back to its source.
@@ -33,8 +35,12 @@ class KafkaPrincipal:
 
     def consumes(self) -> tuple[str, ...]:
         if not self.replays_dead_letters:
-            return self.reads
-        return self.reads + tuple(topics.dead_letter_topic(spec.name) for spec in topics.CATALOGUE)
+            return self.reads + self.read_models
+        return (
+            self.reads
+            + self.read_models
+            + tuple(topics.dead_letter_topic(spec.name) for spec in topics.CATALOGUE)
+        )
 
 
 ADMIN = "platform-admin"
@@ -49,6 +55,7 @@ KAFKA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
         "locker-hubs",
         "the locker hubs service: publishes deposits and collections",
         writes=(topics.LOCKER_EVENTS,),
+        read_models=(topics.PARTNERS,),
     ),
     KafkaPrincipal(
         "fleet-telemetry",

@@ -38,6 +38,13 @@ class FailedPrecondition(ServiceError):
     status_code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Aborted(ServiceError):
+    """A write made against a revision that is no longer current (optimistic concurrency): the
+    caller reads again and retries."""
+
+    status_code = grpc.StatusCode.ABORTED
+
+
 class PermissionDenied(ServiceError):
     status_code = grpc.StatusCode.PERMISSION_DENIED
 

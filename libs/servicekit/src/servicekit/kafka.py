@@ -140,9 +140,11 @@ class Producer:
         await client.send(node_id, MetadataRequest([]))
 
     async def send_all(
-        self, records: Sequence[tuple[str, bytes | None, bytes, list[tuple[str, bytes | None]]]]
+        self,
+        records: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
     ) -> None:
-        """Sends (topic, key, value, headers) records and returns once all are acknowledged.
+        """Sends (topic, key, value, headers) records and returns once all are acknowledged
+        (a value of None is a tombstone).
 
         All are handed to the producer first, so they travel in a few produce requests; with
         idempotence, records of one partition stay in order.
@@ -150,7 +152,8 @@ class Producer:
         await (await self.hand_over(records))
 
     async def hand_over(
-        self, records: Iterable[tuple[str, bytes | None, bytes, list[tuple[str, bytes | None]]]]
+        self,
+        records: Iterable[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
     ) -> asyncio.Future[Any]:
         """Hands the records to the producer and returns, without waiting for the broker, a
         future that completes once all of them are acknowledged (or fails with the first
@@ -207,12 +210,16 @@ class Throttle:
 
 
 class RepeatedLogFilter(logging.Filter):
-    """For the Kafka client's own loggers: a warning or error with the same template as one
-    logged less than `interval_s` ago is held back, and the next one that passes says how many
-    were (`suppressed`). While the broker is down, aiokafka's reconnect loops would otherwise
-    log thousands of lines a second."""
+    """For the loggers of Kafka clients that retry on their own (aiokafka's, and read models'):
+    a warning or error with the same template as one logged less than `interval_s` ago is held
+    back, and the next one that passes says how many were (`suppressed`). While the broker is
+    down, aiokafka's reconnect loops would otherwise log thousands of lines a second."""
 
-    def __init__(self, interval_s: float = 30.0, prefixes: tuple[str, ...] = ("aiokafka",)) -> None:
+    def __init__(
+        self,
+        interval_s: float = 30.0,
+        prefixes: tuple[str, ...] = ("aiokafka", "servicekit.read_model"),
+    ) -> None:
         super().__init__()
         self.interval_s = interval_s
         self.prefixes = prefixes

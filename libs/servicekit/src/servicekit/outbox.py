@@ -26,6 +26,9 @@ from servicekit.kafka import Producer, Throttle
 
 log = logging.getLogger(__name__)
 
+# The event type recorded for a tombstone (it has no message).
+TOMBSTONE = "tombstone"
+
 
 async def add_to_outbox(session: AsyncSession, topic: str, key: str, message: Message) -> None:
     """Stores an event for publication, with the current trace context so the trace goes on."""
@@ -52,6 +55,24 @@ async def add_many_to_outbox(
     ]
     if rows:
         await session.execute(insert(outbox), rows)
+
+
+async def add_tombstone_to_outbox(session: AsyncSession, topic: str, key: str) -> None:
+    """Stores a tombstone for publication: a record of `key` without a value, which tells a
+    compacted topic (and its readers) that the key is gone. It is stored with an empty payload,
+    which no event has (every event carries its id), and published with none."""
+    trace_headers: dict[str, str] = {}
+    propagate.inject(trace_headers)
+    await session.execute(
+        insert(outbox).values(
+            topic=topic,
+            key=key,
+            event_type=TOMBSTONE,
+            payload=b"",
+            headers=trace_headers,
+            created_at=datetime.now(UTC),
+        )
+    )
 
 
 class OutboxRelay:
@@ -262,12 +283,12 @@ class _Step:
 
 def _records(
     rows: list[Any],
-) -> list[tuple[str, bytes | None, bytes, list[tuple[str, bytes | None]]]]:
+) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]]:
     return [
         (
             row.topic,
             row.key.encode(),
-            bytes(row.payload),
+            bytes(row.payload) or None,  # empty: a tombstone
             [(name, str(value).encode()) for name, value in dict(row.headers).items()],
         )
         for row in rows

@@ -1,10 +1,11 @@
 """Readiness that tells the truth: whether the broker answers and every consumer moves on.
 
 The gRPC health status of a service (servicekit.grpc_server) follows `Readiness.serving`: it
-turns NOT_SERVING once the broker has been unreachable, or a consumer has held a batch without
-handling any of it, for longer than the configured thresholds, and SERVING again once both are
-over. The gRPC API itself keeps answering meanwhile: calls that write go to the outbox, which
-is published when the broker is back.
+is NOT_SERVING while a read model has not caught up with its changelog, and once the broker has
+been unreachable, or a consumer has held a batch without handling any of it, for longer than
+the configured thresholds; SERVING again once all of that is over. The gRPC API itself keeps
+answering meanwhile: calls that write go to the outbox, which is published when the broker is
+back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge
 
 from servicekit.kafka import BatchConsumer, Producer
+from servicekit.read_model import ReadModel
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class Readiness:
         self,
         producer: Producer,
         consumers: Sequence[BatchConsumer[Any]],
+        read_models: Sequence[ReadModel[Any]] = (),
         *,
         broker_unreachable_s: float,
         consumer_stalled_s: float,
@@ -41,6 +44,7 @@ class Readiness:
     ) -> None:
         self.producer = producer
         self.consumers = consumers
+        self.read_models = read_models
         self.broker_unreachable_s = broker_unreachable_s
         self.consumer_stalled_s = consumer_stalled_s
         self.check_interval_s = check_interval_s
@@ -91,7 +95,11 @@ class Readiness:
 
     def evaluate(self) -> bool:
         """Works out the status from the last probe and the consumers; True when it changed."""
-        problems = []
+        problems = [
+            f"the read model of {model.topic} has not caught up"
+            for model in self.read_models
+            if not model.caught_up.is_set()
+        ]
         unreachable = self.unreachable_seconds()
         if unreachable > self.broker_unreachable_s:
             problems.append(f"the Kafka broker has not answered for {unreachable:.0f} s")

@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, start_http_server
@@ -36,6 +36,7 @@ from servicekit.kafka import (
 )
 from servicekit.logs import setup_logging
 from servicekit.outbox import OutboxRelay
+from servicekit.read_model import ChangeHook, ReadModel, ReadModelMetrics
 from servicekit.readiness import Readiness
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import setup_tracing
@@ -116,6 +117,9 @@ class ServiceRuntime:
         self.database = Database(settings.database_url)
         self.producer = Producer(settings.kafka_bootstrap_servers, settings.service_name)
         self.consumers: list[BatchConsumer[Message]] = []
+        self.read_models: list[ReadModel[Any]] = []
+        self._read_models_started: list[ReadModel[Any]] = []
+        self.read_model_metrics = ReadModelMetrics(self.metrics)
         self.relay = OutboxRelay(
             self.database,
             self.producer,
@@ -136,6 +140,7 @@ class ServiceRuntime:
         self.readiness = Readiness(
             self.producer,
             self.consumers,
+            self.read_models,
             broker_unreachable_s=settings.readiness_broker_unreachable_s,
             consumer_stalled_s=settings.readiness_consumer_stalled_s,
             registry=self.metrics,
@@ -181,6 +186,28 @@ class ServiceRuntime:
         self.consumers.append(consumer)  # type: ignore[arg-type]
         return consumer
 
+    def read_model(
+        self,
+        topic: str,
+        message_type: type[MessageT],
+        revision_of: Callable[[MessageT], int],
+        on_change: ChangeHook[MessageT] | None = None,
+    ) -> ReadModel[MessageT]:
+        """A local copy of a compacted topic (see servicekit.read_model); the service starts
+        serving only once every read model has caught up."""
+        model = ReadModel(
+            topic=self.names(topic),
+            message_type=message_type,
+            revision_of=revision_of,
+            database=self.database,
+            connection={"bootstrap_servers": self.settings.kafka_bootstrap_servers},
+            client_id=self.settings.service_name,
+            on_change=on_change,
+            metrics=self.read_model_metrics,
+        )
+        self.read_models.append(model)
+        return model
+
     def add_grpc(self, registrar: Registrar) -> None:
         self.registrars.append(registrar)
 
@@ -202,6 +229,7 @@ class ServiceRuntime:
         await self.database.migrate(self.migrations)
         for hook in self.startup_hooks:
             await hook()
+        self.readiness.start(self._apply_readiness)
         first_attempt = asyncio.Event()
         self._kafka_task = asyncio.create_task(
             self._connect_kafka(first_attempt), name="connect kafka"
@@ -209,6 +237,10 @@ class ServiceRuntime:
         # A broker that answers is connected before gRPC is served, as a service's callers and
         # tests expect; one that is down delays nothing.
         await first_attempt.wait()
+        # Ready means answering from whole read models: with the broker up, serve after they
+        # caught up. Without it, gRPC answers from the copies stored at the last run, and the
+        # health status says NOT_SERVING until they caught up.
+        await self._wait_read_models()
         self.grpc = GrpcServer(
             services=self.grpc_services,
             registrars=self.registrars,
@@ -227,7 +259,7 @@ class ServiceRuntime:
         )
         self.grpc_mtls_port = self.grpc.mtls_port
         self.health_port = self.grpc.health_port
-        self.readiness.start(self.grpc.set_serving)
+        await self.grpc.set_serving(self.readiness.serving)
         if self.settings.metrics_port:
             start_http_server(
                 self.settings.metrics_port, self.settings.metrics_address, registry=self.metrics
@@ -252,6 +284,10 @@ class ServiceRuntime:
                 for consumer in self.consumers:
                     if not consumer.started:
                         await consumer.start()
+                for model in self.read_models:
+                    if model not in self._read_models_started:
+                        await model.start()
+                        self._read_models_started.append(model)
             except Exception as error:
                 first_attempt.set()
                 if throttle.due():
@@ -272,6 +308,20 @@ class ServiceRuntime:
             first_attempt.set()
             return
 
+    async def _wait_read_models(self) -> None:
+        """Until every read model caught up, or the broker has been away longer than readiness
+        allows (then the service serves, NOT_SERVING, rather than not at all)."""
+        for model in self.read_models:
+            while not model.caught_up.is_set():
+                if self.readiness.unreachable_seconds() > self.readiness.broker_unreachable_s:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(model.caught_up.wait(), 1.0)
+
+    async def _apply_readiness(self, serving: bool) -> None:
+        if self.grpc is not None:
+            await self.grpc.set_serving(serving)
+
     async def stop(self) -> None:
         # Stop taking calls first, then let the relay publish what is committed.
         for ending in self.stopping_hooks:
@@ -285,6 +335,8 @@ class ServiceRuntime:
                 await self._kafka_task
         for consumer in self.consumers:
             await consumer.stop()
+        for model in self.read_models:
+            await model.stop()
         for hook in reversed(self.shutdown_hooks):
             await hook()
         await self.relay.stop()

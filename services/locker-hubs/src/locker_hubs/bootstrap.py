@@ -8,12 +8,13 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator
 
 from greenpartners.lockers.v1 import lockers_pb2_grpc
+from locker_hubs.adapters.carrier_directory import CarrierDirectory
 from locker_hubs.adapters.data_files import load_shipped_hubs
-from locker_hubs.adapters.registry_client import PartnerRegistryClient
 from locker_hubs.adapters.tables import MIGRATIONS
 from locker_hubs.entrypoints import grpc_api
 from locker_hubs.entrypoints.grpc_api import LockerHubsApi
 from locker_hubs.handlers import LockerHandlers
+from servicekit.partners import PartnerDirectory
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
 
@@ -27,8 +28,6 @@ class LockerSettings(ServiceSettings):
     service_name: str = "locker-hubs"
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///var/locker-hubs.db"
-    # The registry's mutual-TLS listener: locker-hubs calls it with its own certificate.
-    partner_registry_target: str = Field(default="127.0.0.1:50061", min_length=1)
     # HMAC key of the one-time drop-off codes: CODE_PEPPER, or the file CODE_PEPPER_FILE names
     # (a mounted secret). Required outside development mode, at least 32 bytes.
     code_pepper_file: str = ""
@@ -64,12 +63,12 @@ def build(**overrides: object) -> ServiceRuntime:
         migrations=MIGRATIONS,
         grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
-    registry = PartnerRegistryClient(settings.partner_registry_target, runtime.tls.client())
-    runtime.on_shutdown(registry.close)
+    # Carriers are authorised from the registry's changelog, kept locally (servicekit.partners).
+    carriers = CarrierDirectory(PartnerDirectory.follow(runtime), runtime.unit_of_work)
     handlers = LockerHandlers(
         runtime.unit_of_work,
         runtime.names,
-        registry,
+        carriers,
         code_pepper=settings.code_pepper.encode(),
         code_ttl=timedelta(seconds=settings.drop_off_code_ttl_s),
         open_codes_per_resident=settings.open_codes_per_resident,

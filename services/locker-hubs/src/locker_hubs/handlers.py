@@ -54,6 +54,8 @@ ResultT = TypeVar("ResultT")
 
 
 class CarrierAuthorization(Protocol):
+    """Whether a carrier may collect at a hub now, and why not (adapters.carrier_directory)."""
+
     async def is_authorized(self, carrier_partner_id: str, hub_id: str) -> tuple[bool, str]: ...
 
 
@@ -88,7 +90,7 @@ class LockerHandlers:
         self,
         unit_of_work: UnitOfWork,
         names: TopicNames,
-        registry: CarrierAuthorization,
+        carriers: CarrierAuthorization,
         code_pepper: bytes,
         code_ttl: timedelta,
         open_codes_per_resident: int = 3,
@@ -98,7 +100,7 @@ class LockerHandlers:
     ) -> None:
         self.unit_of_work = unit_of_work
         self.names = names
-        self.registry = registry
+        self.carriers = carriers
         self.code_pepper = code_pepper
         self.code_ttl = code_ttl
         self.open_codes_per_resident = open_codes_per_resident
@@ -246,7 +248,7 @@ class LockerHandlers:
         collection_id = command.collection_id or str(uuid.uuid4())
         _limit_length("collection_id", collection_id)
 
-        authorized, reason = await self.registry.is_authorized(
+        authorized, reason = await self.carriers.is_authorized(
             command.carrier_partner_id, command.hub_id
         )
         if not authorized:

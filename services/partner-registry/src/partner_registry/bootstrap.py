@@ -31,6 +31,8 @@ def build(**overrides: object) -> ServiceRuntime:
 
     async def seed_registry() -> None:
         await handlers.seed(*load_seed())
+        # Readers build their read models from the changelog: serve once it holds the seed.
+        await handlers.wait_until_published()
 
     runtime.on_startup(seed_registry)
     api = PartnerRegistryApi(handlers)

@@ -22,46 +22,81 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(greenpartners/registry/v1/registry.proto\x12\x19greenpartners.registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\nInitiative\x12\x15\n\rinitiative_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tprogramme\x18\x04 \x01(\t\x12\x11\n\tstarts_on\x18\x05 \x01(\t\x12\x0f\n\x07\x65nds_on\x18\x06 \x01(\t\"-\n\x0eRepresentative\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\"\xb4\x01\n\rParticipation\x12\x15\n\rinitiative_id\x18\x01 \x01(\t\x12\x34\n\x04role\x18\x02 \x01(\x0e\x32&.greenpartners.registry.v1.PartnerRole\x12\x12\n\nsince_year\x18\x03 \x01(\x05\x12\x42\n\x0frepresentatives\x18\x04 \x03(\x0b\x32).greenpartners.registry.v1.Representative\"\xd0\x01\n\x07Partner\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x39\n\x04kind\x18\x03 \x01(\x0e\x32+.greenpartners.registry.v1.OrganisationKind\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\t\x12@\n\x0eparticipations\x18\x05 \x03(\x0b\x32(.greenpartners.registry.v1.Participation\x12\x10\n\x08revision\x18\x06 \x01(\x03\"\'\n\x11GetPartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\"I\n\x12GetPartnerResponse\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\"b\n\x13ListPartnersRequest\x12\x15\n\rinitiative_id\x18\x01 \x01(\t\x12\x34\n\x04role\x18\x02 \x01(\x0e\x32&.greenpartners.registry.v1.PartnerRole\"L\n\x14ListPartnersResponse\x12\x34\n\x08partners\x18\x01 \x03(\x0b\x32\".greenpartners.registry.v1.Partner\"\x18\n\x16ListInitiativesRequest\"U\n\x17ListInitiativesResponse\x12:\n\x0binitiatives\x18\x01 \x03(\x0b\x32%.greenpartners.registry.v1.Initiative\"N\n CheckCarrierAuthorizationRequest\x12\x1a\n\x12\x63\x61rrier_partner_id\x18\x01 \x01(\t\x12\x0e\n\x06hub_id\x18\x02 \x01(\t\"G\n!CheckCarrierAuthorizationResponse\x12\x12\n\nauthorized\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x88\x01\n\x0ePartnerChanged\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07partner\x18\x03 \x01(\x0b\x32\".greenpartners.registry.v1.Partner*\x89\x02\n\x10OrganisationKind\x12!\n\x1dORGANISATION_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eORGANISATION_KIND_MUNICIPALITY\x10\x01\x12+\n\'ORGANISATION_KIND_MUNICIPAL_ASSOCIATION\x10\x02\x12 \n\x1cORGANISATION_KIND_UNIVERSITY\x10\x03\x12!\n\x1dORGANISATION_KIND_ASSOCIATION\x10\x04\x12\x1d\n\x19ORGANISATION_KIND_COMPANY\x10\x05\x12\x1d\n\x19ORGANISATION_KIND_NETWORK\x10\x06*\xea\x01\n\x0bPartnerRole\x12\x1c\n\x18PARTNER_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11PARTNER_ROLE_LEAD\x10\x01\x12\x18\n\x14PARTNER_ROLE_PARTNER\x10\x02\x12\x17\n\x13PARTNER_ROLE_MEMBER\x10\x03\x12\x1a\n\x16PARTNER_ROLE_SIGNATORY\x10\x04\x12\x1c\n\x18PARTNER_ROLE_COORDINATOR\x10\x05\x12\x18\n\x14PARTNER_ROLE_CARRIER\x10\x06\x12\x1f\n\x1bPARTNER_ROLE_WASTE_OPERATOR\x10\x07\x32\x87\x04\n\x16PartnerRegistryService\x12i\n\nGetPartner\x12,.greenpartners.registry.v1.GetPartnerRequest\x1a-.greenpartners.registry.v1.GetPartnerResponse\x12o\n\x0cListPartners\x12..greenpartners.registry.v1.ListPartnersRequest\x1a/.greenpartners.registry.v1.ListPartnersResponse\x12x\n\x0fListInitiatives\x12\x31.greenpartners.registry.v1.ListInitiativesRequest\x1a\x32.greenpartners.registry.v1.ListInitiativesResponse\x12\x96\x01\n\x19\x43heckCarrierAuthorization\x12;.greenpartners.registry.v1.CheckCarrierAuthorizationRequest\x1a<.greenpartners.registry.v1.CheckCarrierAuthorizationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(greenpartners/registry/v1/registry.proto\x12\x19greenpartners.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x01\n\nInitiative\x12\x15\n\rinitiative_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tprogramme\x18\x04 \x01(\t\x12\x11\n\tstarts_on\x18\x05 \x01(\t\x12\x0f\n\x07\x65nds_on\x18\x06 \x01(\t\x12\x0f\n\x07hub_ids\x18\x07 \x03(\t\x12\x10\n\x08revision\x18\x08 \x01(\x03\"-\n\x0eRepresentative\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\"\xc8\x01\n\rParticipation\x12\x15\n\rinitiative_id\x18\x01 \x01(\t\x12\x34\n\x04role\x18\x02 \x01(\x0e\x32&.greenpartners.registry.v1.PartnerRole\x12\x12\n\nsince_year\x18\x03 \x01(\x05\x12\x42\n\x0frepresentatives\x18\x04 \x03(\x0b\x32).greenpartners.registry.v1.Representative\x12\x12\n\nuntil_year\x18\x05 \x01(\x05\"\x7f\n\x12\x43ovenantCommitment\x12\x16\n\x0esignatory_year\x18\x01 \x01(\x05\x12\x15\n\rbaseline_year\x18\x02 \x01(\x05\x12:\n\x07targets\x18\x03 \x03(\x0b\x32).greenpartners.registry.v1.EmissionTarget\"i\n\x0e\x45missionTarget\x12\x13\n\x0btarget_year\x18\x01 \x01(\x05\x12\x19\n\x11reduction_percent\x18\x02 \x01(\x05\x12\x17\n\x0f\x63limate_neutral\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\"\x87\x01\n\x14\x43\x61rrierAuthorization\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12.\n\nvalid_from\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xed\x02\n\x07Partner\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x39\n\x04kind\x18\x03 \x01(\x0e\x32+.greenpartners.registry.v1.OrganisationKind\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\t\x12@\n\x0eparticipations\x18\x05 \x03(\x0b\x32(.greenpartners.registry.v1.Participation\x12\x10\n\x08revision\x18\x06 \x01(\x03\x12J\n\x13\x63ovenant_commitment\x18\x07 \x01(\x0b\x32-.greenpartners.registry.v1.CovenantCommitment\x12O\n\x16\x63\x61rrier_authorizations\x18\x08 \x03(\x0b\x32/.greenpartners.registry.v1.CarrierAuthorization\"\'\n\x11GetPartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\"I\n\x12GetPartnerResponse\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\"\xda\x01\n\x13ListPartnersRequest\x12\x15\n\rinitiative_id\x18\x01 \x01(\t\x12\x34\n\x04role\x18\x02 \x01(\x0e\x32&.greenpartners.registry.v1.PartnerRole\x12\x39\n\x04kind\x18\x03 \x01(\x0e\x32+.greenpartners.registry.v1.OrganisationKind\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"e\n\x14ListPartnersResponse\x12\x34\n\x08partners\x18\x01 \x03(\x0b\x32\".greenpartners.registry.v1.Partner\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x18\n\x16ListInitiativesRequest\"U\n\x17ListInitiativesResponse\x12:\n\x0binitiatives\x18\x01 \x03(\x0b\x32%.greenpartners.registry.v1.Initiative\"N\n CheckCarrierAuthorizationRequest\x12\x1a\n\x12\x63\x61rrier_partner_id\x18\x01 \x01(\t\x12\x0e\n\x06hub_id\x18\x02 \x01(\t\"G\n!CheckCarrierAuthorizationResponse\x12\x12\n\nauthorized\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"K\n\x14\x43reatePartnerRequest\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\"L\n\x15\x43reatePartnerResponse\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\"|\n\x14UpdatePartnerRequest\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"L\n\x15UpdatePartnerResponse\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\"<\n\x14\x44\x65letePartnerRequest\x12\x12\n\npartner_id\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\x17\n\x15\x44\x65letePartnerResponse\"T\n\x17\x43reateInitiativeRequest\x12\x39\n\ninitiative\x18\x01 \x01(\x0b\x32%.greenpartners.registry.v1.Initiative\"U\n\x18\x43reateInitiativeResponse\x12\x39\n\ninitiative\x18\x01 \x01(\x0b\x32%.greenpartners.registry.v1.Initiative\"\x85\x01\n\x17UpdateInitiativeRequest\x12\x39\n\ninitiative\x18\x01 \x01(\x0b\x32%.greenpartners.registry.v1.Initiative\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"U\n\x18UpdateInitiativeResponse\x12\x39\n\ninitiative\x18\x01 \x01(\x0b\x32%.greenpartners.registry.v1.Initiative\"\xb8\x01\n\x17\x41uthorizeCarrierRequest\x12\x1a\n\x12\x63\x61rrier_partner_id\x18\x01 \x01(\t\x12\x0e\n\x06hub_id\x18\x02 \x01(\t\x12.\n\nvalid_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x05 \x01(\x03\"O\n\x18\x41uthorizeCarrierResponse\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\"a\n!RevokeCarrierAuthorizationRequest\x12\x1a\n\x12\x63\x61rrier_partner_id\x18\x01 \x01(\t\x12\x0e\n\x06hub_id\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\"Y\n\"RevokeCarrierAuthorizationResponse\x12\x33\n\x07partner\x18\x01 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\"\xc3\x01\n\x0ePartnerChanged\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07partner\x18\x03 \x01(\x0b\x32\".greenpartners.registry.v1.Partner\x12\x39\n\ninitiative\x18\x04 \x01(\x0b\x32%.greenpartners.registry.v1.Initiative*\xe3\x02\n\x10OrganisationKind\x12!\n\x1dORGANISATION_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eORGANISATION_KIND_MUNICIPALITY\x10\x01\x12+\n\'ORGANISATION_KIND_MUNICIPAL_ASSOCIATION\x10\x02\x12 \n\x1cORGANISATION_KIND_UNIVERSITY\x10\x03\x12!\n\x1dORGANISATION_KIND_ASSOCIATION\x10\x04\x12\x1d\n\x19ORGANISATION_KIND_COMPANY\x10\x05\x12\x1d\n\x19ORGANISATION_KIND_NETWORK\x10\x06\x12/\n+ORGANISATION_KIND_PUBLIC_TRANSPORT_OPERATOR\x10\x07\x12\'\n#ORGANISATION_KIND_MUNICIPAL_COMPANY\x10\x08*\xea\x01\n\x0bPartnerRole\x12\x1c\n\x18PARTNER_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11PARTNER_ROLE_LEAD\x10\x01\x12\x18\n\x14PARTNER_ROLE_PARTNER\x10\x02\x12\x17\n\x13PARTNER_ROLE_MEMBER\x10\x03\x12\x1a\n\x16PARTNER_ROLE_SIGNATORY\x10\x04\x12\x1c\n\x18PARTNER_ROLE_COORDINATOR\x10\x05\x12\x18\n\x14PARTNER_ROLE_CARRIER\x10\x06\x12\x1f\n\x1bPARTNER_ROLE_WASTE_OPERATOR\x10\x07\x32\xf6\n\n\x16PartnerRegistryService\x12i\n\nGetPartner\x12,.greenpartners.registry.v1.GetPartnerRequest\x1a-.greenpartners.registry.v1.GetPartnerResponse\x12o\n\x0cListPartners\x12..greenpartners.registry.v1.ListPartnersRequest\x1a/.greenpartners.registry.v1.ListPartnersResponse\x12x\n\x0fListInitiatives\x12\x31.greenpartners.registry.v1.ListInitiativesRequest\x1a\x32.greenpartners.registry.v1.ListInitiativesResponse\x12\x96\x01\n\x19\x43heckCarrierAuthorization\x12;.greenpartners.registry.v1.CheckCarrierAuthorizationRequest\x1a<.greenpartners.registry.v1.CheckCarrierAuthorizationResponse\x12r\n\rCreatePartner\x12/.greenpartners.registry.v1.CreatePartnerRequest\x1a\x30.greenpartners.registry.v1.CreatePartnerResponse\x12r\n\rUpdatePartner\x12/.greenpartners.registry.v1.UpdatePartnerRequest\x1a\x30.greenpartners.registry.v1.UpdatePartnerResponse\x12r\n\rDeletePartner\x12/.greenpartners.registry.v1.DeletePartnerRequest\x1a\x30.greenpartners.registry.v1.DeletePartnerResponse\x12{\n\x10\x43reateInitiative\x12\x32.greenpartners.registry.v1.CreateInitiativeRequest\x1a\x33.greenpartners.registry.v1.CreateInitiativeResponse\x12{\n\x10UpdateInitiative\x12\x32.greenpartners.registry.v1.UpdateInitiativeRequest\x1a\x33.greenpartners.registry.v1.UpdateInitiativeResponse\x12{\n\x10\x41uthorizeCarrier\x12\x32.greenpartners.registry.v1.AuthorizeCarrierRequest\x1a\x33.greenpartners.registry.v1.AuthorizeCarrierResponse\x12\x99\x01\n\x1aRevokeCarrierAuthorization\x12<.greenpartners.registry.v1.RevokeCarrierAuthorizationRequest\x1a=.greenpartners.registry.v1.RevokeCarrierAuthorizationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'greenpartners.registry.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORGANISATIONKIND']._serialized_start=1372
-  _globals['_ORGANISATIONKIND']._serialized_end=1637
-  _globals['_PARTNERROLE']._serialized_start=1640
-  _globals['_PARTNERROLE']._serialized_end=1874
-  _globals['_INITIATIVE']._serialized_start=104
-  _globals['_INITIATIVE']._serialized_end=229
-  _globals['_REPRESENTATIVE']._serialized_start=231
-  _globals['_REPRESENTATIVE']._serialized_end=276
-  _globals['_PARTICIPATION']._serialized_start=279
-  _globals['_PARTICIPATION']._serialized_end=459
-  _globals['_PARTNER']._serialized_start=462
-  _globals['_PARTNER']._serialized_end=670
-  _globals['_GETPARTNERREQUEST']._serialized_start=672
-  _globals['_GETPARTNERREQUEST']._serialized_end=711
-  _globals['_GETPARTNERRESPONSE']._serialized_start=713
-  _globals['_GETPARTNERRESPONSE']._serialized_end=786
-  _globals['_LISTPARTNERSREQUEST']._serialized_start=788
-  _globals['_LISTPARTNERSREQUEST']._serialized_end=886
-  _globals['_LISTPARTNERSRESPONSE']._serialized_start=888
-  _globals['_LISTPARTNERSRESPONSE']._serialized_end=964
-  _globals['_LISTINITIATIVESREQUEST']._serialized_start=966
-  _globals['_LISTINITIATIVESREQUEST']._serialized_end=990
-  _globals['_LISTINITIATIVESRESPONSE']._serialized_start=992
-  _globals['_LISTINITIATIVESRESPONSE']._serialized_end=1077
-  _globals['_CHECKCARRIERAUTHORIZATIONREQUEST']._serialized_start=1079
-  _globals['_CHECKCARRIERAUTHORIZATIONREQUEST']._serialized_end=1157
-  _globals['_CHECKCARRIERAUTHORIZATIONRESPONSE']._serialized_start=1159
-  _globals['_CHECKCARRIERAUTHORIZATIONRESPONSE']._serialized_end=1230
-  _globals['_PARTNERCHANGED']._serialized_start=1233
-  _globals['_PARTNERCHANGED']._serialized_end=1369
-  _globals['_PARTNERREGISTRYSERVICE']._serialized_start=1877
-  _globals['_PARTNERREGISTRYSERVICE']._serialized_end=2396
+  _globals['_ORGANISATIONKIND']._serialized_start=3498
+  _globals['_ORGANISATIONKIND']._serialized_end=3853
+  _globals['_PARTNERROLE']._serialized_start=3856
+  _globals['_PARTNERROLE']._serialized_end=4090
+  _globals['_INITIATIVE']._serialized_start=139
+  _globals['_INITIATIVE']._serialized_end=299
+  _globals['_REPRESENTATIVE']._serialized_start=301
+  _globals['_REPRESENTATIVE']._serialized_end=346
+  _globals['_PARTICIPATION']._serialized_start=349
+  _globals['_PARTICIPATION']._serialized_end=549
+  _globals['_COVENANTCOMMITMENT']._serialized_start=551
+  _globals['_COVENANTCOMMITMENT']._serialized_end=678
+  _globals['_EMISSIONTARGET']._serialized_start=680
+  _globals['_EMISSIONTARGET']._serialized_end=785
+  _globals['_CARRIERAUTHORIZATION']._serialized_start=788
+  _globals['_CARRIERAUTHORIZATION']._serialized_end=923
+  _globals['_PARTNER']._serialized_start=926
+  _globals['_PARTNER']._serialized_end=1291
+  _globals['_GETPARTNERREQUEST']._serialized_start=1293
+  _globals['_GETPARTNERREQUEST']._serialized_end=1332
+  _globals['_GETPARTNERRESPONSE']._serialized_start=1334
+  _globals['_GETPARTNERRESPONSE']._serialized_end=1407
+  _globals['_LISTPARTNERSREQUEST']._serialized_start=1410
+  _globals['_LISTPARTNERSREQUEST']._serialized_end=1628
+  _globals['_LISTPARTNERSRESPONSE']._serialized_start=1630
+  _globals['_LISTPARTNERSRESPONSE']._serialized_end=1731
+  _globals['_LISTINITIATIVESREQUEST']._serialized_start=1733
+  _globals['_LISTINITIATIVESREQUEST']._serialized_end=1757
+  _globals['_LISTINITIATIVESRESPONSE']._serialized_start=1759
+  _globals['_LISTINITIATIVESRESPONSE']._serialized_end=1844
+  _globals['_CHECKCARRIERAUTHORIZATIONREQUEST']._serialized_start=1846
+  _globals['_CHECKCARRIERAUTHORIZATIONREQUEST']._serialized_end=1924
+  _globals['_CHECKCARRIERAUTHORIZATIONRESPONSE']._serialized_start=1926
+  _globals['_CHECKCARRIERAUTHORIZATIONRESPONSE']._serialized_end=1997
+  _globals['_CREATEPARTNERREQUEST']._serialized_start=1999
+  _globals['_CREATEPARTNERREQUEST']._serialized_end=2074
+  _globals['_CREATEPARTNERRESPONSE']._serialized_start=2076
+  _globals['_CREATEPARTNERRESPONSE']._serialized_end=2152
+  _globals['_UPDATEPARTNERREQUEST']._serialized_start=2154
+  _globals['_UPDATEPARTNERREQUEST']._serialized_end=2278
+  _globals['_UPDATEPARTNERRESPONSE']._serialized_start=2280
+  _globals['_UPDATEPARTNERRESPONSE']._serialized_end=2356
+  _globals['_DELETEPARTNERREQUEST']._serialized_start=2358
+  _globals['_DELETEPARTNERREQUEST']._serialized_end=2418
+  _globals['_DELETEPARTNERRESPONSE']._serialized_start=2420
+  _globals['_DELETEPARTNERRESPONSE']._serialized_end=2443
+  _globals['_CREATEINITIATIVEREQUEST']._serialized_start=2445
+  _globals['_CREATEINITIATIVEREQUEST']._serialized_end=2529
+  _globals['_CREATEINITIATIVERESPONSE']._serialized_start=2531
+  _globals['_CREATEINITIATIVERESPONSE']._serialized_end=2616
+  _globals['_UPDATEINITIATIVEREQUEST']._serialized_start=2619
+  _globals['_UPDATEINITIATIVEREQUEST']._serialized_end=2752
+  _globals['_UPDATEINITIATIVERESPONSE']._serialized_start=2754
+  _globals['_UPDATEINITIATIVERESPONSE']._serialized_end=2839
+  _globals['_AUTHORIZECARRIERREQUEST']._serialized_start=2842
+  _globals['_AUTHORIZECARRIERREQUEST']._serialized_end=3026
+  _globals['_AUTHORIZECARRIERRESPONSE']._serialized_start=3028
+  _globals['_AUTHORIZECARRIERRESPONSE']._serialized_end=3107
+  _globals['_REVOKECARRIERAUTHORIZATIONREQUEST']._serialized_start=3109
+  _globals['_REVOKECARRIERAUTHORIZATIONREQUEST']._serialized_end=3206
+  _globals['_REVOKECARRIERAUTHORIZATIONRESPONSE']._serialized_start=3208
+  _globals['_REVOKECARRIERAUTHORIZATIONRESPONSE']._serialized_end=3297
+  _globals['_PARTNERCHANGED']._serialized_start=3300
+  _globals['_PARTNERCHANGED']._serialized_end=3495
+  _globals['_PARTNERREGISTRYSERVICE']._serialized_start=4093
+  _globals['_PARTNERREGISTRYSERVICE']._serialized_end=5491
 # @@protoc_insertion_point(module_scope)

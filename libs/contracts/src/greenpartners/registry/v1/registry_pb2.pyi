@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -33,6 +34,12 @@ class _OrganisationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Orga
     ORGANISATION_KIND_ASSOCIATION: _OrganisationKind.ValueType  # 4
     ORGANISATION_KIND_COMPANY: _OrganisationKind.ValueType  # 5
     ORGANISATION_KIND_NETWORK: _OrganisationKind.ValueType  # 6
+    ORGANISATION_KIND_PUBLIC_TRANSPORT_OPERATOR: _OrganisationKind.ValueType  # 7
+    """Runs public transport (buses, ferries): its vehicles are the Covenant's public transport."""
+    ORGANISATION_KIND_MUNICIPAL_COMPANY: _OrganisationKind.ValueType  # 8
+    """A company the municipality owns (for example a utility): its vehicles are the municipal
+    fleet.
+    """
 
 class OrganisationKind(_OrganisationKind, metaclass=_OrganisationKindEnumTypeWrapper): ...
 
@@ -43,6 +50,12 @@ ORGANISATION_KIND_UNIVERSITY: OrganisationKind.ValueType  # 3
 ORGANISATION_KIND_ASSOCIATION: OrganisationKind.ValueType  # 4
 ORGANISATION_KIND_COMPANY: OrganisationKind.ValueType  # 5
 ORGANISATION_KIND_NETWORK: OrganisationKind.ValueType  # 6
+ORGANISATION_KIND_PUBLIC_TRANSPORT_OPERATOR: OrganisationKind.ValueType  # 7
+"""Runs public transport (buses, ferries): its vehicles are the Covenant's public transport."""
+ORGANISATION_KIND_MUNICIPAL_COMPANY: OrganisationKind.ValueType  # 8
+"""A company the municipality owns (for example a utility): its vehicles are the municipal
+fleet.
+"""
 Global___OrganisationKind: _TypeAlias = OrganisationKind  # noqa: Y015
 
 class _PartnerRole:
@@ -96,6 +109,8 @@ class Initiative(_message.Message):
     PROGRAMME_FIELD_NUMBER: _builtins.int
     STARTS_ON_FIELD_NUMBER: _builtins.int
     ENDS_ON_FIELD_NUMBER: _builtins.int
+    HUB_IDS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
     initiative_id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -104,6 +119,12 @@ class Initiative(_message.Message):
     starts_on: _builtins.str
     """Dates as ISO 8601 (YYYY-MM-DD); empty when open-ended or unknown."""
     ends_on: _builtins.str
+    revision: _builtins.int
+    """Bumped on every change, as a partner's."""
+    @_builtins.property
+    def hub_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """MoLo Hubs: the locker hubs (locker-hubs' hub ids) carriers can be authorised at."""
+
     def __init__(
         self,
         *,
@@ -113,10 +134,12 @@ class Initiative(_message.Message):
         programme: _builtins.str = ...,
         starts_on: _builtins.str = ...,
         ends_on: _builtins.str = ...,
+        hub_ids: _abc.Iterable[_builtins.str] | None = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "ends_on", b"ends_on", "initiative_id", b"initiative_id", "name", b"name", "programme", b"programme", "starts_on", b"starts_on"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "ends_on", b"ends_on", "hub_ids", b"hub_ids", "initiative_id", b"initiative_id", "name", b"name", "programme", b"programme", "revision", b"revision", "starts_on", b"starts_on"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -124,6 +147,10 @@ Global___Initiative: _TypeAlias = Initiative  # noqa: Y015
 
 @_typing.final
 class Representative(_message.Message):
+    """Who represents a partner in an initiative, as a public source names them: a name and a
+    public title only (no contact details, no other personal data).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -152,10 +179,13 @@ class Participation(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     SINCE_YEAR_FIELD_NUMBER: _builtins.int
     REPRESENTATIVES_FIELD_NUMBER: _builtins.int
+    UNTIL_YEAR_FIELD_NUMBER: _builtins.int
     initiative_id: _builtins.str
     role: Global___PartnerRole.ValueType
     since_year: _builtins.int
     """Year the partner joined, 0 when unknown."""
+    until_year: _builtins.int
+    """Last year the partner took part, 0 while it still does (or when unknown)."""
     @_builtins.property
     def representatives(self) -> _containers.RepeatedCompositeFieldContainer[Global___Representative]: ...
     def __init__(
@@ -165,14 +195,111 @@ class Participation(_message.Message):
         role: Global___PartnerRole.ValueType = ...,
         since_year: _builtins.int = ...,
         representatives: _abc.Iterable[Global___Representative] | None = ...,
+        until_year: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["initiative_id", b"initiative_id", "representatives", b"representatives", "role", b"role", "since_year", b"since_year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initiative_id", b"initiative_id", "representatives", b"representatives", "role", b"role", "since_year", b"since_year", "until_year", b"until_year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Participation: _TypeAlias = Participation  # noqa: Y015
+
+@_typing.final
+class CovenantCommitment(_message.Message):
+    """A municipality's commitment under the Covenant of Mayors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNATORY_YEAR_FIELD_NUMBER: _builtins.int
+    BASELINE_YEAR_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    signatory_year: _builtins.int
+    """Year the municipality signed the Covenant."""
+    baseline_year: _builtins.int
+    """Year of the Baseline Emission Inventory the targets are measured against; 0 when not
+    stated.
+    """
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmissionTarget]: ...
+    def __init__(
+        self,
+        *,
+        signatory_year: _builtins.int = ...,
+        baseline_year: _builtins.int = ...,
+        targets: _abc.Iterable[Global___EmissionTarget] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_year", b"baseline_year", "signatory_year", b"signatory_year", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantCommitment: _TypeAlias = CovenantCommitment  # noqa: Y015
+
+@_typing.final
+class EmissionTarget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_YEAR_FIELD_NUMBER: _builtins.int
+    REDUCTION_PERCENT_FIELD_NUMBER: _builtins.int
+    CLIMATE_NEUTRAL_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    target_year: _builtins.int
+    reduction_percent: _builtins.int
+    """Cut in greenhouse gas emissions against the baseline year, in percent (70 = -70 %); 0 when
+    the target is stated as climate neutrality only.
+    """
+    climate_neutral: _builtins.bool
+    """Net zero emissions by the target year (climate neutrality)."""
+    source: _builtins.str
+    """Where the target is stated (plan or decision)."""
+    def __init__(
+        self,
+        *,
+        target_year: _builtins.int = ...,
+        reduction_percent: _builtins.int = ...,
+        climate_neutral: _builtins.bool = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["climate_neutral", b"climate_neutral", "reduction_percent", b"reduction_percent", "source", b"source", "target_year", b"target_year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmissionTarget: _TypeAlias = EmissionTarget  # noqa: Y015
+
+@_typing.final
+class CarrierAuthorization(_message.Message):
+    """A carrier's authorisation to collect at one locker hub, valid from valid_from (inclusive)
+    until valid_until (exclusive); either unset: open on that side.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HUB_ID_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    hub_id: _builtins.str
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        hub_id: _builtins.str = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hub_id", b"hub_id", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CarrierAuthorization: _TypeAlias = CarrierAuthorization  # noqa: Y015
 
 @_typing.final
 class Partner(_message.Message):
@@ -184,6 +311,8 @@ class Partner(_message.Message):
     COUNTRY_CODE_FIELD_NUMBER: _builtins.int
     PARTICIPATIONS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    COVENANT_COMMITMENT_FIELD_NUMBER: _builtins.int
+    CARRIER_AUTHORIZATIONS_FIELD_NUMBER: _builtins.int
     partner_id: _builtins.str
     """Stable slug, for example "aalborg-kommune"."""
     name: _builtins.str
@@ -194,6 +323,14 @@ class Partner(_message.Message):
     """Bumped on every change, so consumers can ignore stale copies."""
     @_builtins.property
     def participations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Participation]: ...
+    @_builtins.property
+    def covenant_commitment(self) -> Global___CovenantCommitment:
+        """Municipalities that signed the Covenant of Mayors: their commitment."""
+
+    @_builtins.property
+    def carrier_authorizations(self) -> _containers.RepeatedCompositeFieldContainer[Global___CarrierAuthorization]:
+        """MoLo Hubs carriers: the hubs they may collect at, with validity (history included)."""
+
     def __init__(
         self,
         *,
@@ -203,10 +340,12 @@ class Partner(_message.Message):
         country_code: _builtins.str = ...,
         participations: _abc.Iterable[Global___Participation] | None = ...,
         revision: _builtins.int = ...,
+        covenant_commitment: Global___CovenantCommitment | None = ...,
+        carrier_authorizations: _abc.Iterable[Global___CarrierAuthorization] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["covenant_commitment", b"covenant_commitment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["country_code", b"country_code", "kind", b"kind", "name", b"name", "participations", b"participations", "partner_id", b"partner_id", "revision", b"revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier_authorizations", b"carrier_authorizations", "country_code", b"country_code", "covenant_commitment", b"covenant_commitment", "kind", b"kind", "name", b"name", "participations", b"participations", "partner_id", b"partner_id", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -257,19 +396,35 @@ class ListPartnersRequest(_message.Message):
 
     INITIATIVE_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    COUNTRY_CODE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     initiative_id: _builtins.str
     """Empty: all initiatives."""
     role: Global___PartnerRole.ValueType
-    """Unspecified: all roles."""
+    """Unspecified: all roles. With an initiative, the role held in that initiative."""
+    kind: Global___OrganisationKind.ValueType
+    """Unspecified: all kinds."""
+    country_code: _builtins.str
+    """ISO 3166-1 alpha-2; empty: all countries."""
+    page_size: _builtins.int
+    """Partners per page: 0 means 50, at most 200."""
+    page_token: _builtins.str
+    """From a previous response's next_page_token; empty: the first page."""
     def __init__(
         self,
         *,
         initiative_id: _builtins.str = ...,
         role: Global___PartnerRole.ValueType = ...,
+        kind: Global___OrganisationKind.ValueType = ...,
+        country_code: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["initiative_id", b"initiative_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["country_code", b"country_code", "initiative_id", b"initiative_id", "kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,16 +435,22 @@ class ListPartnersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PARTNERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
-    def partners(self) -> _containers.RepeatedCompositeFieldContainer[Global___Partner]: ...
+    def partners(self) -> _containers.RepeatedCompositeFieldContainer[Global___Partner]:
+        """Sorted by partner id."""
+
     def __init__(
         self,
         *,
         partners: _abc.Iterable[Global___Partner] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["partners", b"partners"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "partners", b"partners"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -376,29 +537,365 @@ class CheckCarrierAuthorizationResponse(_message.Message):
 Global___CheckCarrierAuthorizationResponse: _TypeAlias = CheckCarrierAuthorizationResponse  # noqa: Y015
 
 @_typing.final
+class CreatePartnerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner(self) -> Global___Partner:
+        """revision is ignored: a new partner starts at 1."""
+
+    def __init__(
+        self,
+        *,
+        partner: Global___Partner | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePartnerRequest: _TypeAlias = CreatePartnerRequest  # noqa: Y015
+
+@_typing.final
+class CreatePartnerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner(self) -> Global___Partner: ...
+    def __init__(
+        self,
+        *,
+        partner: Global___Partner | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePartnerResponse: _TypeAlias = CreatePartnerResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePartnerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner(self) -> Global___Partner:
+        """The partner id, the revision the caller read, and the new values of the masked fields."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Top-level fields to replace: name, kind, country_code, participations,
+        covenant_commitment, carrier_authorizations. Required.
+        """
+
+    def __init__(
+        self,
+        *,
+        partner: Global___Partner | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePartnerRequest: _TypeAlias = UpdatePartnerRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePartnerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner(self) -> Global___Partner: ...
+    def __init__(
+        self,
+        *,
+        partner: Global___Partner | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePartnerResponse: _TypeAlias = UpdatePartnerResponse  # noqa: Y015
+
+@_typing.final
+class DeletePartnerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_ID_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    partner_id: _builtins.str
+    revision: _builtins.int
+    """The revision the caller read."""
+    def __init__(
+        self,
+        *,
+        partner_id: _builtins.str = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner_id", b"partner_id", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePartnerRequest: _TypeAlias = DeletePartnerRequest  # noqa: Y015
+
+@_typing.final
+class DeletePartnerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePartnerResponse: _TypeAlias = DeletePartnerResponse  # noqa: Y015
+
+@_typing.final
+class CreateInitiativeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INITIATIVE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def initiative(self) -> Global___Initiative:
+        """revision is ignored: a new initiative starts at 1."""
+
+    def __init__(
+        self,
+        *,
+        initiative: Global___Initiative | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateInitiativeRequest: _TypeAlias = CreateInitiativeRequest  # noqa: Y015
+
+@_typing.final
+class CreateInitiativeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INITIATIVE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def initiative(self) -> Global___Initiative: ...
+    def __init__(
+        self,
+        *,
+        initiative: Global___Initiative | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateInitiativeResponse: _TypeAlias = CreateInitiativeResponse  # noqa: Y015
+
+@_typing.final
+class UpdateInitiativeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INITIATIVE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def initiative(self) -> Global___Initiative:
+        """The initiative id, the revision the caller read, and the new values of the masked fields."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Top-level fields to replace: name, description, programme, starts_on, ends_on, hub_ids.
+        Required.
+        """
+
+    def __init__(
+        self,
+        *,
+        initiative: Global___Initiative | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateInitiativeRequest: _TypeAlias = UpdateInitiativeRequest  # noqa: Y015
+
+@_typing.final
+class UpdateInitiativeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INITIATIVE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def initiative(self) -> Global___Initiative: ...
+    def __init__(
+        self,
+        *,
+        initiative: Global___Initiative | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateInitiativeResponse: _TypeAlias = UpdateInitiativeResponse  # noqa: Y015
+
+@_typing.final
+class AuthorizeCarrierRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    HUB_ID_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    carrier_partner_id: _builtins.str
+    hub_id: _builtins.str
+    """A hub of the MoLo Hubs initiative."""
+    revision: _builtins.int
+    """The carrier's revision the caller read; 0: whatever is current."""
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp:
+        """Unset: from now."""
+
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp:
+        """Unset: until revoked."""
+
+    def __init__(
+        self,
+        *,
+        carrier_partner_id: _builtins.str = ...,
+        hub_id: _builtins.str = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier_partner_id", b"carrier_partner_id", "hub_id", b"hub_id", "revision", b"revision", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeCarrierRequest: _TypeAlias = AuthorizeCarrierRequest  # noqa: Y015
+
+@_typing.final
+class AuthorizeCarrierResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner(self) -> Global___Partner: ...
+    def __init__(
+        self,
+        *,
+        partner: Global___Partner | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthorizeCarrierResponse: _TypeAlias = AuthorizeCarrierResponse  # noqa: Y015
+
+@_typing.final
+class RevokeCarrierAuthorizationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CARRIER_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    HUB_ID_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    carrier_partner_id: _builtins.str
+    hub_id: _builtins.str
+    revision: _builtins.int
+    """The carrier's revision the caller read; 0: whatever is current (a revocation should not
+    wait for a re-read).
+    """
+    def __init__(
+        self,
+        *,
+        carrier_partner_id: _builtins.str = ...,
+        hub_id: _builtins.str = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier_partner_id", b"carrier_partner_id", "hub_id", b"hub_id", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCarrierAuthorizationRequest: _TypeAlias = RevokeCarrierAuthorizationRequest  # noqa: Y015
+
+@_typing.final
+class RevokeCarrierAuthorizationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partner(self) -> Global___Partner: ...
+    def __init__(
+        self,
+        *,
+        partner: Global___Partner | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partner", b"partner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCarrierAuthorizationResponse: _TypeAlias = RevokeCarrierAuthorizationResponse  # noqa: Y015
+
+@_typing.final
 class PartnerChanged(_message.Message):
-    """Payload of topic registry.partners.v1 (compacted, key = partner_id)."""
+    """Payload of topic registry.partners.v1 (compacted). Exactly one of partner and initiative is
+    set: a partner's record is keyed by its partner id, an initiative's by "initiative:" and its
+    id. A deleted partner's key gets a tombstone (a record without a value).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     PARTNER_FIELD_NUMBER: _builtins.int
+    INITIATIVE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def partner(self) -> Global___Partner: ...
+    @_builtins.property
+    def initiative(self) -> Global___Initiative: ...
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
         partner: Global___Partner | None = ...,
+        initiative: Global___Initiative | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "partner", b"partner"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initiative", b"initiative", "occurred_at", b"occurred_at", "partner", b"partner"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occurred_at", b"occurred_at", "partner", b"partner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "initiative", b"initiative", "occurred_at", b"occurred_at", "partner", b"partner"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

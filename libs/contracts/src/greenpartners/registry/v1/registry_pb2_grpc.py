@@ -27,8 +27,12 @@ if _version_not_supported:
 
 class PartnerRegistryServiceStub:
     """The partner registry: the initiatives Aalborg Kommune takes part in, the organisations
-    behind them and the role each plays. Other services read it over gRPC or keep a local
-    read model from the compacted topic registry.partners.v1.
+    behind them and the role each plays. It is the source of truth: every change is a new
+    revision of a partner's (or initiative's) record on the compacted topic
+    registry.partners.v1, of which other services keep local read models.
+
+    Writes follow optimistic concurrency: an update or delete names the revision it read, and
+    one that is no longer the current revision answers ABORTED (read again, then retry).
     """
 
     def __init__(self, channel):
@@ -57,23 +61,62 @@ class PartnerRegistryServiceStub:
                 request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CheckCarrierAuthorizationRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CheckCarrierAuthorizationResponse.FromString,
                 _registered_method=True)
+        self.CreatePartner = channel.unary_unary(
+                '/greenpartners.registry.v1.PartnerRegistryService/CreatePartner',
+                request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreatePartnerRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreatePartnerResponse.FromString,
+                _registered_method=True)
+        self.UpdatePartner = channel.unary_unary(
+                '/greenpartners.registry.v1.PartnerRegistryService/UpdatePartner',
+                request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerResponse.FromString,
+                _registered_method=True)
+        self.DeletePartner = channel.unary_unary(
+                '/greenpartners.registry.v1.PartnerRegistryService/DeletePartner',
+                request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.DeletePartnerRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.DeletePartnerResponse.FromString,
+                _registered_method=True)
+        self.CreateInitiative = channel.unary_unary(
+                '/greenpartners.registry.v1.PartnerRegistryService/CreateInitiative',
+                request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreateInitiativeRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreateInitiativeResponse.FromString,
+                _registered_method=True)
+        self.UpdateInitiative = channel.unary_unary(
+                '/greenpartners.registry.v1.PartnerRegistryService/UpdateInitiative',
+                request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdateInitiativeRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdateInitiativeResponse.FromString,
+                _registered_method=True)
+        self.AuthorizeCarrier = channel.unary_unary(
+                '/greenpartners.registry.v1.PartnerRegistryService/AuthorizeCarrier',
+                request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.AuthorizeCarrierRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.AuthorizeCarrierResponse.FromString,
+                _registered_method=True)
+        self.RevokeCarrierAuthorization = channel.unary_unary(
+                '/greenpartners.registry.v1.PartnerRegistryService/RevokeCarrierAuthorization',
+                request_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.RevokeCarrierAuthorizationRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.RevokeCarrierAuthorizationResponse.FromString,
+                _registered_method=True)
 
 
 class PartnerRegistryServiceServicer:
     """The partner registry: the initiatives Aalborg Kommune takes part in, the organisations
-    behind them and the role each plays. Other services read it over gRPC or keep a local
-    read model from the compacted topic registry.partners.v1.
+    behind them and the role each plays. It is the source of truth: every change is a new
+    revision of a partner's (or initiative's) record on the compacted topic
+    registry.partners.v1, of which other services keep local read models.
+
+    Writes follow optimistic concurrency: an update or delete names the revision it read, and
+    one that is no longer the current revision answers ABORTED (read again, then retry).
     """
 
     def GetPartner(self, request, context):
-        """One partner by id. NOT_FOUND when no partner has that id.
+        """One partner by id. NOT_FOUND when no partner has that id (or it was deleted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListPartners(self, request, context):
-        """Partners, optionally only those taking part in one initiative or holding one role.
+        """Partners, filtered by initiative, role, kind and country, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,7 +130,59 @@ class PartnerRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckCarrierAuthorization(self, request, context):
-        """Whether a carrier may collect waste at a locker hub (MoLo Hubs).
+        """Whether a carrier may collect waste at a locker hub (MoLo Hubs) now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePartner(self, request, context):
+        """A new partner, at revision 1 (or the revision after its deleted predecessor's).
+        ALREADY_EXISTS when a partner has the id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePartner(self, request, context):
+        """Changes the fields the mask names; the partner's revision must be the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePartner(self, request, context):
+        """Deletes a partner: a tombstone on the changelog; its id may be created again later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateInitiative(self, request, context):
+        """A new initiative, at revision 1. ALREADY_EXISTS when one has the id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateInitiative(self, request, context):
+        """Changes the fields the mask names; the initiative's revision must be the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthorizeCarrier(self, request, context):
+        """Authorises a MoLo Hubs carrier at one hub for a period (replacing its authorisation at
+        that hub). NOT_FOUND for a hub MoLo Hubs does not have; FAILED_PRECONDITION for a partner
+        that is not a MoLo Hubs carrier.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCarrierAuthorization(self, request, context):
+        """Ends a carrier's authorisation at one hub now (kept, with its end, as history).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +211,41 @@ def add_PartnerRegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CheckCarrierAuthorizationRequest.FromString,
                     response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CheckCarrierAuthorizationResponse.SerializeToString,
             ),
+            'CreatePartner': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePartner,
+                    request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreatePartnerRequest.FromString,
+                    response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreatePartnerResponse.SerializeToString,
+            ),
+            'UpdatePartner': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePartner,
+                    request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerRequest.FromString,
+                    response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerResponse.SerializeToString,
+            ),
+            'DeletePartner': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePartner,
+                    request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.DeletePartnerRequest.FromString,
+                    response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.DeletePartnerResponse.SerializeToString,
+            ),
+            'CreateInitiative': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateInitiative,
+                    request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreateInitiativeRequest.FromString,
+                    response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreateInitiativeResponse.SerializeToString,
+            ),
+            'UpdateInitiative': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateInitiative,
+                    request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdateInitiativeRequest.FromString,
+                    response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdateInitiativeResponse.SerializeToString,
+            ),
+            'AuthorizeCarrier': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeCarrier,
+                    request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.AuthorizeCarrierRequest.FromString,
+                    response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.AuthorizeCarrierResponse.SerializeToString,
+            ),
+            'RevokeCarrierAuthorization': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCarrierAuthorization,
+                    request_deserializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.RevokeCarrierAuthorizationRequest.FromString,
+                    response_serializer=greenpartners_dot_registry_dot_v1_dot_registry__pb2.RevokeCarrierAuthorizationResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'greenpartners.registry.v1.PartnerRegistryService', rpc_method_handlers)
@@ -126,8 +256,12 @@ def add_PartnerRegistryServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PartnerRegistryService:
     """The partner registry: the initiatives Aalborg Kommune takes part in, the organisations
-    behind them and the role each plays. Other services read it over gRPC or keep a local
-    read model from the compacted topic registry.partners.v1.
+    behind them and the role each plays. It is the source of truth: every change is a new
+    revision of a partner's (or initiative's) record on the compacted topic
+    registry.partners.v1, of which other services keep local read models.
+
+    Writes follow optimistic concurrency: an update or delete names the revision it read, and
+    one that is no longer the current revision answers ABORTED (read again, then retry).
     """
 
     @staticmethod
@@ -228,6 +362,195 @@ class PartnerRegistryService:
             '/greenpartners.registry.v1.PartnerRegistryService/CheckCarrierAuthorization',
             greenpartners_dot_registry_dot_v1_dot_registry__pb2.CheckCarrierAuthorizationRequest.SerializeToString,
             greenpartners_dot_registry_dot_v1_dot_registry__pb2.CheckCarrierAuthorizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePartner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.registry.v1.PartnerRegistryService/CreatePartner',
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreatePartnerRequest.SerializeToString,
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreatePartnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePartner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.registry.v1.PartnerRegistryService/UpdatePartner',
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerRequest.SerializeToString,
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdatePartnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePartner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.registry.v1.PartnerRegistryService/DeletePartner',
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.DeletePartnerRequest.SerializeToString,
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.DeletePartnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateInitiative(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.registry.v1.PartnerRegistryService/CreateInitiative',
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreateInitiativeRequest.SerializeToString,
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.CreateInitiativeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateInitiative(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.registry.v1.PartnerRegistryService/UpdateInitiative',
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdateInitiativeRequest.SerializeToString,
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.UpdateInitiativeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeCarrier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.registry.v1.PartnerRegistryService/AuthorizeCarrier',
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.AuthorizeCarrierRequest.SerializeToString,
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.AuthorizeCarrierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCarrierAuthorization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.registry.v1.PartnerRegistryService/RevokeCarrierAuthorization',
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.RevokeCarrierAuthorizationRequest.SerializeToString,
+            greenpartners_dot_registry_dot_v1_dot_registry__pb2.RevokeCarrierAuthorizationResponse.FromString,
             options,
             channel_credentials,
             insecure,

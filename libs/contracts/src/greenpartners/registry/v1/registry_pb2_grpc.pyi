@@ -28,8 +28,12 @@ GRPC_VERSION: str
 
 class PartnerRegistryServiceStub:
     """The partner registry: the initiatives Aalborg Kommune takes part in, the organisations
-    behind them and the role each plays. Other services read it over gRPC or keep a local
-    read model from the compacted topic registry.partners.v1.
+    behind them and the role each plays. It is the source of truth: every change is a new
+    revision of a partner's (or initiative's) record on the compacted topic
+    registry.partners.v1, of which other services keep local read models.
+
+    Writes follow optimistic concurrency: an update or delete names the revision it read, and
+    one that is no longer the current revision answers ABORTED (read again, then retry).
     """
 
     @_typing.overload
@@ -37,35 +41,81 @@ class PartnerRegistryServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PartnerRegistryServiceAsyncStub: ...
     GetPartner: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetPartnerRequest, _registry_pb2.GetPartnerResponse]
-    """One partner by id. NOT_FOUND when no partner has that id."""
+    """One partner by id. NOT_FOUND when no partner has that id (or it was deleted)."""
     ListPartners: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListPartnersRequest, _registry_pb2.ListPartnersResponse]
-    """Partners, optionally only those taking part in one initiative or holding one role."""
+    """Partners, filtered by initiative, role, kind and country, a page at a time."""
     ListInitiatives: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListInitiativesRequest, _registry_pb2.ListInitiativesResponse]
     """The initiatives the registry knows."""
     CheckCarrierAuthorization: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CheckCarrierAuthorizationRequest, _registry_pb2.CheckCarrierAuthorizationResponse]
-    """Whether a carrier may collect waste at a locker hub (MoLo Hubs)."""
+    """Whether a carrier may collect waste at a locker hub (MoLo Hubs) now."""
+    CreatePartner: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreatePartnerRequest, _registry_pb2.CreatePartnerResponse]
+    """A new partner, at revision 1 (or the revision after its deleted predecessor's).
+    ALREADY_EXISTS when a partner has the id.
+    """
+    UpdatePartner: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdatePartnerRequest, _registry_pb2.UpdatePartnerResponse]
+    """Changes the fields the mask names; the partner's revision must be the current one."""
+    DeletePartner: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeletePartnerRequest, _registry_pb2.DeletePartnerResponse]
+    """Deletes a partner: a tombstone on the changelog; its id may be created again later."""
+    CreateInitiative: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateInitiativeRequest, _registry_pb2.CreateInitiativeResponse]
+    """A new initiative, at revision 1. ALREADY_EXISTS when one has the id."""
+    UpdateInitiative: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateInitiativeRequest, _registry_pb2.UpdateInitiativeResponse]
+    """Changes the fields the mask names; the initiative's revision must be the current one."""
+    AuthorizeCarrier: _grpc.UnaryUnaryMultiCallable[_registry_pb2.AuthorizeCarrierRequest, _registry_pb2.AuthorizeCarrierResponse]
+    """Authorises a MoLo Hubs carrier at one hub for a period (replacing its authorisation at
+    that hub). NOT_FOUND for a hub MoLo Hubs does not have; FAILED_PRECONDITION for a partner
+    that is not a MoLo Hubs carrier.
+    """
+    RevokeCarrierAuthorization: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RevokeCarrierAuthorizationRequest, _registry_pb2.RevokeCarrierAuthorizationResponse]
+    """Ends a carrier's authorisation at one hub now (kept, with its end, as history)."""
 
 @_typing.type_check_only
 class PartnerRegistryServiceAsyncStub(PartnerRegistryServiceStub):
     """The partner registry: the initiatives Aalborg Kommune takes part in, the organisations
-    behind them and the role each plays. Other services read it over gRPC or keep a local
-    read model from the compacted topic registry.partners.v1.
+    behind them and the role each plays. It is the source of truth: every change is a new
+    revision of a partner's (or initiative's) record on the compacted topic
+    registry.partners.v1, of which other services keep local read models.
+
+    Writes follow optimistic concurrency: an update or delete names the revision it read, and
+    one that is no longer the current revision answers ABORTED (read again, then retry).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetPartner: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetPartnerRequest, _registry_pb2.GetPartnerResponse]  # type: ignore[assignment]
-    """One partner by id. NOT_FOUND when no partner has that id."""
+    """One partner by id. NOT_FOUND when no partner has that id (or it was deleted)."""
     ListPartners: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListPartnersRequest, _registry_pb2.ListPartnersResponse]  # type: ignore[assignment]
-    """Partners, optionally only those taking part in one initiative or holding one role."""
+    """Partners, filtered by initiative, role, kind and country, a page at a time."""
     ListInitiatives: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListInitiativesRequest, _registry_pb2.ListInitiativesResponse]  # type: ignore[assignment]
     """The initiatives the registry knows."""
     CheckCarrierAuthorization: _aio.UnaryUnaryMultiCallable[_registry_pb2.CheckCarrierAuthorizationRequest, _registry_pb2.CheckCarrierAuthorizationResponse]  # type: ignore[assignment]
-    """Whether a carrier may collect waste at a locker hub (MoLo Hubs)."""
+    """Whether a carrier may collect waste at a locker hub (MoLo Hubs) now."""
+    CreatePartner: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreatePartnerRequest, _registry_pb2.CreatePartnerResponse]  # type: ignore[assignment]
+    """A new partner, at revision 1 (or the revision after its deleted predecessor's).
+    ALREADY_EXISTS when a partner has the id.
+    """
+    UpdatePartner: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdatePartnerRequest, _registry_pb2.UpdatePartnerResponse]  # type: ignore[assignment]
+    """Changes the fields the mask names; the partner's revision must be the current one."""
+    DeletePartner: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeletePartnerRequest, _registry_pb2.DeletePartnerResponse]  # type: ignore[assignment]
+    """Deletes a partner: a tombstone on the changelog; its id may be created again later."""
+    CreateInitiative: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateInitiativeRequest, _registry_pb2.CreateInitiativeResponse]  # type: ignore[assignment]
+    """A new initiative, at revision 1. ALREADY_EXISTS when one has the id."""
+    UpdateInitiative: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateInitiativeRequest, _registry_pb2.UpdateInitiativeResponse]  # type: ignore[assignment]
+    """Changes the fields the mask names; the initiative's revision must be the current one."""
+    AuthorizeCarrier: _aio.UnaryUnaryMultiCallable[_registry_pb2.AuthorizeCarrierRequest, _registry_pb2.AuthorizeCarrierResponse]  # type: ignore[assignment]
+    """Authorises a MoLo Hubs carrier at one hub for a period (replacing its authorisation at
+    that hub). NOT_FOUND for a hub MoLo Hubs does not have; FAILED_PRECONDITION for a partner
+    that is not a MoLo Hubs carrier.
+    """
+    RevokeCarrierAuthorization: _aio.UnaryUnaryMultiCallable[_registry_pb2.RevokeCarrierAuthorizationRequest, _registry_pb2.RevokeCarrierAuthorizationResponse]  # type: ignore[assignment]
+    """Ends a carrier's authorisation at one hub now (kept, with its end, as history)."""
 
 class PartnerRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The partner registry: the initiatives Aalborg Kommune takes part in, the organisations
-    behind them and the role each plays. Other services read it over gRPC or keep a local
-    read model from the compacted topic registry.partners.v1.
+    behind them and the role each plays. It is the source of truth: every change is a new
+    revision of a partner's (or initiative's) record on the compacted topic
+    registry.partners.v1, of which other services keep local read models.
+
+    Writes follow optimistic concurrency: an update or delete names the revision it read, and
+    one that is no longer the current revision answers ABORTED (read again, then retry).
     """
 
     @_abc_1.abstractmethod
@@ -74,7 +124,7 @@ class PartnerRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.GetPartnerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.GetPartnerResponse, _abc.Awaitable[_registry_pb2.GetPartnerResponse]]:
-        """One partner by id. NOT_FOUND when no partner has that id."""
+        """One partner by id. NOT_FOUND when no partner has that id (or it was deleted)."""
 
     @_abc_1.abstractmethod
     def ListPartners(
@@ -82,7 +132,7 @@ class PartnerRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.ListPartnersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ListPartnersResponse, _abc.Awaitable[_registry_pb2.ListPartnersResponse]]:
-        """Partners, optionally only those taking part in one initiative or holding one role."""
+        """Partners, filtered by initiative, role, kind and country, a page at a time."""
 
     @_abc_1.abstractmethod
     def ListInitiatives(
@@ -98,6 +148,67 @@ class PartnerRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.CheckCarrierAuthorizationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.CheckCarrierAuthorizationResponse, _abc.Awaitable[_registry_pb2.CheckCarrierAuthorizationResponse]]:
-        """Whether a carrier may collect waste at a locker hub (MoLo Hubs)."""
+        """Whether a carrier may collect waste at a locker hub (MoLo Hubs) now."""
+
+    @_abc_1.abstractmethod
+    def CreatePartner(
+        self,
+        request: _registry_pb2.CreatePartnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreatePartnerResponse, _abc.Awaitable[_registry_pb2.CreatePartnerResponse]]:
+        """A new partner, at revision 1 (or the revision after its deleted predecessor's).
+        ALREADY_EXISTS when a partner has the id.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdatePartner(
+        self,
+        request: _registry_pb2.UpdatePartnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdatePartnerResponse, _abc.Awaitable[_registry_pb2.UpdatePartnerResponse]]:
+        """Changes the fields the mask names; the partner's revision must be the current one."""
+
+    @_abc_1.abstractmethod
+    def DeletePartner(
+        self,
+        request: _registry_pb2.DeletePartnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeletePartnerResponse, _abc.Awaitable[_registry_pb2.DeletePartnerResponse]]:
+        """Deletes a partner: a tombstone on the changelog; its id may be created again later."""
+
+    @_abc_1.abstractmethod
+    def CreateInitiative(
+        self,
+        request: _registry_pb2.CreateInitiativeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateInitiativeResponse, _abc.Awaitable[_registry_pb2.CreateInitiativeResponse]]:
+        """A new initiative, at revision 1. ALREADY_EXISTS when one has the id."""
+
+    @_abc_1.abstractmethod
+    def UpdateInitiative(
+        self,
+        request: _registry_pb2.UpdateInitiativeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateInitiativeResponse, _abc.Awaitable[_registry_pb2.UpdateInitiativeResponse]]:
+        """Changes the fields the mask names; the initiative's revision must be the current one."""
+
+    @_abc_1.abstractmethod
+    def AuthorizeCarrier(
+        self,
+        request: _registry_pb2.AuthorizeCarrierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.AuthorizeCarrierResponse, _abc.Awaitable[_registry_pb2.AuthorizeCarrierResponse]]:
+        """Authorises a MoLo Hubs carrier at one hub for a period (replacing its authorisation at
+        that hub). NOT_FOUND for a hub MoLo Hubs does not have; FAILED_PRECONDITION for a partner
+        that is not a MoLo Hubs carrier.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeCarrierAuthorization(
+        self,
+        request: _registry_pb2.RevokeCarrierAuthorizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.RevokeCarrierAuthorizationResponse, _abc.Awaitable[_registry_pb2.RevokeCarrierAuthorizationResponse]]:
+        """Ends a carrier's authorisation at one hub now (kept, with its end, as history)."""
 
 def add_PartnerRegistryServiceServicer_to_server(servicer: PartnerRegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
