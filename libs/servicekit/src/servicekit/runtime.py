@@ -147,6 +147,7 @@ class ServiceRuntime:
         )
         # Set once topics, producer, relay and consumers are all up.
         self.kafka_connected = asyncio.Event()
+        self._hooks_done = asyncio.Event()
         self._kafka_task: asyncio.Task[None] | None = None
 
     def topic(self, name: str) -> str:
@@ -227,16 +228,19 @@ class ServiceRuntime:
         """Migrates the database, runs the start-up hooks, connects Kafka if the broker answers
         (in the background otherwise) and serves gRPC."""
         await self.database.migrate(self.migrations)
+        self.readiness.start(self._apply_readiness)
+        producer_attempted, clients_attempted = asyncio.Event(), asyncio.Event()
+        self._kafka_task = asyncio.create_task(
+            self._connect_kafka(producer_attempted, clients_attempted), name="connect kafka"
+        )
+        # A broker that answers is connected before the start-up hooks run (they may publish
+        # through the outbox and wait for it) and the consumers and read models before gRPC
+        # is served, as a service's callers and tests expect; one that is down delays nothing.
+        await producer_attempted.wait()
         for hook in self.startup_hooks:
             await hook()
-        self.readiness.start(self._apply_readiness)
-        first_attempt = asyncio.Event()
-        self._kafka_task = asyncio.create_task(
-            self._connect_kafka(first_attempt), name="connect kafka"
-        )
-        # A broker that answers is connected before gRPC is served, as a service's callers and
-        # tests expect; one that is down delays nothing.
-        await first_attempt.wait()
+        self._hooks_done.set()
+        await clients_attempted.wait()
         # Ready means answering from whole read models: with the broker up, serve after they
         # caught up. Without it, gRPC answers from the copies stored at the last run, and the
         # health status says NOT_SERVING until they caught up.
@@ -265,9 +269,12 @@ class ServiceRuntime:
                 self.settings.metrics_port, self.settings.metrics_address, registry=self.metrics
             )
 
-    async def _connect_kafka(self, first_attempt: asyncio.Event) -> None:
-        """Creates the topics, starts the producer, the outbox relay and the consumers, each
-        step retried (with backoff, logged once per interval) until the broker answers."""
+    async def _connect_kafka(
+        self, producer_attempted: asyncio.Event, clients_attempted: asyncio.Event
+    ) -> None:
+        """Creates the topics, starts the producer and the outbox relay, then (once the start-up
+        hooks ran) the consumers and read models, each step retried (with backoff, logged once
+        per interval) until the broker answers."""
         throttle = Throttle(self.settings.log_repeat_interval_s)
         delay_s = 0.5
         topics_ready = False
@@ -281,6 +288,8 @@ class ServiceRuntime:
                 if not self.producer.started:
                     await self.producer.start()
                 self.relay.start()
+                producer_attempted.set()
+                await self._hooks_done.wait()
                 for consumer in self.consumers:
                     if not consumer.started:
                         await consumer.start()
@@ -289,7 +298,8 @@ class ServiceRuntime:
                         await model.start()
                         self._read_models_started.append(model)
             except Exception as error:
-                first_attempt.set()
+                producer_attempted.set()
+                clients_attempted.set()
                 if throttle.due():
                     log.warning(
                         "Kafka is not reachable; gRPC is served and Kafka is connected when "
@@ -305,7 +315,7 @@ class ServiceRuntime:
             if delay_s > 0.5:
                 log.info("Kafka connected")
             self.kafka_connected.set()
-            first_attempt.set()
+            clients_attempted.set()
             return
 
     async def _wait_read_models(self) -> None:
