@@ -29,6 +29,7 @@ MAX_ID_CHARS = ID_MAX_LENGTH
 # protobuf spec defines it); outside it no conversion can succeed, so it is refused up front.
 _MIN_SECONDS = -62_135_596_800
 _MAX_SECONDS = 253_402_300_799
+_NANOS = 1_000_000_000
 
 MessageT = TypeVar("MessageT", bound=Message)
 
@@ -81,6 +82,14 @@ class Decoder(Generic[MessageT]):
         self.has_occurred_at = "occurred_at" in fields
         self.id_paths = _id_paths(descriptor)
         self.timestamp_paths = _timestamp_paths(descriptor)
+        # The event's own singular fields are read directly (the hot path of a consumer: a
+        # sample has two ids and one time); nested and repeated ones through their paths.
+        self._flat_ids = tuple(
+            path[0] for path in self.id_paths if len(path) == 1 and not fields[path[0]].is_repeated
+        )
+        self._deep_ids = [path for path in self.id_paths if path[0] not in self._flat_ids]
+        self._flat_stamps = tuple(path[0] for path in self.timestamp_paths if len(path) == 1)
+        self._deep_stamps = [path for path in self.timestamp_paths if len(path) > 1]
         self.oneofs = [
             oneof.name
             for oneof in descriptor.oneofs
@@ -108,24 +117,23 @@ class Decoder(Generic[MessageT]):
             raise UndecodableEvent("schema_invalid", "event_id is empty")
         if self.has_occurred_at and not message.HasField("occurred_at"):
             raise UndecodableEvent("schema_invalid", "occurred_at is missing")
-        for path in self.id_paths:
+        for name in self._flat_ids:
+            if len(getattr(message, name)) > MAX_ID_CHARS:
+                raise _too_long((name,), getattr(message, name))
+        for path in self._deep_ids:
             for value in _values(message, path):
                 if len(value) > MAX_ID_CHARS:
-                    raise UndecodableEvent(
-                        "id_too_long",
-                        f"{'.'.join(path)} has {len(value)} characters, at most "
-                        f"{MAX_ID_CHARS} allowed",
-                    )
-        for path in self.timestamp_paths:
+                    raise _too_long(path, value)
+        for name in self._flat_stamps:
+            stamp = getattr(message, name)
+            if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS):
+                raise _not_a_date((name,), stamp)
+        for path in self._deep_stamps:
             for stamp in _values(message, path):
-                if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS) or not (
-                    0 <= stamp.nanos < 1_000_000_000
+                if not (
+                    _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS
                 ):
-                    raise UndecodableEvent(
-                        "invalid_timestamp",
-                        f"{'.'.join(path)} ({stamp.seconds} s, {stamp.nanos} ns) is not a date "
-                        "from year 1 to 9999",
-                    )
+                    raise _not_a_date(path, stamp)
         for oneof in self.oneofs:
             if message.WhichOneof(oneof) is None:
                 raise UndecodableEvent(
@@ -135,12 +143,26 @@ class Decoder(Generic[MessageT]):
             raise UndecodableEvent("id_too_long", f"the key has {len(key)} bytes")
         if self.subject_of is not None:
             subject = self.subject_of(message)
-            if key is None or key.decode(errors="replace") != subject:
+            if key is None or key != subject.encode():
                 shown = "none" if key is None else _shown(key.decode(errors="replace"))
                 raise UndecodableEvent(
                     "key_mismatch", f"key {shown} is not the subject id {_shown(subject)}"
                 )
         return message
+
+
+def _too_long(path: FieldPath, value: str) -> UndecodableEvent:
+    return UndecodableEvent(
+        "id_too_long",
+        f"{'.'.join(path)} has {len(value)} characters, at most {MAX_ID_CHARS} allowed",
+    )
+
+
+def _not_a_date(path: FieldPath, stamp: Timestamp) -> UndecodableEvent:
+    return UndecodableEvent(
+        "invalid_timestamp",
+        f"{'.'.join(path)} ({stamp.seconds} s, {stamp.nanos} ns) is not a date from year 1 to 9999",
+    )
 
 
 def _shown(text: str) -> str:
@@ -190,20 +212,14 @@ def _message_of(field: FieldDescriptor) -> Descriptor:
 
 
 def _values(message: Message, path: FieldPath) -> list[Any]:
-    """The set values at a path: none when a message on the way is unset, each element of a
-    repeated field."""
+    """The values at a path, each element of a repeated field. An unset message on the way
+    reads as its defaults (empty ids, time zero), which pass every check."""
     current: Any = message
-    for name in path[:-1]:
-        if not current.HasField(name):
-            return []
+    for name in path:
         current = getattr(current, name)
-    last = path[-1]
-    value = getattr(current, last)
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Timestamp):
-        return [value] if current.HasField(last) else []
-    return list(value)
+    if isinstance(current, (str, Timestamp)):
+        return [current]
+    return list(current)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
