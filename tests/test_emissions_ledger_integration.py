@@ -167,12 +167,12 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
             activity("a1", fleet_pb2.FUEL_TYPE_DIESEL, 12_345, 0, AT, 30),
             None,
         ),
-        # No published electricity mix for 2018: no emission factor.
+        # No electricity mix published for 2010 or any year before it: no emission factor.
         (
             activity_topic,
             "v-old",
             activity(
-                "old", fleet_pb2.FUEL_TYPE_ELECTRIC, energy_wh=1_000, at=AT.replace(year=2018)
+                "old", fleet_pb2.FUEL_TYPE_ELECTRIC, energy_wh=1_000, at=AT.replace(year=2010)
             ),
             None,
         ),
@@ -181,7 +181,15 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
         (
             locker_topic,
             "molo-aalborg-01",
-            locker_event("d1", waste_deposited=lockers_pb2.WasteDeposited(mass_g=2_000)),
+            locker_event(
+                "d1",
+                waste_deposited=lockers_pb2.WasteDeposited(
+                    deposit_id="dep-1",
+                    waste_type=lockers_pb2.WASTE_TYPE_BATTERIES,
+                    hazardous=True,
+                    mass_g=2_000,
+                ),
+            ),
             None,
         ),
         (
@@ -192,8 +200,10 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
                 waste_collected=lockers_pb2.WasteCollected(
                     collection_id="col-1",
                     carrier_partner_id="homerunner",
+                    deposit_ids=["dep-1"],
                     mass_g=2_000,
                     carrier_extra_distance_m=500,
+                    includes_hazardous=True,
                 ),
             ),
             None,
@@ -206,7 +216,9 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
     diesel = Decimal("12.345") * Decimal("2.66")
     electric = Decimal("45.678") * Decimal("0.096")
     petrol = Decimal("1.000") * Decimal("2.32")
-    avoided = (Decimal("14") * Decimal("0.08") - Decimal("0.5") * Decimal("0.08")) * Decimal("2.66")
+    # The collection: a 14 km trip not driven and the carrier's 0.5 km detour, at 8 l/100 km.
+    avoided = Decimal("14") * Decimal("0.08") * Decimal("2.66")
+    detour = Decimal("0.5") * Decimal("0.08") * Decimal("2.66")
     later = Decimal("0.777") * Decimal("2.66")
 
     await ledger.start()
@@ -218,8 +230,8 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
                 got = await stub.GetInventory(
                     ledger_pb2.GetInventoryRequest(municipality_id=AALBORG, year=2026)
                 )
-                assert got.entry_count == 4
-                assert Decimal(got.emissions_kg_co2e) == diesel + electric + petrol
+                assert got.entry_count == 5
+                assert Decimal(got.emissions_kg_co2e) == diesel + electric + petrol + detour
                 assert Decimal(got.avoided_kg_co2e) == avoided
 
             await eventually(inventory_complete, timeout_s=45)
@@ -229,14 +241,61 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
                     ledger_pb2.ListEntriesRequest(municipality_id=AALBORG, year=2026)
                 )
             ).entries
-            by_source = {entry.source_event_id: entry for entry in entries}
-            assert set(by_source) == {"a1", "a2", "a3", "c1"}
+            by_key = {(entry.source_event_id, entry.kind): entry for entry in entries}
+            emission = ledger_pb2.ENTRY_KIND_EMISSION
+            avoided_kind = ledger_pb2.ENTRY_KIND_AVOIDED_EMISSION
+            assert set(by_key) == {
+                ("a1", emission),
+                ("a2", emission),
+                ("a3", emission),
+                ("c1", avoided_kind),
+                ("c1", emission),
+            }
+            # The collection's avoided trip stands for it; its detour is looked at apart.
+            detour_entry = by_key.pop(("c1", emission))
+            by_source = {source: entry for (source, _), entry in by_key.items()}
             assert by_source["a1"].emission_factor.value == "2.66"
             assert "Norwegian Environment Agency" in by_source["a1"].emission_factor.source
             assert by_source["a1"].activity_amount == "12.345"
             assert by_source["c1"].kind == ledger_pb2.ENTRY_KIND_AVOIDED_EMISSION
             assert by_source["c1"].avoided_trip.avoided_trip_distance_m == 14_000
             assert by_source["c1"].avoided_trip.carrier_extra_distance_m == 500
+            # Both sides of the collection, modelled, with what was collected and by whom.
+            for side in (by_source["c1"], detour_entry):
+                assert side.basis == ledger_pb2.BASIS_MODELLED
+                assert side.collection == ledger_pb2.CollectionProvenance(
+                    collection_id="col-1",
+                    carrier_partner_id="homerunner",
+                    hub_id="molo-aalborg-01",
+                    mass_g=2_000,
+                    includes_hazardous=True,
+                    waste_types=["batteries"],
+                    deposit_count=1,
+                )
+            assert (detour_entry.activity_amount, detour_entry.kg_co2e) == ("0.04", "0.1064")
+            assert by_source["a1"].basis == ledger_pb2.BASIS_METERED
+            # Every inventory line lists the entries behind it.
+            inventory = await stub.GetInventory(
+                ledger_pb2.GetInventoryRequest(municipality_id=AALBORG, year=2026)
+            )
+            for line in inventory.lines:
+                behind = await stub.ListEntries(
+                    ledger_pb2.ListEntriesRequest(
+                        municipality_id=AALBORG,
+                        year=2026,
+                        line=ledger_pb2.InventoryLineKey(
+                            sector=line.sector,
+                            subsector=line.subsector,
+                            energy_carrier=line.energy_carrier,
+                            kind=line.kind,
+                            activity_unit=line.activity_unit,
+                            basis=line.basis,
+                        ),
+                    )
+                )
+                assert len(behind.entries) == line.entry_count
+                assert sum(Decimal(e.kg_co2e) for e in behind.entries) == Decimal(line.kg_co2e)
+            assert len(inventory.lines) == 5
             # The samples behind an aggregated activity's entry, on the wire too.
             assert by_source["a1"].samples == ledger_pb2.SampleProvenance(
                 sample_count=30, first_sample_event_id="s-a1-1", last_sample_event_id="s-a1-30"
@@ -252,7 +311,7 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
                     **query, page_size=3, page_token=first.next_page_token
                 )
             )
-            assert (len(rest.entries), rest.next_page_token) == (1, "")
+            assert (len(rest.entries), rest.next_page_token) == (2, "")
             assert [e.entry_id for e in [*first.entries, *rest.entries]] == [
                 e.entry_id for e in entries
             ]
@@ -313,8 +372,10 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
                 got = await stub.GetInventory(
                     ledger_pb2.GetInventoryRequest(municipality_id=AALBORG, year=2026)
                 )
-                assert got.entry_count == 5
-                assert Decimal(got.emissions_kg_co2e) == diesel + electric + petrol + later
+                assert got.entry_count == 6
+                assert Decimal(got.emissions_kg_co2e) == (
+                    diesel + electric + petrol + detour + later
+                )
                 assert Decimal(got.avoided_kg_co2e) == avoided
 
             await eventually(only_the_new_event_counted, timeout_s=45)
@@ -333,11 +394,11 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
     )
     assert len(dead_again) >= 8
 
-    # Read past the expected five, so a duplicate posting would show.
+    # Read past the expected six, so a duplicate posting would show.
     posted_events = await read_until(
-        kafka, ledger.topic(topics.LEDGER_ENTRIES), lambda r: len(r) > 5, timeout_s=3
+        kafka, ledger.topic(topics.LEDGER_ENTRIES), lambda r: len(r) > 6, timeout_s=3
     )
-    assert len(posted_events) == 5
+    assert len(posted_events) == 6
     assert {r.key for r in posted_events} == {AALBORG}
 
 

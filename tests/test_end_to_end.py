@@ -189,17 +189,20 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         refuse_kg = (
             Decimal("4.650") + Decimal("4.275") + Decimal("4.200") + Decimal("3.900")
         ) * DIESEL_KG_PER_L
-        avoided_kg = (DEDICATED_TRIP_KM - Decimal("0.7")) * VAN_L_PER_KM * DIESEL_KG_PER_L
-        assert (diesel_kg, electric_kg, refuse_kg, avoided_kg) == (
+        # The collection: the dedicated trip not driven, and the carrier's 0.7 km detour.
+        avoided_kg = DEDICATED_TRIP_KM * VAN_L_PER_KM * DIESEL_KG_PER_L
+        detour_kg = Decimal("0.7") * VAN_L_PER_KM * DIESEL_KG_PER_L
+        assert (diesel_kg, electric_kg, refuse_kg, avoided_kg, detour_kg) == (
             Decimal("4.42358"),
             Decimal("0.409248"),
             Decimal("45.2865"),
-            Decimal("2.83024"),
+            Decimal("2.9792"),
+            Decimal("0.14896"),
         )
 
-        # One entry per increment (each within one activity window), one for the collection.
-        first = await wait_for_inventory(platform, 2026, entries=8, timeout_s=90)
-        assert first.entry_count == 8
+        # One entry per increment (each within one activity window), two for the collection.
+        first = await wait_for_inventory(platform, 2026, entries=9, timeout_s=90)
+        assert first.entry_count == 9
         # The fleet manager's view of the same activity.
         diesel_van = await fleet.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="e2e-diesel"))
         assert (diesel_van.totals.distance_m, diesel_van.totals.fuel_used_ml) == (20_450, 1_663)
@@ -210,27 +213,18 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         assert refuse.baseline.sample_event_id == "e2e-refuse-sample-5"
         assert not refuse.HasField("pending_reset")
         # To the gram, and in fact exactly.
-        assert Decimal(first.emissions_kg_co2e) == diesel_kg + electric_kg + refuse_kg
+        assert Decimal(first.emissions_kg_co2e) == diesel_kg + electric_kg + refuse_kg + detour_kg
         assert Decimal(first.avoided_kg_co2e) == avoided_kg
-        lines = {(line.energy_carrier, line.kind): line for line in first.lines}
-        assert (
-            Decimal(
-                lines[(ledger_pb2.ENERGY_CARRIER_DIESEL, ledger_pb2.ENTRY_KIND_EMISSION)].kg_co2e
-            )
-            == diesel_kg + refuse_kg
-        )
-        assert (
-            Decimal(
-                lines[
-                    (ledger_pb2.ENERGY_CARRIER_ELECTRICITY, ledger_pb2.ENTRY_KIND_EMISSION)
-                ].kg_co2e
-            )
-            == electric_kg
-        )
-        assert (
-            lines[(ledger_pb2.ENERGY_CARRIER_ELECTRICITY, ledger_pb2.ENTRY_KIND_EMISSION)].subsector
-            == ledger_pb2.SUBSECTOR_MUNICIPAL_FLEET
-        )
+        emission, metered = ledger_pb2.ENTRY_KIND_EMISSION, ledger_pb2.BASIS_METERED
+        lines = {(line.energy_carrier, line.kind, line.basis): line for line in first.lines}
+        diesel_line = lines[(ledger_pb2.ENERGY_CARRIER_DIESEL, emission, metered)]
+        assert Decimal(diesel_line.kg_co2e) == diesel_kg + refuse_kg
+        # The detour is modelled: on a line of its own, never with the metered fuel.
+        detour_line = lines[(ledger_pb2.ENERGY_CARRIER_DIESEL, emission, ledger_pb2.BASIS_MODELLED)]
+        assert Decimal(detour_line.kg_co2e) == detour_kg
+        electric_line = lines[(ledger_pb2.ENERGY_CARRIER_ELECTRICITY, emission, metered)]
+        assert Decimal(electric_line.kg_co2e) == electric_kg
+        assert electric_line.subsector == ledger_pb2.SUBSECTOR_MUNICIPAL_FLEET
 
         # Redelivery: the same telemetry, the same activity and locker events, the same
         # collection call again. None of it may change the ledger.
@@ -258,9 +252,11 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
         )
         later_kg = Decimal("0.400") * DIESEL_KG_PER_L
 
-        final = await wait_for_inventory(platform, 2026, entries=9, timeout_s=90)
-        assert final.entry_count == 9
-        assert Decimal(final.emissions_kg_co2e) == diesel_kg + electric_kg + refuse_kg + later_kg
+        final = await wait_for_inventory(platform, 2026, entries=10, timeout_s=90)
+        assert final.entry_count == 10
+        assert Decimal(final.emissions_kg_co2e) == (
+            diesel_kg + electric_kg + refuse_kg + detour_kg + later_kg
+        )
         assert Decimal(final.avoided_kg_co2e) == avoided_kg
 
         dead = await read_until(
@@ -314,7 +310,7 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
             assert time.monotonic() < deadline, "the revocation did not reach locker-hubs"
             await asyncio.sleep(0.1)
 
-        assert (await inventory(ledger)).entry_count == 9
+        assert (await inventory(ledger)).entry_count == 10
     finally:
         for channel in (
             fleet_channel,

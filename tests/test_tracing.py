@@ -98,7 +98,8 @@ async def test_collection_trace_reaches_the_ledger_entry(
         posted = [s for s in exporter.get_finished_spans() if s.name == "ledger post entries"]
         assert posted, "no ledger entry posted yet"
         assert {s.context.trace_id for s in posted} == {trace_id}
-        assert [dict(s.attributes or {}).get("ledger.entry_count") for s in posted] == [1]
+        # The collection's two entries: the trip not driven and the carrier's detour.
+        assert [dict(s.attributes or {}).get("ledger.entry_count") for s in posted] == [2]
 
     await eventually(ledger_span_in_same_trace, timeout_s=45)
     # The posting runs in the ledger's span of the consumed batch, which continues the trace.
@@ -114,5 +115,5 @@ async def test_collection_trace_reaches_the_ledger_entry(
                 municipality_id="aalborg-kommune", year=datetime.now(COPENHAGEN).year
             )
         )
-    # The entry records the trace it was posted in: the figure leads back to the call.
-    assert [e.trace_id for e in entries.entries] == [format(trace_id, "032x")]
+    # The entries record the trace they were posted in: the figures lead back to the call.
+    assert [e.trace_id for e in entries.entries] == [format(trace_id, "032x")] * 2

@@ -45,10 +45,15 @@ import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.ledger_probe import LedgerProbe, diesel_litres
+from bench.ledger_probe import LedgerProbe
 from bench.workload import Backlog, minute_backlog, register_vehicles, vehicle_ids
 from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
-from emissions_ledger.domain import EnergyCarrier, WasteCollection, entry_for_collection
+from emissions_ledger.domain import (
+    EnergyCarrier,
+    EntryKind,
+    WasteCollection,
+    entries_for_collection,
+)
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from greenpartners.ledger.v1 import ledger_pb2
 from servicekit import topics
@@ -173,8 +178,8 @@ class Report:
             f"faults ({len(self.faults)}): " + ", ".join(self.faults),
             f"converged {self.converged_after_last_fault_s:.1f} s after the last fault; "
             f"whole run {self.seconds:.1f} s",
-            f"ledger: {self.diesel_litres} l diesel, {self.emissions_kg} kg CO2e emitted, "
-            f"{self.avoided_kg} kg CO2e avoided: exact",
+            f"ledger: {self.diesel_litres} l diesel metered, {self.emissions_kg} kg CO2e emitted "
+            f"(detours included), {self.avoided_kg} kg CO2e avoided: exact",
             f"dead letters: {self.dead_letters} (the poison fed in), "
             f"{self.dead_letter_copies} written twice",
             f"activities: {self.activities} distinct, {self.activity_copies} published again "
@@ -313,13 +318,25 @@ async def read_topic(servers: str, topic: str, quiet_s: float = 2.0) -> list[Any
     return records
 
 
-def expected_avoided_kg(collections: int) -> Decimal:
-    """Avoided emissions of the simulator's collections, by the ledger's own rules and data."""
+@dataclass(frozen=True)
+class Expected:
+    """What the ledger must show for the feed, in its own terms: the fleet's diesel metered
+    and priced at the catalogue's factor; the collections modelled as trips not driven
+    (avoided) and detours (emitted), by the ledger's own rules and data."""
+
+    metered_litres: Decimal
+    metered_kg: Decimal
+    avoided_kg: Decimal
+    detour_kg: Decimal
+
+
+def expected_totals(backlog: Backlog, collections: int) -> Expected:
     policy, catalogue = load_avoided_trip_policy(), load_factor_catalogue()
+    diesel = catalogue.for_carrier(EnergyCarrier.DIESEL, backlog.year)
     now = datetime.now(UTC)
-    total = Decimal(0)
+    avoided = detour = Decimal(0)
     for hub_id, carrier, extra_m in simulator.COLLECTIONS[:collections]:
-        entry = entry_for_collection(
+        for entry in entries_for_collection(
             WasteCollection(
                 event_id=str(uuid.uuid4()),
                 hub_id=hub_id,
@@ -333,9 +350,62 @@ def expected_avoided_kg(collections: int) -> Decimal:
             policy,
             catalogue,
             topics.LOCKER_EVENTS,
+        ):
+            if entry.kind == EntryKind.AVOIDED_EMISSION:
+                avoided += entry.kg_co2e
+            else:
+                detour += entry.kg_co2e
+    return Expected(backlog.diesel_litres, backlog.diesel_litres * diesel.value, avoided, detour)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The same figures as the inventory shows them."""
+
+    metered_litres: Decimal
+    metered_kg: Decimal
+    avoided_kg: Decimal
+    detour_kg: Decimal
+
+    @classmethod
+    def of(cls, inventory: ledger_pb2.GetInventoryResponse) -> Shown:
+        metered = [line for line in inventory.lines if line.basis == ledger_pb2.BASIS_METERED]
+        modelled = [line for line in inventory.lines if line.basis == ledger_pb2.BASIS_MODELLED]
+        return cls(
+            metered_litres=sum(
+                (
+                    Decimal(line.activity_amount)
+                    for line in metered
+                    if line.energy_carrier == ledger_pb2.ENERGY_CARRIER_DIESEL
+                    and line.kind == ledger_pb2.ENTRY_KIND_EMISSION
+                ),
+                Decimal(0),
+            ),
+            metered_kg=sum(
+                (
+                    Decimal(line.kg_co2e)
+                    for line in metered
+                    if line.kind == ledger_pb2.ENTRY_KIND_EMISSION
+                ),
+                Decimal(0),
+            ),
+            avoided_kg=sum(
+                (
+                    Decimal(line.kg_co2e)
+                    for line in modelled
+                    if line.kind == ledger_pb2.ENTRY_KIND_AVOIDED_EMISSION
+                ),
+                Decimal(0),
+            ),
+            detour_kg=sum(
+                (
+                    Decimal(line.kg_co2e)
+                    for line in modelled
+                    if line.kind == ledger_pb2.ENTRY_KIND_EMISSION
+                ),
+                Decimal(0),
+            ),
         )
-        total += entry.kg_co2e
-    return total
 
 
 class Run:
@@ -464,46 +534,33 @@ class Run:
         platform = self.platform
         for service in platform.services:
             await wait_answering(platform, service, 60)
-        expected_litres = backlog.diesel_litres
-        diesel = load_factor_catalogue().for_carrier(EnergyCarrier.DIESEL, backlog.year)
-        expected_emissions = expected_litres * diesel.value
-        expected_avoided = expected_avoided_kg(self.report.collections)
+        expected = expected_totals(backlog, self.report.collections)
+        expected_shown = Shown(
+            expected.metered_litres, expected.metered_kg, expected.avoided_kg, expected.detour_kg
+        )
 
         async with platform.pki.channel(platform.ledger.target, OPERATOR) as channel:
             probe = LedgerProbe(channel, backlog.year)
 
             async def ledger_complete() -> None:
-                inventory = await probe.inventory()
-                litres = diesel_litres(inventory)
-                if litres > expected_litres:
-                    raise ChaosFailed(f"{litres} l posted, more than the feed's {expected_litres}")
-                assert litres == expected_litres, f"{litres} of {expected_litres} l"
-                avoided = Decimal(inventory.avoided_kg_co2e)
-                assert avoided == expected_avoided, f"{avoided} of {expected_avoided} kg avoided"
+                shown = Shown.of(await probe.inventory())
+                if shown.metered_litres > expected.metered_litres:
+                    raise ChaosFailed(
+                        f"{shown.metered_litres} l posted, more than the feed's "
+                        f"{expected.metered_litres}"
+                    )
+                assert shown == expected_shown, f"{shown} of {expected}"
 
             await eventually(ledger_complete, options.timeout_s, "the ledger is incomplete")
             self.report.converged_after_last_fault_s = time.monotonic() - self.last_fault_at
             # Whatever a kill left to be published again has had time to arrive.
             await asyncio.sleep(2)
-            inventory = await probe.inventory()
-        litres = diesel_litres(inventory)
-        emissions = sum(
-            (
-                Decimal(line.kg_co2e)
-                for line in inventory.lines
-                if line.kind == ledger_pb2.ENTRY_KIND_EMISSION
-            ),
-            Decimal(0),
-        )
-        avoided = Decimal(inventory.avoided_kg_co2e)
-        if (litres, emissions, avoided) != (expected_litres, expected_emissions, expected_avoided):
-            raise ChaosFailed(
-                f"ledger shows {litres} l, {emissions} kg emitted, {avoided} kg avoided; the feed "
-                f"makes {expected_litres} l, {expected_emissions} kg, {expected_avoided} kg"
-            )
-        self.report.diesel_litres = litres
-        self.report.emissions_kg = emissions
-        self.report.avoided_kg = avoided
+            shown = Shown.of(await probe.inventory())
+        if shown != expected_shown:
+            raise ChaosFailed(f"the ledger shows {shown} once settled; the feed makes {expected}")
+        self.report.diesel_litres = shown.metered_litres
+        self.report.emissions_kg = shown.metered_kg + shown.detour_kg
+        self.report.avoided_kg = shown.avoided_kg
 
         await self._check_vehicles(backlog)
         await self._check_topics()

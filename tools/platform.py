@@ -32,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit.identity import CLIMATE_OFFICER, DASHBOARD
 from servicekit.topics import TopicNames
-from tools import simulator
+from tools import covenant_report, simulator
 from tools.pki import Pki
 from tools.pki import init as init_pki
 
@@ -354,7 +354,7 @@ class FeedOutcome:
         for line in inventory.lines:
             if line.kind == ledger_pb2.ENTRY_KIND_AVOIDED_EMISSION:
                 avoided_entries += line.entry_count
-            else:
+            elif line.basis != ledger_pb2.BASIS_MODELLED:  # carriers' detours are modelled
                 amounts[line.activity_unit] = amounts.get(line.activity_unit, Decimal(0)) + Decimal(
                     line.activity_amount
                 )
@@ -444,7 +444,7 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
 
     lines = [
         f"Covenant of Mayors inventory: {inventory.municipality_id}, {inventory.year}",
-        f"{'sector':<10} {'sub-sector':<30} {'carrier':<12} {'kind':<17} "
+        f"{'sector':<10} {'sub-sector':<30} {'carrier':<12} {'kind':<17} {'basis':<9} "
         f"{'activity':>16} {'kg CO2e':>14} {'entries':>7}",
     ]
     for line in inventory.lines:
@@ -453,6 +453,7 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
             f"{name(ledger_pb2.Subsector, line.subsector, 'SUBSECTOR_'):<30} "
             f"{name(ledger_pb2.EnergyCarrier, line.energy_carrier, 'ENERGY_CARRIER_'):<12} "
             f"{name(ledger_pb2.EntryKind, line.kind, 'ENTRY_KIND_'):<17} "
+            f"{name(ledger_pb2.Basis, line.basis, 'BASIS_'):<9} "
             f"{line.activity_amount + ' ' + line.activity_unit:>16} "
             f"{line.kg_co2e:>14} {line.entry_count:>7}"
         )
@@ -462,6 +463,34 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
     )
     lines.append(f"Ledger entries:    {inventory.entry_count}")
     return "\n".join(lines)
+
+
+# The Covenant's recommended baseline year (docs/ledger.md), used when the commitment the
+# ledger knows states none.
+RECOMMENDED_BASELINE_YEAR = 1990
+
+
+async def covenant_summary(platform: Platform, year: int) -> str:
+    """BEI against MEI and the gap to the targets, as the municipality's climate officer sees
+    them; the commitment's baseline year, else the recommended one, said so."""
+    officer = platform.pki.call_as(CLIMATE_OFFICER, MUNICIPALITY)
+    async with platform.pki.channel(platform.ledger.target) as channel:
+        stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
+        request = ledger_pb2.GetCovenantReportRequest(
+            municipality_id=MUNICIPALITY, monitoring_year=year
+        )
+        try:
+            report = await stub.GetCovenantReport(request, credentials=officer)
+            return covenant_report.format_covenant_report(report)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+        request.baseline_year = RECOMMENDED_BASELINE_YEAR
+        report = await stub.GetCovenantReport(request, credentials=officer)
+    return (
+        f"The commitment states no baseline year; BEI in {RECOMMENDED_BASELINE_YEAR}, the"
+        " Covenant's recommended baseline year.\n" + covenant_report.format_covenant_report(report)
+    )
 
 
 async def main(mode: str, once: bool = False) -> int:
@@ -490,6 +519,8 @@ async def main(mode: str, once: bool = False) -> int:
             inventory = await wait_for_feed(platform, day.year, expected)
             print()
             print(format_inventory(inventory))
+            print()
+            print(await covenant_summary(platform, day.year))
             print()
             for name, kib in platform.resident_memory():
                 print(f"{name:<18} resident memory {kib / 1024:.0f} MiB")

@@ -12,6 +12,8 @@ from emissions_ledger.domain.entries import (
     MAX_ACTIVITY_AMOUNT,
     AvoidedTrip,
     AvoidedTripPolicy,
+    Basis,
+    CollectionProvenance,
     EntryKind,
     FuelType,
     ImplausibleActivity,
@@ -23,12 +25,13 @@ from emissions_ledger.domain.entries import (
     VehicleActivity,
     VehicleProfile,
     WasteCollection,
+    entries_for_collection,
     entry_for_activity,
-    entry_for_collection,
     entry_id_for,
     reporting_year,
 )
 from emissions_ledger.domain.factors import EnergyCarrier, FactorCatalogue, NoFactor
+from emissions_ledger.domain.inventory import summarise
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "emissions_ledger" / "data"
 ACTIVITY_TOPIC = "fleet.activity.v1"
@@ -50,14 +53,16 @@ def factor(
         "activity_unit": activity_unit,
         "source": f"{factor_id} source",
         "version": "test",
-        **years,
+        "approach": "ipcc",
+        "valid_from_year": years.get("valid_from_year", 1990),
+        "valid_to_year": years.get("valid_to_year", 2100),
     }
 
 
 CATALOGUE = FactorCatalogue.from_mapping(
     {
         "version": "test",
-        "approach": "IPCC, tank-to-wheel, CO2",
+        "approaches": {"ipcc": "IPCC, tank-to-wheel, CO2"},
         "factors": [
             factor("diesel", "diesel", "2.66", "l"),
             factor("gasoline", "gasoline", "2.32", "l"),
@@ -66,7 +71,9 @@ CATALOGUE = FactorCatalogue.from_mapping(
             factor(
                 "el-2013", "electricity", "0.363", "kWh", valid_from_year=2013, valid_to_year=2013
             ),
-            factor("el-2023", "electricity", "0.096", "kWh", valid_from_year=2023),
+            factor(
+                "el-2023", "electricity", "0.096", "kWh", valid_from_year=2023, valid_to_year=2023
+            ),
         ],
     }
 )
@@ -137,7 +144,8 @@ def test_aggregated_activity_entry_keeps_which_samples_it_sums() -> None:
     entry = entry_for_activity(activity(samples=samples), CATALOGUE, ACTIVITY_TOPIC)
 
     assert entry.samples == samples
-    assert entry_for_collection(collection(), POLICY, CATALOGUE, LOCKER_TOPIC).samples is None
+    for entry in entries_for_collection(collection(), POLICY, CATALOGUE, LOCKER_TOPIC):
+        assert entry.samples is None
 
 
 def test_petrol_activity_uses_the_gasoline_factor() -> None:
@@ -159,16 +167,49 @@ def test_electric_activity_is_kilowatt_hours_times_year_factor() -> None:
     assert entry.factor.factor_id == "el-2023"
 
 
-def test_electric_activity_in_a_year_without_factor_raises_no_factor() -> None:
+def test_electric_activity_before_the_first_published_factor_raises_no_factor() -> None:
     electric = activity(
         fuel_type=FuelType.ELECTRIC,
         fuel_used_ml=0,
         energy_used_wh=1000,
-        period_end=datetime(2018, 5, 1, tzinfo=UTC),
+        period_end=datetime(2012, 5, 1, tzinfo=UTC),
     )
 
     with pytest.raises(NoFactor):
         entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+
+@pytest.mark.parametrize(
+    ("year", "stand_in", "kg"),
+    # 1.000 kWh x 0.363 and x 0.096: the latest published year before stands in.
+    [(2018, "el-2013", Decimal("0.363")), (2026, "el-2023", Decimal("0.096"))],
+)
+def test_electric_activity_in_a_year_without_published_factor_is_priced_provisionally(
+    year: int, stand_in: str, kg: Decimal
+) -> None:
+    electric = activity(
+        fuel_type=FuelType.ELECTRIC,
+        fuel_used_ml=0,
+        energy_used_wh=1000,
+        period_end=datetime(year, 5, 1, tzinfo=UTC),
+    )
+
+    entry = entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+    assert entry.year == year
+    assert entry.factor.factor_id == stand_in
+    assert entry.factor.provisional
+    assert entry.kg_co2e == kg
+
+
+def test_electric_activity_in_a_published_year_is_not_provisional() -> None:
+    electric = activity(fuel_type=FuelType.ELECTRIC, fuel_used_ml=0, energy_used_wh=1000)
+    electric = replace(electric, period_end=datetime(2023, 5, 1, tzinfo=UTC))
+
+    entry = entry_for_activity(electric, CATALOGUE, ACTIVITY_TOPIC)
+
+    assert (entry.factor.factor_id, entry.factor.provisional) == ("el-2023", False)
+    assert (entry.factor.valid_from_year, entry.factor.valid_to_year) == (2023, 2023)
 
 
 @pytest.mark.parametrize("fuel", [FuelType.HVO100, FuelType.BIOGAS])
@@ -224,7 +265,7 @@ def test_factor_in_another_unit_than_the_measurement_is_refused() -> None:
     per_kwh = FactorCatalogue.from_mapping(
         {
             "version": "t",
-            "approach": "IPCC",
+            "approaches": {"ipcc": "IPCC"},
             "factors": [factor("diesel-kwh", "diesel", "0.265", "kWh")],
         }
     )
@@ -277,15 +318,26 @@ def test_an_activity_window_ending_at_new_year_belongs_to_the_old_year() -> None
     assert entry_for_activity(first_window, CATALOGUE, ACTIVITY_TOPIC).year == 2025
 
 
-def test_collection_nets_the_avoided_trip_against_the_carrier_detour() -> None:
-    entry = entry_for_collection(collection(), POLICY, CATALOGUE, LOCKER_TOPIC)
+def test_collection_posts_the_avoided_trip_and_the_detour_on_modelled_lines() -> None:
+    avoided, detour = entries_for_collection(
+        collection(
+            collection_id="col-7",
+            deposit_ids=("d1", "d2", "d3"),
+            waste_types=("batteries", "hazardous_household", "batteries"),
+        ),
+        POLICY,
+        CATALOGUE,
+        LOCKER_TOPIC,
+    )
 
-    # 14 km at 8 l/100 km = 1.12 l; 3 km = 0.24 l; both diesel at 2.66 kg/l.
-    assert entry.kind is EntryKind.AVOIDED_EMISSION
-    assert entry.kg_co2e == Decimal("2.3408")
-    assert entry.activity_amount == Decimal("0.88")
-    assert entry.activity_unit == "l"
-    assert entry.avoided_trip == AvoidedTrip(
+    # 14 km at 8 l/100 km = 1.12 l x 2.66 = 2.9792 kg not emitted; the carrier's 3 km extra
+    # = 0.24 l x 2.66 = 0.6384 kg emitted. The net, 2.3408 kg, is theirs to compute.
+    assert (avoided.kind, avoided.basis) == (EntryKind.AVOIDED_EMISSION, Basis.MODELLED)
+    assert (avoided.activity_amount, avoided.activity_unit) == (Decimal("1.12"), "l")
+    assert avoided.kg_co2e == Decimal("2.9792")
+    assert (detour.kind, detour.basis) == (EntryKind.EMISSION, Basis.MODELLED)
+    assert (detour.activity_amount, detour.kg_co2e) == (Decimal("0.24"), Decimal("0.6384"))
+    trip = AvoidedTrip(
         avoided_trip_distance_m=14000,
         avoided_vehicle="diesel van",
         avoided_kg_co2e=Decimal("2.9792"),
@@ -293,37 +345,69 @@ def test_collection_nets_the_avoided_trip_against_the_carrier_detour() -> None:
         carrier_vehicle="carrier van",
         carrier_extra_kg_co2e=Decimal("0.6384"),
     )
-    assert entry.energy_carrier is EnergyCarrier.DIESEL
-    assert entry.factor.factor_id == "diesel"
-    assert entry.sector is Sector.TRANSPORT
-    assert entry.subsector is Subsector.PRIVATE_COMMERCIAL_TRANSPORT
-    assert entry.subject_id == "molo-hub-07"
-    assert entry.year == 2024
-    assert entry.source_topic == LOCKER_TOPIC
-    assert entry.entry_id == entry_id_for("evt-collection-1", EntryKind.AVOIDED_EMISSION)
+    provenance = CollectionProvenance(
+        collection_id="col-7",
+        carrier_partner_id="nordvaerk",
+        hub_id="molo-hub-07",
+        mass_g=4200,
+        includes_hazardous=True,
+        waste_types=("batteries", "hazardous_household"),
+        deposit_count=3,
+    )
+    for entry in (avoided, detour):
+        assert entry.avoided_trip == trip
+        assert entry.collection == provenance
+        assert entry.energy_carrier is EnergyCarrier.DIESEL
+        assert entry.factor.factor_id == "diesel"
+        assert (entry.sector, entry.subsector) == (
+            Sector.TRANSPORT,
+            Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
+        )
+        assert (entry.subject_id, entry.year, entry.source_topic) == (
+            "molo-hub-07",
+            2024,
+            LOCKER_TOPIC,
+        )
+        assert entry.source_event_id == "evt-collection-1"
+    assert avoided.entry_id == entry_id_for("evt-collection-1", EntryKind.AVOIDED_EMISSION)
+    assert detour.entry_id == entry_id_for("evt-collection-1", EntryKind.EMISSION)
 
 
-def test_detour_longer_than_the_dedicated_trip_is_an_emission() -> None:
-    entry = entry_for_collection(
+def test_modelled_amounts_never_share_a_line_with_metered_fuel() -> None:
+    contractor = replace(activity(), subsector=Subsector.PRIVATE_COMMERCIAL_TRANSPORT)
+    metered = entry_for_activity(contractor, CATALOGUE, ACTIVITY_TOPIC)
+    _, detour = entries_for_collection(collection(), POLICY, CATALOGUE, LOCKER_TOPIC)
+
+    inventory = summarise("aalborg-kommune", 2024, [metered, detour])
+
+    # Same sector, sub-sector, carrier, kind and unit: two lines, told apart by their basis.
+    assert [(line.basis, line.activity_amount) for line in inventory.lines] == [
+        (Basis.METERED, Decimal("12.345")),
+        (Basis.MODELLED, Decimal("0.24")),
+    ]
+
+
+def test_detour_longer_than_the_dedicated_trip_stays_a_detour() -> None:
+    avoided, detour = entries_for_collection(
         collection(carrier_extra_distance_m=20000), POLICY, CATALOGUE, LOCKER_TOPIC
     )
 
-    assert entry.kind is EntryKind.EMISSION
-    assert entry.kg_co2e == Decimal("1.2768")
-    assert entry.activity_amount == Decimal("0.48")
-    assert entry.avoided_trip is not None
-    assert entry.avoided_trip.avoided_kg_co2e == Decimal("2.9792")
-    assert entry.avoided_trip.carrier_extra_kg_co2e == Decimal("4.256")
-    assert entry.entry_id == entry_id_for("evt-collection-1", EntryKind.EMISSION)
-
-
-def test_detour_equal_to_the_dedicated_trip_avoids_nothing() -> None:
-    entry = entry_for_collection(
-        collection(carrier_extra_distance_m=14000), POLICY, CATALOGUE, LOCKER_TOPIC
+    # 20 km = 1.6 l x 2.66 = 4.256 kg, more than the 2.9792 kg avoided: both are shown.
+    assert avoided.kg_co2e == Decimal("2.9792")
+    assert (detour.kind, detour.activity_amount, detour.kg_co2e) == (
+        EntryKind.EMISSION,
+        Decimal("1.6"),
+        Decimal("4.256"),
     )
 
-    assert entry.kind is EntryKind.AVOIDED_EMISSION
-    assert entry.kg_co2e == 0
+
+def test_a_collection_without_extra_distance_has_no_detour_entry() -> None:
+    (avoided,) = entries_for_collection(
+        collection(carrier_extra_distance_m=0), POLICY, CATALOGUE, LOCKER_TOPIC
+    )
+
+    assert avoided.kind is EntryKind.AVOIDED_EMISSION
+    assert avoided.kg_co2e == Decimal("2.9792")
 
 
 def test_collection_uses_each_vehicles_own_fuel_factor() -> None:
@@ -331,12 +415,11 @@ def test_collection_uses_each_vehicles_own_fuel_factor() -> None:
         POLICY, carrier_vehicle=VehicleProfile("hvo van", FuelType.HVO100, Decimal("8"))
     )
 
-    entry = entry_for_collection(collection(), hvo_carrier, CATALOGUE, LOCKER_TOPIC)
+    avoided, detour = entries_for_collection(collection(), hvo_carrier, CATALOGUE, LOCKER_TOPIC)
 
-    assert entry.avoided_trip is not None
-    assert entry.avoided_trip.carrier_extra_kg_co2e == 0
-    assert entry.kg_co2e == Decimal("2.9792")
-    assert entry.factor.factor_id == "diesel"
+    assert (avoided.factor.factor_id, avoided.kg_co2e) == ("diesel", Decimal("2.9792"))
+    assert (detour.factor.factor_id, detour.energy_carrier) == ("biofuel", EnergyCarrier.BIOFUEL)
+    assert (detour.activity_amount, detour.kg_co2e) == (Decimal("0.24"), 0)
 
 
 @pytest.mark.parametrize(
@@ -352,7 +435,7 @@ def test_invalid_collection_is_rejected_naming_the_field(
     overrides: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(UnaccountableActivity, match=f"^{field}:"):
-        entry_for_collection(collection(**overrides), POLICY, CATALOGUE, LOCKER_TOPIC)
+        entries_for_collection(collection(**overrides), POLICY, CATALOGUE, LOCKER_TOPIC)
 
 
 def policy_data(**overrides: Any) -> dict[str, Any]:
@@ -412,15 +495,16 @@ def test_shipped_data_files_account_a_collection() -> None:
     catalogue = FactorCatalogue.from_mapping(factors)
 
     policy = AvoidedTripPolicy.from_mapping(trips)
-    entry = entry_for_collection(collection(), policy, catalogue, LOCKER_TOPIC)
+    avoided, detour = entries_for_collection(collection(), policy, catalogue, LOCKER_TOPIC)
 
     assert policy.dedicated_trip_distance_m == 14000
     assert policy.dedicated_vehicle.fuel_type is FuelType.DIESEL
     assert policy.dedicated_vehicle.litres_per_100_km == Decimal("8")
     assert policy.carrier_vehicle.litres_per_100_km == Decimal("8")
     assert policy.subsector is Subsector.PRIVATE_COMMERCIAL_TRANSPORT
-    assert entry.kind is EntryKind.AVOIDED_EMISSION
-    assert entry.kg_co2e == Decimal("2.3408")
+    # 2024: the 2021 diesel factor stands in, provisionally, for both vehicles.
+    assert (avoided.kg_co2e, detour.kg_co2e) == (Decimal("2.9792"), Decimal("0.6384"))
+    assert avoided.factor.provisional and detour.factor.provisional
 
 
 @pytest.mark.parametrize(
@@ -456,7 +540,7 @@ def test_collections_beyond_any_hub_or_detour_are_implausible() -> None:
         {"carrier_extra_distance_m": 10**15},
     ):
         with pytest.raises(ImplausibleActivity) as refused:
-            entry_for_collection(
+            entries_for_collection(
                 collection(**overrides), POLICY, CATALOGUE, LOCKER_TOPIC, this_year=2026
             )
         assert refused.value.reason == "amount_out_of_bounds"

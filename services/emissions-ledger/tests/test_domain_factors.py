@@ -7,6 +7,7 @@ import yaml
 
 from emissions_ledger.domain.factors import (
     EnergyCarrier,
+    FactorApproach,
     FactorCatalogue,
     InvalidFactorData,
     NoFactor,
@@ -19,18 +20,25 @@ def factor_entry(**overrides: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": "diesel-test",
         "carrier": "diesel",
+        "approach": "ipcc",
         "value": "2.66",
         "unit": "kg CO2/l",
         "activity_unit": "l",
         "source": "test source",
         "version": "test",
+        "valid_from_year": 1990,
+        "valid_to_year": 2100,
     }
     entry.update(overrides)
     return entry
 
 
 def catalogue_data(*entries: dict[str, Any]) -> dict[str, Any]:
-    return {"version": "t1", "approach": "IPCC, tank-to-wheel, CO2", "factors": list(entries)}
+    return {
+        "version": "t1",
+        "approaches": {"ipcc": "IPCC, tank-to-wheel, CO2", "lca": "LCA, well-to-wheel, CO2e"},
+        "factors": list(entries),
+    }
 
 
 def test_shipped_catalogue_parses_with_cited_factors() -> None:
@@ -38,25 +46,42 @@ def test_shipped_catalogue_parses_with_cited_factors() -> None:
 
     catalogue = FactorCatalogue.from_mapping(data)
 
-    assert catalogue.approach == "IPCC, tank-to-wheel, CO2"
+    assert catalogue.approaches == {FactorApproach.IPCC: "IPCC, tank-to-wheel, CO2"}
     assert catalogue.version
+    # 2024: published for biofuel only; every other carrier is priced with the latest
+    # published factor before it, marked provisional.
     expected_2024 = {
-        EnergyCarrier.DIESEL: (Decimal("2.66"), "kg CO2/l", "l"),
-        EnergyCarrier.GASOLINE: (Decimal("2.32"), "kg CO2/l", "l"),
-        EnergyCarrier.BIOFUEL: (Decimal("0"), "kg CO2/l", "l"),
-        EnergyCarrier.NATURAL_GAS: (Decimal("0.204"), "kg CO2/kWh", "kWh"),
-        EnergyCarrier.ELECTRICITY: (Decimal("0.096"), "kg CO2/kWh", "kWh"),
+        EnergyCarrier.DIESEL: (Decimal("2.66"), "kg CO2/l", "l", True),
+        EnergyCarrier.GASOLINE: (Decimal("2.32"), "kg CO2/l", "l", True),
+        EnergyCarrier.BIOFUEL: (Decimal("0"), "kg CO2/l", "l", False),
+        EnergyCarrier.NATURAL_GAS: (Decimal("0.204"), "kg CO2/kWh", "kWh", True),
+        EnergyCarrier.ELECTRICITY: (Decimal("0.096"), "kg CO2/kWh", "kWh", True),
     }
-    for carrier, (value, unit, activity_unit) in expected_2024.items():
+    for carrier, (value, unit, activity_unit, provisional) in expected_2024.items():
         factor = catalogue.for_carrier(carrier, 2024)
         assert (factor.value, factor.unit, factor.activity_unit) == (value, unit, activity_unit)
-        assert factor.approach == catalogue.approach
+        assert factor.provisional is provisional, carrier
+        assert factor.approach == FactorApproach.IPCC
         assert factor.source and factor.version
+    for factor in catalogue.factors:
+        assert factor.valid_from_year and factor.valid_to_year, factor.factor_id
+        assert not factor.provisional
     assert catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2013).value == Decimal("0.363")
+    assert not catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2023).provisional
     assert "Green Power Denmark" in catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2024).source
     assert (
         "Norwegian Environment Agency" in catalogue.for_carrier(EnergyCarrier.DIESEL, 2024).source
     )
+    # The Norwegian diesel factor does not reach back before its source: IPCC's default does.
+    before = catalogue.for_carrier(EnergyCarrier.DIESEL, 2013)
+    assert (before.factor_id, before.value, before.provisional) == (
+        "diesel-ipcc-2019-default",
+        Decimal("2.67"),
+        False,
+    )
+    assert catalogue.for_carrier(EnergyCarrier.DIESEL, 2021).factor_id == "diesel-nea-nir2021"
+    with pytest.raises(NoFactor):
+        catalogue.for_carrier(EnergyCarrier.GASOLINE, 2020)
 
 
 def test_electricity_factor_depends_on_year() -> None:
@@ -78,24 +103,51 @@ def test_electricity_factor_depends_on_year() -> None:
                 unit="kg CO2/kWh",
                 activity_unit="kWh",
                 valid_from_year=2023,
+                valid_to_year=2023,
             ),
         )
     )
 
-    assert catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2013).factor_id == "el-2013"
+    published = catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2013)
+    assert (published.factor_id, published.provisional) == ("el-2013", False)
     assert catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2023).factor_id == "el-2023"
-    assert catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2024).value == Decimal("0.096")
-    with pytest.raises(NoFactor, match=r"electricity.*2018"):
-        catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2018)
+    # After the latest published year, and in a gap: the latest published before, provisional.
+    later = catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2026)
+    assert (later.factor_id, later.value, later.provisional) == ("el-2023", Decimal("0.096"), True)
+    assert (later.valid_from_year, later.valid_to_year) == (2023, 2023)
+    gap = catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2018)
+    assert (gap.factor_id, gap.provisional) == ("el-2013", True)
+    # Before the first published year: nothing to stand in, so no factor at all.
     with pytest.raises(NoFactor, match=r"electricity.*2012"):
         catalogue.for_carrier(EnergyCarrier.ELECTRICITY, 2012)
 
 
-def test_factor_without_valid_years_applies_to_every_year() -> None:
-    catalogue = FactorCatalogue.from_mapping(catalogue_data(factor_entry()))
+def test_a_provisional_factor_prices_differently_from_the_published_one() -> None:
+    catalogue = FactorCatalogue.from_mapping(
+        catalogue_data(factor_entry(valid_from_year=2021, valid_to_year=2021))
+    )
+    published = catalogue.for_carrier(EnergyCarrier.DIESEL, 2021)
+    provisional = catalogue.for_carrier(EnergyCarrier.DIESEL, 2022)
 
-    assert catalogue.for_carrier(EnergyCarrier.DIESEL, 1990).value == Decimal("2.66")
-    assert catalogue.for_carrier(EnergyCarrier.DIESEL, 2050).value == Decimal("2.66")
+    assert published.prices_like(published)
+    assert not published.prices_like(provisional)
+    corrected = FactorCatalogue.from_mapping(
+        catalogue_data(factor_entry(value="2.70", valid_from_year=2021, valid_to_year=2021))
+    ).for_carrier(EnergyCarrier.DIESEL, 2021)
+    assert not corrected.prices_like(published)
+
+
+def test_factors_are_per_approach() -> None:
+    catalogue = FactorCatalogue.from_mapping(
+        catalogue_data(
+            factor_entry(),
+            factor_entry(id="diesel-wtw", approach="lca", value="3.24", unit="kg CO2e/l"),
+        )
+    )
+
+    assert catalogue.for_carrier(EnergyCarrier.DIESEL, 2022).value == Decimal("2.66")
+    lca = catalogue.for_carrier(EnergyCarrier.DIESEL, 2022, FactorApproach.LCA)
+    assert (lca.factor_id, lca.value, lca.unit) == ("diesel-wtw", Decimal("3.24"), "kg CO2e/l")
 
 
 def test_missing_carrier_has_no_factor() -> None:
@@ -125,6 +177,9 @@ def test_value_keeps_every_digit() -> None:
         ({"valid_form_year": 2020}, r"factor 'diesel-test': unknown field 'valid_form_year'"),
         ({"valid_from_year": "2020"}, r"factor 'diesel-test': field 'valid_from_year'"),
         ({"valid_to_year": True}, r"factor 'diesel-test': field 'valid_to_year'"),
+        ({"valid_to_year": None}, r"factor 'diesel-test': field 'valid_to_year'"),
+        ({"valid_from_year": None}, r"factor 'diesel-test': field 'valid_from_year'"),
+        ({"approach": "gwp"}, r"factor 'diesel-test': field 'approach' is 'gwp'"),
         (
             {"valid_from_year": 2024, "valid_to_year": 2023},
             r"factor 'diesel-test': field 'valid_to_year' is before 'valid_from_year'",
@@ -150,14 +205,18 @@ def test_missing_field_is_named() -> None:
 @pytest.mark.parametrize(
     ("data", "expected_message"),
     [
-        ({"version": "1", "approach": "IPCC", "factors": []}, "field 'factors'"),
-        ({"approach": "IPCC", "factors": [factor_entry()]}, "field 'version'"),
-        ({"version": "1", "factors": [factor_entry()]}, "field 'approach'"),
+        ({"version": "1", "approaches": {"ipcc": "IPCC"}, "factors": []}, "field 'factors'"),
+        ({"approaches": {"ipcc": "IPCC"}, "factors": [factor_entry()]}, "field 'version'"),
+        ({"version": "1", "factors": [factor_entry()]}, "field 'approaches'"),
         (
-            {"version": "1", "approach": "IPCC", "factors": [factor_entry()], "extra": 1},
-            "unknown field 'extra'",
+            {"version": "1", "approaches": {"co2": "?"}, "factors": [factor_entry()]},
+            "approach 'co2'",
         ),
-        ({"version": "1", "approach": "IPCC", "factors": ["diesel"]}, r"factors\[0\]"),
+        (
+            {"version": "1", "approaches": {"ipcc": "IPCC"}, "factors": [factor_entry()], "x": 1},
+            "unknown field 'x'",
+        ),
+        ({"version": "1", "approaches": {"ipcc": "IPCC"}, "factors": ["d"]}, r"factors\[0\]"),
     ],
 )
 def test_invalid_catalogue_is_rejected_naming_the_field(
@@ -181,6 +240,10 @@ def test_duplicate_factor_id_is_rejected() -> None:
         ({}, {"valid_from_year": 2023}),
         ({"valid_to_year": 2023}, {"valid_from_year": 2023}),
         ({"valid_from_year": 2010, "valid_to_year": 2020}, {"valid_to_year": 2010}),
+        (
+            {"valid_from_year": 2010, "valid_to_year": 2020},
+            {"valid_from_year": 2012, "valid_to_year": 2012},
+        ),
     ],
 )
 def test_overlapping_years_of_one_carrier_are_rejected(

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from emissions_ledger.domain.entries import (
     AvoidedTripPolicy,
+    Basis,
     EntryKind,
     FuelType,
     LedgerEntry,
@@ -17,8 +18,8 @@ from emissions_ledger.domain.entries import (
     VehicleActivity,
     VehicleProfile,
     WasteCollection,
+    entries_for_collection,
     entry_for_activity,
-    entry_for_collection,
 )
 from emissions_ledger.domain.factors import EnergyCarrier, FactorCatalogue
 from emissions_ledger.domain.inventory import (
@@ -37,7 +38,7 @@ AALBORG = "aalborg-kommune"
 CATALOGUE = FactorCatalogue.from_mapping(
     {
         "version": "test",
-        "approach": "IPCC, tank-to-wheel, CO2",
+        "approaches": {"ipcc": "IPCC, tank-to-wheel, CO2"},
         "factors": [
             {
                 "id": "diesel",
@@ -47,6 +48,9 @@ CATALOGUE = FactorCatalogue.from_mapping(
                 "activity_unit": "l",
                 "source": "test",
                 "version": "test",
+                "approach": "ipcc",
+                "valid_from_year": 1990,
+                "valid_to_year": 2100,
             },
             {
                 "id": "electricity",
@@ -56,6 +60,9 @@ CATALOGUE = FactorCatalogue.from_mapping(
                 "activity_unit": "kWh",
                 "source": "test",
                 "version": "test",
+                "approach": "ipcc",
+                "valid_from_year": 1990,
+                "valid_to_year": 2100,
             },
         ],
     }
@@ -80,7 +87,7 @@ def vehicle_entry(event_id: str, **overrides: Any) -> LedgerEntry:
     return entry_for_activity(VehicleActivity(**values), CATALOGUE, "fleet.activity.v1")
 
 
-def collection_entry(event_id: str, carrier_extra_distance_m: int) -> LedgerEntry:
+def collection_entries(event_id: str, carrier_extra_distance_m: int) -> list[LedgerEntry]:
     collection = WasteCollection(
         event_id=event_id,
         hub_id="molo-hub-07",
@@ -91,12 +98,12 @@ def collection_entry(event_id: str, carrier_extra_distance_m: int) -> LedgerEntr
         mass_g=1000,
         includes_hazardous=False,
     )
-    return entry_for_collection(collection, POLICY, CATALOGUE, "lockers.events.v1")
+    return entries_for_collection(collection, POLICY, CATALOGUE, "lockers.events.v1")
 
 
 def mixed_entries() -> list[LedgerEntry]:
     return [
-        collection_entry("c-1", carrier_extra_distance_m=3000),
+        *collection_entries("c-1", carrier_extra_distance_m=3000),
         vehicle_entry("v-1", fuel_used_ml=1000),
         vehicle_entry(
             "v-2",
@@ -106,7 +113,7 @@ def mixed_entries() -> list[LedgerEntry]:
         ),
         vehicle_entry("v-3", fuel_used_ml=2500),
         vehicle_entry("v-4", subsector=Subsector.PRIVATE_COMMERCIAL_TRANSPORT, fuel_used_ml=100),
-        collection_entry("c-2", carrier_extra_distance_m=20000),
+        *collection_entries("c-2", carrier_extra_distance_m=20000),
         # Outside the inventory: another municipality, another year.
         vehicle_entry("v-other-town", municipality_id="hjoerring-kommune"),
         vehicle_entry("v-last-year", period_end=datetime(2023, 6, 1, tzinfo=UTC)),
@@ -138,26 +145,40 @@ def test_summarise_groups_per_line_in_template_order() -> None:
             kg_co2e=Decimal("9.31"),
             entry_count=2,
         ),
+        # The commercial van's metered 0.1 l, apart from the carriers' modelled detours
+        # (3 km and 20 km at 8 l/100 km: 0.24 l + 1.6 l, x 2.66 kg/l).
         InventoryLine(
             transport,
             Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
             EnergyCarrier.DIESEL,
             EntryKind.EMISSION,
             "l",
-            # The commercial van's 0.1 l plus the detour collection's net 0.48 l.
-            activity_amount=Decimal("0.58"),
-            kg_co2e=Decimal("1.5428"),
-            entry_count=2,
+            activity_amount=Decimal("0.1"),
+            kg_co2e=Decimal("0.266"),
+            entry_count=1,
         ),
+        InventoryLine(
+            transport,
+            Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
+            EnergyCarrier.DIESEL,
+            EntryKind.EMISSION,
+            "l",
+            activity_amount=Decimal("1.84"),
+            kg_co2e=Decimal("4.8944"),
+            entry_count=2,
+            basis=Basis.MODELLED,
+        ),
+        # Two dedicated 14 km trips not driven: 2 x 1.12 l x 2.66 kg/l.
         InventoryLine(
             transport,
             Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
             EnergyCarrier.DIESEL,
             EntryKind.AVOIDED_EMISSION,
             "l",
-            activity_amount=Decimal("0.88"),
-            kg_co2e=Decimal("2.3408"),
-            entry_count=1,
+            activity_amount=Decimal("2.24"),
+            kg_co2e=Decimal("5.9584"),
+            entry_count=2,
+            basis=Basis.MODELLED,
         ),
     )
 
@@ -167,9 +188,10 @@ def test_summarise_totals_emissions_and_avoided_separately() -> None:
 
     assert inventory.municipality_id == AALBORG
     assert inventory.year == 2024
-    assert inventory.emissions_kg_co2e == Decimal("11.8128")
-    assert inventory.avoided_kg_co2e == Decimal("2.3408")
-    assert inventory.entry_count == 6
+    # 0.96 + 9.31 + 0.266 + 4.8944 emitted; 5.9584 avoided.
+    assert inventory.emissions_kg_co2e == Decimal("15.4304")
+    assert inventory.avoided_kg_co2e == Decimal("5.9584")
+    assert inventory.entry_count == 8
 
 
 def test_summarise_does_not_depend_on_entry_order() -> None:
@@ -198,11 +220,18 @@ def test_running_line_totals_give_the_same_inventory_as_summing_all_entries() ->
     entries = [e for e in mixed_entries() if e.municipality_id == AALBORG and e.year == 2024]
     lines: dict[tuple[object, ...], InventoryLine] = {}
     for entry in entries:
-        key = (entry.sector, entry.subsector, entry.energy_carrier, entry.kind, entry.activity_unit)
+        key = (
+            entry.sector,
+            entry.subsector,
+            entry.energy_carrier,
+            entry.kind,
+            entry.basis,
+            entry.activity_unit,
+        )
         lines[key] = add_to_line(lines.get(key), entry)
     running = inventory_from_lines(AALBORG, 2024, lines.values())
     assert running == summarise(AALBORG, 2024, entries)
-    assert running.entry_count == 6
+    assert running.entry_count == 8
 
 
 def test_an_entry_cannot_be_added_to_another_line() -> None:
@@ -220,7 +249,7 @@ def test_a_batch_is_summed_once_per_line_of_each_municipality_and_year() -> None
     # Municipality, then year, then the template's order: every writer locks lines alike.
     assert [(i.municipality_id, i.year) for i in increments] == [
         (AALBORG, 2023),
-        *[(AALBORG, 2024)] * 4,
+        *[(AALBORG, 2024)] * 5,
         ("hjoerring-kommune", 2024),
     ]
     aalborg_2024 = [i.line for i in increments if (i.municipality_id, i.year) == (AALBORG, 2024)]
@@ -254,7 +283,7 @@ def test_batch_increments_add_up_to_the_whole_however_the_stream_is_split(
         for increment in increments_per_line(entries[start:end]):
             line = increment.line
             key = (increment.municipality_id, increment.year, line.sector, line.subsector)
-            key += (line.energy_carrier, line.kind, line.activity_unit)
+            key += (line.energy_carrier, line.kind, line.basis, line.activity_unit)
             running[key] = add_lines(running.get(key), line)
 
     for municipality_id, year in [(AALBORG, 2024), (AALBORG, 2023), ("hjoerring-kommune", 2024)]:

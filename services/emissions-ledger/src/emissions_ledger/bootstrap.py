@@ -6,7 +6,12 @@ import hashlib
 
 from pydantic import Field
 
-from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
+from emissions_ledger.adapters.commitments import load_commitments_file
+from emissions_ledger.adapters.data_files import (
+    load_avoided_trip_policy,
+    load_energy_contents,
+    load_factor_catalogue,
+)
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.entrypoints import grpc_api, subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
@@ -44,6 +49,8 @@ def build(**overrides: object) -> ServiceRuntime:
         # From the service's own private key: every replica signs and accepts the same tokens,
         # and no further secret is needed.
         page_token_key=hashlib.sha256(b"ledger page tokens\0" + runtime.tls.private_key).digest(),
+        municipalities=load_commitments_file(),
+        energy_contents=load_energy_contents(),
     )
     subscribers.subscribe(runtime, handlers)
     watch = InventoryWatch(runtime.database, settings.watch_poll_interval_s, settings.max_watchers)

@@ -5,32 +5,48 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.events import entry_posted_event
-from emissions_ledger.adapters.repository import LedgerRepository, PostedEntry
+from emissions_ledger.adapters.repository import LedgerRepository, LineKey, PostedEntry, YearLock
 from emissions_ledger.domain import (
     FIRST_REPORTING_YEAR,
     MUNICIPAL_TIME_ZONE,
     AvoidedTripPolicy,
+    EnergyCarrier,
     FactorCatalogue,
     ImplausibleActivity,
     Inventory,
     LedgerEntry,
     NoFactor,
+    SectorChange,
     UnaccountableActivity,
     VehicleActivity,
     WasteCollection,
+    WasteDeposit,
+    approach_key,
+    changes_per_sector,
+    entries_for_collection,
     entry_for_activity,
-    entry_for_collection,
     increments_per_line,
+    restatement_entries,
 )
+from emissions_ledger.domain.covenant import (
+    CovenantReport,
+    EnergyContents,
+    InvalidReportRequest,
+    covenant_report,
+)
+from emissions_ledger.domain.municipalities import Municipality
 from servicekit import topics
-from servicekit.errors import InvalidArgument
+from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
 from servicekit.kafka import Rejection
 from servicekit.outbox import add_many_to_outbox
 from servicekit.runtime import UnitOfWork
@@ -47,6 +63,29 @@ SourceT = TypeVar("SourceT")
 Positioned = tuple[int, SourceT]
 
 
+@dataclass(frozen=True)
+class RestatementOutcome:
+    """What a restatement posted: the changes per sector and the year's totals around it.
+    restatement_id is empty when nothing needed restating."""
+
+    restatement_id: str
+    catalogue_version: str
+    changes: list[SectorChange]
+    before: Inventory
+    after: Inventory
+
+    @property
+    def restated_entry_count(self) -> int:
+        return sum(change.restated_entries for change in self.changes)
+
+
+class Municipalities(Protocol):
+    """Where the ledger finds a municipality's Covenant commitment: its own data file today,
+    the registry's read model when that lands (both have this one method)."""
+
+    async def municipality(self, municipality_id: str) -> Municipality | None: ...
+
+
 class LedgerHandlers:
     def __init__(
         self,
@@ -55,7 +94,11 @@ class LedgerHandlers:
         catalogue: FactorCatalogue,
         policy: AvoidedTripPolicy,
         page_token_key: bytes,
+        municipalities: Municipalities | None = None,
+        energy_contents: EnergyContents | None = None,
     ) -> None:
+        self.municipalities = municipalities
+        self.energy_contents = energy_contents or EnergyContents(())
         self.unit_of_work = unit_of_work
         # Signs page tokens, so a forged one cannot make a listing jump or scan.
         self.page_token_key = page_token_key
@@ -69,25 +112,63 @@ class LedgerHandlers:
         """Posts the emission entry of each activity; returns the activities it cannot account."""
         entries, rejections = _entries_for(
             activities,
-            lambda activity: entry_for_activity(
-                activity, self.catalogue, topics.ACTIVITY, _this_year()
-            ),
+            lambda activity: [
+                entry_for_activity(activity, self.catalogue, topics.ACTIVITY, _this_year())
+            ],
         )
         return [*rejections, *await self._post(entries)]
 
-    async def post_collections(
-        self, collections: Sequence[Positioned[WasteCollection]]
+    async def post_locker_events(
+        self,
+        deposits: Sequence[WasteDeposit],
+        collections: Sequence[Positioned[WasteCollection]],
     ) -> list[Rejection]:
-        """Posts the entry of each carrier collection; returns those it cannot account."""
-        entries, rejections = _entries_for(
-            collections,
-            lambda collection: entry_for_collection(
-                collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
-            ),
-        )
-        return [*rejections, *await self._post(entries)]
+        """Remembers the deposits and posts the entries of each carrier collection, with the
+        waste types of the deposits it took; returns the collections it cannot account."""
+        if not collections:
+            async with self.unit_of_work() as session:
+                await LedgerRepository(session).record_deposits(deposits)
+            return []
+        with tracer.start_as_current_span("ledger post entries") as span:
+            return await self._post_locker_events(deposits, collections, span)
 
-    async def _post(self, positioned: Sequence[Positioned[LedgerEntry]]) -> list[Rejection]:
+    async def _post_locker_events(
+        self,
+        deposits: Sequence[WasteDeposit],
+        collections: Sequence[Positioned[WasteCollection]],
+        span: trace.Span,
+    ) -> list[Rejection]:
+        async with self.unit_of_work() as session:
+            repository = LedgerRepository(session)
+            await repository.record_deposits(deposits)
+            waste_types = await repository.waste_types_of(
+                {deposit_id for _, c in collections for deposit_id in c.deposit_ids}
+            )
+            known = [
+                (
+                    index,
+                    replace(
+                        collection,
+                        waste_types=tuple(
+                            waste_types[d] for d in collection.deposit_ids if d in waste_types
+                        ),
+                    ),
+                )
+                for index, collection in collections
+            ]
+            entries, rejections = _entries_for(
+                known,
+                lambda collection: entries_for_collection(
+                    collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
+                ),
+            )
+            span.set_attribute("ledger.entry_count", len(entries))
+            fresh, conflicts = await _not_posted(repository, entries)
+            appended = await self._append(repository, session, fresh)
+            span.set_attribute("ledger.appended_count", len(appended))
+        return [*rejections, *conflicts]
+
+    async def _post(self, entries: Sequence[Positioned[LedgerEntry]]) -> list[Rejection]:
         """Appends the entries the ledger does not hold yet, adds them to their inventory lines
         and announces them, in one transaction and a few statements however many there are.
         Returns the source events that reuse an event id the ledger holds with other content.
@@ -95,32 +176,120 @@ class LedgerHandlers:
         No processed-event record is needed: an entry's unique source makes the append
         idempotent, and only the entries actually appended are counted and announced.
         """
-        if not positioned:
+        if not entries:
             return []
-        entries, conflicts = _first_of_each_source(positioned)
         with tracer.start_as_current_span(
             "ledger post entries", attributes={"ledger.entry_count": len(entries)}
         ) as span:
             async with self.unit_of_work() as session:
-                # The producer's trace when the batch carries one, else the batch's own.
-                trace_id = current_trace_id()
                 repository = LedgerRepository(session)
-                fresh, held_conflicts = await _not_posted(repository, entries)
-                conflicts += held_conflicts
-                appended = await repository.append(fresh, trace_id)
+                fresh, conflicts = await _not_posted(repository, entries)
+                appended = await self._append(repository, session, fresh)
+                span.set_attribute("ledger.appended_count", len(appended))
+        return conflicts
+
+    async def _append(
+        self, repository: LedgerRepository, session: AsyncSession, entries: Sequence[LedgerEntry]
+    ) -> list[LedgerEntry]:
+        """Appends, counts and announces, within the caller's transaction; the entries appended."""
+        # The producer's trace when the batch carries one, else the batch's own.
+        trace_id = current_trace_id()
+        appended = await repository.append(entries, trace_id)
+        if not appended:
+            return []
+        await repository.add_to_inventory(increments_per_line(appended))
+        topic = self.names(topics.LEDGER_ENTRIES)
+        await add_many_to_outbox(
+            session,
+            (
+                (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
+                for entry in appended
+            ),
+        )
+        return appended
+
+    async def restate(
+        self, municipality_id: str, year: int, requested_by: str
+    ) -> RestatementOutcome:
+        """Re-prices the year's current entries with today's catalogue, posting a reversal and
+        a replacement for each entry priced otherwise; nothing when none is."""
+        _check_inventory_request(municipality_id, year)
+        restatement_id = str(uuid.uuid4())
+        with tracer.start_as_current_span(
+            "ledger restate", attributes={"ledger.year": year}
+        ) as span:
+            async with self.unit_of_work() as session:
+                repository = LedgerRepository(session)
+                before = await repository.inventory(municipality_id, year)
+                candidates: list[LedgerEntry] = []
+                for carrier, approach in await repository.pricing_groups(municipality_id, year):
+                    try:
+                        factor = self.catalogue.for_carrier(
+                            EnergyCarrier(carrier), year, approach_key(approach)
+                        )
+                    except NoFactor:
+                        continue
+                    candidates.extend(
+                        await repository.current_entries_priced_otherwise(
+                            municipality_id, year, carrier, approach, factor
+                        )
+                    )
+                entries = restatement_entries(candidates, self.catalogue, restatement_id)
+                appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
-                    return conflicts
-                await repository.add_to_inventory(increments_per_line(appended))
-                topic = self.names(topics.LEDGER_ENTRIES)
-                await add_many_to_outbox(
-                    session,
-                    (
-                        (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
-                        for entry in appended
-                    ),
+                    return RestatementOutcome("", self.catalogue.version, [], before, before)
+                changes = changes_per_sector(appended)
+                await repository.record_restatement(
+                    restatement_id,
+                    municipality_id,
+                    year,
+                    self.catalogue.version,
+                    requested_by,
+                    changes,
                 )
-        return conflicts
+                after = await repository.inventory(municipality_id, year)
+        return RestatementOutcome(restatement_id, self.catalogue.version, changes, before, after)
+
+    async def lock_year(
+        self, municipality_id: str, year: int, locked_by: str, reason: str
+    ) -> YearLock:
+        _check_inventory_request(municipality_id, year)
+        async with self.unit_of_work() as session:
+            return await LedgerRepository(session).lock_year(
+                municipality_id, year, locked_by, reason
+            )
+
+    async def covenant_report(
+        self, municipality_id: str, baseline_year: int, monitoring_year: int
+    ) -> CovenantReport:
+        """BEI and MEI of one municipality, with its commitment's targets and trajectory. The
+        baseline year is the one asked for, else the commitment's."""
+        municipality = (
+            None
+            if self.municipalities is None
+            else await self.municipalities.municipality(municipality_id)
+        )
+        if municipality is None or municipality.commitment is None:
+            raise NotFound(f"no Covenant commitment is known for {municipality_id!r}")
+        commitment = municipality.commitment
+        baseline_year = baseline_year or commitment.baseline_year or 0
+        if not baseline_year:
+            raise FailedPrecondition(
+                f"the commitment of {municipality_id!r} states no baseline year: name one"
+            )
+        _check_inventory_request(municipality_id, baseline_year)
+        _check_inventory_request(municipality_id, monitoring_year)
+        async with self.unit_of_work.read() as session:
+            repository = LedgerRepository(session)
+            baseline = await repository.inventory(municipality_id, baseline_year)
+            monitoring = await repository.inventory(municipality_id, monitoring_year)
+        try:
+            return covenant_report(
+                municipality_id, commitment, baseline, monitoring, self.energy_contents
+            )
+        except InvalidReportRequest as error:
+            raise InvalidArgument("monitoring_year", str(error)) from error
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         _check_inventory_request(municipality_id, year)
@@ -128,7 +297,12 @@ class LedgerHandlers:
             return await LedgerRepository(session).inventory(municipality_id, year)
 
     async def entries(
-        self, municipality_id: str, year: int, page_size: int, page_token: str
+        self,
+        municipality_id: str,
+        year: int,
+        page_size: int,
+        page_token: str,
+        line: LineKey | None = None,
     ) -> tuple[list[PostedEntry], str]:
         """One page of entries in posting order, and the token of the next page ("" at the end)."""
         _check_inventory_request(municipality_id, year)
@@ -139,7 +313,7 @@ class LedgerHandlers:
         async with self.unit_of_work.read() as session:
             # One more than asked tells whether another page follows.
             posted = await LedgerRepository(session).entries(
-                municipality_id, year, after, limit + 1
+                municipality_id, year, after, limit + 1, line
             )
         if len(posted) <= limit:
             return posted, ""
@@ -185,14 +359,16 @@ def _sequence_from_token(page_token: str, municipality_id: str, year: int, key: 
 
 
 def _entries_for(
-    sources: Sequence[Positioned[SourceT]], entry_for: Callable[[SourceT], LedgerEntry]
+    sources: Sequence[Positioned[SourceT]],
+    entries_for: Callable[[SourceT], Sequence[LedgerEntry]],
 ) -> tuple[list[Positioned[LedgerEntry]], list[Rejection]]:
-    """The entry of each source event, and a rejection for each the domain cannot account."""
+    """The entries of each source event (with the event's position in the batch), and a
+    rejection for each the domain cannot account."""
     entries: list[Positioned[LedgerEntry]] = []
     rejections: list[Rejection] = []
     for index, source in sources:
         try:
-            entries.append((index, entry_for(source)))
+            entries.extend((index, entry) for entry in entries_for(source))
         except NoFactor as error:
             rejections.append(Rejection(index, "no_emission_factor", str(error)))
         except ImplausibleActivity as error:
@@ -202,71 +378,64 @@ def _entries_for(
     return entries, rejections
 
 
-def _source_content(entry: LedgerEntry) -> tuple[object, ...]:
-    """What an entry takes from its source event: two events with one id and different
-    content differ here (factors and the policy are the ledger's own, not the event's)."""
-    trip = entry.avoided_trip
-    return (
-        entry.kind,
-        entry.municipality_id,
-        entry.year,
-        entry.sector,
-        entry.subsector,
-        entry.energy_carrier,
-        entry.activity_amount,
-        entry.activity_unit,
-        entry.subject_id,
-        entry.activity_at,
-        None if trip is None else trip.carrier_extra_distance_m,
+def _this_year() -> int:
+    """The current reporting year: later ones are in the future, so not plausible yet."""
+    return datetime.now(MUNICIPAL_TIME_ZONE).year
+
+
+def _source_content(entries: Sequence[LedgerEntry]) -> frozenset[tuple[object, ...]]:
+    """What a source event's entries take from it: two events with one id and other content
+    differ here (factors, the policy and the year's lock are the ledger's own)."""
+    return frozenset(
+        (
+            entry.kind,
+            entry.basis,
+            entry.municipality_id,
+            entry.year,
+            entry.sector,
+            entry.subsector,
+            entry.energy_carrier,
+            entry.activity_amount,
+            entry.activity_unit,
+            entry.subject_id,
+            entry.activity_at,
+        )
+        for entry in entries
     )
-
-
-def _conflict(index: int, entry: LedgerEntry) -> Rejection:
-    return Rejection(
-        index,
-        "duplicate_event_conflict",
-        f"event id {entry.source_event_id!r} was posted before with other content",
-    )
-
-
-def _first_of_each_source(
-    positioned: Sequence[Positioned[LedgerEntry]],
-) -> tuple[list[Positioned[LedgerEntry]], list[Rejection]]:
-    """The first entry of each source event within a batch; a later one with the same content
-    is a redelivery and dropped, one with other content is a conflict."""
-    first: dict[str, LedgerEntry] = {}
-    kept: list[Positioned[LedgerEntry]] = []
-    conflicts: list[Rejection] = []
-    for index, entry in positioned:
-        earlier = first.get(entry.source_event_id)
-        if earlier is None:
-            first[entry.source_event_id] = entry
-            kept.append((index, entry))
-        elif _source_content(earlier) != _source_content(entry):
-            conflicts.append(_conflict(index, entry))
-    return kept, conflicts
 
 
 async def _not_posted(
     repository: LedgerRepository, entries: Sequence[Positioned[LedgerEntry]]
 ) -> tuple[list[LedgerEntry], list[Rejection]]:
-    """The entries whose source event the ledger holds no entry for yet; and a conflict for
-    each whose source it holds with other content (a redelivery, same content, is neither).
+    """The entries of the source events the ledger holds no entry for yet; and a
+    `duplicate_event_conflict` for each source event whose id the ledger holds, or an earlier
+    event of the batch had, with other content. A redelivery (same content) is neither.
 
-    One query per batch; the entry's kind is part of the content, since a collection's kind
-    follows its detour, and another kind would not meet the unique source key."""
-    held = await repository.posted_for_sources([entry for _, entry in entries])
+    One query per batch, for the original postings of the batch's source ids (restatements
+    re-price, they do not change what the event said). A source's entries are compared as a
+    whole: a collection's detour decides which entries it posts."""
+    by_source: dict[str, list[Positioned[LedgerEntry]]] = {}
+    for index, entry in entries:
+        by_source.setdefault(entry.source_event_id, []).append((index, entry))
+    held = await repository.posted_for_sources(list(by_source))
     fresh: list[LedgerEntry] = []
     conflicts: list[Rejection] = []
-    for index, entry in entries:
-        posted = held.get(entry.source_event_id)
-        if not posted:
-            fresh.append(entry)
-        elif any(_source_content(other) != _source_content(entry) for other in posted):
-            conflicts.append(_conflict(index, entry))
+    for source_event_id, positioned in by_source.items():
+        per_event: dict[int, list[LedgerEntry]] = {}
+        for index, entry in positioned:
+            per_event.setdefault(index, []).append(entry)
+        first = held.get(source_event_id)
+        for index, event_entries in per_event.items():
+            content = _source_content(event_entries)
+            if first is None:
+                first = event_entries
+                fresh.extend(event_entries)
+            elif _source_content(first) != content:
+                conflicts.append(
+                    Rejection(
+                        index,
+                        "duplicate_event_conflict",
+                        f"event id {source_event_id!r} was accounted before with other content",
+                    )
+                )
     return fresh, conflicts
-
-
-def _this_year() -> int:
-    """The current reporting year: later ones are in the future, so not plausible yet."""
-    return datetime.now(MUNICIPAL_TIME_ZONE).year

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from emissions_ledger.domain import AvoidedTripPolicy, FactorCatalogue
+from emissions_ledger.domain.covenant import EnergyContents
 from servicekit.data_files import load_packaged_yaml
 
 
@@ -15,4 +16,10 @@ def load_factor_catalogue() -> FactorCatalogue:
 def load_avoided_trip_policy() -> AvoidedTripPolicy:
     return AvoidedTripPolicy.from_mapping(
         load_packaged_yaml("emissions_ledger", "avoided_trips.yaml")
+    )
+
+
+def load_energy_contents() -> EnergyContents:
+    return EnergyContents.from_mapping(
+        load_packaged_yaml("emissions_ledger", "energy_content.yaml")
     )

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from emissions_ledger.adapters.repository import LineKey
 from emissions_ledger.domain import (
+    Basis,
+    EmissionFactor,
+    EnergyCarrier,
+    EntryKind,
     FuelType,
     Inventory,
     LedgerEntry,
     SampleProvenance,
+    Sector,
+    SectorChange,
     Subsector,
     VehicleActivity,
     WasteCollection,
+    WasteDeposit,
+    approach_key,
 )
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2
@@ -19,7 +28,7 @@ from greenpartners.lockers.v1 import lockers_pb2
 from servicekit.codec import from_timestamp, to_timestamp
 from servicekit.database import decimal_text
 from servicekit.enums import from_proto, to_proto
-from servicekit.errors import PermanentEventError
+from servicekit.errors import InvalidArgument, PermanentEventError
 
 
 def activity_from_event(event: fleet_pb2.VehicleActivity) -> VehicleActivity:
@@ -55,6 +64,21 @@ def _samples_of(event: fleet_pb2.VehicleActivity) -> SampleProvenance | None:
     )
 
 
+def deposit_from_event(event: lockers_pb2.LockerEvent) -> WasteDeposit:
+    deposited = event.waste_deposited
+    waste_type = lockers_pb2.WasteType.Name(deposited.waste_type)
+    return WasteDeposit(
+        event_id=event.event_id,
+        deposit_id=deposited.deposit_id or event.event_id,
+        hub_id=event.hub_id,
+        municipality_id=event.municipality_id,
+        waste_type=waste_type.removeprefix("WASTE_TYPE_").lower(),
+        hazardous=deposited.hazardous,
+        mass_g=deposited.mass_g,
+        deposited_at=from_timestamp(event.occurred_at),
+    )
+
+
 def collection_from_event(event: lockers_pb2.LockerEvent) -> WasteCollection:
     collected = event.waste_collected
     return WasteCollection(
@@ -66,11 +90,27 @@ def collection_from_event(event: lockers_pb2.LockerEvent) -> WasteCollection:
         carrier_extra_distance_m=collected.carrier_extra_distance_m,
         mass_g=collected.mass_g,
         includes_hazardous=collected.includes_hazardous,
+        collection_id=collected.collection_id,
+        deposit_ids=tuple(collected.deposit_ids),
+    )
+
+
+def factor_to_proto(factor: EmissionFactor) -> ledger_pb2.EmissionFactor:
+    return ledger_pb2.EmissionFactor(
+        factor_id=factor.factor_id,
+        value=decimal_text(factor.value),
+        unit=factor.unit,
+        source=factor.source,
+        version=factor.version,
+        approach=approach_key(factor.approach),
+        valid_from_year=factor.valid_from_year or 0,
+        valid_to_year=factor.valid_to_year or 0,
+        provisional=factor.provisional,
+        activity_unit=factor.activity_unit,
     )
 
 
 def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerEntry:
-    factor = entry.factor
     wire = ledger_pb2.LedgerEntry(
         entry_id=entry.entry_id,
         municipality_id=entry.municipality_id,
@@ -80,13 +120,7 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         energy_carrier=to_proto(ledger_pb2.EnergyCarrier, entry.energy_carrier),
         activity_amount=decimal_text(entry.activity_amount),
         activity_unit=entry.activity_unit,
-        emission_factor=ledger_pb2.EmissionFactor(
-            factor_id=factor.factor_id,
-            value=decimal_text(factor.value),
-            unit=factor.unit,
-            source=factor.source,
-            version=factor.version,
-        ),
+        emission_factor=factor_to_proto(entry.factor),
         kg_co2e=decimal_text(entry.kg_co2e),
         kind=to_proto(ledger_pb2.EntryKind, entry.kind),
         source_event_id=entry.source_event_id,
@@ -94,7 +128,26 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         activity_at=to_timestamp(entry.activity_at),
         subject_id=entry.subject_id,
         trace_id=trace_id,
+        posting=to_proto(ledger_pb2.Posting, entry.posting),
+        revision=entry.revision,
+        restates_entry_id=entry.restates_entry_id or "",
+        restatement_id=entry.restatement_id or "",
+        late=entry.late,
+        basis=to_proto(ledger_pb2.Basis, entry.basis),
     )
+    collection = entry.collection
+    if collection is not None:
+        wire.collection.CopyFrom(
+            ledger_pb2.CollectionProvenance(
+                collection_id=collection.collection_id,
+                carrier_partner_id=collection.carrier_partner_id,
+                hub_id=collection.hub_id,
+                mass_g=collection.mass_g,
+                includes_hazardous=collection.includes_hazardous,
+                waste_types=list(collection.waste_types),
+                deposit_count=collection.deposit_count,
+            )
+        )
     trip = entry.avoided_trip
     if trip is not None:
         wire.avoided_trip.CopyFrom(
@@ -129,7 +182,7 @@ def entry_posted_event(entry: LedgerEntry, trace_id: str) -> ledger_pb2.LedgerEn
 
 
 def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:
-    return ledger_pb2.GetInventoryResponse(
+    wire = ledger_pb2.GetInventoryResponse(
         municipality_id=inventory.municipality_id,
         year=inventory.year,
         lines=[
@@ -142,10 +195,49 @@ def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:
                 activity_unit=line.activity_unit,
                 kg_co2e=decimal_text(line.kg_co2e),
                 entry_count=line.entry_count,
+                basis=to_proto(ledger_pb2.Basis, line.basis),
             )
             for line in inventory.lines
         ],
         emissions_kg_co2e=decimal_text(inventory.emissions_kg_co2e),
         avoided_kg_co2e=decimal_text(inventory.avoided_kg_co2e),
         entry_count=inventory.entry_count,
+        late_entry_count=inventory.late_entry_count,
     )
+    if inventory.locked_at is not None:
+        wire.locked_at.CopyFrom(to_timestamp(inventory.locked_at))
+    return wire
+
+
+def sector_change_to_proto(change: SectorChange) -> ledger_pb2.SectorChange:
+    return ledger_pb2.SectorChange(
+        sector=to_proto(ledger_pb2.Sector, change.sector),
+        subsector=to_proto(ledger_pb2.Subsector, change.subsector),
+        kind=to_proto(ledger_pb2.EntryKind, change.kind),
+        kg_before=decimal_text(change.kg_before),
+        kg_after=decimal_text(change.kg_after),
+        kg_difference=decimal_text(change.kg_difference),
+        restated_entry_count=change.restated_entries,
+    )
+
+
+def line_key_from_proto(line: ledger_pb2.InventoryLineKey) -> LineKey:
+    """The inventory line a request names; every field but the sub-sector is required."""
+    sector = from_proto(ledger_pb2.Sector, line.sector, Sector)
+    carrier = from_proto(ledger_pb2.EnergyCarrier, line.energy_carrier, EnergyCarrier)
+    kind = from_proto(ledger_pb2.EntryKind, line.kind, EntryKind)
+    basis = from_proto(ledger_pb2.Basis, line.basis, Basis)
+    subsector = from_proto(ledger_pb2.Subsector, line.subsector, Subsector)
+    if sector is None:
+        raise InvalidArgument("line.sector", "required")
+    if carrier is None:
+        raise InvalidArgument("line.energy_carrier", "required")
+    if kind is None:
+        raise InvalidArgument("line.kind", "required")
+    if basis is None:
+        raise InvalidArgument("line.basis", "required")
+    if subsector is None and line.subsector != 0:
+        raise InvalidArgument("line.subsector", "not a sub-sector this ledger knows")
+    if not line.activity_unit:
+        raise InvalidArgument("line.activity_unit", "required")
+    return LineKey(sector, subsector or Subsector.NONE, carrier, kind, basis, line.activity_unit)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, and_, delete, exists, func, insert, inspect, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emissions_ledger.adapters.tables import inventory_lines, inventory_versions, ledger_entries
+from emissions_ledger.adapters.tables import (
+    hub_deposits,
+    inventory_lines,
+    inventory_locks,
+    inventory_versions,
+    ledger_entries,
+    restatements,
+)
 from emissions_ledger.domain import (
     AvoidedTrip,
+    Basis,
+    CollectionProvenance,
     EmissionFactor,
     EnergyCarrier,
     EntryKind,
@@ -21,9 +30,12 @@ from emissions_ledger.domain import (
     InventoryLine,
     LedgerEntry,
     LineIncrement,
+    Posting,
     SampleProvenance,
     Sector,
+    SectorChange,
     Subsector,
+    WasteDeposit,
     add_lines,
     inventory_from_lines,
 )
@@ -45,6 +57,37 @@ class PostedEntry:
 
 
 @dataclass(frozen=True)
+class LineKey:
+    """One inventory line's key, to list the entries behind it."""
+
+    sector: Sector
+    subsector: Subsector
+    energy_carrier: EnergyCarrier
+    kind: EntryKind
+    basis: Basis
+    activity_unit: str
+
+    def columns(self) -> dict[str, str]:
+        return {
+            "sector": self.sector.value,
+            "subsector": self.subsector.value,
+            "energy_carrier": self.energy_carrier.value,
+            "kind": self.kind.value,
+            "basis": self.basis.value,
+            "activity_unit": self.activity_unit,
+        }
+
+
+@dataclass(frozen=True)
+class YearLock:
+    municipality_id: str
+    year: int
+    locked_at: datetime
+    locked_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class InventorySnapshot:
     """One inventory's totals, its version and its last entry's sequence, read together."""
 
@@ -61,20 +104,46 @@ class LedgerRepository:
         """Appends the entries the ledger does not hold yet; returns those, in the given order.
 
         One multi-row INSERT whatever the number of entries (SQLAlchemy splits it into pages
-        below the driver's bound-parameter limit). The unique source of an entry makes the
-        append idempotent: an entry already posted, by this batch or an earlier delivery of
-        it, is skipped by the database and not returned.
+        below the driver's bound-parameter limit). The unique source of an entry (its event,
+        kind, revision and posting) makes the append idempotent: an entry already posted, by
+        this batch or an earlier delivery of it, is skipped by the database and not returned.
+        Entries of a locked year are posted flagged late.
         """
         unique: dict[str, LedgerEntry] = {}
         for entry in entries:
             unique.setdefault(entry.entry_id, entry)
         if not unique:
             return []
-        await self._bump_versions({(e.municipality_id, e.year) for e in unique.values()})
+        inventories = {(e.municipality_id, e.year) for e in unique.values()}
+        await self._bump_versions(inventories)
+        # An event is accounted once, all its entries together: one the ledger accounted
+        # before (perhaps into other entries, as collections were before migration 7) adds none.
+        accounted = await self._accounted_sources(
+            {e.source_event_id for e in unique.values() if e.posting is Posting.ORIGINAL}
+        )
+        if accounted:
+            unique = {
+                entry_id: entry
+                for entry_id, entry in unique.items()
+                if entry.posting is not Posting.ORIGINAL or entry.source_event_id not in accounted
+            }
+            if not unique:
+                return []
+        # After taking the inventories' turns: a lock committed before is seen here.
+        locked = await self._locked_among(inventories)
+        if locked:
+            unique = {
+                entry_id: replace(entry, late=True)
+                if (entry.municipality_id, entry.year) in locked
+                else entry
+                for entry_id, entry in unique.items()
+            }
         posted_at = datetime.now(UTC)
         statement = (
             insert_statement(self.session, ledger_entries)
-            .on_conflict_do_nothing(index_elements=["source_event_id", "kind"])
+            .on_conflict_do_nothing(
+                index_elements=["source_event_id", "kind", "revision", "posting"]
+            )
             .returning(ledger_entries.c.entry_id)
         )
         inserted = set(
@@ -88,17 +157,16 @@ class LedgerRepository:
         return [entry for entry in unique.values() if entry.entry_id in inserted]
 
     async def posted_for_sources(
-        self, entries: Sequence[LedgerEntry]
+        self, source_event_ids: Sequence[str]
     ) -> dict[str, list[LedgerEntry]]:
-        """The entries the ledger holds for the source events of these, by source event id."""
-        if not entries:
+        """The original postings the ledger holds for these source events, by source event id."""
+        if not source_event_ids:
             return {}
         rows = (
             await self.session.execute(
                 select(ledger_entries).where(
-                    ledger_entries.c.source_event_id.in_(
-                        {entry.source_event_id for entry in entries}
-                    )
+                    ledger_entries.c.source_event_id.in_(set(source_event_ids)),
+                    ledger_entries.c.posting == Posting.ORIGINAL.value,
                 )
             )
         ).all()
@@ -170,21 +238,216 @@ class LedgerRepository:
                 select(inventory_lines).filter_by(municipality_id=municipality_id, year=year)
             )
         ).all()
-        return inventory_from_lines(municipality_id, year, [_line_from_row(row) for row in rows])
+        inventory = inventory_from_lines(
+            municipality_id, year, [_line_from_row(row) for row in rows]
+        )
+        lock = await self.lock_of(municipality_id, year)
+        if lock is None:
+            return inventory
+        late = await self.session.scalar(
+            select(func.count())
+            .select_from(ledger_entries)
+            .where(ledger_entries.c.municipality_id == municipality_id)
+            .where(ledger_entries.c.year == year)
+            .where(ledger_entries.c.late.is_(True))
+        )
+        return replace(inventory, locked_at=lock.locked_at, late_entry_count=int(late or 0))
 
-    async def entries(
-        self, municipality_id: str, year: int, after_sequence: int, limit: int
-    ) -> list[PostedEntry]:
-        """Entries in posting order, from just after `after_sequence` (0: from the start)."""
+    async def _accounted_sources(self, source_event_ids: set[str]) -> set[str]:
+        if not source_event_ids:
+            return set()
+        rows = await self.session.execute(
+            select(ledger_entries.c.source_event_id)
+            .where(ledger_entries.c.source_event_id.in_(source_event_ids))
+            .where(ledger_entries.c.posting == Posting.ORIGINAL.value)
+        )
+        return set(rows.scalars())
+
+    async def record_deposits(self, deposits: Sequence[WasteDeposit]) -> None:
+        """Remembers deposits (once each), for the waste types of the collections to come."""
+        if not deposits:
+            return
+        statement = insert_statement(self.session, hub_deposits).on_conflict_do_nothing(
+            index_elements=["deposit_id"]
+        )
+        unique = {deposit.deposit_id: deposit for deposit in deposits}
+        await self.session.execute(
+            statement,
+            [
+                {
+                    "deposit_id": deposit.deposit_id,
+                    "hub_id": deposit.hub_id,
+                    "municipality_id": deposit.municipality_id,
+                    "waste_type": deposit.waste_type,
+                    "hazardous": deposit.hazardous,
+                    "mass_g": deposit.mass_g,
+                    "deposited_at": deposit.deposited_at,
+                    "source_event_id": deposit.event_id,
+                }
+                for deposit in unique.values()
+            ],
+        )
+
+    async def waste_types_of(self, deposit_ids: set[str]) -> dict[str, str]:
+        """The waste type of each deposit the ledger saw, by deposit id."""
+        if not deposit_ids:
+            return {}
+        rows = await self.session.execute(
+            select(hub_deposits.c.deposit_id, hub_deposits.c.waste_type).where(
+                hub_deposits.c.deposit_id.in_(deposit_ids)
+            )
+        )
+        return {row.deposit_id: row.waste_type for row in rows}
+
+    async def _locked_among(self, inventories: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        municipalities = {municipality_id for municipality_id, _ in inventories}
+        rows = (
+            await self.session.execute(
+                select(inventory_locks.c.municipality_id, inventory_locks.c.year).where(
+                    inventory_locks.c.municipality_id.in_(municipalities)
+                )
+            )
+        ).all()
+        return {(row.municipality_id, row.year) for row in rows} & inventories
+
+    async def lock_of(self, municipality_id: str, year: int) -> YearLock | None:
+        row = (
+            await self.session.execute(
+                select(inventory_locks).filter_by(municipality_id=municipality_id, year=year)
+            )
+        ).first()
+        if row is None:
+            return None
+        return YearLock(row.municipality_id, row.year, row.locked_at, row.locked_by, row.reason)
+
+    async def lock_year(
+        self, municipality_id: str, year: int, locked_by: str, reason: str
+    ) -> YearLock:
+        """Locks the year unless it is locked already; the lock in force. Takes the
+        inventory's turn first, so that every posting commits either before the lock or
+        after it, flagged late."""
+        await self._bump_versions({(municipality_id, year)})
+        existing = await self.lock_of(municipality_id, year)
+        if existing is not None:
+            return existing
+        lock = YearLock(municipality_id, year, datetime.now(UTC), locked_by, reason)
+        await self.session.execute(
+            insert(inventory_locks).values(
+                municipality_id=municipality_id,
+                year=year,
+                locked_at=lock.locked_at,
+                locked_by=locked_by,
+                reason=reason,
+            )
+        )
+        return lock
+
+    async def pricing_groups(self, municipality_id: str, year: int) -> list[tuple[str, str]]:
+        """The (energy carrier, factor approach) pairs the year's entries are priced in."""
+        rows = (
+            await self.session.execute(
+                select(ledger_entries.c.energy_carrier, ledger_entries.c.factor_approach)
+                .where(ledger_entries.c.municipality_id == municipality_id)
+                .where(ledger_entries.c.year == year)
+                .distinct()
+            )
+        ).all()
+        return sorted((row.energy_carrier, row.factor_approach) for row in rows)
+
+    async def current_entries_priced_otherwise(
+        self,
+        municipality_id: str,
+        year: int,
+        carrier: str,
+        approach: str,
+        factor: EmissionFactor,
+    ) -> list[LedgerEntry]:
+        """The year's current entries (neither reversals nor reversed) of one carrier and
+        approach whose factor differs from `factor` by id, version, value or provisional mark,
+        in posting order. The value is compared as text here; the caller compares exactly."""
+        entries = ledger_entries.c
+        reversed_already = (
+            select(ledger_entries.c.entry_id)
+            .where(ledger_entries.c.restates_entry_id == entries.entry_id)
+            .where(ledger_entries.c.posting == Posting.REVERSAL.value)
+        )
         rows = (
             await self.session.execute(
                 select(ledger_entries)
-                .where(ledger_entries.c.municipality_id == municipality_id)
-                .where(ledger_entries.c.year == year)
-                .where(ledger_entries.c.sequence > after_sequence)
-                .order_by(ledger_entries.c.sequence)
-                .limit(limit)
+                .where(entries.municipality_id == municipality_id)
+                .where(entries.year == year)
+                .where(entries.energy_carrier == carrier)
+                .where(entries.factor_approach == approach)
+                .where(entries.posting != Posting.REVERSAL.value)
+                .where(
+                    not_(
+                        and_(
+                            entries.factor_id == factor.factor_id,
+                            entries.factor_version == factor.version,
+                            entries.factor_value == decimal_text(factor.value),
+                            entries.factor_provisional.is_(factor.provisional),
+                        )
+                    )
+                )
+                .where(~exists(reversed_already.correlate(ledger_entries)))
+                .order_by(entries.sequence)
             )
+        ).all()
+        return [_entry_from_row(row) for row in rows]
+
+    async def record_restatement(
+        self,
+        restatement_id: str,
+        municipality_id: str,
+        year: int,
+        catalogue_version: str,
+        requested_by: str,
+        changes: Sequence[SectorChange],
+    ) -> None:
+        await self.session.execute(
+            insert(restatements).values(
+                restatement_id=restatement_id,
+                municipality_id=municipality_id,
+                year=year,
+                catalogue_version=catalogue_version,
+                requested_by=requested_by,
+                requested_at=datetime.now(UTC),
+                restated_entry_count=sum(change.restated_entries for change in changes),
+                changes=[
+                    {
+                        "sector": change.sector.value,
+                        "subsector": change.subsector.value,
+                        "kind": change.kind.value,
+                        "kg_before": decimal_text(change.kg_before),
+                        "kg_after": decimal_text(change.kg_after),
+                        "restated_entries": change.restated_entries,
+                    }
+                    for change in changes
+                ],
+            )
+        )
+
+    async def entries(
+        self,
+        municipality_id: str,
+        year: int,
+        after_sequence: int,
+        limit: int,
+        line: LineKey | None = None,
+    ) -> list[PostedEntry]:
+        """Entries in posting order, from just after `after_sequence` (0: from the start);
+        with `line`, only those behind that inventory line."""
+        query = (
+            select(ledger_entries)
+            .where(ledger_entries.c.municipality_id == municipality_id)
+            .where(ledger_entries.c.year == year)
+            .where(ledger_entries.c.sequence > after_sequence)
+        )
+        if line is not None:
+            for name, value in line.columns().items():
+                query = query.where(ledger_entries.c[name] == value)
+        rows = (
+            await self.session.execute(query.order_by(ledger_entries.c.sequence).limit(limit))
         ).all()
         return [PostedEntry(_entry_from_row(row), row.trace_id, row.sequence) for row in rows]
 
@@ -231,27 +494,46 @@ class LedgerRepository:
 def rebuild_inventory_lines(connection: Connection) -> None:
     """Recomputes every running line total from the entries (a migration step, synchronous).
 
-    Reads only columns the first schema version had, so it runs on a ledger of any version.
+    Reads the columns the ledger's schema has at that step, so it runs on a ledger of any
+    version: entries from before revisions are originals, and from before the basis column
+    modelled when they carry an avoided trip.
     """
     entries = ledger_entries.c
-    rows = connection.execute(
-        select(
-            entries.municipality_id,
-            entries.year,
-            entries.sector,
-            entries.subsector,
-            entries.energy_carrier,
-            entries.kind,
-            entries.activity_unit,
-            entries.activity_amount,
-            entries.kg_co2e,
-        )
-    )
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    wanted = [
+        entries.municipality_id,
+        entries.year,
+        entries.sector,
+        entries.subsector,
+        entries.energy_carrier,
+        entries.kind,
+        entries.activity_unit,
+        entries.activity_amount,
+        entries.kg_co2e,
+        entries.avoided_trip,
+        *(entries[name] for name in ("posting", "basis") if name in existing),
+    ]
     lines: dict[tuple[Any, ...], InventoryLine] = {}
-    for row in rows:
-        line = _line_from_row(row, entry_count=1)
+    for row in connection.execute(select(*wanted)):
+        mapping = row._mapping
+        posting = mapping.get("posting", Posting.ORIGINAL.value)
+        basis = mapping.get(
+            "basis", Basis.MODELLED.value if row.avoided_trip is not None else Basis.METERED.value
+        )
+        line = InventoryLine(
+            sector=Sector(row.sector),
+            subsector=Subsector(row.subsector),
+            energy_carrier=EnergyCarrier(row.energy_carrier),
+            kind=EntryKind(row.kind),
+            activity_unit=row.activity_unit,
+            activity_amount=Decimal(row.activity_amount),
+            kg_co2e=Decimal(row.kg_co2e),
+            entry_count=-1 if posting == Posting.REVERSAL.value else 1,
+            basis=Basis(basis),
+        )
         key = (row.municipality_id, row.year, *_line_key_of(line).values())
         lines[key] = add_lines(lines.get(key), line)
+    line_columns = {c["name"] for c in inspect(connection).get_columns("inventory_lines")}
     connection.execute(delete(inventory_lines))
     if lines:
         connection.execute(
@@ -260,7 +542,11 @@ def rebuild_inventory_lines(connection: Connection) -> None:
                 {
                     "municipality_id": municipality_id,
                     "year": year,
-                    **_line_key_of(line),
+                    **{
+                        name: value
+                        for name, value in _line_key_of(line).items()
+                        if name in line_columns
+                    },
                     **_line_totals(line),
                 }
                 for (municipality_id, year, *_), line in lines.items()
@@ -288,6 +574,9 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         "factor_source": factor.source,
         "factor_version": factor.version,
         "factor_approach": factor.approach,
+        "factor_valid_from_year": factor.valid_from_year,
+        "factor_valid_to_year": factor.valid_to_year,
+        "factor_provisional": factor.provisional,
         "kg_co2e": decimal_text(entry.kg_co2e),
         "kind": entry.kind.value,
         "source_event_id": entry.source_event_id,
@@ -313,6 +602,23 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         },
         "trace_id": trace_id,
         "posted_at": posted_at,
+        "posting": entry.posting.value,
+        "revision": entry.revision,
+        "restates_entry_id": entry.restates_entry_id,
+        "restatement_id": entry.restatement_id,
+        "late": entry.late,
+        "basis": entry.basis.value,
+        "collection": None
+        if entry.collection is None
+        else {
+            "collection_id": entry.collection.collection_id,
+            "carrier_partner_id": entry.collection.carrier_partner_id,
+            "hub_id": entry.collection.hub_id,
+            "mass_g": entry.collection.mass_g,
+            "includes_hazardous": entry.collection.includes_hazardous,
+            "waste_types": list(entry.collection.waste_types),
+            "deposit_count": entry.collection.deposit_count,
+        },
     }
 
 
@@ -323,6 +629,7 @@ def _line_key_of(line: InventoryLine) -> dict[str, Any]:
         "energy_carrier": line.energy_carrier.value,
         "kind": line.kind.value,
         "activity_unit": line.activity_unit,
+        "basis": line.basis.value,
     }
 
 
@@ -345,6 +652,7 @@ def _line_from_row(row: Any, entry_count: int | None = None) -> InventoryLine:
         activity_amount=Decimal(row.activity_amount),
         kg_co2e=Decimal(row.kg_co2e),
         entry_count=row.entry_count if entry_count is None else entry_count,
+        basis=Basis(row.basis),
     )
 
 
@@ -369,6 +677,9 @@ def _entry_from_row(row: Any) -> LedgerEntry:
             source=row.factor_source,
             version=row.factor_version,
             approach=row.factor_approach,
+            valid_from_year=row.factor_valid_from_year,
+            valid_to_year=row.factor_valid_to_year,
+            provisional=bool(row.factor_provisional),
         ),
         kg_co2e=Decimal(row.kg_co2e),
         kind=EntryKind(row.kind),
@@ -393,4 +704,25 @@ def _entry_from_row(row: Any) -> LedgerEntry:
             first_sample_event_id=str(samples["first_sample_event_id"]),
             last_sample_event_id=str(samples["last_sample_event_id"]),
         ),
+        posting=Posting(row.posting),
+        revision=row.revision,
+        restates_entry_id=row.restates_entry_id,
+        restatement_id=row.restatement_id,
+        late=bool(row.late),
+        basis=Basis(row.basis),
+        collection=_collection_of(row.collection),
+    )
+
+
+def _collection_of(raw: Any) -> CollectionProvenance | None:
+    if raw is None:
+        return None
+    return CollectionProvenance(
+        collection_id=str(raw["collection_id"]),
+        carrier_partner_id=str(raw["carrier_partner_id"]),
+        hub_id=str(raw["hub_id"]),
+        mass_g=int(raw["mass_g"]),
+        includes_hazardous=bool(raw["includes_hazardous"]),
+        waste_types=tuple(str(t) for t in raw["waste_types"]),
+        deposit_count=int(raw["deposit_count"]),
     )

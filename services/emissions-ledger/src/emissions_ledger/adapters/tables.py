@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Connection,
     Index,
@@ -42,6 +43,11 @@ ledger_entries = Table(
     Column("factor_source", Text, nullable=False),
     Column("factor_version", String(64), nullable=False),
     Column("factor_approach", String(128), nullable=False),
+    # The years the factor is published for (NULL on entries from before migration 6) and
+    # whether it stood in, provisionally, for a year without a published factor.
+    Column("factor_valid_from_year", Integer, nullable=True),
+    Column("factor_valid_to_year", Integer, nullable=True),
+    Column("factor_provisional", Boolean, nullable=False, server_default=text("false")),
     Column("kg_co2e", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("source_event_id", String(200), nullable=False),
@@ -53,8 +59,23 @@ ledger_entries = Table(
     Column("activity_samples", JSON, nullable=True),
     Column("trace_id", String(32), nullable=False),
     Column("posted_at", UtcDateTime(), nullable=False),
-    UniqueConstraint("source_event_id", "kind", name="uq_entry_source"),
+    # Restatement (migration 6): original, reversal or restatement; the revision it makes (0 for
+    # the original); the entry it reverses or replaces; the run that posted it.
+    Column("posting", String(16), nullable=False, server_default=text("'original'")),
+    Column("revision", Integer, nullable=False, server_default=text("0")),
+    Column("restates_entry_id", String(64), nullable=True),
+    Column("restatement_id", String(64), nullable=True),
+    # Posted after its year was locked.
+    Column("late", Boolean, nullable=False, server_default=text("false")),
+    # Metered or modelled (migration 7); a collection's carrier, hub, mass and waste types.
+    Column("basis", String(16), nullable=False, server_default=text("'metered'")),
+    Column("collection", JSON, nullable=True),
+    # An event's entry of one kind is posted once per revision and posting: redelivered events
+    # and repeated restatements cannot post twice.
+    UniqueConstraint("source_event_id", "kind", "revision", "posting", name="uq_entry_revision"),
     Index("ix_entries_inventory", "municipality_id", "year"),
+    Index("ix_entries_restates", "restates_entry_id"),
+    Index("ix_entries_late", "municipality_id", "year", "late"),
 )
 
 # Running totals per inventory line, kept with each posting in the same transaction, so that an
@@ -71,6 +92,7 @@ inventory_lines = Table(
     Column("energy_carrier", String(32), primary_key=True),
     Column("kind", String(32), primary_key=True),
     Column("activity_unit", String(16), primary_key=True),
+    Column("basis", String(16), primary_key=True, server_default=text("'metered'")),
     Column("activity_amount", ExactDecimal(), nullable=False),
     Column("kg_co2e", ExactDecimal(), nullable=False),
     Column("entry_count", Integer, nullable=False),
@@ -97,6 +119,50 @@ entries_by_position = Index(
     ledger_entries.c.municipality_id,
     ledger_entries.c.year,
     ledger_entries.c.sequence,
+)
+
+
+# Years locked after submission: entries posted to them later are flagged late.
+inventory_locks = Table(
+    "inventory_locks",
+    metadata,
+    Column("municipality_id", String(64), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("locked_at", UtcDateTime(), nullable=False),
+    Column("locked_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+# The audit trail of restatements that posted entries: who asked, with which factor catalogue,
+# and what changed per sector (the entries themselves name the restatement too).
+restatements = Table(
+    "restatements",
+    metadata,
+    Column("restatement_id", String(64), primary_key=True),
+    Column("municipality_id", String(64), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("catalogue_version", String(64), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("restated_entry_count", Integer, nullable=False),
+    Column("changes", JSON, nullable=False),
+    Index("ix_restatements_inventory", "municipality_id", "year"),
+)
+
+
+# The deposits the ledger saw at locker hubs: a collection's waste types come from them.
+hub_deposits = Table(
+    "hub_deposits",
+    metadata,
+    Column("deposit_id", String(128), primary_key=True),
+    Column("hub_id", String(64), nullable=False),
+    Column("municipality_id", String(64), nullable=False),
+    Column("waste_type", String(64), nullable=False),
+    Column("hazardous", Boolean, nullable=False),
+    Column("mass_g", Integer, nullable=False),
+    Column("deposited_at", UtcDateTime(), nullable=False),
+    Column("source_event_id", String(200), nullable=False),
+    Index("ix_hub_deposits_municipality", "municipality_id", "deposited_at"),
 )
 
 
@@ -136,6 +202,102 @@ def _add_activity_samples(connection: Connection) -> None:
     )
 
 
+# Columns migration 6 adds to a ledger of an earlier version, with the value older entries get.
+_RESTATEMENT_COLUMNS = {
+    "factor_valid_from_year": "NULL",
+    "factor_valid_to_year": "NULL",
+    "factor_provisional": "false",
+    "posting": "'original'",
+    "revision": "0",
+    "restates_entry_id": "NULL",
+    "restatement_id": "NULL",
+    "late": "false",
+}
+
+
+def _entries_for_restatement(connection: Connection) -> None:
+    """Factor validity and provisional marks, revisions, late flags; an event's entry is unique
+    per revision and posting instead of once for ever. SQLite cannot drop a constraint, so
+    there the table is rebuilt, keeping every row and its sequence."""
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    if "revision" not in existing:
+        if connection.dialect.name == "sqlite":
+            _rebuild_sqlite_entries(connection, existing)
+        else:
+            for name, default in _RESTATEMENT_COLUMNS.items():
+                column = ledger_entries.c[name]
+                column_type = column.type.compile(dialect=connection.dialect)
+                null = "" if column.nullable else " NOT NULL"
+                connection.execute(
+                    text(
+                        f"ALTER TABLE ledger_entries ADD COLUMN {name} {column_type} "
+                        f"DEFAULT {default}{null}"
+                    )
+                )
+            connection.execute(text("ALTER TABLE ledger_entries DROP CONSTRAINT uq_entry_source"))
+            connection.execute(
+                text(
+                    "ALTER TABLE ledger_entries ADD CONSTRAINT uq_entry_revision "
+                    "UNIQUE (source_event_id, kind, revision, posting)"
+                )
+            )
+    for index in ledger_entries.indexes:
+        index.create(connection, checkfirst=True)
+    metadata.create_all(connection, tables=[inventory_locks, restatements])
+
+
+def _rebuild_sqlite_entries(connection: Connection, existing: set[str]) -> None:
+    kept = [c.name for c in ledger_entries.columns if c.name in existing]
+    columns = ", ".join(kept)
+    connection.execute(text("ALTER TABLE ledger_entries RENAME TO ledger_entries_before_6"))
+    # Index names are per database in SQLite: the old table's must go before the new ones.
+    for row in connection.execute(
+        text(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+            "tbl_name = 'ledger_entries_before_6' AND sql IS NOT NULL"
+        )
+    ).all():
+        connection.execute(text(f'DROP INDEX "{row.name}"'))
+    ledger_entries.create(connection)
+    connection.execute(
+        text(
+            f"INSERT INTO ledger_entries ({columns}) SELECT {columns} FROM ledger_entries_before_6"
+        )
+    )
+    connection.execute(text("DROP TABLE ledger_entries_before_6"))
+
+
+def _modelled_lines_apart(connection: Connection) -> None:
+    """Entries say whether they are metered or modelled, and modelled amounts get lines of
+    their own: the entries of carrier collections (the only modelled ones so far) are marked
+    modelled, and the running line totals are rebuilt from the entries with the basis in
+    their key."""
+    from emissions_ledger.adapters.repository import rebuild_inventory_lines
+
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    for name in ("basis", "collection"):
+        if name in existing:
+            continue
+        column = ledger_entries.c[name]
+        column_type = column.type.compile(dialect=connection.dialect)
+        default = " DEFAULT 'metered' NOT NULL" if name == "basis" else ""
+        connection.execute(
+            text(f"ALTER TABLE ledger_entries ADD COLUMN {name} {column_type}{default}")
+        )
+    # A classification the entries always implied (they carry the trip they model), filled in
+    # for the new column; no amount changes.
+    # (An absent trip may be SQL NULL or JSON null, which SQLAlchemy writes for None.)
+    connection.execute(
+        text(
+            "UPDATE ledger_entries SET basis = 'modelled' "
+            "WHERE avoided_trip IS NOT NULL AND CAST(avoided_trip AS TEXT) <> 'null'"
+        )
+    )
+    connection.execute(text("DROP TABLE inventory_lines"))
+    metadata.create_all(connection, tables=[inventory_lines, hub_deposits])
+    rebuild_inventory_lines(connection)
+
+
 MIGRATIONS = [
     Migration(1, "append-only ledger entries", create_tables(metadata, ledger_entries)),
     Migration(2, "running inventory line totals, from the entries", _create_inventory_lines),
@@ -147,5 +309,15 @@ MIGRATIONS = [
         5,
         "inventory versions: postings to one inventory commit in order",
         _create_inventory_versions,
+    ),
+    Migration(
+        6,
+        "restatement: factor validity, revisions, late entries, year locks, audit trail",
+        _entries_for_restatement,
+    ),
+    Migration(
+        7,
+        "metered and modelled amounts on lines of their own; collection provenance; deposits",
+        _modelled_lines_apart,
     ),
 ]

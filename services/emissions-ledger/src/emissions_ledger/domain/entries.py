@@ -18,7 +18,12 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from emissions_ledger.domain.factors import EmissionFactor, EnergyCarrier, FactorCatalogue
+from emissions_ledger.domain.factors import (
+    EmissionFactor,
+    EnergyCarrier,
+    FactorApproach,
+    FactorCatalogue,
+)
 
 # Any arithmetic that would have to round raises instead: ledger amounts are exact.
 EXACT_ARITHMETIC = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
@@ -32,6 +37,23 @@ ENTRY_ID_NAMESPACE = uuid.UUID("6d5ca3ed-722e-4b7d-a3d6-2721cbdcdb3d")
 class EntryKind(StrEnum):
     EMISSION = "emission"
     AVOIDED_EMISSION = "avoided_emission"
+
+
+class Posting(StrEnum):
+    """Why an entry is in the ledger: an event's first accounting, or a restatement's pair
+    (the reversal of the entry it replaces, and the entry that replaces it)."""
+
+    ORIGINAL = "original"
+    REVERSAL = "reversal"
+    RESTATEMENT = "restatement"
+
+
+class Basis(StrEnum):
+    """How an amount is known: metered (telemetry counters), or modelled (a trip not driven,
+    a detour estimated). They never share an inventory line."""
+
+    METERED = "metered"
+    MODELLED = "modelled"
 
 
 class Sector(StrEnum):
@@ -142,6 +164,20 @@ class AvoidedTrip:
 
 
 @dataclass(frozen=True)
+class CollectionProvenance:
+    """Which collection an entry accounts: the carrier (to credit it), the hub, the mass and
+    the kinds of waste collected (from the deposits the ledger saw)."""
+
+    collection_id: str
+    carrier_partner_id: str
+    hub_id: str
+    mass_g: int
+    includes_hazardous: bool
+    waste_types: tuple[str, ...]
+    deposit_count: int
+
+
+@dataclass(frozen=True)
 class SampleProvenance:
     """Which telemetry samples an aggregated activity sums: how many, the first and the last."""
 
@@ -152,7 +188,14 @@ class SampleProvenance:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One accounted activity; kg_co2e is never negative, the kind says which way it counts."""
+    """One accounted activity; the kind says which way it counts.
+
+    Amounts are never negative, except on a reversal: the exact negation of the entry it
+    reverses (`restates_entry_id`), so that summing a year's entries gives its figures. A
+    restatement re-prices the entry it replaces from the same activity; both carry the
+    revision they make (the original is revision 0) and the restatement run that posted them.
+    `late` marks an entry posted after its year was locked.
+    """
 
     entry_id: str
     municipality_id: str
@@ -172,6 +215,14 @@ class LedgerEntry:
     avoided_trip: AvoidedTrip | None = None
     # For vehicle activity: the samples behind the figure (None for other sources).
     samples: SampleProvenance | None = None
+    posting: Posting = Posting.ORIGINAL
+    revision: int = 0
+    restates_entry_id: str | None = None
+    restatement_id: str | None = None
+    late: bool = False
+    basis: Basis = Basis.METERED
+    # For a carrier collection: what was collected, by whom, where.
+    collection: CollectionProvenance | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +254,25 @@ class WasteCollection:
     carrier_extra_distance_m: int
     mass_g: int
     includes_hazardous: bool
+    collection_id: str = ""
+    deposit_ids: tuple[str, ...] = ()
+    # The waste types of the deposits collected, as far as the ledger saw them deposited.
+    waste_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WasteDeposit:
+    """A resident's deposit at a locker hub, as the ledger remembers it: it carries no
+    emissions, but tells what a later collection took away."""
+
+    event_id: str
+    deposit_id: str
+    hub_id: str
+    municipality_id: str
+    waste_type: str
+    hazardous: bool
+    mass_g: int
+    deposited_at: datetime
 
 
 @dataclass(frozen=True)
@@ -273,6 +343,7 @@ def entry_for_activity(
     catalogue: FactorCatalogue,
     source_topic: str,
     this_year: int | None = None,
+    approach: str = FactorApproach.IPCC,
 ) -> LedgerEntry:
     """The emission entry of one period of vehicle activity.
 
@@ -324,7 +395,7 @@ def entry_for_activity(
     # end, says the year (an activity ending at midnight on New Year's Eve is the old year's).
     year = reporting_year(activity.period_end - LAST_INSTANT)
     _require_plausible_year(year, this_year)
-    factor = catalogue.for_carrier(carrier, year)
+    factor = catalogue.for_carrier(carrier, year, approach)
     if factor.activity_unit != unit:
         raise UnaccountableActivity(
             f"{measured_field}: {fuel} is measured in {unit} but factor "
@@ -351,17 +422,18 @@ def entry_for_activity(
     )
 
 
-def entry_for_collection(
+def entries_for_collection(
     collection: WasteCollection,
     policy: AvoidedTripPolicy,
     catalogue: FactorCatalogue,
     source_topic: str,
     this_year: int | None = None,
-) -> LedgerEntry:
-    """The entry for a collection by shared carrier capacity instead of a dedicated trip.
-
-    The dedicated trip's emissions minus the carrier's detour: avoided when that is not
-    negative, an emission when the detour cost more than the trip it replaced.
+    approach: str = FactorApproach.IPCC,
+) -> list[LedgerEntry]:
+    """The entries of a collection by shared carrier capacity instead of a dedicated trip,
+    both modelled: the dedicated trip not driven (an avoided emission) and the carrier's
+    detour (an emission; none when it drove no extra distance). Each is priced with its own
+    vehicle's factor; the net is their difference, which a reader computes, never the ledger.
     """
     _require_text("event_id", collection.event_id)
     _require_text("hub_id", collection.hub_id)
@@ -378,42 +450,59 @@ def entry_for_collection(
     _require_plausible_year(year, this_year)
     dedicated = policy.dedicated_vehicle
     carrier_vehicle = policy.carrier_vehicle
-    dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year)
-    carrier_factor = _litre_factor("carrier_vehicle", carrier_vehicle, catalogue, year)
+    dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year, approach)
+    carrier_factor = _litre_factor("carrier_vehicle", carrier_vehicle, catalogue, year, approach)
 
     avoided_litres = _litres_for(policy.dedicated_trip_distance_m, dedicated)
     extra_litres = _litres_for(collection.carrier_extra_distance_m, carrier_vehicle)
     avoided_kg = EXACT_ARITHMETIC.multiply(avoided_litres, dedicated_factor.value)
     extra_kg = EXACT_ARITHMETIC.multiply(extra_litres, carrier_factor.value)
-    net_kg = EXACT_ARITHMETIC.subtract(avoided_kg, extra_kg)
-    net_litres = EXACT_ARITHMETIC.subtract(avoided_litres, extra_litres)
-
-    kind = EntryKind.AVOIDED_EMISSION if net_kg >= 0 else EntryKind.EMISSION
-    return LedgerEntry(
-        entry_id=entry_id_for(collection.event_id, kind),
-        municipality_id=collection.municipality_id,
-        year=year,
-        sector=Sector.TRANSPORT,
-        subsector=policy.subsector,
-        energy_carrier=dedicated_factor.energy_carrier,
-        activity_amount=EXACT_ARITHMETIC.abs(net_litres),
-        activity_unit=LITRE,
-        factor=dedicated_factor,
-        kg_co2e=EXACT_ARITHMETIC.abs(net_kg),
-        kind=kind,
-        source_event_id=collection.event_id,
-        source_topic=source_topic,
-        activity_at=collection.collected_at,
-        subject_id=collection.hub_id,
-        avoided_trip=AvoidedTrip(
-            avoided_trip_distance_m=policy.dedicated_trip_distance_m,
-            avoided_vehicle=dedicated.name,
-            avoided_kg_co2e=avoided_kg,
-            carrier_extra_distance_m=collection.carrier_extra_distance_m,
-            carrier_vehicle=carrier_vehicle.name,
-            carrier_extra_kg_co2e=extra_kg,
-        ),
+    trip = AvoidedTrip(
+        avoided_trip_distance_m=policy.dedicated_trip_distance_m,
+        avoided_vehicle=dedicated.name,
+        avoided_kg_co2e=avoided_kg,
+        carrier_extra_distance_m=collection.carrier_extra_distance_m,
+        carrier_vehicle=carrier_vehicle.name,
+        carrier_extra_kg_co2e=extra_kg,
     )
+    provenance = CollectionProvenance(
+        collection_id=collection.collection_id,
+        carrier_partner_id=collection.carrier_partner_id,
+        hub_id=collection.hub_id,
+        mass_g=collection.mass_g,
+        includes_hazardous=collection.includes_hazardous,
+        waste_types=tuple(sorted(set(collection.waste_types))),
+        deposit_count=len(collection.deposit_ids),
+    )
+
+    def modelled(
+        kind: EntryKind, factor: EmissionFactor, litres: Decimal, kg: Decimal
+    ) -> LedgerEntry:
+        return LedgerEntry(
+            entry_id=entry_id_for(collection.event_id, kind),
+            municipality_id=collection.municipality_id,
+            year=year,
+            sector=Sector.TRANSPORT,
+            subsector=policy.subsector,
+            energy_carrier=factor.energy_carrier,
+            activity_amount=litres,
+            activity_unit=LITRE,
+            factor=factor,
+            kg_co2e=kg,
+            kind=kind,
+            source_event_id=collection.event_id,
+            source_topic=source_topic,
+            activity_at=collection.collected_at,
+            subject_id=collection.hub_id,
+            avoided_trip=trip,
+            basis=Basis.MODELLED,
+            collection=provenance,
+        )
+
+    entries = [modelled(EntryKind.AVOIDED_EMISSION, dedicated_factor, avoided_litres, avoided_kg)]
+    if collection.carrier_extra_distance_m > 0:
+        entries.append(modelled(EntryKind.EMISSION, carrier_factor, extra_litres, extra_kg))
+    return entries
 
 
 def _litres_for(distance_m: int, vehicle: VehicleProfile) -> Decimal:
@@ -423,14 +512,14 @@ def _litres_for(distance_m: int, vehicle: VehicleProfile) -> Decimal:
 
 
 def _litre_factor(
-    field: str, vehicle: VehicleProfile, catalogue: FactorCatalogue, year: int
+    field: str, vehicle: VehicleProfile, catalogue: FactorCatalogue, year: int, approach: str
 ) -> EmissionFactor:
     carrier = _CARRIER_OF_FUEL.get(vehicle.fuel_type)
     if carrier is None:
         raise UnaccountableActivity(
             f"{field}.fuel_type: no energy carrier for '{vehicle.fuel_type}'"
         )
-    factor = catalogue.for_carrier(carrier, year)
+    factor = catalogue.for_carrier(carrier, year, approach)
     if factor.activity_unit != LITRE:
         raise UnaccountableActivity(
             f"{field}.fuel_type: factor '{factor.factor_id}' is per {factor.activity_unit}, "

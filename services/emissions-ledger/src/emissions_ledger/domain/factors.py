@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -20,17 +20,31 @@ class EnergyCarrier(StrEnum):
     OTHER = "other"
 
 
+class FactorApproach(StrEnum):
+    """The Covenant's emission factor approaches: IPCC counts combustion on the territory,
+    LCA the whole life cycle including upstream. A municipality reports in one of them."""
+
+    IPCC = "ipcc"
+    LCA = "lca"
+
+
 class InvalidFactorData(ValueError):
     """The factor catalogue data is malformed; the message names the entry and the field."""
 
 
 class NoFactor(LookupError):
-    """No factor in the catalogue covers the carrier in the requested year."""
+    """No factor in the catalogue prices the carrier in the requested year, not even
+    provisionally."""
 
 
 @dataclass(frozen=True)
 class EmissionFactor:
-    """One factor with its provenance, e.g. diesel 2.66 "kg CO2/l" per activity unit "l"."""
+    """One factor with its provenance, e.g. diesel 2.66 "kg CO2/l" per activity unit "l".
+
+    valid_from_year and valid_to_year are the inclusive years its source publishes it for
+    (None on entries posted before factors had validity periods). A provisional factor is a
+    published one standing in for a later year whose figure is not published yet.
+    """
 
     factor_id: str
     energy_carrier: EnergyCarrier
@@ -40,61 +54,68 @@ class EmissionFactor:
     source: str
     version: str
     approach: str
+    valid_from_year: int | None = None
+    valid_to_year: int | None = None
+    provisional: bool = False
 
-
-@dataclass(frozen=True)
-class _DatedFactor:
-    """A factor and the inclusive range of years it applies to; None leaves that end open."""
-
-    factor: EmissionFactor
-    valid_from_year: int | None
-    valid_to_year: int | None
+    def prices_like(self, other: EmissionFactor) -> bool:
+        """Whether an entry priced with `other` would be priced the same with this factor:
+        same factor, version and value, and both published or both provisional."""
+        return (
+            self.factor_id == other.factor_id
+            and self.version == other.version
+            and self.value == other.value
+            and self.provisional == other.provisional
+        )
 
     def covers(self, year: int) -> bool:
-        after_start = self.valid_from_year is None or year >= self.valid_from_year
-        before_end = self.valid_to_year is None or year <= self.valid_to_year
-        return after_start and before_end
-
-    def overlaps(self, other: _DatedFactor) -> bool:
-        starts = [y for y in (self.valid_from_year, other.valid_from_year) if y is not None]
-        ends = [y for y in (self.valid_to_year, other.valid_to_year) if y is not None]
-        if not starts or not ends:
-            return True
-        return max(starts) <= min(ends)
+        return (self.valid_from_year or 0) <= year <= (self.valid_to_year or 9999)
 
 
-_CATALOGUE_FIELDS = frozenset({"version", "approach", "factors"})
-_REQUIRED_ENTRY_FIELDS = (
-    "id",
-    "carrier",
-    "value",
-    "unit",
-    "activity_unit",
-    "source",
-    "version",
+_CATALOGUE_FIELDS = frozenset({"version", "approaches", "factors"})
+_ENTRY_FIELDS = frozenset(
+    {
+        "id",
+        "carrier",
+        "approach",
+        "value",
+        "unit",
+        "activity_unit",
+        "source",
+        "version",
+        "valid_from_year",
+        "valid_to_year",
+    }
 )
-_ENTRY_FIELDS = frozenset({*_REQUIRED_ENTRY_FIELDS, "valid_from_year", "valid_to_year"})
 
 
 class FactorCatalogue:
-    """The validated set of factors; at most one factor per carrier applies in any year."""
+    """The validated set of factors. Per carrier and approach, at most one published factor
+    covers any year; a later year without one is priced provisionally with the latest
+    published factor before it, and a year before the first published factor not at all."""
 
-    def __init__(self, version: str, approach: str, dated_factors: Sequence[_DatedFactor]) -> None:
+    def __init__(
+        self,
+        version: str,
+        approaches: Mapping[FactorApproach, str],
+        factors: Sequence[EmissionFactor],
+    ) -> None:
         self._version = version
-        self._approach = approach
-        self._dated_factors = tuple(dated_factors)
+        self._approaches = dict(approaches)
+        self._factors = tuple(factors)
 
     @property
     def version(self) -> str:
         return self._version
 
     @property
-    def approach(self) -> str:
-        return self._approach
+    def approaches(self) -> Mapping[FactorApproach, str]:
+        """Each approach the catalogue has factors for, with what it counts."""
+        return dict(self._approaches)
 
     @property
     def factors(self) -> tuple[EmissionFactor, ...]:
-        return tuple(dated.factor for dated in self._dated_factors)
+        return self._factors
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FactorCatalogue:
@@ -103,38 +124,79 @@ class FactorCatalogue:
             raise InvalidFactorData("catalogue: must be a mapping")
         _reject_unknown_fields("catalogue", data, _CATALOGUE_FIELDS)
         version = _text("catalogue", data, "version")
-        approach = _text("catalogue", data, "approach")
+        approaches = _approaches(data.get("approaches"))
         entries = data.get("factors")
         if not isinstance(entries, list) or not entries:
             raise InvalidFactorData("catalogue: field 'factors' must be a non-empty list")
 
-        dated_factors: list[_DatedFactor] = []
+        factors: list[EmissionFactor] = []
         seen_ids: set[str] = set()
         for index, entry in enumerate(entries):
-            dated = _parse_entry(index, entry, approach)
-            factor_id = dated.factor.factor_id
-            if factor_id in seen_ids:
-                raise InvalidFactorData(f"factor '{factor_id}': field 'id' is used twice")
-            seen_ids.add(factor_id)
-            for earlier in dated_factors:
-                same_carrier = earlier.factor.energy_carrier is dated.factor.energy_carrier
-                if same_carrier and earlier.overlaps(dated):
+            factor = _parse_entry(index, entry, approaches)
+            if factor.factor_id in seen_ids:
+                raise InvalidFactorData(f"factor '{factor.factor_id}': field 'id' is used twice")
+            seen_ids.add(factor.factor_id)
+            for earlier in factors:
+                if _same_series(earlier, factor) and _overlap(earlier, factor):
                     raise InvalidFactorData(
-                        f"factor '{factor_id}': valid years overlap those of "
-                        f"'{earlier.factor.factor_id}' for carrier {dated.factor.energy_carrier}"
+                        f"factor '{factor.factor_id}': valid years overlap those of "
+                        f"'{earlier.factor_id}' for carrier {factor.energy_carrier}, "
+                        f"approach {factor.approach}"
                     )
-            dated_factors.append(dated)
-        return cls(version, approach, dated_factors)
+            factors.append(factor)
+        return cls(version, approaches, factors)
 
-    def for_carrier(self, carrier: EnergyCarrier, year: int) -> EmissionFactor:
-        """The factor of `carrier` valid in `year`."""
-        for dated in self._dated_factors:
-            if dated.factor.energy_carrier is carrier and dated.covers(year):
-                return dated.factor
-        raise NoFactor(f"no emission factor for {carrier} valid in {year}")
+    def for_carrier(
+        self, carrier: EnergyCarrier, year: int, approach: str = FactorApproach.IPCC
+    ) -> EmissionFactor:
+        """The factor that prices `carrier` in `year` under `approach`: the published one
+        valid that year, else (marked provisional) the latest published before it."""
+        series = [
+            factor
+            for factor in self._factors
+            if factor.energy_carrier is carrier and factor.approach == approach
+        ]
+        for factor in series:
+            if factor.covers(year):
+                return factor
+        earlier = [f for f in series if (f.valid_to_year or 0) < year]
+        if earlier:
+            latest = max(earlier, key=lambda f: f.valid_to_year or 0)
+            return replace(latest, provisional=True)
+        raise NoFactor(
+            f"no emission factor for {carrier} ({approach}) published for {year} or earlier"
+        )
 
 
-def _parse_entry(index: int, entry: object, approach: str) -> _DatedFactor:
+def _same_series(one: EmissionFactor, other: EmissionFactor) -> bool:
+    return one.energy_carrier is other.energy_carrier and one.approach == other.approach
+
+
+def _overlap(one: EmissionFactor, other: EmissionFactor) -> bool:
+    return max(one.valid_from_year or 0, other.valid_from_year or 0) <= min(
+        one.valid_to_year or 9999, other.valid_to_year or 9999
+    )
+
+
+def _approaches(raw: object) -> dict[FactorApproach, str]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise InvalidFactorData("catalogue: field 'approaches' must be a non-empty mapping")
+    approaches: dict[FactorApproach, str] = {}
+    for key, description in raw.items():
+        try:
+            approach = FactorApproach(key)
+        except ValueError:
+            known = ", ".join(a.value for a in FactorApproach)
+            raise InvalidFactorData(f"catalogue: approach '{key}' is not one of: {known}") from None
+        if not isinstance(description, str) or not description.strip():
+            raise InvalidFactorData(f"catalogue: approach '{key}' needs a description")
+        approaches[approach] = description
+    return approaches
+
+
+def _parse_entry(
+    index: int, entry: object, approaches: Mapping[FactorApproach, str]
+) -> EmissionFactor:
     where = f"factors[{index}]"
     if not isinstance(entry, Mapping):
         raise InvalidFactorData(f"{where}: must be a mapping")
@@ -151,6 +213,13 @@ def _parse_entry(index: int, entry: object, approach: str) -> _DatedFactor:
             f"{where}: field 'carrier' is '{raw_carrier}', expected one of: {known}"
         ) from None
 
+    raw_approach = _text(where, entry, "approach")
+    if raw_approach not in {approach.value for approach in approaches}:
+        known = ", ".join(approach.value for approach in approaches)
+        raise InvalidFactorData(
+            f"{where}: field 'approach' is '{raw_approach}', expected one of: {known}"
+        )
+
     value = _exact_decimal(where, entry, "value")
     unit = _text(where, entry, "unit")
     activity_unit = _text(where, entry, "activity_unit")
@@ -160,16 +229,14 @@ def _parse_entry(index: int, entry: object, approach: str) -> _DatedFactor:
             f"{where}: field 'unit' is '{unit}', expected 'kg <gas>/{activity_unit}'"
         )
 
-    valid_from_year = _optional_year(where, entry, "valid_from_year")
-    valid_to_year = _optional_year(where, entry, "valid_to_year")
-    if (
-        valid_from_year is not None
-        and valid_to_year is not None
-        and valid_to_year < valid_from_year
-    ):
+    # Both ends are required: a factor published for some years must not silently price
+    # others (those get a provisional factor, marked as such).
+    valid_from_year = _year(where, entry, "valid_from_year")
+    valid_to_year = _year(where, entry, "valid_to_year")
+    if valid_to_year < valid_from_year:
         raise InvalidFactorData(f"{where}: field 'valid_to_year' is before 'valid_from_year'")
 
-    factor = EmissionFactor(
+    return EmissionFactor(
         factor_id=factor_id,
         energy_carrier=carrier,
         value=value,
@@ -177,9 +244,10 @@ def _parse_entry(index: int, entry: object, approach: str) -> _DatedFactor:
         activity_unit=activity_unit,
         source=_text(where, entry, "source"),
         version=_text(where, entry, "version"),
-        approach=approach,
+        approach=raw_approach,
+        valid_from_year=valid_from_year,
+        valid_to_year=valid_to_year,
     )
-    return _DatedFactor(factor, valid_from_year, valid_to_year)
 
 
 def _reject_unknown_fields(where: str, data: Mapping[Any, Any], known: frozenset[str]) -> None:
@@ -211,10 +279,8 @@ def _exact_decimal(where: str, data: Mapping[Any, Any], field: str) -> Decimal:
     return value
 
 
-def _optional_year(where: str, data: Mapping[Any, Any], field: str) -> int | None:
+def _year(where: str, data: Mapping[Any, Any], field: str) -> int:
     raw = data.get(field)
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int):
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1900 <= raw <= 2100:
         raise InvalidFactorData(f"{where}: field '{field}' must be a whole year, got {raw!r}")
     return raw

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from emissions_ledger.domain.entries import (
     EXACT_ARITHMETIC,
+    Basis,
     EntryKind,
     LedgerEntry,
+    Posting,
     Sector,
     Subsector,
 )
@@ -26,6 +29,7 @@ class InventoryLine:
     activity_amount: Decimal
     kg_co2e: Decimal
     entry_count: int
+    basis: Basis = Basis.METERED
 
 
 @dataclass(frozen=True)
@@ -36,41 +40,55 @@ class Inventory:
     emissions_kg_co2e: Decimal
     avoided_kg_co2e: Decimal
     entry_count: int
+    # When the year was locked (after submission), and how many entries came after that.
+    locked_at: datetime | None = None
+    late_entry_count: int = 0
 
 
 class DuplicateEntry(ValueError):
     """The same entry id was given twice; counting it twice would inflate the inventory."""
 
 
-_LineKey = tuple[Sector, Subsector, EnergyCarrier, EntryKind, str]
+_LineKey = tuple[Sector, Subsector, EnergyCarrier, EntryKind, Basis, str]
 
 _SECTOR_ORDER = {sector: index for index, sector in enumerate(Sector)}
 _SUBSECTOR_ORDER = {subsector: index for index, subsector in enumerate(Subsector)}
 _CARRIER_ORDER = {carrier: index for index, carrier in enumerate(EnergyCarrier)}
 _KIND_ORDER = {kind: index for index, kind in enumerate(EntryKind)}
+_BASIS_ORDER = {basis: index for index, basis in enumerate(Basis)}
 
 
-def _template_order(key: _LineKey) -> tuple[int, int, int, int, str]:
+def _template_order(key: _LineKey) -> tuple[int, int, int, int, int, str]:
     # Lines follow the enums' declaration order, which mirrors the reporting template.
-    sector, subsector, carrier, kind, unit = key
+    sector, subsector, carrier, kind, basis, unit = key
     return (
         _SECTOR_ORDER[sector],
         _SUBSECTOR_ORDER[subsector],
         _CARRIER_ORDER[carrier],
         _KIND_ORDER[kind],
+        _BASIS_ORDER[basis],
         unit,
     )
 
 
 def line_key(entry: LedgerEntry) -> _LineKey:
-    return (entry.sector, entry.subsector, entry.energy_carrier, entry.kind, entry.activity_unit)
+    return (
+        entry.sector,
+        entry.subsector,
+        entry.energy_carrier,
+        entry.kind,
+        entry.basis,
+        entry.activity_unit,
+    )
 
 
 def line_of(entry: LedgerEntry) -> InventoryLine:
-    """The inventory line that holds this one entry alone."""
-    sector, subsector, carrier, kind, unit = line_key(entry)
+    """The inventory line that holds this one entry alone. A line counts the entries that
+    make its figure: a reversal takes one away, as its replacement adds one."""
+    sector, subsector, carrier, kind, basis, unit = line_key(entry)
+    count = -1 if entry.posting is Posting.REVERSAL else 1
     return InventoryLine(
-        sector, subsector, carrier, kind, unit, entry.activity_amount, entry.kg_co2e, 1
+        sector, subsector, carrier, kind, unit, entry.activity_amount, entry.kg_co2e, count, basis
     )
 
 
@@ -89,6 +107,7 @@ def add_lines(line: InventoryLine | None, other: InventoryLine) -> InventoryLine
         activity_amount=EXACT_ARITHMETIC.add(line.activity_amount, other.activity_amount),
         kg_co2e=EXACT_ARITHMETIC.add(line.kg_co2e, other.kg_co2e),
         entry_count=line.entry_count + other.entry_count,
+        basis=line.basis,
     )
 
 
@@ -161,7 +180,14 @@ def summarise(municipality_id: str, year: int, entries: Iterable[LedgerEntry]) -
 
 
 def _line_key_of(line: InventoryLine) -> _LineKey:
-    return (line.sector, line.subsector, line.energy_carrier, line.kind, line.activity_unit)
+    return (
+        line.sector,
+        line.subsector,
+        line.energy_carrier,
+        line.kind,
+        line.basis,
+        line.activity_unit,
+    )
 
 
 def _total_kg(lines: tuple[InventoryLine, ...], kind: EntryKind) -> Decimal:

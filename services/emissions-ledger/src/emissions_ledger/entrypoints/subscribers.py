@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from emissions_ledger.adapters.events import activity_from_event, collection_from_event
-from emissions_ledger.domain import VehicleActivity, WasteCollection
+from emissions_ledger.adapters.events import (
+    activity_from_event,
+    collection_from_event,
+    deposit_from_event,
+)
+from emissions_ledger.domain import VehicleActivity, WasteCollection, WasteDeposit
 from emissions_ledger.handlers import LedgerHandlers
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.lockers.v1 import lockers_pb2
@@ -34,13 +38,17 @@ def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:
     async def post_collections(
         batch: Sequence[Delivered[lockers_pb2.LockerEvent]],
     ) -> Sequence[Rejection]:
-        # Deposits carry no emissions of their own; a collection replaces a dedicated trip.
-        collections: list[tuple[int, WasteCollection]] = [
-            (index, collection_from_event(delivered.event))
-            for index, delivered in enumerate(batch)
-            if delivered.event.WhichOneof("kind") == "waste_collected"
-        ]
-        return await handlers.post_collections(collections)
+        # Deposits carry no emissions of their own, but say what a later collection takes; a
+        # collection replaces a dedicated trip. One hub's events share a partition, in order.
+        deposits: list[WasteDeposit] = []
+        collections: list[tuple[int, WasteCollection]] = []
+        for index, delivered in enumerate(batch):
+            kind = delivered.event.WhichOneof("kind")
+            if kind == "waste_deposited":
+                deposits.append(deposit_from_event(delivered.event))
+            elif kind == "waste_collected":
+                collections.append((index, collection_from_event(delivered.event)))
+        return await handlers.post_locker_events(deposits, collections)
 
     runtime.consume_batches(
         topics.ACTIVITY,

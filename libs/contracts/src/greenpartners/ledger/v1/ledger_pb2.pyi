@@ -87,6 +87,54 @@ ENERGY_CARRIER_BIOFUEL: EnergyCarrier.ValueType  # 5
 ENERGY_CARRIER_OTHER: EnergyCarrier.ValueType  # 6
 Global___EnergyCarrier: _TypeAlias = EnergyCarrier  # noqa: Y015
 
+class _Basis:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Basis.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BASIS_UNSPECIFIED: _Basis.ValueType  # 0
+    BASIS_METERED: _Basis.ValueType  # 1
+    """From counters: telemetry's fuel and energy used."""
+    BASIS_MODELLED: _Basis.ValueType  # 2
+    """Computed from assumptions: a dedicated trip not driven, a carrier's detour."""
+
+class Basis(_Basis, metaclass=_BasisEnumTypeWrapper):
+    """How an amount is known. Metered and modelled amounts never share an inventory line."""
+
+BASIS_UNSPECIFIED: Basis.ValueType  # 0
+BASIS_METERED: Basis.ValueType  # 1
+"""From counters: telemetry's fuel and energy used."""
+BASIS_MODELLED: Basis.ValueType  # 2
+"""Computed from assumptions: a dedicated trip not driven, a carrier's detour."""
+Global___Basis: _TypeAlias = Basis  # noqa: Y015
+
+class _Posting:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PostingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Posting.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POSTING_UNSPECIFIED: _Posting.ValueType  # 0
+    POSTING_ORIGINAL: _Posting.ValueType  # 1
+    """The first accounting of a source event."""
+    POSTING_REVERSAL: _Posting.ValueType  # 2
+    """The exact negation of the entry named in restates_entry_id (amounts are negative)."""
+    POSTING_RESTATEMENT: _Posting.ValueType  # 3
+    """Replaces the entry named in restates_entry_id, re-priced from the same activity."""
+
+class Posting(_Posting, metaclass=_PostingEnumTypeWrapper):
+    """Why an entry is in the ledger."""
+
+POSTING_UNSPECIFIED: Posting.ValueType  # 0
+POSTING_ORIGINAL: Posting.ValueType  # 1
+"""The first accounting of a source event."""
+POSTING_REVERSAL: Posting.ValueType  # 2
+"""The exact negation of the entry named in restates_entry_id (amounts are negative)."""
+POSTING_RESTATEMENT: Posting.ValueType  # 3
+"""Replaces the entry named in restates_entry_id, re-priced from the same activity."""
+Global___Posting: _TypeAlias = Posting  # noqa: Y015
+
 class _EntryKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -106,6 +154,23 @@ ENTRY_KIND_AVOIDED_EMISSION: EntryKind.ValueType  # 2
 """Emissions that did not happen because of a measure (shared carrier capacity)."""
 Global___EntryKind: _TypeAlias = EntryKind  # noqa: Y015
 
+class _ExportFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExportFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExportFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPORT_FORMAT_UNSPECIFIED: _ExportFormat.ValueType  # 0
+    EXPORT_FORMAT_XLSX: _ExportFormat.ValueType  # 1
+    EXPORT_FORMAT_CSV: _ExportFormat.ValueType  # 2
+
+class ExportFormat(_ExportFormat, metaclass=_ExportFormatEnumTypeWrapper): ...
+
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat.ValueType  # 0
+EXPORT_FORMAT_XLSX: ExportFormat.ValueType  # 1
+EXPORT_FORMAT_CSV: ExportFormat.ValueType  # 2
+Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
+
 @_typing.final
 class EmissionFactor(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -115,6 +180,11 @@ class EmissionFactor(_message.Message):
     UNIT_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    APPROACH_FIELD_NUMBER: _builtins.int
+    VALID_FROM_YEAR_FIELD_NUMBER: _builtins.int
+    VALID_TO_YEAR_FIELD_NUMBER: _builtins.int
+    PROVISIONAL_FIELD_NUMBER: _builtins.int
+    ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
     factor_id: _builtins.str
     value: _builtins.str
     """Exact decimal, for example "2.66"."""
@@ -122,6 +192,15 @@ class EmissionFactor(_message.Message):
     """For example "kg CO2/l"."""
     source: _builtins.str
     version: _builtins.str
+    approach: _builtins.str
+    """The factor approach: "ipcc" (combustion) or "lca" (life cycle)."""
+    valid_from_year: _builtins.int
+    """The years its source publishes it for, inclusive (0: not recorded, on older entries)."""
+    valid_to_year: _builtins.int
+    provisional: _builtins.bool
+    """Standing in for a year whose factor is not published yet: the latest published before it."""
+    activity_unit: _builtins.str
+    """The unit of activity it prices ("l", "kWh")."""
     def __init__(
         self,
         *,
@@ -130,10 +209,15 @@ class EmissionFactor(_message.Message):
         unit: _builtins.str = ...,
         source: _builtins.str = ...,
         version: _builtins.str = ...,
+        approach: _builtins.str = ...,
+        valid_from_year: _builtins.int = ...,
+        valid_to_year: _builtins.int = ...,
+        provisional: _builtins.bool = ...,
+        activity_unit: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["factor_id", b"factor_id", "source", b"source", "unit", b"unit", "value", b"value", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "approach", b"approach", "factor_id", b"factor_id", "provisional", b"provisional", "source", b"source", "unit", b"unit", "valid_from_year", b"valid_from_year", "valid_to_year", b"valid_to_year", "value", b"value", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -199,6 +283,13 @@ class LedgerEntry(_message.Message):
     AVOIDED_TRIP_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
+    POSTING_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    RESTATES_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    RESTATEMENT_ID_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     municipality_id: _builtins.str
     year: _builtins.int
@@ -219,6 +310,16 @@ class LedgerEntry(_message.Message):
     """Trace of the processing that posted the entry: links the figure to the call and events
     behind it in the tracing backend.
     """
+    posting: Global___Posting.ValueType
+    revision: _builtins.int
+    """0 for the original; a restatement's reversal and replacement carry the revision they make."""
+    restates_entry_id: _builtins.str
+    """On a reversal or a replacement: the entry it reverses or replaces."""
+    restatement_id: _builtins.str
+    """On a reversal or a replacement: the restatement that posted it."""
+    late: _builtins.bool
+    """Posted after its year was locked."""
+    basis: Global___Basis.ValueType
     @_builtins.property
     def emission_factor(self) -> Global___EmissionFactor: ...
     @_builtins.property
@@ -228,6 +329,10 @@ class LedgerEntry(_message.Message):
     @_builtins.property
     def samples(self) -> Global___SampleProvenance:
         """For vehicle activity: the telemetry samples the figure sums (unset for other sources)."""
+
+    @_builtins.property
+    def collection(self) -> Global___CollectionProvenance:
+        """For a carrier collection: what was collected, by whom and where."""
 
     def __init__(
         self,
@@ -250,14 +355,66 @@ class LedgerEntry(_message.Message):
         avoided_trip: Global___AvoidedTrip | None = ...,
         trace_id: _builtins.str = ...,
         samples: Global___SampleProvenance | None = ...,
+        posting: Global___Posting.ValueType = ...,
+        revision: _builtins.int = ...,
+        restates_entry_id: _builtins.str = ...,
+        restatement_id: _builtins.str = ...,
+        late: _builtins.bool = ...,
+        basis: Global___Basis.ValueType = ...,
+        collection: Global___CollectionProvenance | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "samples", b"samples"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "collection", b"collection", "emission_factor", b"emission_factor", "samples", b"samples"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "municipality_id", b"municipality_id", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "posting", b"posting", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LedgerEntry: _TypeAlias = LedgerEntry  # noqa: Y015
+
+@_typing.final
+class CollectionProvenance(_message.Message):
+    """The collection behind an entry of a carrier collection at a locker hub."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_ID_FIELD_NUMBER: _builtins.int
+    CARRIER_PARTNER_ID_FIELD_NUMBER: _builtins.int
+    HUB_ID_FIELD_NUMBER: _builtins.int
+    MASS_G_FIELD_NUMBER: _builtins.int
+    INCLUDES_HAZARDOUS_FIELD_NUMBER: _builtins.int
+    WASTE_TYPES_FIELD_NUMBER: _builtins.int
+    DEPOSIT_COUNT_FIELD_NUMBER: _builtins.int
+    collection_id: _builtins.str
+    carrier_partner_id: _builtins.str
+    """The carrier the avoided trip is credited to, and whose detour it is."""
+    hub_id: _builtins.str
+    mass_g: _builtins.int
+    includes_hazardous: _builtins.bool
+    deposit_count: _builtins.int
+    @_builtins.property
+    def waste_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The waste types of the deposits collected that the ledger saw deposited, e.g.
+        "hazardous_household", "batteries".
+        """
+
+    def __init__(
+        self,
+        *,
+        collection_id: _builtins.str = ...,
+        carrier_partner_id: _builtins.str = ...,
+        hub_id: _builtins.str = ...,
+        mass_g: _builtins.int = ...,
+        includes_hazardous: _builtins.bool = ...,
+        waste_types: _abc.Iterable[_builtins.str] | None = ...,
+        deposit_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carrier_partner_id", b"carrier_partner_id", "collection_id", b"collection_id", "deposit_count", b"deposit_count", "hub_id", b"hub_id", "includes_hazardous", b"includes_hazardous", "mass_g", b"mass_g", "waste_types", b"waste_types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectionProvenance: _TypeAlias = CollectionProvenance  # noqa: Y015
 
 @_typing.final
 class SampleProvenance(_message.Message):
@@ -349,6 +506,7 @@ class InventoryLine(_message.Message):
     ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
     KG_CO2E_FIELD_NUMBER: _builtins.int
     ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
     sector: Global___Sector.ValueType
     subsector: Global___Subsector.ValueType
     energy_carrier: Global___EnergyCarrier.ValueType
@@ -357,6 +515,7 @@ class InventoryLine(_message.Message):
     activity_unit: _builtins.str
     kg_co2e: _builtins.str
     entry_count: _builtins.int
+    basis: Global___Basis.ValueType
     def __init__(
         self,
         *,
@@ -368,14 +527,51 @@ class InventoryLine(_message.Message):
         activity_unit: _builtins.str = ...,
         kg_co2e: _builtins.str = ...,
         entry_count: _builtins.int = ...,
+        basis: Global___Basis.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_unit", b"activity_unit", "energy_carrier", b"energy_carrier", "entry_count", b"entry_count", "kg_co2e", b"kg_co2e", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_unit", b"activity_unit", "basis", b"basis", "energy_carrier", b"energy_carrier", "entry_count", b"entry_count", "kg_co2e", b"kg_co2e", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InventoryLine: _TypeAlias = InventoryLine  # noqa: Y015
+
+@_typing.final
+class InventoryLineKey(_message.Message):
+    """Names one inventory line, to list the entries behind it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    energy_carrier: Global___EnergyCarrier.ValueType
+    kind: Global___EntryKind.ValueType
+    activity_unit: _builtins.str
+    basis: Global___Basis.ValueType
+    def __init__(
+        self,
+        *,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        kind: Global___EntryKind.ValueType = ...,
+        activity_unit: _builtins.str = ...,
+        basis: Global___Basis.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "basis", b"basis", "energy_carrier", b"energy_carrier", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InventoryLineKey: _TypeAlias = InventoryLineKey  # noqa: Y015
 
 @_typing.final
 class GetInventoryResponse(_message.Message):
@@ -387,13 +583,21 @@ class GetInventoryResponse(_message.Message):
     EMISSIONS_KG_CO2E_FIELD_NUMBER: _builtins.int
     AVOIDED_KG_CO2E_FIELD_NUMBER: _builtins.int
     ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    LOCKED_AT_FIELD_NUMBER: _builtins.int
+    LATE_ENTRY_COUNT_FIELD_NUMBER: _builtins.int
     municipality_id: _builtins.str
     year: _builtins.int
     emissions_kg_co2e: _builtins.str
     avoided_kg_co2e: _builtins.str
     entry_count: _builtins.int
+    late_entry_count: _builtins.int
+    """Entries posted after the year was locked."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___InventoryLine]: ...
+    @_builtins.property
+    def locked_at(self) -> _timestamp_pb2.Timestamp:
+        """Set when the year is locked (after submission)."""
+
     def __init__(
         self,
         *,
@@ -403,10 +607,12 @@ class GetInventoryResponse(_message.Message):
         emissions_kg_co2e: _builtins.str = ...,
         avoided_kg_co2e: _builtins.str = ...,
         entry_count: _builtins.int = ...,
+        locked_at: _timestamp_pb2.Timestamp | None = ...,
+        late_entry_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["locked_at", b"locked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avoided_kg_co2e", b"avoided_kg_co2e", "emissions_kg_co2e", b"emissions_kg_co2e", "entry_count", b"entry_count", "lines", b"lines", "municipality_id", b"municipality_id", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avoided_kg_co2e", b"avoided_kg_co2e", "emissions_kg_co2e", b"emissions_kg_co2e", "entry_count", b"entry_count", "late_entry_count", b"late_entry_count", "lines", b"lines", "locked_at", b"locked_at", "municipality_id", b"municipality_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -420,12 +626,19 @@ class ListEntriesRequest(_message.Message):
     YEAR_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
     municipality_id: _builtins.str
     year: _builtins.int
     page_size: _builtins.int
     """At most this many entries (default 500, at most 1000)."""
     page_token: _builtins.str
     """From a previous response's next_page_token; empty for the first page."""
+    @_builtins.property
+    def line(self) -> Global___InventoryLineKey:
+        """Only the entries behind this inventory line (the sub-sector unspecified for sectors
+        without one).
+        """
+
     def __init__(
         self,
         *,
@@ -433,10 +646,11 @@ class ListEntriesRequest(_message.Message):
         year: _builtins.int = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        line: Global___InventoryLineKey | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["line", b"line"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality_id", b"municipality_id", "page_size", b"page_size", "page_token", b"page_token", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "municipality_id", b"municipality_id", "page_size", b"page_size", "page_token", b"page_token", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -533,3 +747,502 @@ class WatchInventoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchInventoryResponse: _TypeAlias = WatchInventoryResponse  # noqa: Y015
+
+@_typing.final
+class ListEmissionFactorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEmissionFactorsRequest: _TypeAlias = ListEmissionFactorsRequest  # noqa: Y015
+
+@_typing.final
+class ListEmissionFactorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    FACTORS_FIELD_NUMBER: _builtins.int
+    catalogue_version: _builtins.str
+    """The catalogue's version: it changes whenever a factor is published or corrected."""
+    @_builtins.property
+    def factors(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmissionFactor]: ...
+    def __init__(
+        self,
+        *,
+        catalogue_version: _builtins.str = ...,
+        factors: _abc.Iterable[Global___EmissionFactor] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "factors", b"factors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEmissionFactorsResponse: _TypeAlias = ListEmissionFactorsResponse  # noqa: Y015
+
+@_typing.final
+class RestateInventoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    year: _builtins.int
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        year: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality_id", b"municipality_id", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestateInventoryRequest: _TypeAlias = RestateInventoryRequest  # noqa: Y015
+
+@_typing.final
+class SectorChange(_message.Message):
+    """What a restatement changed on one sector, sub-sector and kind."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    KG_BEFORE_FIELD_NUMBER: _builtins.int
+    KG_AFTER_FIELD_NUMBER: _builtins.int
+    KG_DIFFERENCE_FIELD_NUMBER: _builtins.int
+    RESTATED_ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    kind: Global___EntryKind.ValueType
+    kg_before: _builtins.str
+    """Exact decimals, kg: what the restated entries counted before, after, and the difference."""
+    kg_after: _builtins.str
+    kg_difference: _builtins.str
+    restated_entry_count: _builtins.int
+    def __init__(
+        self,
+        *,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        kind: Global___EntryKind.ValueType = ...,
+        kg_before: _builtins.str = ...,
+        kg_after: _builtins.str = ...,
+        kg_difference: _builtins.str = ...,
+        restated_entry_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kg_after", b"kg_after", "kg_before", b"kg_before", "kg_difference", b"kg_difference", "kind", b"kind", "restated_entry_count", b"restated_entry_count", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SectorChange: _TypeAlias = SectorChange  # noqa: Y015
+
+@_typing.final
+class RestateInventoryResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESTATEMENT_ID_FIELD_NUMBER: _builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    RESTATED_ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    restatement_id: _builtins.str
+    """Empty when nothing needed restating."""
+    catalogue_version: _builtins.str
+    restated_entry_count: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___SectorChange]: ...
+    @_builtins.property
+    def before(self) -> Global___GetInventoryResponse:
+        """The year's totals before and after the restatement."""
+
+    @_builtins.property
+    def after(self) -> Global___GetInventoryResponse: ...
+    def __init__(
+        self,
+        *,
+        restatement_id: _builtins.str = ...,
+        catalogue_version: _builtins.str = ...,
+        restated_entry_count: _builtins.int = ...,
+        changes: _abc.Iterable[Global___SectorChange] | None = ...,
+        before: Global___GetInventoryResponse | None = ...,
+        after: Global___GetInventoryResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "catalogue_version", b"catalogue_version", "changes", b"changes", "restated_entry_count", b"restated_entry_count", "restatement_id", b"restatement_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestateInventoryResponse: _TypeAlias = RestateInventoryResponse  # noqa: Y015
+
+@_typing.final
+class LockInventoryYearRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    year: _builtins.int
+    reason: _builtins.str
+    """Why, e.g. "MEI 2024 submitted to MyCovenant"."""
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        year: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality_id", b"municipality_id", "reason", b"reason", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockInventoryYearRequest: _TypeAlias = LockInventoryYearRequest  # noqa: Y015
+
+@_typing.final
+class LockInventoryYearResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCKED_AT_FIELD_NUMBER: _builtins.int
+    LOCKED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    locked_by: _builtins.str
+    """The token subject that locked it."""
+    reason: _builtins.str
+    @_builtins.property
+    def locked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        locked_at: _timestamp_pb2.Timestamp | None = ...,
+        locked_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["locked_at", b"locked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locked_at", b"locked_at", "locked_by", b"locked_by", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LockInventoryYearResponse: _TypeAlias = LockInventoryYearResponse  # noqa: Y015
+
+@_typing.final
+class GetCovenantReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_YEAR_FIELD_NUMBER: _builtins.int
+    MONITORING_YEAR_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    baseline_year: _builtins.int
+    """0: the baseline year of the municipality's commitment (FAILED_PRECONDITION when it states
+    none).
+    """
+    monitoring_year: _builtins.int
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        baseline_year: _builtins.int = ...,
+        monitoring_year: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_year", b"baseline_year", "monitoring_year", b"monitoring_year", "municipality_id", b"municipality_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCovenantReportRequest: _TypeAlias = GetCovenantReportRequest  # noqa: Y015
+
+@_typing.final
+class CovenantInventoryRow(_message.Message):
+    """One sector / sub-sector / energy carrier of an inventory: emissions only (avoided emissions
+    are not part of a BEI or MEI), metered and modelled together.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    ACTIVITY_AMOUNT_FIELD_NUMBER: _builtins.int
+    ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    ACTIVITY_MWH_FIELD_NUMBER: _builtins.int
+    T_CO2E_FIELD_NUMBER: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    energy_carrier: Global___EnergyCarrier.ValueType
+    activity_amount: _builtins.str
+    """The activity in its own unit ("l", "kWh"), exact decimal."""
+    activity_unit: _builtins.str
+    activity_mwh: _builtins.str
+    """The activity in MWh; empty when the carrier's energy content per unit is not known."""
+    t_co2e: _builtins.str
+    def __init__(
+        self,
+        *,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        activity_amount: _builtins.str = ...,
+        activity_unit: _builtins.str = ...,
+        activity_mwh: _builtins.str = ...,
+        t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_mwh", b"activity_mwh", "activity_unit", b"activity_unit", "energy_carrier", b"energy_carrier", "sector", b"sector", "subsector", b"subsector", "t_co2e", b"t_co2e"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantInventoryRow: _TypeAlias = CovenantInventoryRow  # noqa: Y015
+
+@_typing.final
+class CovenantInventory(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    TOTAL_T_CO2E_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    total_t_co2e: _builtins.str
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___CovenantInventoryRow]: ...
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        rows: _abc.Iterable[Global___CovenantInventoryRow] | None = ...,
+        total_t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows", "total_t_co2e", b"total_t_co2e", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantInventory: _TypeAlias = CovenantInventory  # noqa: Y015
+
+@_typing.final
+class CovenantSectorProgress(_message.Message):
+    """A sector against its baseline, and against the trajectory in the monitoring year."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    BASELINE_T_CO2E_FIELD_NUMBER: _builtins.int
+    MONITORING_T_CO2E_FIELD_NUMBER: _builtins.int
+    CHANGE_T_CO2E_FIELD_NUMBER: _builtins.int
+    CHANGE_PERCENT_FIELD_NUMBER: _builtins.int
+    TRAJECTORY_T_CO2E_FIELD_NUMBER: _builtins.int
+    GAP_T_CO2E_FIELD_NUMBER: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    baseline_t_co2e: _builtins.str
+    monitoring_t_co2e: _builtins.str
+    change_t_co2e: _builtins.str
+    change_percent: _builtins.str
+    """Percent, one decimal; empty when the baseline is 0."""
+    trajectory_t_co2e: _builtins.str
+    gap_t_co2e: _builtins.str
+    """Monitoring less trajectory: positive is above the path to the targets."""
+    def __init__(
+        self,
+        *,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        baseline_t_co2e: _builtins.str = ...,
+        monitoring_t_co2e: _builtins.str = ...,
+        change_t_co2e: _builtins.str = ...,
+        change_percent: _builtins.str = ...,
+        trajectory_t_co2e: _builtins.str = ...,
+        gap_t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_t_co2e", b"baseline_t_co2e", "change_percent", b"change_percent", "change_t_co2e", b"change_t_co2e", "gap_t_co2e", b"gap_t_co2e", "monitoring_t_co2e", b"monitoring_t_co2e", "sector", b"sector", "subsector", b"subsector", "trajectory_t_co2e", b"trajectory_t_co2e"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantSectorProgress: _TypeAlias = CovenantSectorProgress  # noqa: Y015
+
+@_typing.final
+class CovenantTarget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_YEAR_FIELD_NUMBER: _builtins.int
+    REDUCTION_PERCENT_FIELD_NUMBER: _builtins.int
+    CLIMATE_NEUTRAL_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TARGET_T_CO2E_FIELD_NUMBER: _builtins.int
+    target_year: _builtins.int
+    reduction_percent: _builtins.int
+    climate_neutral: _builtins.bool
+    source: _builtins.str
+    target_t_co2e: _builtins.str
+    """What the target allows: the baseline total less the reduction (0 when climate neutral)."""
+    def __init__(
+        self,
+        *,
+        target_year: _builtins.int = ...,
+        reduction_percent: _builtins.int = ...,
+        climate_neutral: _builtins.bool = ...,
+        source: _builtins.str = ...,
+        target_t_co2e: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["climate_neutral", b"climate_neutral", "reduction_percent", b"reduction_percent", "source", b"source", "target_t_co2e", b"target_t_co2e", "target_year", b"target_year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CovenantTarget: _TypeAlias = CovenantTarget  # noqa: Y015
+
+@_typing.final
+class EnergyContent(_message.Message):
+    """kWh per unit of activity used for the MWh figures, with its source."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    KWH_PER_UNIT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    energy_carrier: Global___EnergyCarrier.ValueType
+    activity_unit: _builtins.str
+    kwh_per_unit: _builtins.str
+    source: _builtins.str
+    def __init__(
+        self,
+        *,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        activity_unit: _builtins.str = ...,
+        kwh_per_unit: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "energy_carrier", b"energy_carrier", "kwh_per_unit", b"kwh_per_unit", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnergyContent: _TypeAlias = EnergyContent  # noqa: Y015
+
+@_typing.final
+class GetCovenantReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_FIELD_NUMBER: _builtins.int
+    MONITORING_FIELD_NUMBER: _builtins.int
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    MONITORING_TRAJECTORY_SHARE_FIELD_NUMBER: _builtins.int
+    MONITORING_TRAJECTORY_T_CO2E_FIELD_NUMBER: _builtins.int
+    GAP_T_CO2E_FIELD_NUMBER: _builtins.int
+    ENERGY_CONTENTS_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    monitoring_trajectory_share: _builtins.str
+    """The share of the baseline the linear trajectory allows in the monitoring year ("0.65")."""
+    monitoring_trajectory_t_co2e: _builtins.str
+    gap_t_co2e: _builtins.str
+    @_builtins.property
+    def baseline(self) -> Global___CovenantInventory: ...
+    @_builtins.property
+    def monitoring(self) -> Global___CovenantInventory: ...
+    @_builtins.property
+    def progress(self) -> _containers.RepeatedCompositeFieldContainer[Global___CovenantSectorProgress]: ...
+    @_builtins.property
+    def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___CovenantTarget]: ...
+    @_builtins.property
+    def energy_contents(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnergyContent]: ...
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        baseline: Global___CovenantInventory | None = ...,
+        monitoring: Global___CovenantInventory | None = ...,
+        progress: _abc.Iterable[Global___CovenantSectorProgress] | None = ...,
+        targets: _abc.Iterable[Global___CovenantTarget] | None = ...,
+        monitoring_trajectory_share: _builtins.str = ...,
+        monitoring_trajectory_t_co2e: _builtins.str = ...,
+        gap_t_co2e: _builtins.str = ...,
+        energy_contents: _abc.Iterable[Global___EnergyContent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "monitoring", b"monitoring"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "energy_contents", b"energy_contents", "gap_t_co2e", b"gap_t_co2e", "monitoring", b"monitoring", "monitoring_trajectory_share", b"monitoring_trajectory_share", "monitoring_trajectory_t_co2e", b"monitoring_trajectory_t_co2e", "municipality_id", b"municipality_id", "progress", b"progress", "targets", b"targets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCovenantReportResponse: _TypeAlias = GetCovenantReportResponse  # noqa: Y015
+
+@_typing.final
+class ExportCovenantReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_YEAR_FIELD_NUMBER: _builtins.int
+    MONITORING_YEAR_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    baseline_year: _builtins.int
+    monitoring_year: _builtins.int
+    format: Global___ExportFormat.ValueType
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        baseline_year: _builtins.int = ...,
+        monitoring_year: _builtins.int = ...,
+        format: Global___ExportFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_year", b"baseline_year", "format", b"format", "monitoring_year", b"monitoring_year", "municipality_id", b"municipality_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCovenantReportRequest: _TypeAlias = ExportCovenantReportRequest  # noqa: Y015
+
+@_typing.final
+class ExportCovenantReportResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    file_name: _builtins.str
+    content_type: _builtins.str
+    content: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        file_name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "file_name", b"file_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCovenantReportResponse: _TypeAlias = ExportCovenantReportResponse  # noqa: Y015

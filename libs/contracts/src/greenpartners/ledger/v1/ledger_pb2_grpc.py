@@ -51,6 +51,31 @@ class EmissionsLedgerServiceStub:
                 request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryResponse.FromString,
                 _registered_method=True)
+        self.ListEmissionFactors = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/ListEmissionFactors',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEmissionFactorsRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEmissionFactorsResponse.FromString,
+                _registered_method=True)
+        self.RestateInventory = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/RestateInventory',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RestateInventoryRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RestateInventoryResponse.FromString,
+                _registered_method=True)
+        self.LockInventoryYear = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/LockInventoryYear',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearResponse.FromString,
+                _registered_method=True)
+        self.GetCovenantReport = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/GetCovenantReport',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportResponse.FromString,
+                _registered_method=True)
+        self.ExportCovenantReport = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/ExportCovenantReport',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.FromString,
+                _registered_method=True)
 
 
 class EmissionsLedgerServiceServicer:
@@ -83,6 +108,48 @@ class EmissionsLedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEmissionFactors(self, request, context):
+        """The emission factors the ledger prices with: per carrier and approach, each with its
+        source, version and the years it is published for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestateInventory(self, request, context):
+        """Re-prices one municipality's year with today's factors: every entry whose factor has
+        since been published or corrected gets a reversal and a replacement entry (entries are
+        never edited). Idempotent: a second call with the same factors posts nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LockInventoryYear(self, request, context):
+        """Locks a municipality's year after submission: entries posted to it later are flagged
+        late. Locking a locked year answers the existing lock.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCovenantReport(self, request, context):
+        """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+        inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+        per sector, the targets of its commitment, and the gap to the linear trajectory.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCovenantReport(self, request, context):
+        """The same report as a file in the shape of the Covenant's reporting template (sectors as
+        rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +167,31 @@ def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
                     servicer.WatchInventory,
                     request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryRequest.FromString,
                     response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryResponse.SerializeToString,
+            ),
+            'ListEmissionFactors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEmissionFactors,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEmissionFactorsRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEmissionFactorsResponse.SerializeToString,
+            ),
+            'RestateInventory': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestateInventory,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RestateInventoryRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RestateInventoryResponse.SerializeToString,
+            ),
+            'LockInventoryYear': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockInventoryYear,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearResponse.SerializeToString,
+            ),
+            'GetCovenantReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCovenantReport,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportResponse.SerializeToString,
+            ),
+            'ExportCovenantReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCovenantReport,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +277,141 @@ class EmissionsLedgerService:
             '/greenpartners.ledger.v1.EmissionsLedgerService/WatchInventory',
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryRequest.SerializeToString,
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.WatchInventoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEmissionFactors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/ListEmissionFactors',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEmissionFactorsRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ListEmissionFactorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestateInventory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/RestateInventory',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RestateInventoryRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RestateInventoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockInventoryYear(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/LockInventoryYear',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.LockInventoryYearResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCovenantReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/GetCovenantReport',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetCovenantReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCovenantReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/ExportCovenantReport',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

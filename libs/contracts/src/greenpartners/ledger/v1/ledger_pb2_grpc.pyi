@@ -47,6 +47,28 @@ class EmissionsLedgerServiceStub:
     entries are posted. Resume after a broken stream by calling again with the last position
     received: no entry is skipped or repeated, also across a restart of the ledger.
     """
+    ListEmissionFactors: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListEmissionFactorsRequest, _ledger_pb2.ListEmissionFactorsResponse]
+    """The emission factors the ledger prices with: per carrier and approach, each with its
+    source, version and the years it is published for.
+    """
+    RestateInventory: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RestateInventoryRequest, _ledger_pb2.RestateInventoryResponse]
+    """Re-prices one municipality's year with today's factors: every entry whose factor has
+    since been published or corrected gets a reversal and a replacement entry (entries are
+    never edited). Idempotent: a second call with the same factors posts nothing.
+    """
+    LockInventoryYear: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.LockInventoryYearRequest, _ledger_pb2.LockInventoryYearResponse]
+    """Locks a municipality's year after submission: entries posted to it later are flagged
+    late. Locking a locked year answers the existing lock.
+    """
+    GetCovenantReport: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetCovenantReportRequest, _ledger_pb2.GetCovenantReportResponse]
+    """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+    inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+    per sector, the targets of its commitment, and the gap to the linear trajectory.
+    """
+    ExportCovenantReport: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ExportCovenantReportRequest, _ledger_pb2.ExportCovenantReportResponse]
+    """The same report as a file in the shape of the Covenant's reporting template (sectors as
+    rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+    """
 
 @_typing.type_check_only
 class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
@@ -66,6 +88,28 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     (and, when resuming, the entries posted since the position sent), then a message each time
     entries are posted. Resume after a broken stream by calling again with the last position
     received: no entry is skipped or repeated, also across a restart of the ledger.
+    """
+    ListEmissionFactors: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListEmissionFactorsRequest, _ledger_pb2.ListEmissionFactorsResponse]  # type: ignore[assignment]
+    """The emission factors the ledger prices with: per carrier and approach, each with its
+    source, version and the years it is published for.
+    """
+    RestateInventory: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RestateInventoryRequest, _ledger_pb2.RestateInventoryResponse]  # type: ignore[assignment]
+    """Re-prices one municipality's year with today's factors: every entry whose factor has
+    since been published or corrected gets a reversal and a replacement entry (entries are
+    never edited). Idempotent: a second call with the same factors posts nothing.
+    """
+    LockInventoryYear: _aio.UnaryUnaryMultiCallable[_ledger_pb2.LockInventoryYearRequest, _ledger_pb2.LockInventoryYearResponse]  # type: ignore[assignment]
+    """Locks a municipality's year after submission: entries posted to it later are flagged
+    late. Locking a locked year answers the existing lock.
+    """
+    GetCovenantReport: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetCovenantReportRequest, _ledger_pb2.GetCovenantReportResponse]  # type: ignore[assignment]
+    """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+    inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+    per sector, the targets of its commitment, and the gap to the linear trajectory.
+    """
+    ExportCovenantReport: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExportCovenantReportRequest, _ledger_pb2.ExportCovenantReportResponse]  # type: ignore[assignment]
+    """The same report as a file in the shape of the Covenant's reporting template (sectors as
+    rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
     """
 
 class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -101,6 +145,58 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         (and, when resuming, the entries posted since the position sent), then a message each time
         entries are posted. Resume after a broken stream by calling again with the last position
         received: no entry is skipped or repeated, also across a restart of the ledger.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEmissionFactors(
+        self,
+        request: _ledger_pb2.ListEmissionFactorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListEmissionFactorsResponse, _abc.Awaitable[_ledger_pb2.ListEmissionFactorsResponse]]:
+        """The emission factors the ledger prices with: per carrier and approach, each with its
+        source, version and the years it is published for.
+        """
+
+    @_abc_1.abstractmethod
+    def RestateInventory(
+        self,
+        request: _ledger_pb2.RestateInventoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.RestateInventoryResponse, _abc.Awaitable[_ledger_pb2.RestateInventoryResponse]]:
+        """Re-prices one municipality's year with today's factors: every entry whose factor has
+        since been published or corrected gets a reversal and a replacement entry (entries are
+        never edited). Idempotent: a second call with the same factors posts nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def LockInventoryYear(
+        self,
+        request: _ledger_pb2.LockInventoryYearRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.LockInventoryYearResponse, _abc.Awaitable[_ledger_pb2.LockInventoryYearResponse]]:
+        """Locks a municipality's year after submission: entries posted to it later are flagged
+        late. Locking a locked year answers the existing lock.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCovenantReport(
+        self,
+        request: _ledger_pb2.GetCovenantReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.GetCovenantReportResponse, _abc.Awaitable[_ledger_pb2.GetCovenantReportResponse]]:
+        """The Covenant of Mayors report of one municipality: the baseline (BEI) and a monitoring
+        inventory (MEI) per sector, sub-sector and energy carrier in MWh and t CO2e, the change
+        per sector, the targets of its commitment, and the gap to the linear trajectory.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportCovenantReport(
+        self,
+        request: _ledger_pb2.ExportCovenantReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ExportCovenantReportResponse, _abc.Awaitable[_ledger_pb2.ExportCovenantReportResponse]]:
+        """The same report as a file in the shape of the Covenant's reporting template (sectors as
+        rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
         """
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer: EmissionsLedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

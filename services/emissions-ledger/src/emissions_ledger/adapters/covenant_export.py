@@ -1,0 +1,190 @@
+"""The Covenant report as files in the shape of the Covenant of Mayors' reporting template:
+per inventory, sectors as rows and energy carriers as columns, one table of final energy in
+MWh and one of emissions in t CO2e (XLSX: a BEI and an MEI sheet, and one of targets; CSV: the
+same tables one under the other, named in the first columns)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from decimal import Decimal
+
+from openpyxl import Workbook
+
+from emissions_ledger.domain.covenant import CovenantInventory, CovenantReport, ReportRow
+from emissions_ledger.domain.entries import EXACT_ARITHMETIC, Sector, Subsector
+from emissions_ledger.domain.factors import EnergyCarrier
+
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV_CONTENT_TYPE = "text/csv"
+
+# The template's rows: every sector and transport sub-sector, also those the ledger has no
+# activity for yet, so the file always has the template's shape.
+TEMPLATE_ROWS: tuple[tuple[Sector, Subsector, str], ...] = (
+    (Sector.MUNICIPAL_BUILDINGS, Subsector.NONE, "Municipal buildings, equipment/facilities"),
+    (Sector.TERTIARY_BUILDINGS, Subsector.NONE, "Tertiary buildings, equipment/facilities"),
+    (Sector.RESIDENTIAL_BUILDINGS, Subsector.NONE, "Residential buildings"),
+    (Sector.TRANSPORT, Subsector.MUNICIPAL_FLEET, "Transport: municipal fleet"),
+    (Sector.TRANSPORT, Subsector.PUBLIC_TRANSPORT, "Transport: public transport"),
+    (
+        Sector.TRANSPORT,
+        Subsector.PRIVATE_COMMERCIAL_TRANSPORT,
+        "Transport: private and commercial transport",
+    ),
+    (Sector.WASTE, Subsector.NONE, "Waste"),
+)
+CARRIER_COLUMNS: tuple[tuple[EnergyCarrier, str], ...] = (
+    (EnergyCarrier.ELECTRICITY, "Electricity"),
+    (EnergyCarrier.NATURAL_GAS, "Natural gas"),
+    (EnergyCarrier.DIESEL, "Diesel"),
+    (EnergyCarrier.GASOLINE, "Gasoline"),
+    (EnergyCarrier.BIOFUEL, "Biofuels"),
+    (EnergyCarrier.OTHER, "Other"),
+)
+HEADER = ["Sector", *(name for _, name in CARRIER_COLUMNS), "Total"]
+
+Cell = Decimal | str | None
+
+
+def _cell_sum(rows: list[ReportRow], field: str) -> Decimal | None:
+    values = [getattr(row, field) for row in rows]
+    if not values or any(value is None for value in values):
+        return None
+    total = Decimal(0)
+    for value in values:
+        total = EXACT_ARITHMETIC.add(total, value)
+    return total
+
+
+def _own_units(rows: list[ReportRow]) -> str:
+    return "; ".join(f"{row.activity_amount.normalize():f} {row.activity_unit}" for row in rows)
+
+
+def inventory_tables(inventory: CovenantInventory) -> Iterator[tuple[str, list[list[Cell]]]]:
+    """The template's tables of one inventory: final energy (MWh), emissions (t CO2e), and the
+    activity in its own units (litres, kWh) beside them. A MWh cell is blank where a carrier's
+    energy content is not known as data."""
+    tables: dict[str, list[list[Cell]]] = {"Final energy (MWh)": [], "Emissions (t CO2e)": []}
+    own_units: list[list[Cell]] = []
+    for sector, subsector, label in TEMPLATE_ROWS:
+        energy: list[Cell] = [label]
+        emissions: list[Cell] = [label]
+        activity: list[Cell] = [label]
+        energy_total: Decimal | None = Decimal(0)
+        emissions_total = Decimal(0)
+        for carrier, _ in CARRIER_COLUMNS:
+            rows = [
+                row
+                for row in inventory.rows
+                if (row.sector, row.subsector, row.energy_carrier) == (sector, subsector, carrier)
+            ]
+            mwh = _cell_sum(rows, "activity_mwh")
+            t_co2e = _cell_sum(rows, "t_co2e")
+            energy.append(mwh)
+            emissions.append(t_co2e)
+            activity.append(_own_units(rows) or None)
+            if rows and mwh is None:
+                energy_total = None
+            if energy_total is not None and mwh is not None:
+                energy_total = EXACT_ARITHMETIC.add(energy_total, mwh)
+            if t_co2e is not None:
+                emissions_total = EXACT_ARITHMETIC.add(emissions_total, t_co2e)
+        energy.append(energy_total)
+        emissions.append(emissions_total)
+        activity.append(None)
+        tables["Final energy (MWh)"].append(energy)
+        tables["Emissions (t CO2e)"].append(emissions)
+        own_units.append(activity)
+    tables["Activity in own units"] = own_units
+    yield from tables.items()
+
+
+def _targets_rows(report: CovenantReport) -> list[list[Cell]]:
+    rows: list[list[Cell]] = [
+        ["Baseline year", Decimal(report.baseline.year)],
+        ["Baseline total (t CO2e)", report.baseline.total_t_co2e],
+        ["Monitoring year", Decimal(report.monitoring.year)],
+        ["Monitoring total (t CO2e)", report.monitoring.total_t_co2e],
+        ["Trajectory in the monitoring year (t CO2e)", report.monitoring_trajectory_t_co2e],
+        ["Gap to the trajectory (t CO2e)", report.gap_t_co2e],
+        [],
+        ["Target year", "Reduction (%)", "Climate neutral", "Allowed (t CO2e)", "Source"],
+    ]
+    for target in report.targets:
+        rows.append(
+            [
+                Decimal(target.target_year),
+                Decimal(target.reduction_percent),
+                "yes" if target.climate_neutral else "no",
+                target.t_co2e,
+                target.source,
+            ]
+        )
+    rows += [
+        [],
+        ["Sector", "Baseline", "Monitoring", "Change", "Change (%)", "Trajectory", "Gap"],
+    ]
+    labels = {(sector, subsector): label for sector, subsector, label in TEMPLATE_ROWS}
+    for item in report.progress:
+        rows.append(
+            [
+                labels.get((item.sector, item.subsector), item.sector.value),
+                item.baseline_t_co2e,
+                item.monitoring_t_co2e,
+                item.change_t_co2e,
+                item.change_percent,
+                item.trajectory_t_co2e,
+                item.gap_t_co2e,
+            ]
+        )
+    return rows
+
+
+def _inventories(report: CovenantReport) -> list[tuple[str, CovenantInventory]]:
+    return [("BEI", report.baseline), ("MEI", report.monitoring)]
+
+
+def report_xlsx(report: CovenantReport) -> bytes:
+    workbook = Workbook()
+    first = True
+    for name, inventory in _inventories(report):
+        sheet = workbook.active if first else workbook.create_sheet()
+        assert sheet is not None
+        first = False
+        sheet.title = f"{name} {inventory.year}"
+        sheet.append([f"{name} {inventory.year}, {report.municipality_id}"])
+        for title, rows in inventory_tables(inventory):
+            sheet.append([])
+            sheet.append([title])
+            sheet.append(HEADER)
+            for row in rows:
+                sheet.append(row)
+        sheet.column_dimensions["A"].width = 45
+    targets = workbook.create_sheet("Targets")
+    for row in _targets_rows(report):
+        targets.append(row)
+    targets.column_dimensions["A"].width = 45
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def _text(value: Cell) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    return value
+
+
+def report_csv(report: CovenantReport) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["Inventory", "Year", "Table", *HEADER])
+    for name, inventory in _inventories(report):
+        for title, rows in inventory_tables(inventory):
+            for row in rows:
+                writer.writerow([name, inventory.year, title, *(_text(cell) for cell in row)])
+    return buffer.getvalue().encode()
