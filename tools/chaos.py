@@ -11,8 +11,9 @@ The broker is started on free ports with a data directory of the run's own (depl
 kafka.sh with KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_DATA_DIR), never the shared one, and
 stopped at the end. What is checked, and fails the run when wrong:
 
-- the ledger's diesel litres and kg CO2e equal what the samples add up to, exactly, and stay so;
-  its avoided emissions equal the locker day's collections at the ledger's own factors;
+- the ledger's metered diesel litres and kg CO2e equal what the samples add up to, exactly, and
+  stay so; its modelled trips not driven and detours equal the locker day's collections at the
+  ledger's own factors and policy;
 - each vehicle's totals in fleet-telemetry are its last reading minus its first, every sample
   accepted once, none quarantined;
 - the dead letters are exactly the poison records fed in (distinct source offsets; a dead
