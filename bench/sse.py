@@ -4,6 +4,7 @@ hundreds of them cost little, and a test can cut one's connection as a network w
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ class SseConnection:
         self.headers: dict[str, str] = {}
         self.last_event_id: str | None = None
         self._chunked = False
+        # What was read and not yet parsed starts at _start (no copy per event taken).
         self._buffer = b""
+        self._start = 0
+        self._parsed: collections.deque[SseEvent] = collections.deque()
 
     @classmethod
     async def open(
@@ -105,8 +109,9 @@ class SseConnection:
         if not size_line:
             raise SseError("stream closed")
         size = int(size_line.split(b";")[0], 16)
-        chunk = await self.reader.readexactly(size + 2)
-        return chunk[:-2]
+        chunk = await self.reader.readexactly(size)
+        await self.reader.readexactly(2)
+        return chunk
 
     async def _more(self) -> None:
         if self._chunked:
@@ -117,31 +122,48 @@ class SseConnection:
             chunk = await self.reader.read(65536)
             if not chunk:
                 raise SseError("stream closed")
-        self._buffer += chunk.replace(b"\r\n", b"\n")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        if self._start >= len(self._buffer):
+            self._buffer = chunk
+        else:
+            self._buffer = self._buffer[self._start :] + chunk
+        self._start = 0
+
+    async def next_region(self) -> tuple[bytes, int, int]:
+        """Every complete event block read so far, unparsed, as `buffer[start:end]` (at least
+        one block; waits for it): for a reader of many events that needs a few bytes of each.
+        Moves last_event_id to the last id among them."""
+        while True:
+            end = self._buffer.rfind(b"\n\n", self._start)
+            if end >= 0:
+                buffer, start, self._start = self._buffer, self._start, end + 2
+                id_line = buffer.rfind(b"\nid:", start, end)
+                if id_line >= 0:
+                    id_line += 1
+                elif buffer.startswith(b"id:", start):
+                    id_line = start
+                if id_line >= 0:
+                    line_end = buffer.find(b"\n", id_line)
+                    self.last_event_id = buffer[id_line + 3 : line_end].decode().removeprefix(" ")
+                return buffer, start, end + 2
+            await self._more()
 
     async def next_event(self) -> SseEvent:
         """The next event (comments and retry-only blocks are skipped); raises SseError when
         the stream ends. Tracks the last event id as EventSource does."""
-        while True:
-            while b"\n\n" not in self._buffer:
+        while not self._parsed:
+            end = self._buffer.rfind(b"\n\n", self._start)
+            if end < 0:
                 await self._more()
-            block, self._buffer = self._buffer.split(b"\n\n", 1)
-            event, data, event_id = "message", [], None
-            for line in block.decode().split("\n"):
-                if not line or line.startswith(":"):
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    event_id = value
-            if event_id is not None:
-                self.last_event_id = event_id
-            if data or event_id is not None:
-                return SseEvent(event, "\n".join(data), event_id)
+                continue
+            blocks = self._buffer[self._start : end].split(b"\n\n")
+            self._start = end + 2
+            self._parsed.extend(filter(None, map(_parse_block, blocks)))
+        event = self._parsed.popleft()
+        if event.id is not None:
+            self.last_event_id = event.id
+        return event
 
     def abort(self) -> None:
         """Cuts the connection at once, without a goodbye."""
@@ -151,3 +173,21 @@ class SseConnection:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+def _parse_block(block: bytes) -> SseEvent | None:
+    event, data, event_id = "message", [], None
+    for line in block.decode().split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+    if data or event_id is not None:
+        return SseEvent(event, "\n".join(data), event_id)
+    return None

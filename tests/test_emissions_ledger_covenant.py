@@ -24,6 +24,7 @@ from servicekit.codec import to_timestamp
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import eventually, produce, unique_namespace
+from tests.registry_seed import publish_registry_seed
 from tools import covenant_report
 from tools.pki import Pki
 
@@ -76,6 +77,8 @@ async def test_bei_mei_targets_and_gap_and_the_exported_template(
         outbox_poll_interval_s=0.1,
     )
     await ensure_topics(kafka, ledger.names.all_specs())
+    # The municipalities the ledger keeps inventories for come from the registry's changelog.
+    await publish_registry_seed(kafka, ledger.names.namespace)
     topic = ledger.topic(topics.ACTIVITY)
     # 2013: 10 kWh x 0.363 = 3.63 kg; 100 l x 2.67 (IPCC default) = 267 kg.
     await produce(

@@ -41,6 +41,7 @@ from servicekit.grpc_server import bad_request_field
 from servicekit.identity import OPERATOR
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import eventually, produce, read_until, unique_namespace
+from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
@@ -138,6 +139,8 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
     }
     ledger = build(**settings)
     await ensure_topics(kafka, ledger.names.all_specs())
+    # The municipalities the ledger keeps inventories for come from the registry's changelog.
+    await publish_registry_seed(kafka, settings["topic_namespace"])
     activity_topic = ledger.topic(topics.ACTIVITY)
     locker_topic = ledger.topic(topics.LOCKER_EVENTS)
     # A backlog before the ledger starts, so that its first batches hold many events,
@@ -329,6 +332,27 @@ async def test_batches_post_each_entry_once_and_dead_letter_what_cannot_be_accou
                 )
             assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert bad_request_field(raised.value) == "year"
+
+            # A municipality the registry does not know has no inventory, rather than an
+            # empty one; a partner that is not a municipality neither.
+            for unknown in ("aalborg-komune", "homerunner"):
+                for call in (
+                    stub.GetInventory(
+                        ledger_pb2.GetInventoryRequest(municipality_id=unknown, year=2026)
+                    ),
+                    stub.ListEntries(
+                        ledger_pb2.ListEntriesRequest(municipality_id=unknown, year=2026)
+                    ),
+                ):
+                    with pytest.raises(grpc.aio.AioRpcError) as not_found:
+                        await call
+                    assert not_found.value.code() == grpc.StatusCode.NOT_FOUND, unknown
+                watch = stub.WatchInventory(
+                    ledger_pb2.WatchInventoryRequest(municipality_id=unknown, year=2026)
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as not_watched:
+                    await watch.read()
+                assert not_watched.value.code() == grpc.StatusCode.NOT_FOUND, unknown
 
         # The entry of an aggregated activity keeps which samples it sums.
         async with ledger.unit_of_work.read() as session:

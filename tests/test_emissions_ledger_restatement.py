@@ -25,6 +25,7 @@ from servicekit.data_files import load_packaged_yaml
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import eventually, produce, read_until, unique_namespace
+from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
@@ -94,6 +95,8 @@ async def test_a_published_factor_restates_the_year_once_with_an_audit_trail(
     }
     ledger = build(**settings)
     await ensure_topics(kafka, ledger.names.all_specs())
+    # The municipalities the ledger keeps inventories for come from the registry's changelog.
+    await publish_registry_seed(kafka, settings["topic_namespace"])
     activity_topic = ledger.topic(topics.ACTIVITY)
     await produce(
         kafka, activity_topic, "v-ev", activity("ev", fleet_pb2.FUEL_TYPE_ELECTRIC, 0, 45_678)

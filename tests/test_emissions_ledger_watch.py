@@ -40,6 +40,7 @@ from servicekit.grpc_server import bad_request_field
 from servicekit.identity import CLIMATE_OFFICER, DASHBOARD
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import eventually, produce, unique_namespace
+from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
@@ -136,6 +137,8 @@ async def test_a_watch_follows_postings_and_resumes_exactly_across_a_restart(
     }
     ledger = build(**settings)
     await ensure_topics(kafka, ledger.names.all_specs())
+    # The municipalities the ledger keeps inventories for come from the registry's changelog.
+    await publish_registry_seed(kafka, settings["topic_namespace"])
     activity_topic = ledger.topic(topics.ACTIVITY)
 
     async def post(*event_ids: str) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -141,6 +142,24 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
                     )
                 )
             )
+
+        # An owner the partner registry does not know (a typo) is refused, by the field.
+        async with pki.channel(platform.fleet.target, OPERATOR) as operator_channel:
+            operator_fleet = fleet_pb2_grpc.FleetTelemetryServiceStub(operator_channel)
+            with pytest.raises(grpc.aio.AioRpcError) as unknown_owner:
+                await operator_fleet.RegisterVehicle(
+                    fleet_pb2.RegisterVehicleRequest(
+                        vehicle=fleet_pb2.Vehicle(
+                            vehicle_id="e2e-typo",
+                            owner_partner_id="aalborg-komune",
+                            municipality_id=MUNICIPALITY,
+                            fuel_type=fleet_pb2.FUEL_TYPE_DIESEL,
+                            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
+                        )
+                    )
+                )
+        assert unknown_owner.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert bad_request_field(unknown_owner.value) == "vehicle.owner_partner_id"
 
         # Diesel van: 12.4 km on 961 ml, then 8.05 km on 702 ml.
         # Electric van: 20.3 km on 4 263 Wh.
@@ -311,6 +330,13 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
             await asyncio.sleep(0.1)
 
         assert (await inventory(ledger)).entry_count == 10
+        # A municipality the registry does not know has no inventory (not an empty one).
+        async with pki.channel(platform.ledger.target, OPERATOR) as operator_channel:
+            with pytest.raises(grpc.aio.AioRpcError) as unknown_municipality:
+                await ledger_pb2_grpc.EmissionsLedgerServiceStub(operator_channel).GetInventory(
+                    ledger_pb2.GetInventoryRequest(municipality_id="aalborg-komune", year=2026)
+                )
+        assert unknown_municipality.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         for channel in (
             fleet_channel,
@@ -324,3 +350,140 @@ async def test_feed_reaches_the_covenant_inventory_exactly_once(
 
     # SIGTERM: every service drains and exits cleanly.
     assert platform.stop() == {service.name: 0 for service in platform.services}
+
+
+# How long a registry change may take to reach fleet-telemetry's read model.
+FOLLOW_BOUND_S = 10.0
+
+
+async def within_bound(check: Callable[[], Awaitable[bool]], what: str) -> float:
+    """Seconds until `check` holds, polling; fails past FOLLOW_BOUND_S."""
+    started = time.monotonic()
+    while not await check():
+        assert time.monotonic() - started < FOLLOW_BOUND_S, what
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_fleet_telemetry_follows_the_registry_also_across_a_restart(
+    platform: Platform, pki: Pki
+) -> None:
+    """An operator changes a partner's kind and deletes partners; fleet-telemetry's
+    classification and its owners follow within seconds, and the changes made while it was
+    stopped are there when it is back."""
+    registry_channel = pki.channel(platform.registry.target, OPERATOR)
+    registry = registry_pb2_grpc.PartnerRegistryServiceStub(registry_channel)
+
+    def vehicle(vehicle_id: str, owner: str) -> fleet_pb2.Vehicle:
+        return fleet_pb2.Vehicle(
+            vehicle_id=vehicle_id,
+            owner_partner_id=owner,
+            municipality_id=MUNICIPALITY,
+            fuel_type=fleet_pb2.FUEL_TYPE_DIESEL,
+            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
+        )
+
+    async def registration_code(
+        fleet: fleet_pb2_grpc.FleetTelemetryServiceStub, owner: str
+    ) -> grpc.StatusCode:
+        try:
+            await fleet.RegisterVehicle(
+                # A vehicle id of its own: an existing vehicle would be ALREADY_EXISTS.
+                fleet_pb2.RegisterVehicleRequest(
+                    vehicle=vehicle(f"e2e-{uuid.uuid4().hex[:12]}", owner)
+                )
+            )
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    async def subsector(fleet: fleet_pb2_grpc.FleetTelemetryServiceStub) -> int:
+        got = await fleet.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="e2e-nordvaerk-van"))
+        return got.vehicle.covenant_subsector
+
+    async def set_kind(partner_id: str, kind: registry_pb2.OrganisationKind.ValueType) -> None:
+        current = await registry.GetPartner(registry_pb2.GetPartnerRequest(partner_id=partner_id))
+        changed = registry_pb2.Partner(
+            partner_id=partner_id, kind=kind, revision=current.partner.revision
+        )
+        await registry.UpdatePartner(
+            registry_pb2.UpdatePartnerRequest(
+                partner=changed, update_mask=field_mask_pb2.FieldMask(paths=["kind"])
+            )
+        )
+
+    async def delete(partner_id: str) -> None:
+        current = await registry.GetPartner(registry_pb2.GetPartnerRequest(partner_id=partner_id))
+        await registry.DeletePartner(
+            registry_pb2.DeletePartnerRequest(
+                partner_id=partner_id, revision=current.partner.revision
+            )
+        )
+
+    try:
+        for haulier in ("e2e-haulier-a", "e2e-haulier-b"):
+            await registry.CreatePartner(
+                registry_pb2.CreatePartnerRequest(
+                    partner=registry_pb2.Partner(
+                        partner_id=haulier,
+                        name=f"Haulier {haulier[-1].upper()}",
+                        kind=registry_pb2.ORGANISATION_KIND_COMPANY,
+                        country_code="DK",
+                    )
+                )
+            )
+        async with pki.channel(platform.fleet.target, OPERATOR) as channel:
+            fleet = fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
+            await fleet.RegisterVehicle(
+                fleet_pb2.RegisterVehicleRequest(vehicle=vehicle("e2e-nordvaerk-van", "nordvaerk"))
+            )
+            assert (
+                await subsector(fleet) == fleet_pb2.COVENANT_SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT
+            )
+
+            # New partners become owners; a change of kind re-classifies; a deleted partner
+            # owns no new vehicles.
+            await within_bound(
+                lambda: _is(registration_code(fleet, "e2e-haulier-a"), grpc.StatusCode.OK),
+                "a new partner did not reach fleet-telemetry",
+            )
+            await set_kind("nordvaerk", registry_pb2.ORGANISATION_KIND_PUBLIC_TRANSPORT_OPERATOR)
+            await within_bound(
+                lambda: _is(subsector(fleet), fleet_pb2.COVENANT_SUBSECTOR_PUBLIC_TRANSPORT),
+                "the change of kind did not reach fleet-telemetry",
+            )
+            await delete("e2e-haulier-a")
+            await within_bound(
+                lambda: _is(
+                    registration_code(fleet, "e2e-haulier-a"), grpc.StatusCode.INVALID_ARGUMENT
+                ),
+                "the deletion did not reach fleet-telemetry",
+            )
+
+        # Changes made while fleet-telemetry is stopped are in its read model once it is back.
+        assert platform.stop_service(platform.fleet) == 0
+        await set_kind("nordvaerk", registry_pb2.ORGANISATION_KIND_MUNICIPAL_COMPANY)
+        await delete("e2e-haulier-b")
+        platform.start(platform.fleet)
+        await platform.wait_healthy()
+        async with pki.channel(platform.fleet.target, OPERATOR) as channel:
+            fleet = fleet_pb2_grpc.FleetTelemetryServiceStub(channel)
+            # Healthy means caught up: no waiting.
+            assert await subsector(fleet) == fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET
+            assert (
+                await registration_code(fleet, "e2e-haulier-b") == grpc.StatusCode.INVALID_ARGUMENT
+            )
+            # And it goes on following.
+            await set_kind("nordvaerk", registry_pb2.ORGANISATION_KIND_COMPANY)
+            await within_bound(
+                lambda: _is(
+                    subsector(fleet), fleet_pb2.COVENANT_SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT
+                ),
+                "a change after the restart did not reach fleet-telemetry",
+            )
+    finally:
+        await registry_channel.close()
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected

@@ -26,6 +26,7 @@ from servicekit.identity import OPERATOR
 from servicekit.topics import TopicNames, dead_letter_topic, ensure_topics
 from tests.conftest import PostgresDatabases
 from tests.kafka_tools import read_until, unique_namespace
+from tests.registry_seed import publish_registry_seed
 from tools.platform import Platform, free_ports, services_on_ports
 
 VEHICLES = 20
@@ -44,7 +45,8 @@ def database_kind(request: pytest.FixtureRequest) -> str:
 async def platform(
     kafka: str, tmp_path: Path, database_kind: str, postgres_databases: PostgresDatabases
 ) -> AsyncIterator[Platform]:
-    """fleet-telemetry and the ledger as processes, not started yet; stopped afterwards."""
+    """fleet-telemetry and the ledger as processes, not started yet; stopped afterwards. The
+    registry's seed is on the partner changelog, without a registry."""
     ports = free_ports(8)
     services = services_on_ports(ports[:4], ports[4:])
     database_urls = {}
@@ -59,6 +61,7 @@ async def platform(
     )
     running.bootstrap = kafka
     await ensure_topics(kafka, TopicNames(running.namespace).all_specs())
+    await publish_registry_seed(kafka, running.namespace)
     try:
         yield running
     finally:

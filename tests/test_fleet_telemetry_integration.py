@@ -10,6 +10,7 @@ import grpc
 import pytest
 from sqlalchemy import text
 
+from fleet_telemetry.adapters.partners import FleetPartners
 from fleet_telemetry.adapters.repository import FleetRepository
 from fleet_telemetry.adapters.tables import (
     MIGRATIONS,
@@ -28,14 +29,17 @@ from fleet_telemetry.domain import (
 )
 from fleet_telemetry.handlers import FleetHandlers, RegisterVehicle, SetVehicleBaseline
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from greenpartners.registry.v1 import registry_pb2
 from servicekit import topics
 from servicekit.codec import to_timestamp
 from servicekit.database import Database
 from servicekit.grpc_server import bad_request_field
 from servicekit.identity import OPERATOR, Principal
 from servicekit.kafka import Delivered, EventContext
+from servicekit.partners import PartnerDirectory
 from servicekit.runtime import ServiceRuntime
 from tests.kafka_tools import Record, eventually, produce, read_until, unique_namespace
+from tests.registry_seed import publish_partner_changes, publish_registry_seed, seed_changelog
 from tools.dlq import list_dead_letters, replay_dead_letters
 from tools.pki import Pki
 
@@ -55,9 +59,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def fleet(kafka: str, database_url: str) -> AsyncIterator[ServiceRuntime]:
+    namespace = unique_namespace()
+    await publish_registry_seed(kafka, namespace)
     runtime = build(
         kafka_bootstrap_servers=kafka,
-        topic_namespace=unique_namespace(),
+        topic_namespace=namespace,
         database_url=database_url,
         grpc_port=0,
         outbox_poll_interval_s=0.1,
@@ -410,6 +416,94 @@ async def test_bad_requests_name_the_field(
         assert await FleetRepository(session).corrections("van-8") == []
 
 
+def vehicle_of(
+    vehicle_id: str,
+    owner: str,
+    municipality: str = "aalborg-kommune",
+    subsector: fleet_pb2.CovenantSubsector.ValueType = fleet_pb2.COVENANT_SUBSECTOR_UNSPECIFIED,
+) -> fleet_pb2.Vehicle:
+    return fleet_pb2.Vehicle(
+        vehicle_id=vehicle_id,
+        owner_partner_id=owner,
+        municipality_id=municipality,
+        fuel_type=fleet_pb2.FUEL_TYPE_DIESEL,
+        vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
+        covenant_subsector=subsector,
+    )
+
+
+async def test_the_registry_decides_owners_municipalities_and_subsectors(
+    fleet: ServiceRuntime, stub: fleet_pb2_grpc.FleetTelemetryServiceStub, kafka: str
+) -> None:
+    refused = [
+        (vehicle_of("van-x", "aalborg-komune"), "vehicle.owner_partner_id"),
+        (vehicle_of("van-x", "aalborg-kommune", "aalborg-komune"), "vehicle.municipality_id"),
+        # A partner the registry knows, but not a municipality.
+        (vehicle_of("van-x", "nordvaerk", "homerunner"), "vehicle.municipality_id"),
+    ]
+    for vehicle, field in refused:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.RegisterVehicle(fleet_pb2.RegisterVehicleRequest(vehicle=vehicle))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert bad_request_field(raised.value) == field
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="van-x"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # Nordværk is a company in the registry: a contractor, private and commercial transport,
+    # unless the registration chose otherwise.
+    await stub.RegisterVehicle(
+        fleet_pb2.RegisterVehicleRequest(vehicle=vehicle_of("nv-1", "nordvaerk"))
+    )
+    chosen = vehicle_of("nv-2", "nordvaerk", subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET)
+    await stub.RegisterVehicle(fleet_pb2.RegisterVehicleRequest(vehicle=chosen))
+    telemetry = fleet.topic(topics.TELEMETRY)
+    await produce(kafka, telemetry, "nv-1", sample("nv-1", "a1", 0, 100_000, 1_000))
+    await produce(kafka, telemetry, "nv-1", sample("nv-1", "a2", 5, 103_000, 1_300))
+    before = activities(
+        await read_until(kafka, fleet.topic(topics.ACTIVITY), distance_reaches(3_000))
+    )
+    assert {a.vehicle.covenant_subsector for a in before} == {
+        fleet_pb2.COVENANT_SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT
+    }
+
+    # The registry says Nordværk runs public transport now: its vehicles follow from then on.
+    (nordvaerk,) = [event for key, event in seed_changelog() if key == "nordvaerk"]
+    nordvaerk.partner.kind = registry_pb2.ORGANISATION_KIND_PUBLIC_TRANSPORT_OPERATOR
+    nordvaerk.partner.revision = 2
+    await publish_partner_changes(kafka, fleet.names.namespace, [("nordvaerk", nordvaerk)])
+
+    async def reclassified() -> None:
+        got = await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="nv-1"))
+        assert got.vehicle.covenant_subsector == fleet_pb2.COVENANT_SUBSECTOR_PUBLIC_TRANSPORT
+
+    await eventually(reclassified, timeout_s=30)
+    kept = await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="nv-2"))
+    assert kept.vehicle.covenant_subsector == fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET
+
+    await produce(kafka, telemetry, "nv-1", sample("nv-1", "a3", 20, 107_000, 1_700))
+    records = await read_until(kafka, fleet.topic(topics.ACTIVITY), distance_reaches(7_000))
+    published = activities(records)
+    # What was published before the change keeps its sub-sector; what came after has the new.
+    assert published[: len(before)] == before
+    assert {a.vehicle.covenant_subsector for a in published[len(before) :]} == {
+        fleet_pb2.COVENANT_SUBSECTOR_PUBLIC_TRANSPORT
+    }
+
+    # Deleted from the registry: no new vehicles for it; those it has stay as they are.
+    await publish_partner_changes(kafka, fleet.names.namespace, [("nordvaerk", None)])
+
+    async def refused_once_deleted() -> None:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.RegisterVehicle(
+                fleet_pb2.RegisterVehicleRequest(vehicle=vehicle_of("nv-3", "nordvaerk"))
+            )
+        assert bad_request_field(raised.value) == "vehicle.owner_partner_id"
+
+    await eventually(refused_once_deleted, timeout_s=30)
+    await stub.GetVehicle(fleet_pb2.GetVehicleRequest(vehicle_id="nv-1"))
+
+
 async def test_samples_of_an_unregistered_vehicle_count_once_it_is_registered(
     fleet: ServiceRuntime, stub: fleet_pb2_grpc.FleetTelemetryServiceStub, kafka: str
 ) -> None:
@@ -441,11 +535,12 @@ async def test_upgrade_moves_readings_and_totals_into_vehicle_state(database_url
         await database.migrate(MIGRATIONS[:1])
         read_at = datetime(2026, 3, 2, 7, 30, tzinfo=UTC)
         async with database.transaction() as session:
-            for vehicle_id in ("van-1", "van-2"):
+            # van-2 is a contractor's with the municipal fleet chosen for it.
+            for vehicle_id, owner in (("van-1", "aalborg-kommune"), ("van-2", "nordvaerk")):
                 await session.execute(
                     v1_vehicles.insert().values(
                         vehicle_id=vehicle_id,
-                        owner_partner_id="aalborg-kommune",
+                        owner_partner_id=owner,
                         municipality_id="aalborg-kommune",
                         fuel_type="diesel",
                         vehicle_class="van",
@@ -510,6 +605,10 @@ async def test_upgrade_moves_readings_and_totals_into_vehicle_state(database_url
         )
         assert (van_1.revision, van_1.position, van_1.pending_reset) == (1, None, None)
         assert (van_2.baseline, van_2.totals) == (None, VehicleTotals())
+        # A sub-sector that was the default of the time follows the registry from now on; one
+        # that differed from it was chosen, and stays.
+        assert not van_1.vehicle.subsector_assigned
+        assert van_2.vehicle.subsector_assigned
         assert not {"counter_readings", "vehicle_totals"} & tables
         assert {"vehicle_state", "baseline_corrections"} <= tables
     finally:
@@ -520,14 +619,25 @@ class Instance:
     """One fleet-telemetry instance's handlers on a shared database, driven batch by batch as
     its consumer would (no broker: the order of batches is the test's)."""
 
-    def __init__(self, database_url: str) -> None:
-        self.runtime = build(database_url=database_url, grpc_port=0)
+    def __init__(self, database_url: str, kafka: str = "", namespace: str = "") -> None:
+        self.runtime = build(
+            database_url=database_url,
+            grpc_port=0,
+            kafka_bootstrap_servers=kafka or "127.0.0.1:9092",
+            topic_namespace=namespace,
+        )
+        # The instances share a database, and with it the partners' read model.
+        (self.partners,) = self.runtime.read_models
         self.handlers = FleetHandlers(
             self.runtime.unit_of_work,
             self.runtime.names,
-            frozenset({"aalborg-kommune"}),
+            FleetPartners(PartnerDirectory(self.partners)),
             window_length_us(15),
         )
+
+    async def read_partners(self) -> None:
+        await self.partners.start()
+        await self.partners.wait_caught_up()
 
     async def handle(self, batch: list[Delivered[fleet_pb2.TelemetrySample]]) -> list[str]:
         async with self.runtime.unit_of_work.batch():
@@ -538,6 +648,7 @@ class Instance:
         return (await self.handlers.get_vehicle(vehicle_id, AN_OPERATOR)).totals
 
     async def close(self) -> None:
+        await self.partners.stop()
         await self.runtime.producer.stop()
         await self.runtime.database.dispose()
 
@@ -548,10 +659,13 @@ def delivered(
     return Delivered(event, EventContext("fleet.telemetry.v1", partition, offset, event.vehicle_id))
 
 
-async def test_cached_states_follow_the_database(database_url: str) -> None:
-    first, second = Instance(database_url), Instance(database_url)
+async def test_cached_states_follow_the_database(database_url: str, kafka: str) -> None:
+    namespace = unique_namespace()
+    await publish_registry_seed(kafka, namespace)
+    first, second = Instance(database_url, kafka, namespace), Instance(database_url)
     await first.runtime.database.migrate(MIGRATIONS)
     try:
+        await first.read_partners()
         for vehicle_id in ("van-1", "van-2"):
             await first.handlers.register_vehicle(
                 RegisterVehicle(

@@ -154,7 +154,7 @@ async def test_the_model_holds_the_newest_revision_of_each_key_and_forgets_delet
         async def followed() -> None:
             assert await names(model, database) == {"c": ("C two", 2)}
 
-        await eventually(followed, timeout_s=10)
+        await eventually(followed, timeout_s=30)
     finally:
         await model.stop()
 

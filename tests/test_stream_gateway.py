@@ -23,6 +23,7 @@ from servicekit.codec import event_headers, to_timestamp
 from servicekit.identity import DASHBOARD
 from servicekit.topics import TopicNames, ensure_topics
 from stream_gateway.bootstrap import GatewayRuntime, build
+from stream_gateway.domain.positions import parse_position
 from stream_gateway.entrypoints.http import STATIC
 from tests.kafka_tools import ROOT, unique_namespace
 from tools.pki import Pki
@@ -219,6 +220,128 @@ async def test_a_client_resumes_exactly_after_its_last_event_also_across_a_resta
     assert len(everything) == len(set(everything)) == 20  # no gap, no duplicate
     assert set(everything) == {e.entry.entry_id for e in first_batch + second_batch}
     await resumed.close()
+
+
+def counted(gateway: GatewayRuntime, metric: str, stream: str = "ledger-entries") -> float:
+    return gateway.metrics.get_sample_value(metric, {"stream": stream}) or 0.0
+
+
+async def test_a_client_that_resumes_within_the_replay_log_is_served_from_memory(
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
+) -> None:
+    history = [entry(municipality=f"m{i % 7}") for i in range(30)]
+    await publish_entries(kafka, names, history)
+    gateway = await start_gateway()
+    url = f"{gateway.url}/streams/ledger-entries"
+    connection = await open_as(reader, f"{url}?from=earliest")
+    seen = await events_until(connection, 30, "ledger-entry")
+    await events_until(connection, 1, "heartbeat")  # at the live end
+    connection.abort()
+
+    later = [entry(municipality=f"m{i % 5}") for i in range(10)]
+    watcher = await open_as(reader, url)  # live: once it has them, so has the log
+    await events_until(watcher, 1, "heartbeat")
+    await publish_entries(kafka, names, later)
+    await events_until(watcher, 10, "ledger-entry")
+    await watcher.close()
+    every_id = entry_ids(seen)
+    everything = {e.entry.entry_id for e in history + later}
+    # From the last event, and from one in the middle: each gets exactly what came after it.
+    for resume_after in (29, 11):
+        resumed = await open_as(reader, url, seen[resume_after].id)
+        rest = await events_until(resumed, 40 - resume_after - 1, "ledger-entry")
+        assert await quiet(resumed, "ledger-entry", 1.0) == []
+        received = every_id[: resume_after + 1] + entry_ids(rest)
+        assert len(received) == len(set(received)) == 40
+        assert set(received) == everything
+        await resumed.close()
+    # The topic was read once, by the tail: every subscription was served from the log.
+    assert counted(gateway, "gateway_catch_ups_total") == 0
+    assert counted(gateway, "gateway_replays_total") == 3
+
+
+async def test_a_position_older_than_the_replay_log_is_read_from_the_broker_then_the_log(
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
+) -> None:
+    history = [entry(municipality=f"m{i % 7}") for i in range(40)]
+    await publish_entries(kafka, names, history)
+    # The log holds the last 8 records only.
+    gateway = await start_gateway(replay_log_records=8)
+    url = f"{gateway.url}/streams/ledger-entries"
+    first = await open_as(reader, f"{url}?from=earliest")
+    seen = await events_until(first, 40, "ledger-entry")
+    assert await quiet(first, "ledger-entry", 0.5) == []
+    first.abort()
+    assert counted(gateway, "gateway_catch_ups_total") == 1
+    assert len(set(entry_ids(seen))) == 40
+
+    # A position 30 records back: from the broker up to the log, then from the log and live.
+    resumed = await open_as(reader, url, seen[9].id)
+    rest = await events_until(resumed, 30, "ledger-entry")
+    assert counted(gateway, "gateway_catch_ups_total") == 2
+    live = [entry(municipality=f"m{i % 3}") for i in range(5)]
+    await publish_entries(kafka, names, live)
+    rest += await events_until(resumed, 5, "ledger-entry")
+    assert await quiet(resumed, "ledger-entry", 1.0) == []
+    received = entry_ids(seen[:10]) + entry_ids(rest)
+    assert len(received) == len(set(received)) == 45
+    assert set(received) == {e.entry.entry_id for e in history + live}
+    # Its ids resume exactly too: from one it got while it read the broker.
+    again = await open_as(reader, url, rest[14].id)
+    tail = await events_until(again, 20, "ledger-entry")
+    assert entry_ids(tail) and set(entry_ids(tail)) == set(entry_ids(rest[15:]))
+    assert await quiet(again, "ledger-entry", 1.0) == []
+    for connection in (resumed, again):
+        await connection.close()
+
+
+async def test_a_position_written_by_another_reading_order_resumes_exactly_from_the_log(
+    kafka: str, names: TopicNames, start_gateway: StartGateway, reader: Credentials
+) -> None:
+    """Positions are vectors and the tail interleaves partitions as fetches come; a position
+    from another gateway (or made by hand) need not be one the log passed through."""
+    history = [
+        entry(
+            municipality=f"m{i % 7}",
+            sector=ledger_pb2.SECTOR_TRANSPORT if i % 4 == 0 else ledger_pb2.SECTOR_WASTE,
+        )
+        for i in range(60)
+    ]
+    await publish_entries(kafka, names, history)
+    gateway = await start_gateway()
+    url = f"{gateway.url}/streams/ledger-entries"
+    everything = await open_as(reader, f"{url}?from=earliest")
+    records = await events_until(everything, 60, "ledger-entry")
+    everything.abort()
+    # Where each entry is: the partition its event's id moved, and the offset before it.
+    located: dict[str, tuple[int, int]] = {}
+    previous: dict[int, int] = {}
+    for event in records:
+        position = parse_position(event.id or "", topics.LEDGER_ENTRIES)
+        (moved,) = [p for p in position if position[p] != previous.get(p, 0)]
+        located[entry_ids([event])[0]] = (moved, position[moved] - 1)
+        previous = position
+    # Half of each partition: a position the tail's reading order never passed through.
+    halfway = {partition: end // 2 for partition, end in previous.items()}
+    custom = "ledger.entries.v1@" + ",".join(f"{p}:{o}" for p, o in sorted(halfway.items()))
+    expected = {e for e, (p, o) in located.items() if o >= halfway[p]}
+    transport = {e.entry.entry_id for e in history if e.entry.sector == ledger_pb2.SECTOR_TRANSPORT}
+
+    for sector, wanted in (("", expected), ("transport", transport & expected)):
+        query = f"?sector={sector}" if sector else ""
+        resumed = await open_as(reader, url + query, custom)
+        got = await events_until(resumed, len(wanted), "ledger-entry")
+        assert await quiet(resumed, "ledger-entry", 1.0) == []
+        assert len(entry_ids(got)) == len(set(entry_ids(got))) and set(entry_ids(got)) == wanted
+        # Every id it got resumes exactly: the rest after it, nothing before.
+        middle = len(got) // 2
+        again = await open_as(reader, url + query, got[middle].id)
+        after = await events_until(again, len(got) - middle - 1, "ledger-entry")
+        assert await quiet(again, "ledger-entry", 1.0) == []
+        assert entry_ids(after) == entry_ids(got[middle + 1 :])
+        for connection in (resumed, again):
+            await connection.close()
+    assert counted(gateway, "gateway_catch_ups_total") == 0
 
 
 async def test_the_inventory_stream_sends_whole_totals_as_entries_are_posted(

@@ -4,12 +4,12 @@ from fleet_telemetry.domain.vehicles import (
     CovenantSubsector,
     FuelType,
     InvalidVehicle,
+    OwnerKind,
     Vehicle,
     VehicleClass,
     new_vehicle,
+    reclassified,
 )
-
-MUNICIPAL_PARTNERS = frozenset({"aalborg-forsyning"})
 
 
 def register(
@@ -21,6 +21,7 @@ def register(
     vehicle_class: VehicleClass | None = VehicleClass.VAN,
     covenant_subsector: CovenantSubsector | None = None,
     registration_plate: str = "AB 12 345",
+    owner_kind: OwnerKind = OwnerKind.MUNICIPALITY,
 ) -> Vehicle:
     return new_vehicle(
         vehicle_id=vehicle_id,
@@ -30,7 +31,7 @@ def register(
         vehicle_class=vehicle_class,
         covenant_subsector=covenant_subsector,
         registration_plate=registration_plate,
-        municipal_partner_ids=MUNICIPAL_PARTNERS,
+        owner_kind=owner_kind,
     )
 
 
@@ -67,6 +68,7 @@ def test_valid_registration_keeps_every_field() -> None:
         vehicle_class=VehicleClass.VAN,
         covenant_subsector=CovenantSubsector.PUBLIC_TRANSPORT,
         registration_plate="AB 12 345",
+        subsector_assigned=True,
     )
 
 
@@ -80,21 +82,53 @@ def test_municipality_owned_vehicle_defaults_to_municipal_fleet() -> None:
     assert register().covenant_subsector is CovenantSubsector.MUNICIPAL_FLEET
 
 
-def test_vehicle_of_a_municipal_partner_defaults_to_municipal_fleet() -> None:
-    vehicle = register(owner_partner_id="aalborg-forsyning")
+def test_vehicle_of_a_municipal_company_defaults_to_municipal_fleet() -> None:
+    vehicle = register(owner_partner_id="aalborg-forsyning", owner_kind=OwnerKind.MUNICIPAL_COMPANY)
+    assert vehicle.covenant_subsector is CovenantSubsector.MUNICIPAL_FLEET
+    assert not vehicle.subsector_assigned
+
+
+def test_own_vehicles_of_the_municipality_are_municipal_whatever_its_kind_says() -> None:
+    vehicle = register(owner_kind=OwnerKind.OTHER)
     assert vehicle.covenant_subsector is CovenantSubsector.MUNICIPAL_FLEET
 
 
+def test_public_transport_operator_vehicle_defaults_to_public_transport() -> None:
+    vehicle = register(
+        owner_partner_id="nordjyllands-trafikselskab",
+        owner_kind=OwnerKind.PUBLIC_TRANSPORT_OPERATOR,
+    )
+    assert vehicle.covenant_subsector is CovenantSubsector.PUBLIC_TRANSPORT
+
+
 def test_contractor_vehicle_defaults_to_private_and_commercial_transport() -> None:
-    vehicle = register(owner_partner_id="nordvaerk")
+    vehicle = register(owner_partner_id="nordvaerk", owner_kind=OwnerKind.OTHER)
     assert vehicle.covenant_subsector is CovenantSubsector.PRIVATE_COMMERCIAL_TRANSPORT
 
 
 def test_explicit_subsector_overrides_the_default() -> None:
     vehicle = register(
-        owner_partner_id="nordvaerk", covenant_subsector=CovenantSubsector.MUNICIPAL_FLEET
+        owner_partner_id="nordvaerk",
+        covenant_subsector=CovenantSubsector.MUNICIPAL_FLEET,
+        owner_kind=OwnerKind.OTHER,
     )
     assert vehicle.covenant_subsector is CovenantSubsector.MUNICIPAL_FLEET
+    assert vehicle.subsector_assigned
+
+
+def test_a_change_of_the_owner_kind_reclassifies_only_what_followed_the_kind() -> None:
+    following = register(owner_partner_id="nordvaerk", owner_kind=OwnerKind.OTHER)
+    chosen = register(
+        owner_partner_id="nordvaerk",
+        covenant_subsector=CovenantSubsector.PRIVATE_COMMERCIAL_TRANSPORT,
+        owner_kind=OwnerKind.OTHER,
+    )
+    moved = reclassified(following, OwnerKind.PUBLIC_TRANSPORT_OPERATOR)
+    assert moved.covenant_subsector is CovenantSubsector.PUBLIC_TRANSPORT
+    assert moved == register(
+        owner_partner_id="nordvaerk", owner_kind=OwnerKind.PUBLIC_TRANSPORT_OPERATOR
+    )
+    assert reclassified(chosen, OwnerKind.PUBLIC_TRANSPORT_OPERATOR) == chosen
 
 
 def test_empty_plate_is_allowed_and_sixteen_characters_fit() -> None:

@@ -63,6 +63,7 @@ KAFKA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
         writes=(topics.ACTIVITY, topics.QUALITY),
         reads=(topics.TELEMETRY,),
         groups=("fleet-telemetry",),
+        read_models=(topics.PARTNERS,),
         writes_dead_letters=True,
     ),
     KafkaPrincipal(
@@ -71,6 +72,7 @@ KAFKA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
         writes=(topics.LEDGER_ENTRIES,),
         reads=(topics.ACTIVITY, topics.LOCKER_EVENTS),
         groups=("emissions-ledger.activity", "emissions-ledger.lockers"),
+        read_models=(topics.PARTNERS,),
         writes_dead_letters=True,
     ),
     KafkaPrincipal(

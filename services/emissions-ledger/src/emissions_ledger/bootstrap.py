@@ -6,18 +6,19 @@ import hashlib
 
 from pydantic import Field
 
-from emissions_ledger.adapters.commitments import load_commitments_file
 from emissions_ledger.adapters.data_files import (
     load_avoided_trip_policy,
     load_energy_contents,
     load_factor_catalogue,
 )
+from emissions_ledger.adapters.municipalities import MunicipalityDirectory
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.entrypoints import grpc_api, subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
 from emissions_ledger.handlers import LedgerHandlers
 from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2_grpc
+from servicekit.partners import PartnerDirectory
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
 
@@ -41,6 +42,8 @@ def build(**overrides: object) -> ServiceRuntime:
         migrations=MIGRATIONS,
         grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
+    # Municipalities and their Covenant commitments, from the registry's changelog.
+    municipalities = MunicipalityDirectory(PartnerDirectory.follow(runtime), runtime.unit_of_work)
     handlers = LedgerHandlers(
         runtime.unit_of_work,
         runtime.names,
@@ -49,13 +52,13 @@ def build(**overrides: object) -> ServiceRuntime:
         # From the service's own private key: every replica signs and accepts the same tokens,
         # and no further secret is needed.
         page_token_key=hashlib.sha256(b"ledger page tokens\0" + runtime.tls.private_key).digest(),
-        municipalities=load_commitments_file(),
+        municipalities=municipalities,
         energy_contents=load_energy_contents(),
     )
     subscribers.subscribe(runtime, handlers)
     watch = InventoryWatch(runtime.database, settings.watch_poll_interval_s, settings.max_watchers)
     runtime.on_stopping(watch.stop)
-    api = EmissionsLedgerApi(handlers, watch)
+    api = EmissionsLedgerApi(handlers, watch, municipalities)
     runtime.add_grpc(
         lambda server: ledger_pb2_grpc.add_EmissionsLedgerServiceServicer_to_server(api, server)
     )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from fleet_telemetry.adapters.partners import FleetPartners, reclassify_on_kind_change
 from fleet_telemetry.adapters.tables import MIGRATIONS
 from fleet_telemetry.domain import DEFAULT_ACTIVITY_WINDOW_MINUTES, window_length_us
 from fleet_telemetry.entrypoints import grpc_api, subscribers
 from fleet_telemetry.entrypoints.grpc_api import FleetTelemetryApi
 from fleet_telemetry.handlers import FleetHandlers, SampleOutcomes
 from greenpartners.fleet.v1 import fleet_pb2_grpc
+from servicekit.partners import PartnerDirectory
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings, load_settings
 
@@ -18,8 +20,6 @@ class FleetSettings(ServiceSettings):
     service_name: str = "fleet-telemetry"
     grpc_port: int = Field(default=50053, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///var/fleet-telemetry.db"
-    # Owners whose vehicles default to the Covenant's municipal-fleet sub-sector.
-    municipal_partner_ids: str = "aalborg-kommune"
     # Length of the activity windows a vehicle's increments are summed in. It must divide an
     # hour, so windows align with every whole-hour time zone and never cross midnight.
     activity_window_minutes: int = Field(default=DEFAULT_ACTIVITY_WINDOW_MINUTES, ge=1, le=60)
@@ -38,10 +38,12 @@ def build(**overrides: object) -> ServiceRuntime:
         migrations=MIGRATIONS,
         grpc_services=[(grpc_api.SERVICE, grpc_api.ACCESS)],
     )
+    # Owners, municipalities and owners' kinds come from the registry's changelog.
+    partners = FleetPartners(PartnerDirectory.follow(runtime, reclassify_on_kind_change))
     handlers = FleetHandlers(
         runtime.unit_of_work,
         runtime.names,
-        frozenset(filter(None, settings.municipal_partner_ids.split(","))),
+        partners,
         window_length_us(settings.activity_window_minutes),
         SampleOutcomes(runtime.metrics),
     )

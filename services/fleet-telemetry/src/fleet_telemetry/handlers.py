@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleet_telemetry.adapters.events import (
     activity_event,
@@ -15,6 +17,7 @@ from fleet_telemetry.adapters.events import (
     sample_from_event,
     vehicle_to_proto,
 )
+from fleet_telemetry.adapters.partners import FleetPartners
 from fleet_telemetry.adapters.repository import FleetRepository
 from fleet_telemetry.adapters.state_cache import VehicleStateCache
 from fleet_telemetry.domain import (
@@ -30,6 +33,7 @@ from fleet_telemetry.domain import (
     VehicleState,
     VehicleTotals,
     baseline_set_event,
+    check_registration,
     fold_samples,
     new_vehicle,
     operator_baseline,
@@ -99,7 +103,7 @@ class FleetHandlers:
         self,
         unit_of_work: UnitOfWork,
         names: TopicNames,
-        municipal_partner_ids: frozenset[str],
+        partners: FleetPartners,
         window_us: int,
         outcomes: SampleOutcomes | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
@@ -108,12 +112,26 @@ class FleetHandlers:
         # Samples dated too far ahead of this clock are implausible.
         self.clock_us = clock_us
         self.names = names
-        self.municipal_partner_ids = municipal_partner_ids
+        self.partners = partners
         self.window_us = window_us
         self.outcomes = outcomes
         self.states = VehicleStateCache()
 
-    def _vehicle(self, command: RegisterVehicle) -> Vehicle:
+    async def _vehicle(self, session: AsyncSession, command: RegisterVehicle) -> Vehicle:
+        """The vehicle a registration describes, its owner and municipality checked against
+        the partner registry (INVALID_ARGUMENT naming the field when the registry has no such
+        partner: the id is wrong, as a typo would make it, until the registry has it)."""
+        owner_kind = await self.partners.owner_kind(session, command.owner_partner_id)
+        if owner_kind is None:
+            raise InvalidArgument(
+                "vehicle.owner_partner_id",
+                f"the partner registry has no partner {command.owner_partner_id!r}",
+            )
+        if not await self.partners.is_municipality(session, command.municipality_id):
+            raise InvalidArgument(
+                "vehicle.municipality_id",
+                f"the partner registry has no municipality {command.municipality_id!r}",
+            )
         try:
             return new_vehicle(
                 vehicle_id=command.vehicle_id,
@@ -123,37 +141,58 @@ class FleetHandlers:
                 vehicle_class=command.vehicle_class,
                 covenant_subsector=command.covenant_subsector,
                 registration_plate=command.registration_plate,
-                municipal_partner_ids=self.municipal_partner_ids,
+                owner_kind=owner_kind,
+            )
+        except InvalidVehicle as error:
+            raise InvalidArgument(f"vehicle.{error.field}", error.message) from error
+
+    @staticmethod
+    def _check(command: RegisterVehicle) -> None:
+        try:
+            check_registration(
+                command.vehicle_id,
+                command.owner_partner_id,
+                command.municipality_id,
+                command.fuel_type,
+                command.vehicle_class,
+                command.registration_plate,
             )
         except InvalidVehicle as error:
             raise InvalidArgument(f"vehicle.{error.field}", error.message) from error
 
     async def register_vehicle(self, command: RegisterVehicle, caller: Principal) -> Vehicle:
         """A new vehicle of the caller's partner; repeating a registration exactly is a no-op."""
-        vehicle = self._vehicle(command)
-        require_partner(caller, vehicle.owner_partner_id, "vehicle.owner_partner_id")
+        self._check(command)
+        require_partner(caller, command.owner_partner_id, "vehicle.owner_partner_id")
         async with self.unit_of_work() as session:
+            await self.partners.lock(session, (command.owner_partner_id, command.municipality_id))
             repository = FleetRepository(session)
-            existing = await repository.state(vehicle.vehicle_id, for_update=True)
+            existing = await repository.state(command.vehicle_id, for_update=True)
             if existing is not None:
-                if existing.vehicle == vehicle:
-                    return existing.vehicle
+                # An existing id is ALREADY_EXISTS whatever the registry says of the request;
+                # only a registration repeated exactly is a no-op.
+                with contextlib.suppress(InvalidArgument):
+                    if await self._vehicle(session, command) == existing.vehicle:
+                        return existing.vehicle
                 raise AlreadyExists(
-                    f"vehicle {vehicle.vehicle_id!r} exists; UpdateVehicle changes it"
+                    f"vehicle {command.vehicle_id!r} exists; UpdateVehicle changes it"
                 )
+            vehicle = await self._vehicle(session, command)
             await repository.save_vehicle(vehicle)
         return vehicle
 
     async def update_vehicle(self, command: RegisterVehicle, caller: Principal) -> Vehicle:
         """A registered vehicle changed by its owner (or an operator): a new revision."""
-        vehicle = self._vehicle(command)
+        self._check(command)
         async with self.unit_of_work() as session:
+            await self.partners.lock(session, (command.owner_partner_id, command.municipality_id))
             repository = FleetRepository(session)
-            existing = await repository.state(vehicle.vehicle_id, for_update=True)
+            existing = await repository.state(command.vehicle_id, for_update=True)
             if existing is None:
-                raise NotFound(f"no vehicle {vehicle.vehicle_id!r}")
+                raise NotFound(f"no vehicle {command.vehicle_id!r}")
             require_partner(caller, existing.vehicle.owner_partner_id, "the vehicle")
-            require_partner(caller, vehicle.owner_partner_id, "vehicle.owner_partner_id")
+            require_partner(caller, command.owner_partner_id, "vehicle.owner_partner_id")
+            vehicle = await self._vehicle(session, command)
             await repository.save_vehicle(vehicle)
         return vehicle
 

@@ -15,7 +15,7 @@ from servicekit.settings import ServiceSettings, load_settings
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames
 from stream_gateway.adapters.kafka import KafkaClients
-from stream_gateway.entrypoints.http import create_app
+from stream_gateway.entrypoints.http import BoundedSendH11Protocol, create_app
 from stream_gateway.handlers import GatewayMetrics, Limits, StreamGateway
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,17 @@ class GatewaySettings(ServiceSettings):
     http_port: int = Field(default=8090, ge=0, le=65535)
     # Clients served at once; one more is answered 503 with Retry-After.
     max_clients: int = Field(default=1000, ge=1)
-    # Events waiting for one client; one more and the client gets a stream-error and is
+    # Events waiting for one client (states queued; records of the replay log behind a client
+    # that had reached the live end); one more and the client gets a stream-error and is
     # disconnected (it resumes from its last event when it is ready).
-    client_queue_size: int = Field(default=1000, ge=1)
+    client_queue_size: int = Field(default=10_000, ge=1)
+    # Each event stream's replay log of recent rendered events, shared by its clients: a
+    # client that resumes or falls behind within it is served from memory, an older position
+    # from the broker. At most this many records, and this many bytes.
+    replay_log_records: int = Field(default=50_000, ge=1)
+    replay_log_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    # Clients at the live end get what arrived within this time in one write.
+    batch_interval_s: float = Field(default=0.05, ge=0)
     heartbeat_s: float = Field(default=15.0, gt=0)
     # Clients reading behind the tail at once (each with a Kafka consumer of its own).
     max_catch_ups: int = Field(default=16, ge=1)
@@ -59,6 +67,9 @@ class GatewayRuntime:
                 queue_size=settings.client_queue_size,
                 heartbeat_s=settings.heartbeat_s,
                 max_catch_ups=settings.max_catch_ups,
+                replay_records=settings.replay_log_records,
+                replay_bytes=settings.replay_log_bytes,
+                batch_interval_s=settings.batch_interval_s,
             ),
             GatewayMetrics(self.metrics),
         )
@@ -84,6 +95,7 @@ class GatewayRuntime:
             timeout_graceful_shutdown=2,
             ssl_certfile=self.settings.tls_cert_file,
             ssl_keyfile=self.settings.tls_key_file,
+            http=BoundedSendH11Protocol,
         )
         config.load()
         server = uvicorn.Server(config)

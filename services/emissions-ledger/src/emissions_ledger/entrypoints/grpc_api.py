@@ -21,6 +21,7 @@ from emissions_ledger.adapters.events import (
     line_key_from_proto,
     sector_change_to_proto,
 )
+from emissions_ledger.adapters.municipalities import MunicipalityDirectory
 from emissions_ledger.handlers import LedgerHandlers
 from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -63,14 +64,21 @@ def _require_municipality(municipality_id: str) -> None:
 
 
 class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
-    def __init__(self, handlers: LedgerHandlers, watch: InventoryWatch) -> None:
+    def __init__(
+        self,
+        handlers: LedgerHandlers,
+        watch: InventoryWatch,
+        municipalities: MunicipalityDirectory,
+    ) -> None:
         self.handlers = handlers
         self.watch = watch
+        self.municipalities = municipalities
 
     async def GetInventory(
         self, request: ledger_pb2.GetInventoryRequest, context: Context
     ) -> ledger_pb2.GetInventoryResponse:
         _require_municipality(request.municipality_id)
+        await self.municipalities.require(request.municipality_id)
         inventory = await self.handlers.inventory(request.municipality_id, request.year)
         return inventory_to_proto(inventory)
 
@@ -78,6 +86,7 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         self, request: ledger_pb2.ListEntriesRequest, context: Context
     ) -> ledger_pb2.ListEntriesResponse:
         _require_municipality(request.municipality_id)
+        await self.municipalities.require(request.municipality_id)
         line = line_key_from_proto(request.line) if request.HasField("line") else None
         entries, next_page_token = await self.handlers.entries(
             request.municipality_id, request.year, request.page_size, request.page_token, line
@@ -91,6 +100,7 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
         self, request: ledger_pb2.WatchInventoryRequest, context: Context
     ) -> AsyncIterator[ledger_pb2.WatchInventoryResponse]:
         _require_municipality(request.municipality_id)
+        await self.municipalities.require(request.municipality_id)
         changes = self.watch.watch(
             request.municipality_id, request.year, request.position, request.from_beginning
         )

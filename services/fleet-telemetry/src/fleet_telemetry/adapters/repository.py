@@ -18,12 +18,14 @@ from fleet_telemetry.adapters.tables import baseline_corrections, vehicle_state,
 from fleet_telemetry.domain import (
     CovenantSubsector,
     FuelType,
+    OwnerKind,
     Reading,
     StreamPosition,
     Vehicle,
     VehicleClass,
     VehicleState,
     VehicleTotals,
+    reclassified,
     to_datetime,
 )
 from servicekit.database import insert_if_absent, insert_statement
@@ -60,6 +62,7 @@ class FleetRepository:
             "vehicle_class": vehicle.vehicle_class.value,
             "covenant_subsector": vehicle.covenant_subsector.value,
             "registration_plate": vehicle.registration_plate,
+            "covenant_subsector_assigned": vehicle.subsector_assigned,
         }
         statement = insert_statement(self.session, vehicles).values(
             vehicle_id=vehicle.vehicle_id, revision=1, **fields
@@ -74,6 +77,36 @@ class FleetRepository:
         ).scalar_one()
         await insert_if_absent(self.session, vehicle_state, {"vehicle_id": vehicle.vehicle_id})
         return revision
+
+    async def reclassify_owner(self, owner_partner_id: str, owner_kind: OwnerKind) -> int:
+        """Moves the owner's vehicles whose sub-sector follows its kind to the kind's
+        sub-sector, each as a new revision (so cached states reload and the next activity
+        carries it); returns how many moved."""
+        rows = await self.session.execute(
+            select(vehicles)
+            .where(
+                vehicles.c.owner_partner_id == owner_partner_id,
+                vehicles.c.covenant_subsector_assigned.is_(False),
+            )
+            .order_by(vehicles.c.vehicle_id)
+            .with_for_update()
+        )
+        moved = 0
+        for row in rows:
+            vehicle = _vehicle_from_row(row)
+            after = reclassified(vehicle, owner_kind)
+            if after == vehicle:
+                continue
+            await self.session.execute(
+                update(vehicles)
+                .where(vehicles.c.vehicle_id == vehicle.vehicle_id)
+                .values(
+                    covenant_subsector=after.covenant_subsector.value,
+                    revision=vehicles.c.revision + 1,
+                )
+            )
+            moved += 1
+        return moved
 
     async def lock_versions(
         self, vehicle_ids: Collection[str]
@@ -205,6 +238,7 @@ def _vehicle_from_row(row: Any) -> Vehicle:
         vehicle_class=VehicleClass(row.vehicle_class),
         covenant_subsector=CovenantSubsector(row.covenant_subsector),
         registration_plate=row.registration_plate,
+        subsector_assigned=row.covenant_subsector_assigned,
     )
 
 

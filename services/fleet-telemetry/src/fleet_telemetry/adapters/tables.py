@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     ForeignKey,
@@ -15,9 +16,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     insert,
+    or_,
     select,
     text,
+    update,
 )
 
 from fleet_telemetry.domain import microseconds
@@ -35,9 +39,13 @@ vehicles = Table(
     Column("vehicle_class", String(32), nullable=False),
     Column("covenant_subsector", String(64), nullable=False),
     Column("registration_plate", String(16), nullable=False),
-    # Bumped by every registration and baseline correction: a consumer's cached state of the
-    # vehicle with another revision is stale.
+    # Bumped by every registration, re-classification and baseline correction: a consumer's
+    # cached state of the vehicle with another revision is stale.
     Column("revision", BigInteger, nullable=False, server_default=text("1")),
+    # The registration chose the sub-sector; otherwise it follows the owner's kind.
+    Column("covenant_subsector_assigned", Boolean, nullable=False, server_default=text("false")),
+    # Re-classifying an owner's vehicles when the registry changes its kind reads by owner.
+    Index("ix_vehicles_owner", "owner_partner_id"),
 )
 
 
@@ -184,6 +192,35 @@ def _vehicle_state_from_released_tables(connection: Connection) -> None:
     connection.execute(text("DROP TABLE vehicle_totals"))
 
 
+# The owners whose vehicles defaulted to the municipal fleet before the registry said which
+# owners are municipal (the setting MUNICIPAL_PARTNER_IDS, as deployed).
+_MUNICIPAL_OWNERS_BEFORE_THE_REGISTRY = ("aalborg-kommune",)
+
+
+def _subsectors_follow_the_registry(connection: Connection) -> None:
+    """Marks the sub-sectors registrations chose: those that differ from the default of the
+    time. The others follow the owner's kind in the registry from now on."""
+    connection.execute(
+        text(
+            "ALTER TABLE vehicles ADD COLUMN covenant_subsector_assigned BOOLEAN NOT NULL "
+            "DEFAULT false"
+        )
+    )
+    defaulted_municipal = or_(
+        vehicles.c.owner_partner_id == vehicles.c.municipality_id,
+        vehicles.c.owner_partner_id.in_(_MUNICIPAL_OWNERS_BEFORE_THE_REGISTRY),
+    )
+    default_of_the_time = case(
+        (defaulted_municipal, "municipal_fleet"), else_="private_commercial_transport"
+    )
+    connection.execute(
+        update(vehicles)
+        .where(vehicles.c.covenant_subsector != default_of_the_time)
+        .values(covenant_subsector_assigned=True)
+    )
+    connection.execute(text("CREATE INDEX ix_vehicles_owner ON vehicles (owner_partner_id)"))
+
+
 MIGRATIONS = [
     Migration(1, "vehicles, counter readings, totals", create_tables(v1_metadata)),
     Migration(
@@ -191,5 +228,10 @@ MIGRATIONS = [
         "vehicle state (baseline, reset candidate, stream position, quality counters), "
         "vehicle revisions, baseline corrections",
         _vehicle_state_from_released_tables,
+    ),
+    Migration(
+        3,
+        "sub-sectors follow the owner's kind in the partner registry unless chosen",
+        _subsectors_follow_the_registry,
     ),
 ]

@@ -36,11 +36,14 @@ from fleet_telemetry.domain.vehicles import (
     CovenantSubsector,
     FuelType,
     InvalidVehicle,
+    OwnerKind,
     Vehicle,
     VehicleClass,
+    check_registration,
     default_subsector,
     is_slug,
     new_vehicle,
+    reclassified,
 )
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "FuelType",
     "InvalidBaseline",
     "InvalidVehicle",
+    "OwnerKind",
     "QualityEvent",
     "QualityKind",
     "Reading",
@@ -70,6 +74,7 @@ __all__ = [
     "activity_event_id",
     "apportion",
     "baseline_set_event",
+    "check_registration",
     "default_subsector",
     "fold_samples",
     "is_slug",
@@ -77,6 +82,7 @@ __all__ = [
     "new_vehicle",
     "operator_baseline",
     "quality_event_id",
+    "reclassified",
     "set_baseline",
     "to_datetime",
     "window_length_us",

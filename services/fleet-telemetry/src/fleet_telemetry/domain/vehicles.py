@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 MAX_REGISTRATION_PLATE_LENGTH = 16
@@ -34,6 +34,18 @@ class CovenantSubsector(StrEnum):
     PRIVATE_COMMERCIAL_TRANSPORT = "private_commercial_transport"
 
 
+class OwnerKind(StrEnum):
+    """What the partner registry says an owner is, as far as the Covenant sub-sector of its
+    vehicles goes."""
+
+    MUNICIPALITY = "municipality"
+    # A company the municipality owns (a utility, say): its vehicles are the municipal fleet.
+    MUNICIPAL_COMPANY = "municipal_company"
+    PUBLIC_TRANSPORT_OPERATOR = "public_transport_operator"
+    # Contractors and every other kind of organisation.
+    OTHER = "other"
+
+
 # Fuel types whose telematics units must report a cumulative fuel counter.
 COMBUSTION_FUEL_TYPES: frozenset[FuelType] = frozenset(
     {
@@ -55,6 +67,9 @@ class Vehicle:
     vehicle_class: VehicleClass
     covenant_subsector: CovenantSubsector
     registration_plate: str = ""
+    # Chosen in the registration; otherwise the sub-sector follows the owner's kind, also
+    # when the registry changes it later.
+    subsector_assigned: bool = False
 
     @property
     def burns_fuel(self) -> bool:
@@ -75,26 +90,30 @@ def is_slug(value: str) -> bool:
 
 
 def default_subsector(
-    owner_partner_id: str, municipality_id: str, municipal_partner_ids: frozenset[str]
+    owner_partner_id: str, municipality_id: str, owner_kind: OwnerKind
 ) -> CovenantSubsector:
-    """Municipal fleet for the municipality's own vehicles; contractors count as private and
-    commercial transport unless assigned otherwise."""
-    if owner_partner_id == municipality_id or owner_partner_id in municipal_partner_ids:
+    """The sub-sector of a vehicle whose registration chose none: the municipality's own
+    vehicles and its companies' are the municipal fleet, a public transport operator's are
+    public transport, a contractor's (and anyone else's) private and commercial transport."""
+    if owner_partner_id == municipality_id or owner_kind in (
+        OwnerKind.MUNICIPALITY,
+        OwnerKind.MUNICIPAL_COMPANY,
+    ):
         return CovenantSubsector.MUNICIPAL_FLEET
+    if owner_kind is OwnerKind.PUBLIC_TRANSPORT_OPERATOR:
+        return CovenantSubsector.PUBLIC_TRANSPORT
     return CovenantSubsector.PRIVATE_COMMERCIAL_TRANSPORT
 
 
-def new_vehicle(
+def check_registration(
     vehicle_id: str,
     owner_partner_id: str,
     municipality_id: str,
     fuel_type: FuelType | None,
     vehicle_class: VehicleClass | None,
-    covenant_subsector: CovenantSubsector | None,
     registration_plate: str,
-    municipal_partner_ids: frozenset[str],
-) -> Vehicle:
-    """Validate a registration and fill in the default sub-sector when none was chosen."""
+) -> None:
+    """The rules a registration must meet on its own (the registry's say comes after)."""
     for field, value in (
         ("vehicle_id", vehicle_id),
         ("owner_partner_id", owner_partner_id),
@@ -118,16 +137,44 @@ def new_vehicle(
             f"registration_plate has {len(registration_plate)} characters, "
             f"at most {MAX_REGISTRATION_PLATE_LENGTH} allowed",
         )
-    if covenant_subsector is None:
-        covenant_subsector = default_subsector(
-            owner_partner_id, municipality_id, municipal_partner_ids
-        )
+
+
+def new_vehicle(
+    vehicle_id: str,
+    owner_partner_id: str,
+    municipality_id: str,
+    fuel_type: FuelType | None,
+    vehicle_class: VehicleClass | None,
+    covenant_subsector: CovenantSubsector | None,
+    registration_plate: str,
+    owner_kind: OwnerKind,
+) -> Vehicle:
+    """Validate a registration and fill in the owner's sub-sector when none was chosen."""
+    check_registration(
+        vehicle_id, owner_partner_id, municipality_id, fuel_type, vehicle_class, registration_plate
+    )
+    assert fuel_type is not None and vehicle_class is not None
     return Vehicle(
         vehicle_id=vehicle_id,
         owner_partner_id=owner_partner_id,
         municipality_id=municipality_id,
         fuel_type=fuel_type,
         vehicle_class=vehicle_class,
-        covenant_subsector=covenant_subsector,
+        covenant_subsector=covenant_subsector
+        or default_subsector(owner_partner_id, municipality_id, owner_kind),
         registration_plate=registration_plate,
+        subsector_assigned=covenant_subsector is not None,
+    )
+
+
+def reclassified(vehicle: Vehicle, owner_kind: OwnerKind) -> Vehicle:
+    """The vehicle once its owner is of `owner_kind`: a sub-sector chosen in the registration
+    stays, one that followed the owner's kind follows the new kind."""
+    if vehicle.subsector_assigned:
+        return vehicle
+    return replace(
+        vehicle,
+        covenant_subsector=default_subsector(
+            vehicle.owner_partner_id, vehicle.municipality_id, owner_kind
+        ),
     )

@@ -57,6 +57,8 @@ class TopicRecord:
     timestamp_ms: int
     key: str
     message: Message
+    # The record's value as stored: what the gateway keeps of a record until it renders it.
+    value: bytes
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str, wait_s: float = 30.0) -> list[int]:
@@ -93,7 +95,8 @@ def _decode(decoder: Decoder[Any], raw: Any) -> Message | None:
 class TopicTail:
     """Reads one topic from its beginning and on, forever, handing each record in topic order
     to `on_record` after `next_offsets` has moved past it (so next_offsets is the position just
-    after the record). `ready` is set once it has read what the topic held when it started."""
+    after the record), and calling `on_batch` after each fetch's records. `ready` is set once it
+    has read what the topic held when it started; `starts` are the offsets it started from."""
 
     def __init__(
         self,
@@ -101,12 +104,15 @@ class TopicTail:
         topic: str,
         message_type: type[Message],
         on_record: Callable[[TopicRecord], None],
+        on_batch: Callable[[], None] = lambda: None,
     ) -> None:
         self.clients = clients
         self.topic = topic
         self.decoder: Decoder[Any] = Decoder(message_type)
         self.on_record = on_record
+        self.on_batch = on_batch
         self.next_offsets: dict[int, int] = {}
+        self.starts: dict[int, int] = {}
         self.partitions: list[int] = []
         self.ready = asyncio.Event()
         self._progress = asyncio.Event()
@@ -114,6 +120,11 @@ class TopicTail:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Opens the tail (its partitions and where it starts are then known), then reads."""
+        await self.open()
+        self.run()
+
+    async def open(self) -> None:
         self._consumer = self.clients.consumer(
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=100
         )
@@ -126,7 +137,11 @@ class TopicTail:
         for tp in assigned:
             self._consumer.seek(tp, starts[tp])
             self.next_offsets[tp.partition] = starts[tp]
+        self.starts = dict(self.next_offsets)
         self._ready_at = {tp.partition: ends[tp] for tp in assigned}
+
+    def run(self) -> None:
+        """Reads on, in a task of its own, from where `open` left it."""
         self._check_ready()
         self._task = asyncio.create_task(self._run(), name=f"tail {self.topic}")
 
@@ -175,13 +190,15 @@ class TopicTail:
                         self.next_offsets[tp.partition], await consumer.position(tp)
                     )
             self._check_ready()
+            if fetched:
+                self.on_batch()
             self._progress.set()
             self._progress = asyncio.Event()
 
 
 def _record(raw: Any, message: Message) -> TopicRecord:
     key = raw.key.decode(errors="replace") if raw.key else ""
-    return TopicRecord(raw.partition, raw.offset, raw.timestamp, key, message)
+    return TopicRecord(raw.partition, raw.offset, raw.timestamp, key, message, raw.value or b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +257,10 @@ class CatchUpReader:
 
     async def read(
         self, position: dict[int, int], targets: Mapping[int, int]
-    ) -> AsyncIterator[TopicRecord | Skipped]:
+    ) -> AsyncIterator[list[TopicRecord | Skipped]]:
         """Yields the records from `position` up to (not including) `targets`, each partition
-        in order, and moves `position` past each; afterwards position equals targets."""
+        in order, a fetch at a time, and moves `position` past each record of a fetch before
+        yielding it; afterwards position equals targets."""
         behind = [p for p, target in targets.items() if position.get(p, 0) < target]
         if not behind:
             return
@@ -253,12 +271,13 @@ class CatchUpReader:
         for tp in tps:
             start = position.get(tp.partition, 0)
             if start < starts[tp]:
-                yield Skipped(tp.partition, start, starts[tp])
+                yield [Skipped(tp.partition, start, starts[tp])]
                 start = position[tp.partition] = starts[tp]
             consumer.seek(tp, start)
         pending = {tp for tp in tps if position.get(tp.partition, 0) < targets[tp.partition]}
         while pending:
             fetched = await consumer.getmany(*pending, timeout_ms=200, max_records=500)
+            batch: list[TopicRecord | Skipped] = []
             for tp, records in fetched.items():
                 target = targets[tp.partition]
                 for raw in records:
@@ -267,7 +286,9 @@ class CatchUpReader:
                     position[tp.partition] = raw.offset + 1
                     message = _decode(self.decoder, raw)
                     if message is not None:
-                        yield _record(raw, message)
+                        batch.append(_record(raw, message))
+            if batch:
+                yield batch
             for tp in list(pending):
                 if position[tp.partition] >= targets[tp.partition]:
                     pending.discard(tp)

@@ -29,11 +29,22 @@ class StreamFilter:
     fuel: str = ""
 
     def matches(self, subject: Subject) -> bool:
-        for field in fields(self):
-            wanted = getattr(self, field.name)
-            if wanted and getattr(subject, field.name) != wanted:
-                return False
-        return True
+        # Spelled out: it runs for every record and filtering client.
+        return (
+            (not self.municipality or subject.municipality == self.municipality)
+            and (not self.year or subject.year == self.year)
+            and (not self.sector or subject.sector == self.sector)
+            and (not self.vehicle or subject.vehicle == self.vehicle)
+            and (not self.hub or subject.hub == self.hub)
+            and (not self.fuel or subject.fuel == self.fuel)
+        )
+
+    @property
+    def everything(self) -> bool:
+        """Whether the filter lets every record through."""
+        return not (
+            self.municipality or self.year or self.sector or self.vehicle or self.hub or self.fuel
+        )
 
     def describe(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from servicekit.identity import TokenVerifier
 from stream_gateway.adapters.catalogue import STREAMS, EventStream, StateStream
@@ -38,6 +40,20 @@ from stream_gateway.handlers import (
 )
 
 log = logging.getLogger(__name__)
+
+# What the TLS layer may hold for a client before the writer waits (asyncio's default is
+# 512 KiB): with hundreds of clients that do not read, their send buffers would otherwise be
+# most of the gateway's memory.
+SEND_BUFFER_BYTES = 64 * 1024
+
+
+class BoundedSendH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a smaller write buffer per connection."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)
+        super().connection_made(transport)
+
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 MAX_LAST = 10_000
@@ -170,8 +186,8 @@ def create_app(
                     source = gateway.subscribe_events(selected, wanted, start)
                 else:
                     source = gateway.subscribe_states(selected, wanted, start)
-                async for batch in source:
-                    yield b"".join(outgoing.wire for outgoing in batch)
+                async for chunk in source:
+                    yield chunk
             except SlowClient as error:
                 yield _stream_error("slow_client", str(error))
             except PositionAhead as error:

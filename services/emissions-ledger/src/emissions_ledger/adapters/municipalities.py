@@ -1,0 +1,58 @@
+"""Municipalities from the ledger's read model of the partner registry's changelog
+(registry.partners.v1): an inventory is kept only for a municipality the registry knows."""
+
+from __future__ import annotations
+
+from emissions_ledger.domain.municipalities import (
+    CovenantCommitment,
+    EmissionTarget,
+    Municipality,
+)
+from greenpartners.registry.v1 import registry_pb2
+from servicekit.errors import NotFound
+from servicekit.partners import PartnerDirectory
+from servicekit.runtime import UnitOfWork
+
+
+def municipality_from_partner(partner: registry_pb2.Partner) -> Municipality | None:
+    """The municipality a partner record describes; None for any other kind of partner."""
+    if partner.kind != registry_pb2.ORGANISATION_KIND_MUNICIPALITY:
+        return None
+    commitment = None
+    if partner.HasField("covenant_commitment"):
+        wire = partner.covenant_commitment
+        commitment = CovenantCommitment(
+            signatory_year=wire.signatory_year,
+            baseline_year=wire.baseline_year or None,
+            targets=tuple(
+                EmissionTarget(
+                    target_year=target.target_year,
+                    reduction_percent=target.reduction_percent,
+                    climate_neutral=target.climate_neutral,
+                    source=target.source,
+                )
+                for target in wire.targets
+            ),
+        )
+    return Municipality(partner.partner_id, partner.name, commitment)
+
+
+class MunicipalityDirectory:
+    """The municipalities as the ledger last read them from the changelog."""
+
+    def __init__(self, partners: PartnerDirectory, unit_of_work: UnitOfWork) -> None:
+        self.partners = partners
+        self.unit_of_work = unit_of_work
+
+    async def municipality(self, municipality_id: str) -> Municipality | None:
+        async with self.unit_of_work.read() as session:
+            partner = await self.partners.partner(session, municipality_id)
+        return None if partner is None else municipality_from_partner(partner)
+
+    async def require(self, municipality_id: str) -> Municipality:
+        """The municipality; NOT_FOUND when the registry has none by that id, rather than an
+        inventory that is empty because the id is wrong."""
+        municipality = await self.municipality(municipality_id)
+        if municipality is None:
+            raise NotFound(f"the partner registry has no municipality {municipality_id!r}")
+        return municipality
