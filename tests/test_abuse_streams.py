@@ -30,6 +30,7 @@ from servicekit.identity import OPERATOR
 from servicekit.kafka import BatchConsumer, Delivered, Producer, Rejection
 from servicekit.topics import TopicNames, dead_letter_topic, ensure_topics
 from tests.kafka_tools import eventually, unique_namespace
+from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
 SAMPLE_TYPE = b"greenpartners.fleet.v1.TelemetrySample"
@@ -444,9 +445,12 @@ async def test_the_ledger_posts_an_event_id_once_and_dead_letters_other_content_
     """An activity delivered again is no conflict; the same event id with other litres is, in
     the same batch as the first and in a later one; a period_end that is no date is refused
     at once; and the ledger's totals count the first version only."""
+    namespace = unique_namespace("abuse")
+    # The ledger knows municipalities from the partner changelog.
+    await publish_registry_seed(kafka, namespace)
     ledger = build_ledger(
         kafka_bootstrap_servers=kafka,
-        topic_namespace=unique_namespace("abuse"),
+        topic_namespace=namespace,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/ledger.db",
         grpc_port=0,
         consumer_retry_backoff_s=2.0,
