@@ -8,13 +8,14 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY_PATHS := libs/servicekit services tests tools bench
 
 .PHONY: help setup run demo test bench token grpcurl lint types protos protos-check buf asyncapi kafka-up kafka-down clean \
-	k8s-tools k8s-check image
+	k8s-tools k8s-check image chaos
 
 help:
 	@echo "make run        set up everything, start Kafka, the four services and the simulator"
 	@echo "make demo       play a bounded feed through the platform, print the inventory, exit"
 	@echo "make test       lint, types, fresh contracts, buf, all tests"
 	@echo "make bench      telemetry pipeline throughput against the bare broker"
+	@echo "make chaos      kill -9 every service and restart a broker of its own during a feed; exact totals"
 	@echo "make protos     regenerate libs/contracts from protos/"
 	@echo "make asyncapi   regenerate docs/asyncapi/ (topics and the gateway's streams)"
 	@echo "make kafka-up   start the local Kafka broker with its users and ACLs (make kafka-down stops it)"
@@ -41,6 +42,12 @@ test: setup lint types protos-check buf grpcurl k8s-tools
 # Every scenario at full size; e.g. BENCH_ARGS="--quick" or "--scenario latency --database postgresql".
 bench: setup
 	@$(UV) run --frozen python -m bench.pipeline $(BENCH_ARGS)
+
+# Fault injection on a broker of its own (never the shared one); about a minute, and make test
+# runs the same (tests/test_chaos.py). CHAOS_ARGS="--long": a longer feed, three kills of each
+# service, two broker restarts (one kill -9). See docs/delivery.md.
+chaos: setup
+	@$(UV) run --frozen python -m tools.chaos $(CHAOS_ARGS)
 
 # grpcurl, for the README's examples and their test: from the Go module proxy, pinned, into
 # .tools/bin (once; about 30 s).

@@ -28,22 +28,25 @@ def test_to_timestamp_is_exact_and_round_trips(moment: datetime) -> None:
     assert from_timestamp(to_timestamp(moment)) == moment
 
 
+SAMPLE = b"greenpartners.fleet.v1.TelemetrySample"
+
+
 def test_the_decoder_refuses_another_type_garbage_and_missing_identity() -> None:
     decoder = Decoder(fleet_pb2.TelemetrySample)
     good = fleet_pb2.TelemetrySample(
         event_id="s1", occurred_at=to_timestamp(datetime(2026, 3, 1, tzinfo=UTC))
     )
-    assert decoder.decode(good.SerializeToString(), None) == good
-    assert decoder.decode(good.SerializeToString(), b"greenpartners.fleet.v1.TelemetrySample")
+    assert decoder.decode(good.SerializeToString(), SAMPLE) == good
     cases = [
         (good.SerializeToString(), b"greenpartners.fleet.v1.VehicleActivity", "wrong_event_type"),
-        (b"\xff\xff\xff", None, "undecodable"),
+        (good.SerializeToString(), None, "missing_header"),
+        (b"\xff\xff\xff", SAMPLE, "undecodable"),
         (
             fleet_pb2.TelemetrySample(occurred_at=good.occurred_at).SerializeToString(),
-            None,
+            SAMPLE,
             "schema_invalid",
         ),
-        (fleet_pb2.TelemetrySample(event_id="s2").SerializeToString(), None, "schema_invalid"),
+        (fleet_pb2.TelemetrySample(event_id="s2").SerializeToString(), SAMPLE, "schema_invalid"),
     ]
     for payload, event_type, reason in cases:
         with pytest.raises(UndecodableEvent) as refused:

@@ -5,6 +5,7 @@ before publication and is never published twice by two relays."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,7 +130,13 @@ async def test_rejected_and_exhausted_events_are_dead_lettered_and_the_stream_mo
     recorder = Recorder(transient_failures={"stuck": 99}, rejected={"bad"})
     for event_id in ("bad", "stuck", "good"):
         await produce(kafka, names(topics.TELEMETRY), "v1", sample(event_id))
-    await produce(kafka, names(topics.TELEMETRY), "v1", b"\x01\x02 not a sample")
+    await produce(
+        kafka,
+        names(topics.TELEMETRY),
+        "v1",
+        b"\x01\x02 not a sample",
+        {"event-type": "greenpartners.fleet.v1.TelemetrySample"},
+    )
     consumer = consumer_for(kafka, names, producer, recorder, max_attempts=3)
     await consumer.start()
     try:
@@ -384,3 +391,42 @@ async def test_a_batch_is_one_span_linked_to_each_producer_trace(
     linked = {format(link.context.trace_id, "032x") for span in spans for link in span.links}
     assert linked == set(traces)
     assert sum(span.attributes["messaging.batch.message_count"] for span in spans) == 2
+
+
+async def test_a_relay_killed_mid_batch_republishes_a_handful_not_the_batch(
+    kafka: str, names: TopicNames, database: Database, producer: Producer
+) -> None:
+    """The relay is stopped dead (its task cancelled, nothing cleaned up: as a kill leaves it)
+    while a batch of 1,000 rows is in flight; a new relay then publishes the rest. What is
+    published twice is at most the steps in flight, never the batch."""
+    topic = names(topics.TELEMETRY)
+    rows = 1000
+    async with database.transaction() as session:
+        await add_many_to_outbox(
+            session, [(topic, f"v{i % 7}", sample(f"k{i}")) for i in range(rows)]
+        )
+
+    async def remaining() -> int:
+        async with database.read() as session:
+            return int((await session.execute(select(func.count()).select_from(outbox))).scalar())
+
+    relay = OutboxRelay(database, producer, batch=rows)
+    publishing = asyncio.create_task(relay.publish_pending())
+    # Killed as soon as the first step is deleted.
+    for _poll in range(10_000):
+        if await remaining() < rows:
+            break
+        await asyncio.sleep(0.001)
+    publishing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await publishing
+    left = await remaining()
+    assert 0 < left < rows, "the kill must land in the middle of the batch"
+
+    assert await OutboxRelay(database, producer, batch=rows).publish_pending() == left
+    records = await read_until(kafka, topic, lambda r: False, timeout_s=3)
+    ids = [fleet_pb2.TelemetrySample.FromString(r.value).event_id for r in records]
+    assert set(ids) == {f"k{i}" for i in range(rows)}
+    republished = len(ids) - rows
+    print(f"killed with {left} of {rows} rows left: {republished} records published twice")
+    assert 0 <= republished <= relay.step * relay.steps_in_flight == 100, republished

@@ -218,9 +218,18 @@ class GrpcServer:
                 self.health_server, listeners.host, listeners.health_port, None
             )
             await self.health_server.start()
-        for name in ["", *self.service_names]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.set_serving(True)
         return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        """The health status of the server and of each of its services (readiness decides)."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
 
     @staticmethod
     def _listen(
@@ -237,8 +246,7 @@ class GrpcServer:
         return bound
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        for name in ["", *self.service_names]:
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.set_serving(False)
         await self.server.stop(grace_s)
         await self.health_server.stop(0)
 

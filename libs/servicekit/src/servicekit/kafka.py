@@ -6,7 +6,12 @@ Delivery rules (see docs/delivery.md):
   the offsets only after that transaction committed; a transient failure is retried in place
   with backoff, so the partition does not move past it, until it succeeds or is dead-lettered;
 - an event that can never be processed goes to `<topic>.dlq`, byte for byte as it came (key,
-  value, headers), with the reason in added `dlq-*` headers.
+  value, headers), with the reason in added `dlq-*` headers;
+- what is wrong with the record itself (it does not conform to the topic's contract, or a
+  value in it cannot be converted) is known at once and dead-lettered without retries; only
+  what may pass (the database, the broker) is retried;
+- a consumer that makes no progress is visible: `stalled_seconds()` and the
+  `kafka_consumer_stalled_seconds` gauge, which readiness turns into NOT_SERVING.
 
 The consumer is plain aiokafka rather than a framework subscriber: it owns fetching, offsets,
 rebalancing and tracing per batch, which is what a consumer at telematics rate needs.
@@ -18,24 +23,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.metadata import MetadataRequest
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import SecretStr
+from sqlalchemy.exc import DataError
 
-from servicekit.codec import Decoder, UndecodableEvent
+from servicekit.codec import EVENT_TYPE_HEADER, Decoder, UndecodableEvent
 from servicekit.errors import PermanentEventError
-from servicekit.topics import TopicNames, dead_letter_topic
+from servicekit.topics import DEAD_LETTER_MAX_MESSAGE_BYTES, TopicNames, dead_letter_topic
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -44,6 +52,17 @@ MessageT = TypeVar("MessageT", bound=Message)
 
 # A dead letter's detail is cut to this many characters (headers are not for essays).
 MAX_DETAIL_CHARS = 2000
+
+# The largest record the producer sends, key, value and headers together: as large as the
+# dead-letter topics accept (servicekit.topics), so a record that came in at the source topics'
+# limit can still be dead-lettered with the dlq-* headers added.
+MAX_RECORD_BYTES = DEAD_LETTER_MAX_MESSAGE_BYTES
+
+# Errors that the same record raises every time it is handled: a value that cannot be
+# converted (ValueError: a date out of range, a malformed decimal; ArithmeticError: an
+# overflow) or stored (the database's DataError). They dead-letter the record at once as
+# `unprocessable` instead of being retried as if the database had hiccuped.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticError, DataError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,23 +133,50 @@ class Producer:
     for each acknowledgement in turn."""
 
     def __init__(self, connection: dict[str, Any], client_id: str) -> None:
-        self._producer = AIOKafkaProducer(
-            **connection,
-            client_id=client_id,
+        self.connection = connection
+        self.client_id = client_id
+        self._producer = self._new_client()
+        self.started = False
+
+    def _new_client(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            **self.connection,
+            client_id=self.client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
             max_batch_size=256 * 1024,
+            max_request_size=MAX_RECORD_BYTES,
         )
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Connects; raises when the broker cannot be reached (start may be tried again)."""
+        try:
+            await self._producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = self._new_client()
+            raise
+        self.started = True
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self.started:
+            await self._producer.stop()
+            self.started = False
+
+    async def probe(self) -> None:
+        """Asks a broker for the cluster's brokers (no topics: a broker may hold thousands);
+        raises when none answers."""
+        client = self._producer.client
+        node_id = client.get_random_node()
+        if node_id is None:
+            raise KafkaConnectionError("no broker known")
+        await client.send(node_id, MetadataRequest([]))
 
     async def send_all(
-        self, records: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]]
+        self,
+        records: Sequence[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
     ) -> None:
         """Sends (topic, key, value, headers) records and returns once all are acknowledged
         (a value of None is a tombstone).
@@ -138,12 +184,20 @@ class Producer:
         All are handed to the producer first, so they travel in a few produce requests; with
         idempotence, records of one partition stay in order.
         """
+        await (await self.hand_over(records))
+
+    async def hand_over(
+        self,
+        records: Iterable[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
+    ) -> asyncio.Future[Any]:
+        """Hands the records to the producer and returns, without waiting for the broker, a
+        future that completes once all of them are acknowledged (or fails with the first
+        error)."""
         acknowledgements = [
             await self._producer.send(topic, value, key=key, headers=headers)
             for topic, key, value, headers in records
         ]
-        if acknowledgements:
-            await asyncio.gather(*acknowledgements)
+        return asyncio.gather(*acknowledgements)
 
 
 @dataclass(slots=True)
@@ -154,6 +208,78 @@ class _Record:
     delivered: Delivered[Any] | None = None
     dead_reason: str = ""
     dead_detail: str = ""
+
+
+class _Outcome(Enum):
+    HANDLED = "handled"
+    # Several records, one of which fails deterministically: split the batch to find it.
+    PERMANENT = "permanent"
+    # Several records that keep failing as if transiently: try them one by one.
+    EXHAUSTED = "exhausted"
+
+
+class Throttle:
+    """Lets a repeated message through once per interval and counts the ones held back, so that
+    a loop retrying every fraction of a second logs a line per interval, not per attempt."""
+
+    def __init__(self, interval_s: float = 30.0) -> None:
+        self.interval_s = interval_s
+        self._last: float | None = None
+        self.suppressed = 0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.interval_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        return True
+
+    def reset(self) -> None:
+        self._last = None
+        self.suppressed = 0
+
+    def take_suppressed(self) -> int:
+        suppressed, self.suppressed = self.suppressed, 0
+        return suppressed
+
+
+class RepeatedLogFilter(logging.Filter):
+    """For the loggers of Kafka clients that retry on their own (aiokafka's, and read models'):
+    a warning or error with the same template as one logged less than `interval_s` ago is held
+    back, and the next one that passes says how many were (`suppressed`). While the broker is
+    down, aiokafka's reconnect loops would otherwise log thousands of lines a second."""
+
+    def __init__(
+        self,
+        interval_s: float = 30.0,
+        prefixes: tuple[str, ...] = ("aiokafka", "servicekit.read_model"),
+    ) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.prefixes = prefixes
+        self._throttles: dict[tuple[str, object], Throttle] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.msg)
+        throttle = self._throttles.get(key)
+        if throttle is None:
+            throttle = self._throttles[key] = Throttle(self.interval_s)
+        if not throttle.due():
+            return False
+        suppressed = throttle.take_suppressed()
+        if suppressed:
+            record.suppressed = suppressed
+        return True
+
+
+def install_repeated_log_filter(interval_s: float) -> None:
+    """Puts a RepeatedLogFilter on the root logger's handlers (which all records reach)."""
+    log_filter = RepeatedLogFilter(interval_s)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(log_filter)
 
 
 class ConsumerMetrics:
@@ -183,6 +309,12 @@ class ConsumerMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        self.stalled_seconds = Gauge(
+            "kafka_consumer_stalled_seconds",
+            "Seconds the consumer has held a batch without handling any of it (0: not stalled)",
+            ["group", "topic"],
+            registry=registry,
+        )
 
 
 class BatchConsumer(Generic[MessageT]):
@@ -192,8 +324,14 @@ class BatchConsumer(Generic[MessageT]):
     rejections are dead-lettered before the transaction commits, and its offsets are committed
     after. A handler that raises is retried with backoff on the whole batch; if it keeps
     failing, the events go one by one, and one that still fails is dead-lettered as
-    `retries_exhausted`. Handlers are therefore written for any split of the stream into
-    batches, and for a batch delivered again after its effect committed.
+    `retries_exhausted`. A handler that raises PermanentEventError or a deterministic error
+    (DETERMINISTIC_ERRORS) is not retried: the batch is split in halves until the record at
+    fault is alone, and that one is dead-lettered at once. Handlers are therefore written for
+    any split of the stream into batches, and for a batch delivered again after its effect
+    committed.
+
+    `subject_of` gives an event's subject id (a vehicle id, a hub id); a record whose key is
+    not that id is dead-lettered as `key_mismatch` before the handler sees it.
     """
 
     def __init__(
@@ -207,6 +345,7 @@ class BatchConsumer(Generic[MessageT]):
         group_id: str,
         message_type: type[MessageT],
         handle_batch: BatchHandler[MessageT],
+        subject_of: Callable[[MessageT], str] | None = None,
         batch_scope: BatchScope | None = None,
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
@@ -214,6 +353,7 @@ class BatchConsumer(Generic[MessageT]):
         metrics: ConsumerMetrics | None = None,
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
+        log_interval_s: float = 30.0,
     ) -> None:
         self.connection = connection
         self.client_id = client_id
@@ -221,7 +361,7 @@ class BatchConsumer(Generic[MessageT]):
         self.topic = names(topic)
         self.dead_letter_topic = names(dead_letter_topic(topic))
         self.group_id = names.group(group_id)
-        self.decoder = Decoder(message_type)
+        self.decoder = Decoder(message_type, subject_of)
         self.handle_batch = handle_batch
         self.batch_scope = batch_scope
         self.max_attempts = max_attempts
@@ -236,10 +376,32 @@ class BatchConsumer(Generic[MessageT]):
         # Held while a batch is handled: a rebalance waits for it, so a partition changes
         # owner only between batches.
         self._working = asyncio.Lock()
+        # Since when a fetched batch is in hand (None: none), and when part of one was last
+        # handled: the two tell whether the consumer is stuck.
+        self._in_hand_since: float | None = None
+        self._progress_at = time.monotonic()
+        self._failures_logged = Throttle(log_interval_s)
+        if metrics is not None:
+            metrics.stalled_seconds.labels(self.group_id, self.topic).set_function(
+                self.stalled_seconds
+            )
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def stalled_seconds(self) -> float:
+        """How long the consumer has held a batch without handling any of it (0 when it is
+        not holding one): a batch retried in place, a handler that hangs."""
+        if self._in_hand_since is None:
+            return 0.0
+        return time.monotonic() - max(self._in_hand_since, self._progress_at)
 
     async def start(self) -> None:
+        """Joins the group and starts consuming; raises when the broker cannot be reached
+        (start may be tried again)."""
         self._stopping = False
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             **self.connection,
             client_id=self.client_id,
             group_id=self.group_id,
@@ -253,8 +415,14 @@ class BatchConsumer(Generic[MessageT]):
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
         )
-        self._consumer.subscribe([self.topic], listener=_Rebalance(self))
-        await self._consumer.start()
+        consumer.subscribe([self.topic], listener=_Rebalance(self))
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name=f"consume {self.topic}")
 
     async def stop(self) -> None:
@@ -267,6 +435,7 @@ class BatchConsumer(Generic[MessageT]):
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        self._in_hand_since = None
 
     async def _run(self) -> None:
         consumer = self._consumer
@@ -275,25 +444,39 @@ class BatchConsumer(Generic[MessageT]):
             try:
                 fetched = await consumer.getmany(timeout_ms=100, max_records=self.batch_size)
             except Exception:
-                log.exception("fetching from %s failed; retrying", self.topic)
+                self._log_failure(f"fetching from {self.topic} failed; retrying")
                 await asyncio.sleep(self.retry_backoff_s)
                 continue
             if not fetched:
                 continue
             async with self._working:
                 started = time.perf_counter()
+                if self._in_hand_since is None:
+                    self._in_hand_since = time.monotonic()
                 try:
                     await self._process([record for rs in fetched.values() for record in rs])
                 except Exception:
                     # Nothing committed for this batch: fetch it again from its first offsets.
-                    log.exception("batch of %s failed; it is fetched again", self.topic)
+                    self._log_failure(f"batch of {self.topic} failed; it is fetched again")
                     for partition, records in fetched.items():
                         with contextlib.suppress(IllegalStateError):
                             consumer.seek(partition, records[0].offset)
                     await asyncio.sleep(self.retry_backoff_s)
                     continue
                 await self._commit(consumer, fetched)
+                self._in_hand_since = None
+                self._failures_logged.reset()
                 self._record_metrics(consumer, fetched, time.perf_counter() - started)
+
+    def _log_failure(self, message: str) -> None:
+        """Logs a failure of the fetch loop with its traceback, once per interval while it
+        repeats (a broker that is down fails every attempt)."""
+        if self._failures_logged.due():
+            log.warning(
+                message,
+                extra={"topic": self.topic, "suppressed": self._failures_logged.take_suppressed()},
+                exc_info=True,
+            )
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[Any]]
@@ -325,14 +508,15 @@ class BatchConsumer(Generic[MessageT]):
                 )
 
     def _decode(self, raw: Any) -> _Record:
-        # The hot path of a consumer: one pass over the headers, no dictionary per record.
+        # The hot path of a consumer: one pass over the headers, no dictionary per record. A
+        # header may have a null value (Kafka allows it): for event-type that is no header.
         event_type = None
         for name, value in raw.headers or ():
-            if name == "event-type":
-                event_type = value or b""
+            if name == EVENT_TYPE_HEADER:
+                event_type = value
         record = _Record(raw)
         try:
-            event = self.decoder.decode(raw.value or b"", event_type)
+            event = self.decoder.decode(raw.value or b"", event_type, raw.key)
         except UndecodableEvent as error:
             record.dead_reason, record.dead_detail = error.reason, error.detail
             return record
@@ -346,35 +530,49 @@ class BatchConsumer(Generic[MessageT]):
         if undecodable:
             await self._dead_letter(undecodable)
         decoded = [record for record in records if record.delivered is not None]
-        if not decoded:
-            return
-        if not await self._handle_with_retries(decoded):
-            log.warning("batch of %s keeps failing; handling its events one by one", self.topic)
-            for record in decoded:
-                await self._handle_with_retries([record])
+        if decoded:
+            await self._handle_all(decoded)
 
-    async def _handle_with_retries(self, records: list[_Record]) -> bool:
-        """Handles the records, retrying in place. False when several keep failing and must be
-        handled one by one; a lone record that cannot be handled is dead-lettered."""
+    async def _handle_all(self, records: list[_Record]) -> None:
+        """Handles the records, narrowing down to the ones at fault when some fail."""
+        outcome = await self._handle_with_retries(records)
+        if outcome is _Outcome.PERMANENT:
+            middle = len(records) // 2
+            await self._handle_all(records[:middle])
+            await self._handle_all(records[middle:])
+        elif outcome is _Outcome.EXHAUSTED:
+            log.warning("batch of %s keeps failing; handling its events one by one", self.topic)
+            for record in records:
+                await self._handle_all([record])
+
+    async def _handle_with_retries(self, records: list[_Record]) -> _Outcome:
+        """Handles the records, retrying transient failures in place. A lone record that
+        cannot be handled is dead-lettered; several are handed back to be split."""
         for attempt in range(1, self.max_attempts + 1):
             try:
                 await self._handle(records)
-                return True
+                self._progress_at = time.monotonic()
+                return _Outcome.HANDLED
             except PermanentEventError as error:
                 if len(records) > 1:
-                    return False  # one of them is at fault: find it by going one by one
+                    return _Outcome.PERMANENT
                 reason, detail = error.reason, error.detail
+            except DETERMINISTIC_ERRORS as error:
+                if len(records) > 1:
+                    return _Outcome.PERMANENT
+                reason, detail = "unprocessable", f"{type(error).__name__}: {error}"
             except Exception as error:  # transient until proven otherwise: retry in place
                 if attempt < self.max_attempts:
                     await self._back_off(attempt, len(records))
                     continue
                 if len(records) > 1:
-                    return False
+                    return _Outcome.EXHAUSTED
                 reason, detail = "retries_exhausted", f"{type(error).__name__}: {error}"
             records[0].dead_reason, records[0].dead_detail = reason, detail
             await self._dead_letter(records)
-            return True
-        return False  # pragma: no cover - the loop always returns
+            self._progress_at = time.monotonic()
+            return _Outcome.HANDLED
+        raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
 
     async def _back_off(self, attempt: int, records: int) -> None:
         delay = min(self.retry_backoff_s * 2 ** (attempt - 1), 10.0)
@@ -451,15 +649,16 @@ class BatchConsumer(Generic[MessageT]):
                     "topic": raw.topic,
                     "offset": raw.offset,
                     "reason": record.dead_reason,
-                    "detail": record.dead_detail,
+                    "detail": record.dead_detail[:MAX_DETAIL_CHARS],
                 },
             )
             if self.metrics is not None:
                 self.metrics.dead_letters.labels(
                     self.group_id, self.topic, record.dead_reason
                 ).inc()
-            # The original headers as they came, then the reason: a replay restores the record.
-            headers = [(key, value or b"") for key, value in raw.headers or ()]
+            # The original headers as they came (a null value stays null), then the reason: a
+            # replay restores the record.
+            headers: list[tuple[str, bytes | None]] = list(raw.headers or ())
             headers += [
                 ("dlq-reason", record.dead_reason.encode()),
                 ("dlq-detail", record.dead_detail[:MAX_DETAIL_CHARS].encode()),

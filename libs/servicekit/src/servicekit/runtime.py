@@ -1,5 +1,10 @@
 """A service's runtime: database, Kafka, outbox relay and gRPC server, started and stopped
-together in one event loop."""
+together in one event loop.
+
+The broker need not be up for a service to start: the database is migrated and gRPC served
+first, and Kafka (topics, producer, outbox relay, consumers) is connected in the background,
+retried until the broker answers. What gRPC calls write meanwhile waits in the outbox.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +31,14 @@ from servicekit.kafka import (
     ConsumerMetrics,
     PartitionsHook,
     Producer,
+    Throttle,
     client_options,
+    install_repeated_log_filter,
 )
 from servicekit.logs import setup_logging
 from servicekit.outbox import OutboxRelay
 from servicekit.read_model import ChangeHook, ReadModel, ReadModelMetrics
+from servicekit.readiness import Readiness
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import setup_tracing
 from servicekit.topics import TopicNames, ensure_topics
@@ -112,8 +120,14 @@ class ServiceRuntime:
         self.producer = Producer(self.kafka_connection, settings.service_name)
         self.consumers: list[BatchConsumer[Message]] = []
         self.read_models: list[ReadModel[Any]] = []
+        self._read_models_started: list[ReadModel[Any]] = []
         self.read_model_metrics = ReadModelMetrics(self.metrics)
-        self.relay = OutboxRelay(self.database, self.producer, settings.outbox_poll_interval_s)
+        self.relay = OutboxRelay(
+            self.database,
+            self.producer,
+            settings.outbox_poll_interval_s,
+            log_interval_s=settings.log_repeat_interval_s,
+        )
         self.unit_of_work = UnitOfWork(self.database, self.relay)
         self.migrations = list(migrations)
         self.grpc_services = list(grpc_services)
@@ -125,6 +139,18 @@ class ServiceRuntime:
         self.grpc_port = 0
         self.grpc_mtls_port: int | None = None
         self.health_port: int | None = None
+        self.readiness = Readiness(
+            self.producer,
+            self.consumers,
+            self.read_models,
+            broker_unreachable_s=settings.readiness_broker_unreachable_s,
+            consumer_stalled_s=settings.readiness_consumer_stalled_s,
+            registry=self.metrics,
+        )
+        # Set once topics, producer, relay and consumers are all up.
+        self.kafka_connected = asyncio.Event()
+        self._hooks_done = asyncio.Event()
+        self._kafka_task: asyncio.Task[None] | None = None
 
     def topic(self, name: str) -> str:
         return self.names(name)
@@ -137,8 +163,10 @@ class ServiceRuntime:
         handle_batch: BatchHandler[MessageT],
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
+        subject_of: Callable[[MessageT], str] | None = None,
     ) -> BatchConsumer[MessageT]:
-        """Consumes a topic batch by batch, each batch in one transaction (see BatchConsumer)."""
+        """Consumes a topic batch by batch, each batch in one transaction (see BatchConsumer).
+        `subject_of` names the id each record's key must equal (the topic's key)."""
         consumer = BatchConsumer(
             connection=self.kafka_connection,
             client_id=self.settings.service_name,
@@ -148,6 +176,7 @@ class ServiceRuntime:
             group_id=group_id,
             message_type=message_type,
             handle_batch=handle_batch,
+            subject_of=subject_of,
             batch_scope=self.unit_of_work.batch,
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
@@ -155,6 +184,7 @@ class ServiceRuntime:
             metrics=self.consumer_metrics,
             on_assigned=on_assigned,
             on_revoked=on_revoked,
+            log_interval_s=self.settings.log_repeat_interval_s,
         )
         self.consumers.append(consumer)  # type: ignore[arg-type]
         return consumer
@@ -197,19 +227,26 @@ class ServiceRuntime:
         self.stopping_hooks.append(hook)
 
     async def start(self) -> None:
+        """Migrates the database, runs the start-up hooks, connects Kafka if the broker answers
+        (in the background otherwise) and serves gRPC."""
         await self.database.migrate(self.migrations)
-        await ensure_topics(self.kafka_connection, self.names.all_specs())
-        await self.producer.start()
-        self.relay.start()
+        self.readiness.start(self._apply_readiness)
+        producer_attempted, clients_attempted = asyncio.Event(), asyncio.Event()
+        self._kafka_task = asyncio.create_task(
+            self._connect_kafka(producer_attempted, clients_attempted), name="connect kafka"
+        )
+        # A broker that answers is connected before the start-up hooks run (they may publish
+        # through the outbox and wait for it) and the consumers and read models before gRPC
+        # is served, as a service's callers and tests expect; one that is down delays nothing.
+        await producer_attempted.wait()
         for hook in self.startup_hooks:
             await hook()
-        for consumer in self.consumers:
-            await consumer.start()
-        for model in self.read_models:
-            await model.start()
-        # Ready means answering from whole read models: serve (and report SERVING) after.
-        for model in self.read_models:
-            await model.wait_caught_up()
+        self._hooks_done.set()
+        await clients_attempted.wait()
+        # Ready means answering from whole read models: with the broker up, serve after they
+        # caught up. Without it, gRPC answers from the copies stored at the last run, and the
+        # health status says NOT_SERVING until they caught up.
+        await self._wait_read_models()
         self.grpc = GrpcServer(
             services=self.grpc_services,
             registrars=self.registrars,
@@ -228,17 +265,84 @@ class ServiceRuntime:
         )
         self.grpc_mtls_port = self.grpc.mtls_port
         self.health_port = self.grpc.health_port
+        await self.grpc.set_serving(self.readiness.serving)
         if self.settings.metrics_port:
             start_http_server(
                 self.settings.metrics_port, self.settings.metrics_address, registry=self.metrics
             )
 
+    async def _connect_kafka(
+        self, producer_attempted: asyncio.Event, clients_attempted: asyncio.Event
+    ) -> None:
+        """Creates the topics, starts the producer and the outbox relay, then (once the start-up
+        hooks ran) the consumers and read models, each step retried (with backoff, logged once
+        per interval) until the broker answers."""
+        throttle = Throttle(self.settings.log_repeat_interval_s)
+        delay_s = 0.5
+        topics_ready = False
+        while True:
+            try:
+                if not topics_ready:
+                    await ensure_topics(self.kafka_connection, self.names.all_specs())
+                    topics_ready = True
+                if not self.producer.started:
+                    await self.producer.start()
+                self.relay.start()
+                producer_attempted.set()
+                await self._hooks_done.wait()
+                for consumer in self.consumers:
+                    if not consumer.started:
+                        await consumer.start()
+                for model in self.read_models:
+                    if model not in self._read_models_started:
+                        await model.start()
+                        self._read_models_started.append(model)
+            except Exception as error:
+                producer_attempted.set()
+                clients_attempted.set()
+                if throttle.due():
+                    log.warning(
+                        "Kafka is not reachable; gRPC is served and Kafka is connected when "
+                        "the broker answers",
+                        extra={
+                            "error": f"{type(error).__name__}: {error}",
+                            "suppressed": throttle.take_suppressed(),
+                        },
+                    )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+                continue
+            if delay_s > 0.5:
+                log.info("Kafka connected")
+            self.kafka_connected.set()
+            clients_attempted.set()
+            return
+
+    async def _wait_read_models(self) -> None:
+        """Until every read model caught up, or the broker has been away longer than readiness
+        allows (then the service serves, NOT_SERVING, rather than not at all)."""
+        for model in self.read_models:
+            while not model.caught_up.is_set():
+                if self.readiness.unreachable_seconds() > self.readiness.broker_unreachable_s:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(model.caught_up.wait(), 1.0)
+
+    async def _apply_readiness(self, serving: bool) -> None:
+        if self.grpc is not None:
+            await self.grpc.set_serving(serving)
+
     async def stop(self) -> None:
         # Stop taking calls first, then let the relay publish what is committed.
         for ending in self.stopping_hooks:
             ending()
+        await self.readiness.stop()
         if self.grpc is not None:
             await self.grpc.stop()
+        if self._kafka_task is not None and not self._kafka_task.done():
+            self._kafka_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._kafka_task
         for consumer in self.consumers:
             await consumer.stop()
         for model in self.read_models:
@@ -269,6 +373,7 @@ def run(build: Callable[[], ServiceRuntime]) -> None:
     async def main() -> None:
         runtime = build()
         setup_logging(runtime.settings.service_name, runtime.settings.log_level)
+        install_repeated_log_filter(runtime.settings.log_repeat_interval_s)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -50,6 +50,14 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
     # Records handled in one database transaction and one offset commit; 1 disables batching.
     consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
+    # Readiness (docs/delivery.md): the health status turns NOT_SERVING once the broker has not
+    # answered for this long (longer than a broker restart takes), or a consumer has held a
+    # batch without handling any of it for this long (a batch retried in place gives up after
+    # about 23 s with the default retries, and then goes on record by record).
+    readiness_broker_unreachable_s: float = Field(default=15.0, gt=0)
+    readiness_consumer_stalled_s: float = Field(default=60.0, gt=0)
+    # A failure that repeats (a broker that is down, a retried batch) is logged once per interval.
+    log_repeat_interval_s: float = Field(default=30.0, gt=0)
 
     # Kafka client security (docs/security.md). SASL_* log in as KAFKA_USERNAME (a principal of
     # servicekit.access) with SCRAM; the password is KAFKA_PASSWORD or the file

@@ -21,6 +21,13 @@ LEDGER_ENTRIES = "ledger.entries.v1"
 
 DLQ_SUFFIX = ".dlq"
 
+# The broker's default max.message.bytes, which the catalogue's topics keep: no record on them
+# is larger. A dead letter is such a record plus the dlq-* headers (a few KiB at most), so the
+# dead-letter topics take 64 KiB more, and the producer may send that much
+# (servicekit.kafka.MAX_RECORD_BYTES): any record that was consumed can be dead-lettered.
+SOURCE_MAX_MESSAGE_BYTES = 1_048_588
+DEAD_LETTER_MAX_MESSAGE_BYTES = SOURCE_MAX_MESSAGE_BYTES + 64 * 1024
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -59,7 +66,13 @@ class TopicNames:
         specs = []
         for spec in CATALOGUE:
             specs.append(TopicSpec(self(spec.name), spec.partitions, dict(spec.configs)))
-            specs.append(TopicSpec(self(dead_letter_topic(spec.name)), spec.partitions))
+            specs.append(
+                TopicSpec(
+                    self(dead_letter_topic(spec.name)),
+                    spec.partitions,
+                    {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
+                )
+            )
         return specs
 
 

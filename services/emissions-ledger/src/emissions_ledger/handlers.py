@@ -116,8 +116,7 @@ class LedgerHandlers:
                 entry_for_activity(activity, self.catalogue, topics.ACTIVITY, _this_year())
             ],
         )
-        await self._post(entries)
-        return rejections
+        return [*rejections, *await self._post(entries)]
 
     async def post_locker_events(
         self,
@@ -164,25 +163,30 @@ class LedgerHandlers:
                 ),
             )
             span.set_attribute("ledger.entry_count", len(entries))
-            appended = await self._append(repository, session, entries)
+            fresh, conflicts = await _not_posted(repository, entries)
+            appended = await self._append(repository, session, fresh)
             span.set_attribute("ledger.appended_count", len(appended))
-        return rejections
+        return [*rejections, *conflicts]
 
-    async def _post(self, entries: Sequence[LedgerEntry]) -> None:
+    async def _post(self, entries: Sequence[Positioned[LedgerEntry]]) -> list[Rejection]:
         """Appends the entries the ledger does not hold yet, adds them to their inventory lines
         and announces them, in one transaction and a few statements however many there are.
+        Returns the source events that reuse an event id the ledger holds with other content.
 
         No processed-event record is needed: an entry's unique source makes the append
         idempotent, and only the entries actually appended are counted and announced.
         """
         if not entries:
-            return
+            return []
         with tracer.start_as_current_span(
             "ledger post entries", attributes={"ledger.entry_count": len(entries)}
         ) as span:
             async with self.unit_of_work() as session:
-                appended = await self._append(LedgerRepository(session), session, entries)
+                repository = LedgerRepository(session)
+                fresh, conflicts = await _not_posted(repository, entries)
+                appended = await self._append(repository, session, fresh)
                 span.set_attribute("ledger.appended_count", len(appended))
+        return conflicts
 
     async def _append(
         self, repository: LedgerRepository, session: AsyncSession, entries: Sequence[LedgerEntry]
@@ -357,13 +361,14 @@ def _sequence_from_token(page_token: str, municipality_id: str, year: int, key: 
 def _entries_for(
     sources: Sequence[Positioned[SourceT]],
     entries_for: Callable[[SourceT], Sequence[LedgerEntry]],
-) -> tuple[list[LedgerEntry], list[Rejection]]:
-    """The entries of each source event, and a rejection for each the domain cannot account."""
-    entries: list[LedgerEntry] = []
+) -> tuple[list[Positioned[LedgerEntry]], list[Rejection]]:
+    """The entries of each source event (with the event's position in the batch), and a
+    rejection for each the domain cannot account."""
+    entries: list[Positioned[LedgerEntry]] = []
     rejections: list[Rejection] = []
     for index, source in sources:
         try:
-            entries.extend(entries_for(source))
+            entries.extend((index, entry) for entry in entries_for(source))
         except NoFactor as error:
             rejections.append(Rejection(index, "no_emission_factor", str(error)))
         except ImplausibleActivity as error:
@@ -376,3 +381,61 @@ def _entries_for(
 def _this_year() -> int:
     """The current reporting year: later ones are in the future, so not plausible yet."""
     return datetime.now(MUNICIPAL_TIME_ZONE).year
+
+
+def _source_content(entries: Sequence[LedgerEntry]) -> frozenset[tuple[object, ...]]:
+    """What a source event's entries take from it: two events with one id and other content
+    differ here (factors, the policy and the year's lock are the ledger's own)."""
+    return frozenset(
+        (
+            entry.kind,
+            entry.basis,
+            entry.municipality_id,
+            entry.year,
+            entry.sector,
+            entry.subsector,
+            entry.energy_carrier,
+            entry.activity_amount,
+            entry.activity_unit,
+            entry.subject_id,
+            entry.activity_at,
+        )
+        for entry in entries
+    )
+
+
+async def _not_posted(
+    repository: LedgerRepository, entries: Sequence[Positioned[LedgerEntry]]
+) -> tuple[list[LedgerEntry], list[Rejection]]:
+    """The entries of the source events the ledger holds no entry for yet; and a
+    `duplicate_event_conflict` for each source event whose id the ledger holds, or an earlier
+    event of the batch had, with other content. A redelivery (same content) is neither.
+
+    One query per batch, for the original postings of the batch's source ids (restatements
+    re-price, they do not change what the event said). A source's entries are compared as a
+    whole: a collection's detour decides which entries it posts."""
+    by_source: dict[str, list[Positioned[LedgerEntry]]] = {}
+    for index, entry in entries:
+        by_source.setdefault(entry.source_event_id, []).append((index, entry))
+    held = await repository.posted_for_sources(list(by_source))
+    fresh: list[LedgerEntry] = []
+    conflicts: list[Rejection] = []
+    for source_event_id, positioned in by_source.items():
+        per_event: dict[int, list[LedgerEntry]] = {}
+        for index, entry in positioned:
+            per_event.setdefault(index, []).append(entry)
+        first = held.get(source_event_id)
+        for index, event_entries in per_event.items():
+            content = _source_content(event_entries)
+            if first is None:
+                first = event_entries
+                fresh.extend(event_entries)
+            elif _source_content(first) != content:
+                conflicts.append(
+                    Rejection(
+                        index,
+                        "duplicate_event_conflict",
+                        f"event id {source_event_id!r} was accounted before with other content",
+                    )
+                )
+    return fresh, conflicts

@@ -156,6 +156,25 @@ class LedgerRepository:
         )
         return [entry for entry in unique.values() if entry.entry_id in inserted]
 
+    async def posted_for_sources(
+        self, source_event_ids: Sequence[str]
+    ) -> dict[str, list[LedgerEntry]]:
+        """The original postings the ledger holds for these source events, by source event id."""
+        if not source_event_ids:
+            return {}
+        rows = (
+            await self.session.execute(
+                select(ledger_entries).where(
+                    ledger_entries.c.source_event_id.in_(set(source_event_ids)),
+                    ledger_entries.c.posting == Posting.ORIGINAL.value,
+                )
+            )
+        ).all()
+        held: dict[str, list[LedgerEntry]] = {}
+        for row in rows:
+            held.setdefault(row.source_event_id, []).append(_entry_from_row(row))
+        return held
+
     async def _bump_versions(self, inventories: set[tuple[str, int]]) -> None:
         """Takes each inventory's turn (its version row, locked until commit) before any of its
         entries is given a sequence number, so that one inventory's entries commit in sequence

@@ -51,8 +51,16 @@ def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:
         return await handlers.post_locker_events(deposits, collections)
 
     runtime.consume_batches(
-        topics.ACTIVITY, ACTIVITY_GROUP, fleet_pb2.VehicleActivity, post_activities
+        topics.ACTIVITY,
+        ACTIVITY_GROUP,
+        fleet_pb2.VehicleActivity,
+        post_activities,
+        subject_of=lambda activity: activity.vehicle.vehicle_id,
     )
     runtime.consume_batches(
-        topics.LOCKER_EVENTS, LOCKER_GROUP, lockers_pb2.LockerEvent, post_collections
+        topics.LOCKER_EVENTS,
+        LOCKER_GROUP,
+        lockers_pb2.LockerEvent,
+        post_collections,
+        subject_of=lambda event: event.hub_id,
     )

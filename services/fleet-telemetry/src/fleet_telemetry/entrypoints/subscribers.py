@@ -16,4 +16,6 @@ def subscribe(runtime: ServiceRuntime, handlers: FleetHandlers) -> None:
         handlers.record_samples,
         on_assigned=handlers.partitions_assigned,
         on_revoked=handlers.partitions_revoked,
+        # Keyed by vehicle, so that a vehicle's samples share a partition and keep their order.
+        subject_of=lambda sample: sample.vehicle_id,
     )
