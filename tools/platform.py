@@ -206,6 +206,7 @@ class Platform:
         """Starts one instance of a service; instances of one service share its database."""
         if self.running(service) is not None:
             raise RuntimeError(f"{service.label} is already running")
+        self.provision()  # once per platform: a later start works while the broker is down
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         env = {
