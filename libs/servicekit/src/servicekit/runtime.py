@@ -247,6 +247,9 @@ class ServiceRuntime:
         # caught up. Without it, gRPC answers from the copies stored at the last run, and the
         # health status says NOT_SERVING until they caught up.
         await self._wait_read_models()
+        # The status the service starts serving with is today's, not the last periodic check's.
+        await self.readiness.check_broker()
+        self.readiness.evaluate()
         self.grpc = GrpcServer(
             services=self.grpc_services,
             registrars=self.registrars,
