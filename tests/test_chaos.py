@@ -6,6 +6,7 @@ a consumer stuck on one batch, and the short `make chaos` run (tools/chaos.py).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,11 +20,13 @@ from grpc_health.v1 import health_pb2
 from emissions_ledger.bootstrap import build as build_ledger
 from greenpartners.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from servicekit import topics
+from servicekit.access import ADMIN
 from servicekit.codec import to_timestamp
 from servicekit.identity import FLEET_MANAGER, OPERATOR
 from servicekit.kafka import Delivered, Rejection
-from tests.kafka_tools import eventually, produce, read_until, unique_namespace
+from tests.kafka_tools import connection, eventually, produce, read_until, unique_namespace
 from tests.registry_seed import publish_registry_seed
+from tools import kafka_access
 from tools.chaos import (
     LocalBroker,
     Options,
@@ -43,9 +46,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker on free ports with a data directory of its own, that tests stop and start."""
     broker = local_broker(tmp_path_factory.mktemp("kafka"))
     broker.up()
+    # Services built in this process log in as the tests' admin, as with the run's broker.
+    identity = {}
+    if kafka_access.uses_principals() and not os.environ.get("KAFKA_USERNAME"):
+        identity = kafka_access.principal_environment(ADMIN, broker.bootstrap)
+        del identity["KAFKA_BOOTSTRAP_SERVERS"]
+    os.environ.update(identity)
     try:
         yield broker
     finally:
+        for name in identity:
+            os.environ.pop(name, None)
         broker.down()
 
 
@@ -208,9 +219,12 @@ async def _answers(broker: LocalBroker) -> bool:
 async def test_a_consumer_stuck_on_one_batch_turns_the_service_not_serving(
     broker: LocalBroker, tmp_path: Path, pki: Pki
 ) -> None:
+    namespace = unique_namespace("stall")
+    # Provisioned as the platform is: the namespace's topics, users and ACLs.
+    await kafka_access.apply(namespace, connection(broker.bootstrap))
     ledger = build_ledger(
         kafka_bootstrap_servers=broker.bootstrap,
-        topic_namespace=unique_namespace("stall"),
+        topic_namespace=namespace,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/ledger.db",
         grpc_port=0,
         readiness_consumer_stalled_s=1.5,
