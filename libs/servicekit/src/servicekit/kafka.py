@@ -128,6 +128,9 @@ PartitionsHook = Callable[[set[int]], Awaitable[None]]
 BatchScope = Callable[[], AbstractAsyncContextManager[None]]
 
 
+PRODUCER_START_TIMEOUT_S = 20.0
+
+
 class Producer:
     """The service's one Kafka producer: acks=all, idempotent, records sent without waiting
     for each acknowledgement in turn."""
@@ -152,7 +155,9 @@ class Producer:
     async def start(self) -> None:
         """Connects; raises when the broker cannot be reached (start may be tried again)."""
         try:
-            await self._producer.start()
+            # aiokafka can wait forever for a producer id when the broker went away between
+            # bootstrap and that request: give up and start again with a fresh client.
+            await asyncio.wait_for(self._producer.start(), PRODUCER_START_TIMEOUT_S)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
