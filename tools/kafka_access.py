@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import (
@@ -50,19 +50,12 @@ from aiokafka.protocol.types import (
     Schema,
     TaggedFields,
 )
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 
 from servicekit import access
 from servicekit.access import AclBinding, acl_bindings, managed_resources
 from servicekit.kafka import client_options
-from servicekit.settings import (
-    ConfigurationError,
-    check_kafka_transport,
-    check_kafka_username,
-    describe_validation_error,
-    resolve_kafka_password,
-)
+from servicekit.settings import ConfigurationError, KafkaSettings, describe_validation_error
 from servicekit.topics import TopicNames, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,42 +124,8 @@ def local_bootstrap() -> str:
     )
 
 
-class KafkaToolSettings(BaseSettings):
+class KafkaToolSettings(KafkaSettings):
     """The Kafka variables of ServiceSettings, for tools that are not services."""
-
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
-
-    development_mode: bool = False
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
-    kafka_username: str = ""
-    kafka_password_file: str = ""
-    kafka_password: SecretStr = Field(default=SecretStr(""), repr=False)
-    kafka_ca_file: str = ""
-
-    @field_validator("kafka_security_protocol")
-    @classmethod
-    def _encrypted_or_local(cls, protocol: str, info: ValidationInfo) -> str:
-        return check_kafka_transport(
-            protocol,
-            info.data.get("kafka_bootstrap_servers", ""),
-            bool(info.data.get("development_mode")),
-        )
-
-    @field_validator("kafka_username")
-    @classmethod
-    def _username_for_sasl(cls, username: str, info: ValidationInfo) -> str:
-        return check_kafka_username(username, info.data.get("kafka_security_protocol", ""))
-
-    @field_validator("kafka_password")
-    @classmethod
-    def _password_for_sasl(cls, password: SecretStr, info: ValidationInfo) -> SecretStr:
-        return resolve_kafka_password(
-            password,
-            info.data.get("kafka_password_file", ""),
-            info.data.get("kafka_security_protocol", ""),
-        )
 
 
 def principal_environment(user: str, bootstrap: str | None = None) -> dict[str, str]:

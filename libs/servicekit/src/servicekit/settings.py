@@ -11,19 +11,59 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
+class KafkaSettings(BaseSettings):
+    """How to reach and log in to the broker: every service's, and tools' that are not one."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    # Development mode allows what a deployment must not have: secrets with public defaults.
+    development_mode: bool = False
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    # Kafka client security (docs/security.md). SASL_* log in as KAFKA_USERNAME (a principal of
+    # servicekit.access) with SCRAM; the password is KAFKA_PASSWORD or the file
+    # KAFKA_PASSWORD_FILE names; KAFKA_CA_FILE verifies the broker's certificate on SASL_SSL.
+    # Outside development mode, PLAINTEXT is refused unless the broker is on this machine.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password_file: str = ""
+    kafka_password: SecretStr = Field(default=SecretStr(""), repr=False)
+    kafka_ca_file: str = ""
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _encrypted_or_local(cls, protocol: str, info: ValidationInfo) -> str:
+        return check_kafka_transport(
+            protocol,
+            info.data.get("kafka_bootstrap_servers", ""),
+            bool(info.data.get("development_mode")),
+        )
+
+    @field_validator("kafka_username")
+    @classmethod
+    def _username_for_sasl(cls, username: str, info: ValidationInfo) -> str:
+        return check_kafka_username(username, info.data.get("kafka_security_protocol", ""))
+
+    @field_validator("kafka_password")
+    @classmethod
+    def _password_for_sasl(cls, password: SecretStr, info: ValidationInfo) -> SecretStr:
+        return resolve_kafka_password(
+            password,
+            info.data.get("kafka_password_file", ""),
+            info.data.get("kafka_security_protocol", ""),
+        )
+
+
+class ServiceSettings(KafkaSettings):
     """What every service needs. Services subclass it and add their own variables."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
     service_name: str = Field(min_length=1)
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
     # Prefix for topic names and consumer groups, so that several platforms (or test runs)
     # can share one broker without seeing each other's events.
     topic_namespace: str = Field(default="", pattern=r"^[a-zA-Z0-9_-]*$")
     database_url: str = Field(min_length=1)
-    # Development mode allows what a deployment must not have: secrets with public defaults.
-    development_mode: bool = False
     grpc_host: str = "127.0.0.1"
     # Server TLS; people and partners call here with bearer tokens (docs/security.md).
     grpc_port: int = Field(ge=0, le=65535)
@@ -58,40 +98,6 @@ class ServiceSettings(BaseSettings):
     readiness_consumer_stalled_s: float = Field(default=60.0, gt=0)
     # A failure that repeats (a broker that is down, a retried batch) is logged once per interval.
     log_repeat_interval_s: float = Field(default=30.0, gt=0)
-
-    # Kafka client security (docs/security.md). SASL_* log in as KAFKA_USERNAME (a principal of
-    # servicekit.access) with SCRAM; the password is KAFKA_PASSWORD or the file
-    # KAFKA_PASSWORD_FILE names; KAFKA_CA_FILE verifies the broker's certificate on SASL_SSL.
-    # Outside development mode, PLAINTEXT is refused unless the broker is on this machine.
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
-    kafka_username: str = ""
-    kafka_password_file: str = ""
-    kafka_password: SecretStr = Field(default=SecretStr(""), repr=False)
-    kafka_ca_file: str = ""
-
-    @field_validator("kafka_security_protocol")
-    @classmethod
-    def _encrypted_or_local(cls, protocol: str, info: ValidationInfo) -> str:
-        return check_kafka_transport(
-            protocol,
-            info.data.get("kafka_bootstrap_servers", ""),
-            bool(info.data.get("development_mode")),
-        )
-
-    @field_validator("kafka_username")
-    @classmethod
-    def _username_for_sasl(cls, username: str, info: ValidationInfo) -> str:
-        return check_kafka_username(username, info.data.get("kafka_security_protocol", ""))
-
-    @field_validator("kafka_password")
-    @classmethod
-    def _password_for_sasl(cls, password: SecretStr, info: ValidationInfo) -> SecretStr:
-        return resolve_kafka_password(
-            password,
-            info.data.get("kafka_password_file", ""),
-            info.data.get("kafka_security_protocol", ""),
-        )
 
     @property
     def metrics_address(self) -> str:
