@@ -111,7 +111,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def run(arguments: argparse.Namespace) -> int:
-    servers, started_broker = start_broker()
+    # In a thread: provisioning the broker runs an event loop of its own.
+    servers, started_broker = await asyncio.to_thread(start_broker)
     options = Options(servers, arguments.database, arguments.timeout, arguments.keep)
     chosen = SCENARIOS if arguments.scenario == "all" else (arguments.scenario,)
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
