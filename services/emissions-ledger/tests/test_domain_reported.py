@@ -183,9 +183,9 @@ def test_every_problem_of_every_line_is_named_and_nothing_priced() -> None:
     reasons = dict(found)
     assert reasons["lines[1].amount"].startswith("use a point as the decimal separator")
     assert "no ipcc factor for heat" in reasons["lines[2].energy_carrier"]
-    assert "priced per l" in reasons["lines[3].unit"] and "accepted: l, m3" in reasons[
-        "lines[3].unit"
-    ]
+    assert (
+        "priced per l" in reasons["lines[3].unit"] and "accepted: l, m3" in reasons["lines[3].unit"]
+    )
     assert "needs one of: municipal_fleet" in reasons["lines[3].subsector"]
     assert reasons["lines[5].subsector"] == "waste has no sub-sector: leave it empty"
     assert reasons["lines[5].amount"] == "must be above 0"
