@@ -223,6 +223,21 @@ async def test_reported_activity_is_recorded_once_and_reported_in_its_sectors(
             # 10 m3 x 11.00 = 110 kWh x 0.202 = 22.22 kg.
             assert (await stub.RecordActivity(fixed)).kg_co2e == "22.22"
 
+            # Two calls with one key at once: one posts, the other answers as a replay.
+            # 2020: 100 kWh x 0.363 (2013's mix, provisional) = 36.3 kg.
+            at_once = ledger_pb2.RecordActivityRequest(
+                municipality_id=AALBORG,
+                idempotency_key="at-once",
+                lines=[line(2020, MUNICIPAL, ELECTRICITY, "100", "kWh")],
+            )
+            both = await asyncio.gather(stub.RecordActivity(at_once), stub.RecordActivity(at_once))
+            assert sorted(answer.replayed for answer in both) == [False, True]
+            assert len({answer.entries[0].entry_id for answer in both}) == 1
+            year_2020 = await stub.GetInventory(
+                ledger_pb2.GetInventoryRequest(municipality_id=AALBORG, year=2020)
+            )
+            assert (year_2020.entry_count, year_2020.emissions_kg_co2e) == (1, "36.3")
+
             # A locked year takes reported activity as late entries.
             await stub.LockInventoryYear(
                 ledger_pb2.LockInventoryYearRequest(
