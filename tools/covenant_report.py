@@ -63,7 +63,7 @@ def format_covenant_report(report: ledger_pb2.GetCovenantReportResponse) -> str:
             " compare with, so no change, trajectory or gap to the targets is shown. The"
             " automated feeds (fleet telemetry, locker hubs) hold only what they have seen since"
             " they started; a baseline year's activity comes in as reported activity:"
-            " python -m tools.import_activity FILE.csv (docs/ledger.md, \"Reported activity\")."
+            ' python -m tools.import_activity FILE.csv (docs/ledger.md, "Reported activity").'
         )
         return "\n".join(lines)
     for target in report.targets:
