@@ -216,6 +216,19 @@ async def test_reported_activity_is_recorded_once_and_reported_in_its_sectors(
                 ledger_pb2.GetInventoryRequest(municipality_id=AALBORG, year=2013)
             )
             assert inventory.entry_count == 4
+            # Many bad lines: the first 20 problems are named, then how many more there are
+            # (the details travel in trailing metadata, which peers cap at a few kilobytes).
+            many = ledger_pb2.RecordActivityRequest(
+                municipality_id=AALBORG,
+                idempotency_key="many-bad",
+                lines=[line(2013, RESIDENTIAL, HEAT, "1,5", "barrels")] * 15,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.RecordActivity(many)
+            listed = violations(refused.value)
+            assert len(listed) == 21
+            assert listed[-1] == ("lines", "10 more problems not listed")  # 2 x 15 - 20
+
             # ... and the key is still free: fixed, the batch goes through under it.
             fixed = ledger_pb2.RecordActivityRequest(
                 municipality_id=AALBORG, idempotency_key="bad-batch", lines=bad.lines[:1]
