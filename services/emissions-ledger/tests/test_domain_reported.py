@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -24,6 +25,7 @@ from emissions_ledger.domain import (
     batch_id,
     content_digest,
     entries_for_batch,
+    restated_pair,
 )
 
 CATALOGUE = load_factor_catalogue()
@@ -288,3 +290,24 @@ def test_every_shipped_conversion_names_a_source_and_every_factor_unit_has_one()
     assert all(conversion.source for conversion in UNITS.conversions)
     for factor in CATALOGUE.factors:
         assert UNITS.conversion(factor.energy_carrier, factor.activity_unit, factor.activity_unit)
+
+
+def test_a_restatement_re_prices_a_reported_entry_and_keeps_its_provenance() -> None:
+    # 2025: 2 MWh = 2000 kWh x 0.096 (2023's mix, provisional) = 192 kg; once 2025's mix is
+    # published at 0.085 (made up here): 2000 x 0.085 = 170 kg.
+    (entry,) = priced(line(year=2025, amount="2", unit="MWh", source_file="f.csv", source_line=7))
+    assert entry.kg_co2e == Decimal("192")
+    published = replace(
+        entry.factor,
+        factor_id="electricity-dk-mix-2025",
+        value=Decimal("0.085"),
+        version="2025",
+        valid_from_year=2025,
+        valid_to_year=2025,
+        provisional=False,
+    )
+    reversal, restatement = restated_pair(entry, published, "r1")
+    assert (reversal.kg_co2e, restatement.kg_co2e) == (Decimal("-192"), Decimal("170"))
+    assert restatement.basis is Basis.REPORTED
+    assert restatement.reported == entry.reported
+    assert (restatement.reported.source_file, restatement.reported.source_line) == ("f.csv", 7)
