@@ -29,6 +29,7 @@ from servicekit.runtime import ServiceRuntime
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import connection, eventually, unique_namespace
 from tests.registry_seed import publish_registry_seed
+from tools import import_activity as import_activity_tool
 from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
@@ -407,3 +408,34 @@ async def test_the_csv_import_names_bad_lines_and_imports_a_file_once(
             assert {e.reported.recorded_by for e in behind.entries} == {"officer-bo"}
     finally:
         await ledger.stop()
+
+
+def test_the_import_reads_its_layout_and_names_the_lines_it_cannot() -> None:
+    # A spreadsheet's export: byte order mark, semicolons, columns in its own order.
+    content = (
+        "\ufeffSector;Year;energy_carrier;amount;unit;subsector\n"
+        "residential_buildings;2013;heating_oil;2;MWh;\n"
+        "\n"
+        "Transport;2025;diesel;1.5;m3;public_transport\n"
+        "shipping;20x3;diesel;1;l;\n"
+        "waste;2013;electricity;1\n"
+    ).encode()
+    lines, problems = import_activity_tool.parse(content, "a.csv")
+    assert [(line.source_line, line.sector, line.subsector, line.amount) for line in lines] == [
+        (2, RESIDENTIAL, 0, "2"),
+        (4, TRANSPORT, ledger_pb2.SUBSECTOR_PUBLIC_TRANSPORT, "1.5"),
+    ]
+    assert {line.source_file for line in lines} == {"a.csv"}
+    assert [problem.shown("a.csv") for problem in problems] == [
+        "a.csv:5: year: must be a year, e.g. 2024",
+        "a.csv:5: sector: unknown 'shipping': one of municipal_buildings, tertiary_buildings, "
+        "residential_buildings, transport, waste, public_lighting, industry",
+        "a.csv:6: -: 4 columns, the header has 6",
+    ]
+    _, header = import_activity_tool.parse(b"year,sector,carrier,amount,unit\n", "b.csv")
+    assert [p.shown("b.csv") for p in header] == [
+        "b.csv:1: -: the header needs year, sector, energy_carrier, amount, unit and may have "
+        "subsector, note, source_document; missing energy_carrier; unknown carrier"
+    ]
+    key = import_activity_tool.idempotency_key(content)
+    assert key.startswith("csv-sha256:") and len(key) == 75
