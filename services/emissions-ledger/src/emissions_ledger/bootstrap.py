@@ -7,6 +7,7 @@ import hashlib
 from pydantic import Field
 
 from emissions_ledger.adapters.data_files import (
+    load_activity_units,
     load_avoided_trip_policy,
     load_energy_contents,
     load_factor_catalogue,
@@ -54,6 +55,7 @@ def build(**overrides: object) -> ServiceRuntime:
         page_token_key=hashlib.sha256(b"ledger page tokens\0" + runtime.tls.private_key).digest(),
         municipalities=municipalities,
         energy_contents=load_energy_contents(),
+        activity_units=load_activity_units(),
     )
     subscribers.subscribe(runtime, handlers)
     watch = InventoryWatch(runtime.database, settings.watch_poll_interval_s, settings.max_watchers)

@@ -8,21 +8,31 @@ import hmac
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.events import entry_posted_event
-from emissions_ledger.adapters.repository import LedgerRepository, LineKey, PostedEntry, YearLock
+from emissions_ledger.adapters.repository import (
+    LedgerRepository,
+    LineKey,
+    PostedEntry,
+    RecordedBatch,
+    YearLock,
+)
 from emissions_ledger.domain import (
     FIRST_REPORTING_YEAR,
     MUNICIPAL_TIME_ZONE,
+    ActivityBatch,
+    ActivityUnits,
     AvoidedTripPolicy,
     EnergyCarrier,
     FactorCatalogue,
     ImplausibleActivity,
+    InvalidActivity,
     Inventory,
     LedgerEntry,
     NoFactor,
@@ -32,10 +42,14 @@ from emissions_ledger.domain import (
     WasteCollection,
     WasteDeposit,
     approach_key,
+    batch_id,
     changes_per_sector,
+    content_digest,
+    entries_for_batch,
     entries_for_collection,
     entry_for_activity,
     increments_per_line,
+    line_source_id,
     restatement_entries,
 )
 from emissions_ledger.domain.covenant import (
@@ -46,7 +60,7 @@ from emissions_ledger.domain.covenant import (
 )
 from emissions_ledger.domain.municipalities import Municipality
 from servicekit import topics
-from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
+from servicekit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from servicekit.kafka import Rejection
 from servicekit.outbox import add_many_to_outbox
 from servicekit.runtime import UnitOfWork
@@ -79,6 +93,25 @@ class RestatementOutcome:
         return sum(change.restated_entries for change in self.changes)
 
 
+@dataclass(frozen=True)
+class RecordedActivity:
+    """What RecordActivity did: the batch's entries in line order (as posted, late when their
+    year was locked), and whether they were posted by an earlier call with the same key."""
+
+    batch: RecordedBatch
+    entries: list[LedgerEntry]
+    replayed: bool
+
+    @property
+    def kg_co2e(self) -> Decimal:
+        return sum((entry.kg_co2e for entry in self.entries), Decimal(0))
+
+
+# The most problems one refusal lists: they travel in the status's trailing metadata, which
+# gRPC peers cap at a few kilobytes.
+MAX_LISTED_PROBLEMS = 20
+
+
 class Municipalities(Protocol):
     """Where the ledger finds a municipality's Covenant commitment: its own data file today,
     the registry's read model when that lands (both have this one method)."""
@@ -96,7 +129,9 @@ class LedgerHandlers:
         page_token_key: bytes,
         municipalities: Municipalities | None = None,
         energy_contents: EnergyContents | None = None,
+        activity_units: ActivityUnits | None = None,
     ) -> None:
+        self.activity_units = activity_units or ActivityUnits((), 0)
         self.municipalities = municipalities
         self.energy_contents = energy_contents or EnergyContents(())
         self.unit_of_work = unit_of_work
@@ -251,6 +286,59 @@ class LedgerHandlers:
                 after = await repository.inventory(municipality_id, year)
         return RestatementOutcome(restatement_id, self.catalogue.version, changes, before, after)
 
+    async def record_activity(
+        self, batch: ActivityBatch, recorded_by: str, validate_only: bool = False
+    ) -> RecordedActivity:
+        """Posts one entry per reported line, all or none: a line the ledger cannot account
+        refuses the batch, naming every problem. A batch whose key the municipality used before
+        posts nothing: the same lines answer what the first call posted, other lines are
+        refused. With validate_only, answers what would be posted and keeps nothing."""
+        digest = content_digest(batch)
+        with tracer.start_as_current_span(
+            "ledger record activity", attributes={"ledger.line_count": len(batch.lines)}
+        ) as span:
+            async with self.unit_of_work() as session:
+                repository = LedgerRepository(session)
+                earlier = await _replay(repository, batch, digest)
+                if earlier is not None:
+                    return earlier
+                recorded = RecordedBatch(
+                    municipality_id=batch.municipality_id,
+                    idempotency_key=batch.idempotency_key,
+                    batch_id=batch_id(batch.municipality_id, batch.idempotency_key),
+                    content_digest=digest,
+                    line_count=len(batch.lines),
+                    recorded_by=recorded_by,
+                    recorded_at=datetime.now(UTC),
+                )
+                try:
+                    entries = entries_for_batch(
+                        batch,
+                        self.catalogue,
+                        self.activity_units,
+                        recorded_by,
+                        recorded.recorded_at,
+                        _this_year(),
+                    )
+                except InvalidActivity as error:
+                    listed = [(p.path, p.reason) for p in error.problems[:MAX_LISTED_PROBLEMS]]
+                    unlisted = len(error.problems) - len(listed)
+                    if unlisted:
+                        listed.append(("lines", f"{unlisted} more problems not listed"))
+                    raise InvalidArgument(*listed[0], more=listed[1:]) from error
+                if validate_only:
+                    return RecordedActivity(recorded, entries, replayed=False)
+                if not await repository.record_activity_batch(recorded):
+                    # Another call with this key committed first: answer as it did.
+                    again = await _replay(repository, batch, digest)
+                    assert again is not None
+                    return again
+                appended = {e.entry_id: e for e in await self._append(repository, session, entries)}
+                span.set_attribute("ledger.appended_count", len(appended))
+        return RecordedActivity(
+            recorded, [appended.get(e.entry_id, e) for e in entries], replayed=False
+        )
+
     async def lock_year(
         self, municipality_id: str, year: int, locked_by: str, reason: str
     ) -> YearLock:
@@ -402,6 +490,26 @@ def _source_content(entries: Sequence[LedgerEntry]) -> frozenset[tuple[object, .
         )
         for entry in entries
     )
+
+
+async def _replay(
+    repository: LedgerRepository, batch: ActivityBatch, digest: str
+) -> RecordedActivity | None:
+    """What an earlier call with the batch's key recorded (None when there was none), or
+    ALREADY_EXISTS when it recorded other lines under that key."""
+    earlier = await repository.activity_batch(batch.municipality_id, batch.idempotency_key)
+    if earlier is None:
+        return None
+    if earlier.content_digest != digest:
+        raise AlreadyExists(
+            f"idempotency key {batch.idempotency_key!r} was used on "
+            f"{earlier.recorded_at:%Y-%m-%d %H:%M} UTC by {earlier.recorded_by} for other "
+            "activity: choose a new key for new activity"
+        )
+    sources = [line_source_id(earlier.batch_id, i) for i in range(earlier.line_count)]
+    held = await repository.posted_for_sources(sources)
+    entries = [entry for source in sources for entry in held.get(source, [])]
+    return RecordedActivity(earlier, entries, replayed=True)
 
 
 async def _not_posted(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from emissions_ledger.adapters.repository import LineKey
 from emissions_ledger.domain import (
+    ActivityBatch,
     Basis,
     EmissionFactor,
     EnergyCarrier,
@@ -13,6 +14,7 @@ from emissions_ledger.domain import (
     FuelType,
     Inventory,
     LedgerEntry,
+    ReportedLine,
     SampleProvenance,
     Sector,
     SectorChange,
@@ -160,6 +162,25 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
                 carrier_extra_kg_co2e=decimal_text(trip.carrier_extra_kg_co2e),
             )
         )
+    reported = entry.reported
+    if reported is not None:
+        wire.reported.CopyFrom(
+            ledger_pb2.ReportedActivity(
+                idempotency_key=reported.idempotency_key,
+                line_index=reported.line_index,
+                recorded_by=reported.recorded_by,
+                recorded_at=to_timestamp(reported.recorded_at),
+                reported_amount=reported.reported_amount,
+                reported_unit=reported.reported_unit,
+                conversion=reported.conversion,
+                conversion_source=reported.conversion_source,
+                conversion_rounded=reported.conversion_rounded,
+                note=reported.note,
+                source_document=reported.source_document,
+                source_file=reported.source_file,
+                source_line=reported.source_line,
+            )
+        )
     samples = entry.samples
     if samples is not None:
         wire.samples.CopyFrom(
@@ -219,6 +240,29 @@ def sector_change_to_proto(change: SectorChange) -> ledger_pb2.SectorChange:
         kg_difference=decimal_text(change.kg_difference),
         restated_entry_count=change.restated_entries,
     )
+
+
+def activity_batch_from_proto(request: ledger_pb2.RecordActivityRequest) -> ActivityBatch:
+    """The batch as sent; its lines' content is the domain's to check (an unknown enum number
+    reads as missing, which the checks name)."""
+    lines = tuple(
+        ReportedLine(
+            year=line.year,
+            sector=from_proto(ledger_pb2.Sector, line.sector, Sector),
+            subsector=Subsector.NONE
+            if line.subsector == 0
+            else from_proto(ledger_pb2.Subsector, line.subsector, Subsector),
+            energy_carrier=from_proto(ledger_pb2.EnergyCarrier, line.energy_carrier, EnergyCarrier),
+            amount=line.amount,
+            unit=line.unit,
+            note=line.note,
+            source_document=line.source_document,
+            source_file=line.source_file,
+            source_line=line.source_line,
+        )
+        for line in request.lines
+    )
+    return ActivityBatch(request.municipality_id, request.idempotency_key, lines)
 
 
 def line_key_from_proto(line: ledger_pb2.InventoryLineKey) -> LineKey:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_, delete, exists, func, insert, inspect, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.tables import (
+    activity_batches,
     hub_deposits,
     inventory_lines,
     inventory_locks,
@@ -31,6 +32,7 @@ from emissions_ledger.domain import (
     LedgerEntry,
     LineIncrement,
     Posting,
+    ReportedProvenance,
     SampleProvenance,
     Sector,
     SectorChange,
@@ -85,6 +87,19 @@ class YearLock:
     locked_at: datetime
     locked_by: str
     reason: str
+
+
+@dataclass(frozen=True)
+class RecordedBatch:
+    """A batch of reported activity as the ledger remembers it."""
+
+    municipality_id: str
+    idempotency_key: str
+    batch_id: str
+    content_digest: str
+    line_count: int
+    recorded_by: str
+    recorded_at: datetime
 
 
 @dataclass(frozen=True)
@@ -262,6 +277,47 @@ class LedgerRepository:
             .where(ledger_entries.c.posting == Posting.ORIGINAL.value)
         )
         return set(rows.scalars())
+
+    async def activity_batch(
+        self, municipality_id: str, idempotency_key: str
+    ) -> RecordedBatch | None:
+        row = (
+            await self.session.execute(
+                select(activity_batches).filter_by(
+                    municipality_id=municipality_id, idempotency_key=idempotency_key
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return RecordedBatch(
+            row.municipality_id,
+            row.idempotency_key,
+            row.batch_id,
+            row.content_digest,
+            row.line_count,
+            row.recorded_by,
+            row.recorded_at,
+        )
+
+    async def record_activity_batch(self, batch: RecordedBatch) -> bool:
+        """Remembers the batch unless its key is taken (a concurrent call with the same key
+        waits here for the other to commit); whether this call took it."""
+        statement = (
+            insert_statement(self.session, activity_batches)
+            .values(
+                municipality_id=batch.municipality_id,
+                idempotency_key=batch.idempotency_key,
+                batch_id=batch.batch_id,
+                content_digest=batch.content_digest,
+                line_count=batch.line_count,
+                recorded_by=batch.recorded_by,
+                recorded_at=batch.recorded_at,
+            )
+            .on_conflict_do_nothing(index_elements=["municipality_id", "idempotency_key"])
+            .returning(activity_batches.c.batch_id)
+        )
+        return (await self.session.execute(statement)).first() is not None
 
     async def record_deposits(self, deposits: Sequence[WasteDeposit]) -> None:
         """Remembers deposits (once each), for the waste types of the collections to come."""
@@ -619,7 +675,46 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
             "waste_types": list(entry.collection.waste_types),
             "deposit_count": entry.collection.deposit_count,
         },
+        "reported": None if entry.reported is None else _reported_row(entry.reported),
     }
+
+
+def _reported_row(reported: ReportedProvenance) -> dict[str, Any]:
+    return {
+        "idempotency_key": reported.idempotency_key,
+        "line_index": reported.line_index,
+        "recorded_by": reported.recorded_by,
+        "recorded_at": reported.recorded_at.astimezone(UTC).isoformat(),
+        "reported_amount": reported.reported_amount,
+        "reported_unit": reported.reported_unit,
+        "conversion": reported.conversion,
+        "conversion_source": reported.conversion_source,
+        "conversion_rounded": reported.conversion_rounded,
+        "note": reported.note,
+        "source_document": reported.source_document,
+        "source_file": reported.source_file,
+        "source_line": reported.source_line,
+    }
+
+
+def _reported_of(raw: Any) -> ReportedProvenance | None:
+    if raw is None:
+        return None
+    return ReportedProvenance(
+        idempotency_key=str(raw["idempotency_key"]),
+        line_index=int(raw["line_index"]),
+        recorded_by=str(raw["recorded_by"]),
+        recorded_at=datetime.fromisoformat(str(raw["recorded_at"])),
+        reported_amount=str(raw["reported_amount"]),
+        reported_unit=str(raw["reported_unit"]),
+        conversion=str(raw["conversion"]),
+        conversion_source=str(raw["conversion_source"]),
+        conversion_rounded=bool(raw["conversion_rounded"]),
+        note=str(raw["note"]),
+        source_document=str(raw["source_document"]),
+        source_file=str(raw["source_file"]),
+        source_line=int(raw["source_line"]),
+    )
 
 
 def _line_key_of(line: InventoryLine) -> dict[str, Any]:
@@ -711,6 +806,7 @@ def _entry_from_row(row: Any) -> LedgerEntry:
         late=bool(row.late),
         basis=Basis(row.basis),
         collection=_collection_of(row.collection),
+        reported=_reported_of(row.reported),
     )
 
 

@@ -70,6 +70,9 @@ ledger_entries = Table(
     # Metered or modelled (migration 7); a collection's carrier, hub, mass and waste types.
     Column("basis", String(16), nullable=False, server_default=text("'metered'")),
     Column("collection", JSON, nullable=True),
+    # Reported activity (migration 9): who recorded it, when, in which batch, from which file
+    # line, and how its amount was converted to the factor's unit.
+    Column("reported", JSON, nullable=True),
     # An event's entry of one kind is posted once per revision and posting: redelivered events
     # and repeated restatements cannot post twice.
     UniqueConstraint("source_event_id", "kind", "revision", "posting", name="uq_entry_revision"),
@@ -163,6 +166,22 @@ hub_deposits = Table(
     Column("deposited_at", UtcDateTime(), nullable=False),
     Column("source_event_id", String(200), nullable=False),
     Index("ix_hub_deposits_municipality", "municipality_id", "deposited_at"),
+)
+
+
+# Batches of reported activity (RecordActivity), once per municipality and idempotency key: a
+# batch sent again answers the entries it posted, and the key with other lines is refused.
+activity_batches = Table(
+    "activity_batches",
+    metadata,
+    Column("municipality_id", String(64), primary_key=True),
+    Column("idempotency_key", String(128), primary_key=True),
+    Column("batch_id", String(64), nullable=False, unique=True),
+    # sha256 of what the batch says (domain.reported.content_digest).
+    Column("content_digest", String(64), nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("recorded_by", String(200), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
 )
 
 
@@ -298,6 +317,16 @@ def _modelled_lines_apart(connection: Connection) -> None:
     rebuild_inventory_lines(connection)
 
 
+def _reported_activity(connection: Connection) -> None:
+    """Entries say who reported their activity and how its unit was converted; batches of
+    reported activity are remembered by their idempotency key."""
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    if "reported" not in existing:
+        column_type = JSON().compile(dialect=connection.dialect)
+        connection.execute(text(f"ALTER TABLE ledger_entries ADD COLUMN reported {column_type}"))
+    metadata.create_all(connection, tables=[activity_batches])
+
+
 MIGRATIONS = [
     Migration(1, "append-only ledger entries", create_tables(metadata, ledger_entries)),
     Migration(2, "running inventory line totals, from the entries", _create_inventory_lines),
@@ -319,5 +348,10 @@ MIGRATIONS = [
         7,
         "metered and modelled amounts on lines of their own; collection provenance; deposits",
         _modelled_lines_apart,
+    ),
+    Migration(
+        9,
+        "reported activity: its provenance on entries, batches by idempotency key",
+        _reported_activity,
     ),
 ]

@@ -49,11 +49,13 @@ class Posting(StrEnum):
 
 
 class Basis(StrEnum):
-    """How an amount is known: metered (telemetry counters), or modelled (a trip not driven,
-    a detour estimated). They never share an inventory line."""
+    """How an amount is known: metered (telemetry counters), modelled (a trip not driven, a
+    detour estimated), or reported (by a climate officer, from bills, meter readings and
+    statistics). They never share an inventory line."""
 
     METERED = "metered"
     MODELLED = "modelled"
+    REPORTED = "reported"
 
 
 class Sector(StrEnum):
@@ -62,16 +64,20 @@ class Sector(StrEnum):
     MUNICIPAL_BUILDINGS = "municipal_buildings"
     TERTIARY_BUILDINGS = "tertiary_buildings"
     RESIDENTIAL_BUILDINGS = "residential_buildings"
+    PUBLIC_LIGHTING = "public_lighting"
+    INDUSTRY = "industry"
     TRANSPORT = "transport"
     WASTE = "waste"
 
 
 class Subsector(StrEnum):
-    """Covenant of Mayors transport sub-sectors; NONE for sectors without one."""
+    """Covenant of Mayors sub-sectors of transport and industry; NONE for sectors without."""
 
     MUNICIPAL_FLEET = "municipal_fleet"
     PUBLIC_TRANSPORT = "public_transport"
     PRIVATE_COMMERCIAL_TRANSPORT = "private_commercial_transport"
+    NON_ETS = "non_ets"
+    ETS = "ets"
     NONE = ""
 
 
@@ -178,6 +184,26 @@ class CollectionProvenance:
 
 
 @dataclass(frozen=True)
+class ReportedProvenance:
+    """Who recorded a reported entry, when, in which batch and from where, and how its amount
+    as reported became the factor's unit (`conversion`: factor units per reported unit)."""
+
+    idempotency_key: str
+    line_index: int
+    recorded_by: str
+    recorded_at: datetime
+    reported_amount: str
+    reported_unit: str
+    conversion: str
+    conversion_source: str
+    conversion_rounded: bool
+    note: str
+    source_document: str
+    source_file: str
+    source_line: int
+
+
+@dataclass(frozen=True)
 class SampleProvenance:
     """Which telemetry samples an aggregated activity sums: how many, the first and the last."""
 
@@ -223,6 +249,8 @@ class LedgerEntry:
     basis: Basis = Basis.METERED
     # For a carrier collection: what was collected, by whom, where.
     collection: CollectionProvenance | None = None
+    # For reported activity: who recorded it, when, from where, and its unit conversion.
+    reported: ReportedProvenance | None = None
 
 
 @dataclass(frozen=True)

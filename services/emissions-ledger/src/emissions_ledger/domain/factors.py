@@ -10,13 +10,19 @@ from typing import Any
 
 
 class EnergyCarrier(StrEnum):
-    """Energy carriers of the Covenant of Mayors reporting template that the platform uses."""
+    """Energy carriers of the Covenant of Mayors reporting template that the platform uses,
+    in the template's column order."""
 
     ELECTRICITY = "electricity"
+    # District heating and cooling: the template's "heat/cold".
+    HEAT = "heat"
     NATURAL_GAS = "natural_gas"
+    HEATING_OIL = "heating_oil"
     DIESEL = "diesel"
     GASOLINE = "gasoline"
     BIOFUEL = "biofuel"
+    # Wood and other solid biomass: the template's "other biomass".
+    BIOMASS = "biomass"
     OTHER = "other"
 
 

@@ -69,6 +69,15 @@ class EmissionsLedgerServiceStub:
     """The same report as a file in the shape of the Covenant's reporting template (sectors as
     rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
     """
+    RecordActivity: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RecordActivityRequest, _ledger_pb2.RecordActivityResponse]
+    """Records activity a climate officer reports for sectors the automated feeds do not cover
+    (buildings, public lighting, industry, public transport, waste...): each line is converted
+    to its factor's unit, priced and posted as an entry of basis REPORTED. All or nothing: a
+    bad line refuses the whole batch (INVALID_ARGUMENT, every bad line named as
+    lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
+    the same batch again posts nothing and answers the first call's result; the key with other
+    content is ALREADY_EXISTS.
+    """
 
 @_typing.type_check_only
 class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
@@ -110,6 +119,15 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     ExportCovenantReport: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExportCovenantReportRequest, _ledger_pb2.ExportCovenantReportResponse]  # type: ignore[assignment]
     """The same report as a file in the shape of the Covenant's reporting template (sectors as
     rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+    """
+    RecordActivity: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RecordActivityRequest, _ledger_pb2.RecordActivityResponse]  # type: ignore[assignment]
+    """Records activity a climate officer reports for sectors the automated feeds do not cover
+    (buildings, public lighting, industry, public transport, waste...): each line is converted
+    to its factor's unit, priced and posted as an entry of basis REPORTED. All or nothing: a
+    bad line refuses the whole batch (INVALID_ARGUMENT, every bad line named as
+    lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
+    the same batch again posts nothing and answers the first call's result; the key with other
+    content is ALREADY_EXISTS.
     """
 
 class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -197,6 +215,21 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.ExportCovenantReportResponse, _abc.Awaitable[_ledger_pb2.ExportCovenantReportResponse]]:
         """The same report as a file in the shape of the Covenant's reporting template (sectors as
         rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordActivity(
+        self,
+        request: _ledger_pb2.RecordActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.RecordActivityResponse, _abc.Awaitable[_ledger_pb2.RecordActivityResponse]]:
+        """Records activity a climate officer reports for sectors the automated feeds do not cover
+        (buildings, public lighting, industry, public transport, waste...): each line is converted
+        to its factor's unit, priced and posted as an entry of basis REPORTED. All or nothing: a
+        bad line refuses the whole batch (INVALID_ARGUMENT, every bad line named as
+        lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
+        the same batch again posts nothing and answers the first call's result; the key with other
+        content is ALREADY_EXISTS.
         """
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer: EmissionsLedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
