@@ -22,6 +22,9 @@ from emissions_ledger.domain import (
     AvoidedTripPolicy,
     EnergyCarrier,
     FactorCatalogue,
+    FuelType,
+    HourlyPricing,
+    HourlyPricingPolicy,
     ImplausibleActivity,
     Inventory,
     LedgerEntry,
@@ -35,6 +38,7 @@ from emissions_ledger.domain import (
     changes_per_sector,
     entries_for_collection,
     entry_for_activity,
+    hour_within,
     increments_per_line,
     restatement_entries,
 )
@@ -96,7 +100,13 @@ class LedgerHandlers:
         page_token_key: bytes,
         municipalities: Municipalities | None = None,
         energy_contents: EnergyContents | None = None,
+        hourly: HourlyPricingPolicy | None = None,
+        hourly_status: Callable[[], str] | None = None,
     ) -> None:
+        # Electricity priced by the hour (docs/ledger.md): which municipalities, which price
+        # area; and what the fetcher last found, for the note on an entry it could not price.
+        self.hourly = hourly if hourly is not None and hourly.enabled else None
+        self.hourly_status = hourly_status or (lambda: "no source of hourly intensities")
         self.municipalities = municipalities
         self.energy_contents = energy_contents or EnergyContents(())
         self.unit_of_work = unit_of_work
@@ -110,13 +120,36 @@ class LedgerHandlers:
         self, activities: Sequence[Positioned[VehicleActivity]]
     ) -> list[Rejection]:
         """Posts the emission entry of each activity; returns the activities it cannot account."""
+        hourly = await self._hourly_pricing(activities)
         entries, rejections = _entries_for(
             activities,
             lambda activity: [
-                entry_for_activity(activity, self.catalogue, topics.ACTIVITY, _this_year())
+                entry_for_activity(
+                    activity, self.catalogue, topics.ACTIVITY, _this_year(), hourly=hourly
+                )
             ],
         )
         return [*rejections, *await self._post(entries)]
+
+    async def _hourly_pricing(
+        self, activities: Sequence[Positioned[VehicleActivity]]
+    ) -> HourlyPricing | None:
+        """Hourly pricing with the cached intensities of the hours the batch's electricity lies
+        within (one read of the cache, in the batch's transaction); None when it is off."""
+        if self.hourly is None:
+            return None
+        hours = self.hourly.hours_wanted(
+            (activity.municipality_id, activity.period_start, activity.period_end)
+            for _, activity in activities
+            if activity.fuel_type is FuelType.ELECTRIC
+        )
+        intensities = {}
+        if hours:
+            async with self.unit_of_work.read() as session:
+                intensities = await LedgerRepository(session).intensities_of_hours(
+                    self.hourly.dataset, self.hourly.price_area, hours
+                )
+        return HourlyPricing(self.hourly, intensities, self.hourly_status())
 
     async def post_locker_events(
         self,
@@ -212,7 +245,9 @@ class LedgerHandlers:
         self, municipality_id: str, year: int, requested_by: str
     ) -> RestatementOutcome:
         """Re-prices the year's current entries with today's catalogue, posting a reversal and
-        a replacement for each entry priced otherwise; nothing when none is."""
+        a replacement for each entry priced otherwise; nothing when none is. Electricity of a
+        municipality priced by the hour is re-priced with the intensity of its hour where that
+        arrived after the entry was posted with the yearly factor."""
         _check_inventory_request(municipality_id, year)
         restatement_id = str(uuid.uuid4())
         with tracer.start_as_current_span(
@@ -221,7 +256,10 @@ class LedgerHandlers:
             async with self.unit_of_work() as session:
                 repository = LedgerRepository(session)
                 before = await repository.inventory(municipality_id, year)
-                candidates: list[LedgerEntry] = []
+                hourly = (
+                    self.hourly if self.hourly and self.hourly.applies_to(municipality_id) else None
+                )
+                candidates: dict[str, LedgerEntry] = {}
                 for carrier, approach in await repository.pricing_groups(municipality_id, year):
                     try:
                         factor = self.catalogue.for_carrier(
@@ -229,12 +267,41 @@ class LedgerHandlers:
                         )
                     except NoFactor:
                         continue
-                    candidates.extend(
-                        await repository.current_entries_priced_otherwise(
-                            municipality_id, year, carrier, approach, factor
-                        )
+                    by_the_hour = hourly is not None and carrier == EnergyCarrier.ELECTRICITY
+                    found = await repository.current_entries_priced_otherwise(
+                        municipality_id,
+                        year,
+                        carrier,
+                        approach,
+                        factor,
+                        include_hourly=not by_the_hour,
                     )
-                entries = restatement_entries(candidates, self.catalogue, restatement_id)
+                    if hourly is not None and by_the_hour:
+                        found += await repository.current_entries_of_known_hours(
+                            municipality_id,
+                            year,
+                            carrier,
+                            approach,
+                            hourly.dataset,
+                            hourly.price_area,
+                        )
+                    candidates.update((entry.entry_id, entry) for entry in found)
+                pricing = None
+                if hourly is not None:
+                    hours = {
+                        hour_within(entry.activity_started_at, entry.activity_at)
+                        for entry in candidates.values()
+                    }
+                    pricing = HourlyPricing(
+                        hourly,
+                        await repository.intensities_of_hours(
+                            hourly.dataset, hourly.price_area, {h for h in hours if h is not None}
+                        ),
+                        "not cached when restated",
+                    )
+                entries = restatement_entries(
+                    candidates.values(), self.catalogue, restatement_id, pricing
+                )
                 appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
