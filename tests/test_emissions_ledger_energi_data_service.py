@@ -264,7 +264,10 @@ async def test_fetched_hours_are_cached_and_never_requested_again(cache: UnitOfW
         clock[0] = NOW + timedelta(minutes=30)
         assert await source.fetch_once() == 0
         assert len(server.requests) == first_round
-        assert "up to date" in source.status()
+        assert source.status() == (
+            "Energi Data Service answered at 2025-03-04T14:50Z; an hour is fetched once it "
+            "ended 3 h ago"
+        )
         await source.stop()
 
     rows = await cached_rows(cache)

@@ -157,7 +157,7 @@ class GridIntensityFetcher:
         ]
         if not missing:
             self.metrics.rounds.labels("up_to_date").inc()
-            self._status = f"Energi Data Service up to date at {now:%Y-%m-%dT%H:%M}Z"
+            self._status = self._answered(now)
             return 0
         first = missing[0]
         stored: set[datetime] = set()
@@ -186,11 +186,14 @@ class GridIntensityFetcher:
             if hour not in stored:
                 self._unavailable_until[hour] = now + self.retry_unavailable
         self.metrics.rounds.labels("fetched").inc()
-        self._status = (
-            f"Energi Data Service last answered at {now:%Y-%m-%dT%H:%M}Z without that hour "
-            f"(published {self.settle.total_seconds() / 3600:g} h after it ended at the earliest)"
-        )
+        self._status = self._answered(now)
         return len(stored)
+
+    def _answered(self, now: datetime) -> str:
+        return (
+            f"Energi Data Service answered at {now:%Y-%m-%dT%H:%M}Z; an hour is fetched once "
+            f"it ended {self.settle.total_seconds() / 3600:g} h ago"
+        )
 
     async def _store(self, intensities: list[HourlyIntensity]) -> set[datetime]:
         if not intensities:
