@@ -259,49 +259,13 @@ class LedgerHandlers:
                 hourly = (
                     self.hourly if self.hourly and self.hourly.applies_to(municipality_id) else None
                 )
-                candidates: dict[str, LedgerEntry] = {}
-                for carrier, approach in await repository.pricing_groups(municipality_id, year):
-                    try:
-                        factor = self.catalogue.for_carrier(
-                            EnergyCarrier(carrier), year, approach_key(approach)
-                        )
-                    except NoFactor:
-                        continue
-                    by_the_hour = hourly is not None and carrier == EnergyCarrier.ELECTRICITY
-                    found = await repository.current_entries_priced_otherwise(
-                        municipality_id,
-                        year,
-                        carrier,
-                        approach,
-                        factor,
-                        include_hourly=not by_the_hour,
-                    )
-                    if hourly is not None and by_the_hour:
-                        found += await repository.current_entries_of_known_hours(
-                            municipality_id,
-                            year,
-                            carrier,
-                            approach,
-                            hourly.dataset,
-                            hourly.price_area,
-                        )
-                    candidates.update((entry.entry_id, entry) for entry in found)
+                candidates = await _restatement_candidates(
+                    repository, self.catalogue, municipality_id, year, hourly
+                )
                 pricing = None
                 if hourly is not None:
-                    hours = {
-                        hour_within(entry.activity_started_at, entry.activity_at)
-                        for entry in candidates.values()
-                    }
-                    pricing = HourlyPricing(
-                        hourly,
-                        await repository.intensities_of_hours(
-                            hourly.dataset, hourly.price_area, {h for h in hours if h is not None}
-                        ),
-                        "not cached when restated",
-                    )
-                entries = restatement_entries(
-                    candidates.values(), self.catalogue, restatement_id, pricing
-                )
+                    pricing = await _hourly_pricing_of(repository, hourly, candidates)
+                entries = restatement_entries(candidates, self.catalogue, restatement_id, pricing)
                 appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
@@ -390,6 +354,45 @@ class LedgerHandlers:
 
 # Far above any token the ledger issues; longer input is refused before it is decoded.
 MAX_PAGE_TOKEN_LENGTH = 512
+
+
+async def _restatement_candidates(
+    repository: LedgerRepository,
+    catalogue: FactorCatalogue,
+    municipality_id: str,
+    year: int,
+    hourly: HourlyPricingPolicy | None,
+) -> list[LedgerEntry]:
+    """The year's current entries the catalogue may price otherwise now; with hourly pricing,
+    for electricity: those priced with a yearly factor other than today's, and those priced
+    with a yearly factor whose hour is cached now (hourly ones stay as they are)."""
+    candidates: dict[str, LedgerEntry] = {}
+    for carrier, approach in await repository.pricing_groups(municipality_id, year):
+        try:
+            factor = catalogue.for_carrier(EnergyCarrier(carrier), year, approach_key(approach))
+        except NoFactor:
+            continue
+        by_the_hour = hourly is not None and carrier == EnergyCarrier.ELECTRICITY
+        found = await repository.current_entries_priced_otherwise(
+            municipality_id, year, carrier, approach, factor, include_hourly=not by_the_hour
+        )
+        if hourly is not None and by_the_hour:
+            found += await repository.current_entries_of_known_hours(
+                municipality_id, year, carrier, approach, hourly.dataset, hourly.price_area
+            )
+        candidates.update((entry.entry_id, entry) for entry in found)
+    return list(candidates.values())
+
+
+async def _hourly_pricing_of(
+    repository: LedgerRepository, hourly: HourlyPricingPolicy, entries: Sequence[LedgerEntry]
+) -> HourlyPricing:
+    """Hourly pricing with the cached intensities of the hours these entries lie within."""
+    hours = {hour_within(entry.activity_started_at, entry.activity_at) for entry in entries}
+    intensities = await repository.intensities_of_hours(
+        hourly.dataset, hourly.price_area, {hour for hour in hours if hour is not None}
+    )
+    return HourlyPricing(hourly, intensities, "not cached when restated")
 
 
 def _check_inventory_request(municipality_id: str, year: int) -> None:
