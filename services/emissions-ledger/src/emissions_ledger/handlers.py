@@ -496,11 +496,11 @@ async def _not_posted(
             per_event.setdefault(index, []).append(entry)
         first = held.get(source_event_id)
         for index, event_entries in per_event.items():
-            content = _source_content(event_entries)
+            # Content is compared only when the id was seen before: rarely, so computed then.
             if first is None:
                 first = event_entries
                 fresh.extend(event_entries)
-            elif _source_content(first) != content:
+            elif _source_content(first) != _source_content(event_entries):
                 conflicts.append(
                     Rejection(
                         index,

@@ -33,6 +33,10 @@ class InvalidFactorData(ValueError):
     """The factor catalogue data is malformed; the message names the entry and the field."""
 
 
+# Bounds what for_carrier remembers, whatever years callers ask about.
+_MAX_REMEMBERED_ANSWERS = 4096
+
+
 class NoFactor(LookupError):
     """No factor in the catalogue prices the carrier in the requested year, not even
     provisionally."""
@@ -129,6 +133,9 @@ class FactorCatalogue:
         self._version = version
         self._approaches = dict(approaches)
         self._factors = tuple(factors)
+        # The catalogue never changes once built, and every entry asks it: each answer is
+        # worked out once (a few carriers, approaches and years).
+        self._answers: dict[tuple[EnergyCarrier, int, str], EmissionFactor | NoFactor] = {}
 
     @property
     def version(self) -> str:
@@ -177,6 +184,21 @@ class FactorCatalogue:
     ) -> EmissionFactor:
         """The factor that prices `carrier` in `year` under `approach`: the published one
         valid that year, else (marked provisional) the latest published before it."""
+        key = (carrier, year, approach)
+        answer = self._answers.get(key)
+        if answer is None:
+            try:
+                answer = self._look_up(carrier, year, approach)
+            except NoFactor as refusal:
+                answer = refusal
+            if len(self._answers) >= _MAX_REMEMBERED_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = answer
+        if isinstance(answer, NoFactor):
+            raise NoFactor(*answer.args)
+        return answer
+
+    def _look_up(self, carrier: EnergyCarrier, year: int, approach: str) -> EmissionFactor:
         series = [
             factor
             for factor in self._factors
