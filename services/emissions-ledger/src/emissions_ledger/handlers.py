@@ -31,6 +31,9 @@ from emissions_ledger.domain import (
     AvoidedTripPolicy,
     EnergyCarrier,
     FactorCatalogue,
+    FuelType,
+    HourlyPricing,
+    HourlyPricingPolicy,
     ImplausibleActivity,
     InvalidActivity,
     Inventory,
@@ -48,6 +51,7 @@ from emissions_ledger.domain import (
     entries_for_batch,
     entries_for_collection,
     entry_for_activity,
+    hour_within,
     increments_per_line,
     line_source_id,
     restatement_entries,
@@ -130,8 +134,14 @@ class LedgerHandlers:
         municipalities: Municipalities | None = None,
         energy_contents: EnergyContents | None = None,
         activity_units: ActivityUnits | None = None,
+        hourly: HourlyPricingPolicy | None = None,
+        hourly_status: Callable[[], str] | None = None,
     ) -> None:
         self.activity_units = activity_units or ActivityUnits((), 0)
+        # Electricity priced by the hour (docs/ledger.md): which municipalities, which price
+        # area; and what the fetcher last found, for the note on an entry it could not price.
+        self.hourly = hourly if hourly is not None and hourly.enabled else None
+        self.hourly_status = hourly_status or (lambda: "no source of hourly intensities")
         self.municipalities = municipalities
         self.energy_contents = energy_contents or EnergyContents(())
         self.unit_of_work = unit_of_work
@@ -145,13 +155,36 @@ class LedgerHandlers:
         self, activities: Sequence[Positioned[VehicleActivity]]
     ) -> list[Rejection]:
         """Posts the emission entry of each activity; returns the activities it cannot account."""
+        hourly = await self._hourly_pricing(activities)
         entries, rejections = _entries_for(
             activities,
             lambda activity: [
-                entry_for_activity(activity, self.catalogue, topics.ACTIVITY, _this_year())
+                entry_for_activity(
+                    activity, self.catalogue, topics.ACTIVITY, _this_year(), hourly=hourly
+                )
             ],
         )
         return [*rejections, *await self._post(entries)]
+
+    async def _hourly_pricing(
+        self, activities: Sequence[Positioned[VehicleActivity]]
+    ) -> HourlyPricing | None:
+        """Hourly pricing with the cached intensities of the hours the batch's electricity lies
+        within (one read of the cache, in the batch's transaction); None when it is off."""
+        if self.hourly is None:
+            return None
+        hours = self.hourly.hours_wanted(
+            (activity.municipality_id, activity.period_start, activity.period_end)
+            for _, activity in activities
+            if activity.fuel_type is FuelType.ELECTRIC
+        )
+        intensities = {}
+        if hours:
+            async with self.unit_of_work.read() as session:
+                intensities = await LedgerRepository(session).intensities_of_hours(
+                    self.hourly.dataset, self.hourly.price_area, hours
+                )
+        return HourlyPricing(self.hourly, intensities, self.hourly_status())
 
     async def post_locker_events(
         self,
@@ -247,7 +280,9 @@ class LedgerHandlers:
         self, municipality_id: str, year: int, requested_by: str
     ) -> RestatementOutcome:
         """Re-prices the year's current entries with today's catalogue, posting a reversal and
-        a replacement for each entry priced otherwise; nothing when none is."""
+        a replacement for each entry priced otherwise; nothing when none is. Electricity of a
+        municipality priced by the hour is re-priced with the intensity of its hour where that
+        arrived after the entry was posted with the yearly factor."""
         _check_inventory_request(municipality_id, year)
         restatement_id = str(uuid.uuid4())
         with tracer.start_as_current_span(
@@ -256,20 +291,16 @@ class LedgerHandlers:
             async with self.unit_of_work() as session:
                 repository = LedgerRepository(session)
                 before = await repository.inventory(municipality_id, year)
-                candidates: list[LedgerEntry] = []
-                for carrier, approach in await repository.pricing_groups(municipality_id, year):
-                    try:
-                        factor = self.catalogue.for_carrier(
-                            EnergyCarrier(carrier), year, approach_key(approach)
-                        )
-                    except NoFactor:
-                        continue
-                    candidates.extend(
-                        await repository.current_entries_priced_otherwise(
-                            municipality_id, year, carrier, approach, factor
-                        )
-                    )
-                entries = restatement_entries(candidates, self.catalogue, restatement_id)
+                hourly = (
+                    self.hourly if self.hourly and self.hourly.applies_to(municipality_id) else None
+                )
+                candidates = await _restatement_candidates(
+                    repository, self.catalogue, municipality_id, year, hourly
+                )
+                pricing = None
+                if hourly is not None:
+                    pricing = await _hourly_pricing_of(repository, hourly, candidates)
+                entries = restatement_entries(candidates, self.catalogue, restatement_id, pricing)
                 appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
@@ -411,6 +442,45 @@ class LedgerHandlers:
 
 # Far above any token the ledger issues; longer input is refused before it is decoded.
 MAX_PAGE_TOKEN_LENGTH = 512
+
+
+async def _restatement_candidates(
+    repository: LedgerRepository,
+    catalogue: FactorCatalogue,
+    municipality_id: str,
+    year: int,
+    hourly: HourlyPricingPolicy | None,
+) -> list[LedgerEntry]:
+    """The year's current entries the catalogue may price otherwise now; with hourly pricing,
+    for electricity: those priced with a yearly factor other than today's, and those priced
+    with a yearly factor whose hour is cached now (hourly ones stay as they are)."""
+    candidates: dict[str, LedgerEntry] = {}
+    for carrier, approach in await repository.pricing_groups(municipality_id, year):
+        try:
+            factor = catalogue.for_carrier(EnergyCarrier(carrier), year, approach_key(approach))
+        except NoFactor:
+            continue
+        by_the_hour = hourly is not None and carrier == EnergyCarrier.ELECTRICITY
+        found = await repository.current_entries_priced_otherwise(
+            municipality_id, year, carrier, approach, factor, include_hourly=not by_the_hour
+        )
+        if hourly is not None and by_the_hour:
+            found += await repository.current_entries_of_known_hours(
+                municipality_id, year, carrier, approach, hourly.dataset, hourly.price_area
+            )
+        candidates.update((entry.entry_id, entry) for entry in found)
+    return list(candidates.values())
+
+
+async def _hourly_pricing_of(
+    repository: LedgerRepository, hourly: HourlyPricingPolicy, entries: Sequence[LedgerEntry]
+) -> HourlyPricing:
+    """Hourly pricing with the cached intensities of the hours these entries lie within."""
+    hours = {hour_within(entry.activity_started_at, entry.activity_at) for entry in entries}
+    intensities = await repository.intensities_of_hours(
+        hourly.dataset, hourly.price_area, {hour for hour in hours if hour is not None}
+    )
+    return HourlyPricing(hourly, intensities, "not cached when restated")
 
 
 def _check_inventory_request(municipality_id: str, year: int) -> None:

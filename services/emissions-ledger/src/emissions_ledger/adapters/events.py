@@ -12,6 +12,7 @@ from emissions_ledger.domain import (
     EnergyCarrier,
     EntryKind,
     FuelType,
+    HourlyIntensity,
     Inventory,
     LedgerEntry,
     ReportedLine,
@@ -52,6 +53,8 @@ def activity_from_event(event: fleet_pb2.VehicleActivity) -> VehicleActivity:
         fuel_used_ml=event.fuel_used_ml,
         energy_used_wh=event.energy_used_wh,
         samples=_samples_of(event),
+        # Activity from before aggregation may not say when its period started.
+        period_start=from_timestamp(event.period_start) if event.HasField("period_start") else None,
     )
 
 
@@ -109,6 +112,22 @@ def factor_to_proto(factor: EmissionFactor) -> ledger_pb2.EmissionFactor:
         valid_to_year=factor.valid_to_year or 0,
         provisional=factor.provisional,
         activity_unit=factor.activity_unit,
+        hourly=factor.hourly is not None,
+        hourly_intensity=None
+        if factor.hourly is None
+        else hourly_intensity_to_proto(factor.hourly),
+        hourly_fallback=factor.hourly_fallback,
+    )
+
+
+def hourly_intensity_to_proto(intensity: HourlyIntensity) -> ledger_pb2.HourlyIntensity:
+    return ledger_pb2.HourlyIntensity(
+        dataset=intensity.dataset,
+        price_area=intensity.price_area,
+        hour_start=to_timestamp(intensity.hour_start),
+        g_co2_per_kwh=decimal_text(intensity.g_co2_per_kwh),
+        five_minute_values=intensity.five_minute_values,
+        fetched_at=to_timestamp(intensity.fetched_at),
     )
 
 
@@ -137,6 +156,8 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         late=entry.late,
         basis=to_proto(ledger_pb2.Basis, entry.basis),
     )
+    if entry.activity_started_at is not None:
+        wire.activity_started_at.CopyFrom(to_timestamp(entry.activity_started_at))
     collection = entry.collection
     if collection is not None:
         wire.collection.CopyFrom(

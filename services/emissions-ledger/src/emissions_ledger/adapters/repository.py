@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.tables import (
     activity_batches,
+    grid_intensity_hours,
     hub_deposits,
     inventory_lines,
     inventory_locks,
@@ -27,6 +28,7 @@ from emissions_ledger.domain import (
     EmissionFactor,
     EnergyCarrier,
     EntryKind,
+    HourlyIntensity,
     Inventory,
     InventoryLine,
     LedgerEntry,
@@ -39,6 +41,7 @@ from emissions_ledger.domain import (
     Subsector,
     WasteDeposit,
     add_lines,
+    hour_within,
     inventory_from_lines,
 )
 from servicekit.database import add_exact, decimal_text, insert_statement
@@ -417,39 +420,138 @@ class LedgerRepository:
         carrier: str,
         approach: str,
         factor: EmissionFactor,
+        include_hourly: bool = True,
     ) -> list[LedgerEntry]:
         """The year's current entries (neither reversals nor reversed) of one carrier and
         approach whose factor differs from `factor` by id, version, value or provisional mark,
-        in posting order. The value is compared as text here; the caller compares exactly."""
+        in posting order; without the hourly-priced ones unless `include_hourly`. The value is
+        compared as text here; the caller compares exactly."""
+        entries = ledger_entries.c
+        query = (
+            self._current_entries(municipality_id, year, carrier, approach)
+            .where(
+                not_(
+                    and_(
+                        entries.factor_id == factor.factor_id,
+                        entries.factor_version == factor.version,
+                        entries.factor_value == decimal_text(factor.value),
+                        entries.factor_provisional.is_(factor.provisional),
+                    )
+                )
+            )
+            .order_by(entries.sequence)
+        )
+        if not include_hourly:
+            query = query.where(entries.factor_hourly.is_(False))
+        rows = (await self.session.execute(query)).all()
+        return [_entry_from_row(row) for row in rows]
+
+    async def current_entries_of_known_hours(
+        self,
+        municipality_id: str,
+        year: int,
+        carrier: str,
+        approach: str,
+        dataset: str,
+        price_area: str,
+    ) -> list[LedgerEntry]:
+        """The year's current entries of one carrier and approach priced with a yearly factor
+        although the hour their activity lies within has a cached intensity, in posting order:
+        those that hourly pricing would price otherwise now."""
+        entries = ledger_entries.c
+        hours = grid_intensity_hours.c
+        rows = (
+            await self.session.execute(
+                self._current_entries(municipality_id, year, carrier, approach)
+                .join(
+                    grid_intensity_hours,
+                    and_(
+                        hours.hour_start == entries.activity_hour,
+                        hours.dataset == dataset,
+                        hours.price_area == price_area,
+                    ),
+                )
+                .where(entries.factor_hourly.is_(False))
+                .order_by(entries.sequence)
+            )
+        ).all()
+        return [_entry_from_row(row) for row in rows]
+
+    def _current_entries(self, municipality_id: str, year: int, carrier: str, approach: str) -> Any:
+        """Select the year's current entries (neither reversals nor reversed) of one carrier
+        and approach."""
         entries = ledger_entries.c
         reversed_already = (
             select(ledger_entries.c.entry_id)
             .where(ledger_entries.c.restates_entry_id == entries.entry_id)
             .where(ledger_entries.c.posting == Posting.REVERSAL.value)
         )
+        return (
+            select(ledger_entries)
+            .where(entries.municipality_id == municipality_id)
+            .where(entries.year == year)
+            .where(entries.energy_carrier == carrier)
+            .where(entries.factor_approach == approach)
+            .where(entries.posting != Posting.REVERSAL.value)
+            .where(~exists(reversed_already.correlate(ledger_entries)))
+        )
+
+    async def intensities_of_hours(
+        self, dataset: str, price_area: str, hours: set[datetime]
+    ) -> dict[datetime, HourlyIntensity]:
+        """The cached intensities of these hours (hour start -> intensity); unknown ones absent."""
+        if not hours:
+            return {}
         rows = (
             await self.session.execute(
-                select(ledger_entries)
-                .where(entries.municipality_id == municipality_id)
-                .where(entries.year == year)
-                .where(entries.energy_carrier == carrier)
-                .where(entries.factor_approach == approach)
-                .where(entries.posting != Posting.REVERSAL.value)
-                .where(
-                    not_(
-                        and_(
-                            entries.factor_id == factor.factor_id,
-                            entries.factor_version == factor.version,
-                            entries.factor_value == decimal_text(factor.value),
-                            entries.factor_provisional.is_(factor.provisional),
-                        )
-                    )
+                select(grid_intensity_hours).where(
+                    grid_intensity_hours.c.dataset == dataset,
+                    grid_intensity_hours.c.price_area == price_area,
+                    grid_intensity_hours.c.hour_start.in_(hours),
                 )
-                .where(~exists(reversed_already.correlate(ledger_entries)))
-                .order_by(entries.sequence)
             )
         ).all()
-        return [_entry_from_row(row) for row in rows]
+        return {row.hour_start: _intensity_from_row(row) for row in rows}
+
+    async def cached_hours(
+        self, dataset: str, price_area: str, since: datetime, until: datetime
+    ) -> set[datetime]:
+        """The hours from `since` (inclusive) to `until` (exclusive) whose intensity is cached."""
+        rows = await self.session.execute(
+            select(grid_intensity_hours.c.hour_start).where(
+                grid_intensity_hours.c.dataset == dataset,
+                grid_intensity_hours.c.price_area == price_area,
+                grid_intensity_hours.c.hour_start >= since,
+                grid_intensity_hours.c.hour_start < until,
+            )
+        )
+        return set(rows.scalars())
+
+    async def store_intensities(self, intensities: Sequence[HourlyIntensity]) -> int:
+        """Caches hours not cached yet; an hour cached before keeps its value (never replaced).
+        Returns how many were new."""
+        if not intensities:
+            return 0
+        statement = (
+            insert_statement(self.session, grid_intensity_hours)
+            .on_conflict_do_nothing(index_elements=["dataset", "price_area", "hour_start"])
+            .returning(grid_intensity_hours.c.hour_start)
+        )
+        stored = await self.session.execute(
+            statement,
+            [
+                {
+                    "dataset": intensity.dataset,
+                    "price_area": intensity.price_area,
+                    "hour_start": intensity.hour_start,
+                    "g_co2_per_kwh": decimal_text(intensity.g_co2_per_kwh),
+                    "five_minute_values": intensity.five_minute_values,
+                    "fetched_at": intensity.fetched_at,
+                }
+                for intensity in intensities
+            ],
+        )
+        return len(list(stored.scalars()))
 
     async def record_restatement(
         self,
@@ -664,6 +766,13 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         "restatement_id": entry.restatement_id,
         "late": entry.late,
         "basis": entry.basis.value,
+        "activity_started_at": entry.activity_started_at,
+        "activity_hour": hour_within(entry.activity_started_at, entry.activity_at),
+        "factor_hourly": factor.hourly is not None,
+        "factor_hourly_intensity": None
+        if factor.hourly is None
+        else _intensity_document(factor.hourly),
+        "factor_hourly_fallback": factor.hourly_fallback or None,
         "collection": None
         if entry.collection is None
         else {
@@ -775,6 +884,8 @@ def _entry_from_row(row: Any) -> LedgerEntry:
             valid_from_year=row.factor_valid_from_year,
             valid_to_year=row.factor_valid_to_year,
             provisional=bool(row.factor_provisional),
+            hourly=_intensity_from_document(row.factor_hourly_intensity),
+            hourly_fallback=row.factor_hourly_fallback or "",
         ),
         kg_co2e=Decimal(row.kg_co2e),
         kind=EntryKind(row.kind),
@@ -807,6 +918,42 @@ def _entry_from_row(row: Any) -> LedgerEntry:
         basis=Basis(row.basis),
         collection=_collection_of(row.collection),
         reported=_reported_of(row.reported),
+        activity_started_at=row.activity_started_at,
+    )
+
+
+def _intensity_from_row(row: Any) -> HourlyIntensity:
+    return HourlyIntensity(
+        dataset=row.dataset,
+        price_area=row.price_area,
+        hour_start=row.hour_start,
+        g_co2_per_kwh=Decimal(row.g_co2_per_kwh),
+        five_minute_values=row.five_minute_values,
+        fetched_at=row.fetched_at,
+    )
+
+
+def _intensity_document(intensity: HourlyIntensity) -> dict[str, Any]:
+    return {
+        "dataset": intensity.dataset,
+        "price_area": intensity.price_area,
+        "hour_start": intensity.hour_start.astimezone(UTC).isoformat(),
+        "g_co2_per_kwh": decimal_text(intensity.g_co2_per_kwh),
+        "five_minute_values": intensity.five_minute_values,
+        "fetched_at": intensity.fetched_at.astimezone(UTC).isoformat(),
+    }
+
+
+def _intensity_from_document(raw: Any) -> HourlyIntensity | None:
+    if raw is None:
+        return None
+    return HourlyIntensity(
+        dataset=str(raw["dataset"]),
+        price_area=str(raw["price_area"]),
+        hour_start=datetime.fromisoformat(raw["hour_start"]),
+        g_co2_per_kwh=Decimal(raw["g_co2_per_kwh"]),
+        five_minute_values=int(raw["five_minute_values"]),
+        fetched_at=datetime.fromisoformat(raw["fetched_at"]),
     )
 
 

@@ -15,7 +15,7 @@ from decimal import (
     Overflow,
 )
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from emissions_ledger.domain.factors import (
@@ -24,6 +24,9 @@ from emissions_ledger.domain.factors import (
     FactorApproach,
     FactorCatalogue,
 )
+
+if TYPE_CHECKING:
+    from emissions_ledger.domain.hourly import HourlyPricing
 
 # Any arithmetic that would have to round raises instead: ledger amounts are exact.
 EXACT_ARITHMETIC = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
@@ -251,11 +254,15 @@ class LedgerEntry:
     collection: CollectionProvenance | None = None
     # For reported activity: who recorded it, when, from where, and its unit conversion.
     reported: ReportedProvenance | None = None
+    # For vehicle activity: when its period started (activity_at is its end); None when the
+    # producer did not say, and on entries from before migration 10.
+    activity_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class VehicleActivity:
-    """A vehicle's distance and consumption over one period ending at period_end (tz-aware)."""
+    """A vehicle's distance and consumption over one period [period_start, period_end)
+    (tz-aware; period_start None when the producer did not say)."""
 
     event_id: str
     vehicle_id: str
@@ -268,6 +275,7 @@ class VehicleActivity:
     energy_used_wh: int
     # None when the producer did not say (activity from before aggregation).
     samples: SampleProvenance | None = None
+    period_start: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -372,8 +380,12 @@ def entry_for_activity(
     source_topic: str,
     this_year: int | None = None,
     approach: str = FactorApproach.IPCC,
+    hourly: HourlyPricing | None = None,
 ) -> LedgerEntry:
     """The emission entry of one period of vehicle activity.
+
+    Electricity of a municipality priced by the hour (`hourly`) takes the intensity of the hour
+    its period lies within when that hour is known, the yearly factor otherwise.
 
     Raises UnaccountableActivity for activity that cannot be accounted and NoFactor when the
     catalogue has no factor for the carrier in the reporting year.
@@ -382,6 +394,10 @@ def entry_for_activity(
     _require_text("vehicle_id", activity.vehicle_id)
     _require_text("municipality_id", activity.municipality_id)
     _require_aware("period_end", activity.period_end)
+    if activity.period_start is not None:
+        _require_aware("period_start", activity.period_start)
+        if activity.period_start > activity.period_end:
+            raise UnaccountableActivity("period_start: after period_end")
     _require_not_negative("distance_m", activity.distance_m)
     _require_not_negative("fuel_used_ml", activity.fuel_used_ml)
     _require_not_negative("energy_used_wh", activity.energy_used_wh)
@@ -429,6 +445,10 @@ def entry_for_activity(
             f"{measured_field}: {fuel} is measured in {unit} but factor "
             f"'{factor.factor_id}' is per {factor.activity_unit}"
         )
+    if hourly is not None:
+        factor = hourly.factor_for(
+            activity.municipality_id, activity.period_start, activity.period_end, factor, approach
+        )
 
     return LedgerEntry(
         entry_id=entry_id_for(activity.event_id, EntryKind.EMISSION),
@@ -447,6 +467,7 @@ def entry_for_activity(
         activity_at=activity.period_end,
         subject_id=activity.vehicle_id,
         samples=activity.samples,
+        activity_started_at=activity.period_start,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
@@ -48,12 +49,33 @@ class NoFactor(LookupError):
 
 
 @dataclass(frozen=True)
+class HourlyIntensity:
+    """One hour's CO2 intensity of the electricity consumed in a price area, as a grid
+    operator's open data publishes it (docs/ledger.md, "Danish electricity by the hour").
+
+    hour_start is the hour's first instant (UTC); g_co2_per_kwh the mean of the hour's
+    five-minute values, rounded to the gram's thousandth; fetched_at when the ledger read it.
+    """
+
+    dataset: str
+    price_area: str
+    hour_start: datetime
+    g_co2_per_kwh: Decimal
+    five_minute_values: int
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
 class EmissionFactor:
     """One factor with its provenance, e.g. diesel 2.66 "kg CO2/l" per activity unit "l".
 
     valid_from_year and valid_to_year are the inclusive years its source publishes it for
     (None on entries posted before factors had validity periods). A provisional factor is a
     published one standing in for a later year whose figure is not published yet.
+
+    An hourly factor prices one hour's electricity with that hour's grid intensity, which
+    `hourly` names; a yearly factor that priced an activity hourly pricing applied to says
+    in `hourly_fallback` why the hour's own intensity was not used.
     """
 
     factor_id: str
@@ -67,15 +89,19 @@ class EmissionFactor:
     valid_from_year: int | None = None
     valid_to_year: int | None = None
     provisional: bool = False
+    hourly: HourlyIntensity | None = None
+    hourly_fallback: str = ""
 
     def prices_like(self, other: EmissionFactor) -> bool:
         """Whether an entry priced with `other` would be priced the same with this factor:
-        same factor, version and value, and both published or both provisional."""
+        same factor, version and value, both published or both provisional, both hourly or
+        both yearly. (A fallback's reason is a note on how it was chosen, not a price.)"""
         return (
             self.factor_id == other.factor_id
             and self.version == other.version
             and self.value == other.value
             and self.provisional == other.provisional
+            and (self.hourly is None) == (other.hourly is None)
         )
 
     def covers(self, year: int) -> bool:

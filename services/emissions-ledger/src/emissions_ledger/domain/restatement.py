@@ -19,6 +19,7 @@ from emissions_ledger.domain.entries import (
     entry_id_for,
 )
 from emissions_ledger.domain.factors import EmissionFactor, FactorCatalogue, NoFactor
+from emissions_ledger.domain.hourly import HourlyPricing
 
 # Entries posted before factors had approach keys name the approach by its description.
 LEGACY_APPROACHES = {"IPCC, tank-to-wheel, CO2": "ipcc"}
@@ -38,17 +39,29 @@ def revision_entry_id(entry: LedgerEntry, revision: int, posting: Posting) -> st
     return str(uuid.uuid5(ENTRY_ID_NAMESPACE, name))
 
 
-def current_factor(entry: LedgerEntry, catalogue: FactorCatalogue) -> EmissionFactor | None:
+def current_factor(
+    entry: LedgerEntry, catalogue: FactorCatalogue, hourly: HourlyPricing | None = None
+) -> EmissionFactor | None:
     """The factor the catalogue prices the entry's activity with today, when it differs from
     the entry's own; None when the entry is priced as the catalogue says (or cannot be
-    re-priced: no factor for its year any more, or one in another activity unit)."""
+    re-priced: no factor for its year any more, or one in another activity unit).
+
+    With `hourly`, electricity of a municipality priced by the hour takes the intensity of its
+    hour when that is known now (an hour that arrived after the entry was posted with the
+    yearly factor re-prices it), and the yearly factor otherwise (also for hourly entries of a
+    municipality no longer priced by the hour)."""
+    approach = approach_key(entry.factor.approach)
     try:
-        factor = catalogue.for_carrier(
-            entry.energy_carrier, entry.year, approach_key(entry.factor.approach)
-        )
+        factor = catalogue.for_carrier(entry.energy_carrier, entry.year, approach)
     except NoFactor:
         return None
-    if factor.activity_unit != entry.activity_unit or factor.prices_like(entry.factor):
+    if factor.activity_unit != entry.activity_unit:
+        return None
+    if hourly is not None:
+        factor = hourly.factor_for(
+            entry.municipality_id, entry.activity_started_at, entry.activity_at, factor, approach
+        )
+    if factor.prices_like(entry.factor):
         return None
     return factor
 
@@ -86,12 +99,16 @@ def restated_pair(
 
 
 def restatement_entries(
-    current: Iterable[LedgerEntry], catalogue: FactorCatalogue, restatement_id: str
+    current: Iterable[LedgerEntry],
+    catalogue: FactorCatalogue,
+    restatement_id: str,
+    hourly: HourlyPricing | None = None,
 ) -> list[LedgerEntry]:
-    """Reversal and replacement of every current entry the catalogue now prices otherwise."""
+    """Reversal and replacement of every current entry the catalogue (and, for electricity
+    priced by the hour, the intensities known now) prices otherwise."""
     entries: list[LedgerEntry] = []
     for entry in current:
-        factor = current_factor(entry, catalogue)
+        factor = current_factor(entry, catalogue, hourly)
         if factor is not None:
             entries.extend(restated_pair(entry, factor, restatement_id))
     return entries

@@ -217,6 +217,9 @@ class EmissionFactor(_message.Message):
     VALID_TO_YEAR_FIELD_NUMBER: _builtins.int
     PROVISIONAL_FIELD_NUMBER: _builtins.int
     ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    HOURLY_FIELD_NUMBER: _builtins.int
+    HOURLY_INTENSITY_FIELD_NUMBER: _builtins.int
+    HOURLY_FALLBACK_FIELD_NUMBER: _builtins.int
     factor_id: _builtins.str
     value: _builtins.str
     """Exact decimal, for example "2.66"."""
@@ -233,6 +236,16 @@ class EmissionFactor(_message.Message):
     """Standing in for a year whose factor is not published yet: the latest published before it."""
     activity_unit: _builtins.str
     """The unit of activity it prices ("l", "kWh")."""
+    hourly: _builtins.bool
+    """An hourly factor: one hour's grid intensity prices the activity of that hour (set only
+    on entries of a municipality whose electricity is priced by the hour; docs/ledger.md).
+    """
+    hourly_fallback: _builtins.str
+    """On a yearly factor pricing electricity that hourly pricing applied to: why the hour's own
+    intensity was not used (the activity spans hours, or the hour was not known yet).
+    """
+    @_builtins.property
+    def hourly_intensity(self) -> Global___HourlyIntensity: ...
     def __init__(
         self,
         *,
@@ -246,10 +259,13 @@ class EmissionFactor(_message.Message):
         valid_to_year: _builtins.int = ...,
         provisional: _builtins.bool = ...,
         activity_unit: _builtins.str = ...,
+        hourly: _builtins.bool = ...,
+        hourly_intensity: Global___HourlyIntensity | None = ...,
+        hourly_fallback: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hourly_intensity", b"hourly_intensity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "approach", b"approach", "factor_id", b"factor_id", "provisional", b"provisional", "source", b"source", "unit", b"unit", "valid_from_year", b"valid_from_year", "valid_to_year", b"valid_to_year", "value", b"value", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "approach", b"approach", "factor_id", b"factor_id", "hourly", b"hourly", "hourly_fallback", b"hourly_fallback", "hourly_intensity", b"hourly_intensity", "provisional", b"provisional", "source", b"source", "unit", b"unit", "valid_from_year", b"valid_from_year", "valid_to_year", b"valid_to_year", "value", b"value", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -323,6 +339,7 @@ class LedgerEntry(_message.Message):
     BASIS_FIELD_NUMBER: _builtins.int
     COLLECTION_FIELD_NUMBER: _builtins.int
     REPORTED_FIELD_NUMBER: _builtins.int
+    ACTIVITY_STARTED_AT_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     municipality_id: _builtins.str
     year: _builtins.int
@@ -373,6 +390,12 @@ class LedgerEntry(_message.Message):
         how its amount was converted to the factor's unit.
         """
 
+    @_builtins.property
+    def activity_started_at(self) -> _timestamp_pb2.Timestamp:
+        """For vehicle activity: when its period started (activity_at is its end); unset when the
+        producer did not say.
+        """
+
     def __init__(
         self,
         *,
@@ -402,10 +425,11 @@ class LedgerEntry(_message.Message):
         basis: Global___Basis.ValueType = ...,
         collection: Global___CollectionProvenance | None = ...,
         reported: Global___ReportedActivity | None = ...,
+        activity_started_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "collection", b"collection", "emission_factor", b"emission_factor", "reported", b"reported", "samples", b"samples"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "activity_started_at", b"activity_started_at", "avoided_trip", b"avoided_trip", "collection", b"collection", "emission_factor", b"emission_factor", "reported", b"reported", "samples", b"samples"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "posting", b"posting", "reported", b"reported", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_started_at", b"activity_started_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "posting", b"posting", "reported", b"reported", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1492,3 +1516,47 @@ class RecordActivityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordActivityResponse: _TypeAlias = RecordActivityResponse  # noqa: Y015
+
+@_typing.final
+class HourlyIntensity(_message.Message):
+    """One hour's CO2 intensity of the electricity consumed in a price area, behind an hourly
+    factor: Energinet's dataset on Energi Data Service, the hour, the value and when the ledger
+    fetched it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    PRICE_AREA_FIELD_NUMBER: _builtins.int
+    HOUR_START_FIELD_NUMBER: _builtins.int
+    G_CO2_PER_KWH_FIELD_NUMBER: _builtins.int
+    FIVE_MINUTE_VALUES_FIELD_NUMBER: _builtins.int
+    FETCHED_AT_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    """For example "CO2Emis"."""
+    price_area: _builtins.str
+    """For example "DK1"."""
+    g_co2_per_kwh: _builtins.str
+    """Exact decimal, g CO2 per kWh: the mean of the hour's five-minute values."""
+    five_minute_values: _builtins.int
+    @_builtins.property
+    def hour_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def fetched_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        price_area: _builtins.str = ...,
+        hour_start: _timestamp_pb2.Timestamp | None = ...,
+        g_co2_per_kwh: _builtins.str = ...,
+        five_minute_values: _builtins.int = ...,
+        fetched_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fetched_at", b"fetched_at", "hour_start", b"hour_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "fetched_at", b"fetched_at", "five_minute_values", b"five_minute_values", "g_co2_per_kwh", b"g_co2_per_kwh", "hour_start", b"hour_start", "price_area", b"price_area"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HourlyIntensity: _TypeAlias = HourlyIntensity  # noqa: Y015
