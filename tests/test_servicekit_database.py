@@ -7,7 +7,18 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.exc import StatementError
 
 from greenpartners.fleet.v1 import fleet_pb2
@@ -18,6 +29,7 @@ from servicekit.database import (
     UtcDateTime,
     create_tables,
     insert_if_absent,
+    one_of,
     outbox,
     schema_migrations,
     upsert,
@@ -127,6 +139,44 @@ async def test_insert_if_absent_keeps_the_first_row(database: Database) -> None:
     async with database.transaction() as session:
         rows = (await session.execute(select(hubs.c.name, hubs.c.boxes))).all()
     assert [(row.name, row.boxes) for row in rows] == [("first", 8)]
+
+
+async def test_one_of_selects_the_values_with_the_same_statement_for_any_number(
+    database: Database,
+) -> None:
+    async with database.transaction() as session:
+        await session.execute(
+            hubs.insert(),
+            [{"hub_id": f"molo-{n:04d}", "name": "hub", "boxes": n} for n in range(3000)],
+        )
+    statements: list[str] = []
+
+    def sent(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", sent)
+    try:
+        found = {}
+        for wanted in ([], ["molo-0007"], [f"molo-{n:04d}" for n in range(0, 3000, 2)]):
+            async with database.read() as session:
+                by_id = select(hubs.c.hub_id).where(one_of(session, hubs.c.hub_id, wanted))
+                by_boxes = select(hubs.c.hub_id).where(one_of(session, hubs.c.boxes, [3, 5]))
+                found[len(wanted)] = set((await session.execute(by_id)).scalars())
+                assert set((await session.execute(by_boxes)).scalars()) == {
+                    "molo-0003",
+                    "molo-0005",
+                }
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", sent)
+    assert found == {
+        0: set(),
+        1: {"molo-0007"},
+        1500: {f"molo-{n:04d}" for n in range(0, 3000, 2)},
+    }
+    # Prepared statements are cached per statement text: one text, however many values.
+    by_id_statements = {statement for statement in statements if "hub_id IN" in statement}
+    by_id_statements |= {statement for statement in statements if "hub_id = ANY" in statement}
+    assert len(by_id_statements) == 1, by_id_statements
 
 
 async def test_utc_datetime_returns_aware_utc_and_refuses_naive(database: Database) -> None:

@@ -6,8 +6,9 @@ Schema changes are ordered migrations recorded in `schema_migrations`, applied a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     Column,
     Connection,
@@ -27,6 +29,8 @@ from sqlalchemy import (
     String,
     Table,
     TypeDecorator,
+    any_,
+    bindparam,
     event,
     func,
     insert,
@@ -285,6 +289,25 @@ def _dialect_name(session: AsyncSession) -> str:
 def insert_statement(session: AsyncSession, table: Table) -> Any:
     """The session's dialect of INSERT, which has on_conflict_do_nothing / _do_update."""
     return (pg_insert if _dialect_name(session) == "postgresql" else sqlite_insert)(table)
+
+
+def one_of(
+    session: AsyncSession, column: ColumnElement[Any], values: Iterable[str | int]
+) -> ColumnElement[bool]:
+    """`column IN (values)` with one parameter, whatever the number of values.
+
+    A plain IN list is a statement of its own for every number of values, and each driver keeps
+    prepared statements per pooled connection (SQLite's: the last 128, each holding about
+    200 bytes per value, 1 MB for 5,000 ids). Batches of varying size filled those caches with
+    tens of MB per connection. Here the values travel as one JSON array read with `json_each`
+    on SQLite (also about twice as fast as 3,000 bound values), as one array (`= ANY`) on
+    PostgreSQL. For text and integer columns.
+    """
+    listed = list(values)
+    if _dialect_name(session) == "postgresql":
+        return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
+    each = func.json_each(bindparam(None, json.dumps(listed))).table_valued("value")
+    return column.in_(select(each.c.value))
 
 
 async def upsert(

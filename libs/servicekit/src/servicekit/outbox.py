@@ -21,7 +21,7 @@ from sqlalchemy import Delete, Select, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.codec import event_headers
-from servicekit.database import Database, outbox
+from servicekit.database import Database, one_of, outbox
 from servicekit.kafka import Producer, Throttle
 
 log = logging.getLogger(__name__)
@@ -248,16 +248,16 @@ class OutboxRelay:
         transaction, on SQLite all in one."""
         for step in steps:
             if step.session is not None:
-                await step.session.execute(_deletion(step.rows))
+                await step.session.execute(_deletion(step.session, step.rows))
                 await step.close()  # commits
         rows = [row for step in steps if step.session is None for row in step.rows]
         if rows:
             async with self.database.transaction() as session:
-                await session.execute(_deletion(rows))
+                await session.execute(_deletion(session, rows))
 
 
-def _deletion(rows: list[Any]) -> Delete:
-    return delete(outbox).where(outbox.c.id.in_([row.id for row in rows]))
+def _deletion(session: AsyncSession, rows: list[Any]) -> Delete:
+    return delete(outbox).where(one_of(session, outbox.c.id, [row.id for row in rows]))
 
 
 @dataclass

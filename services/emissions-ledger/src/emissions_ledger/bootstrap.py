@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -14,20 +14,21 @@ from emissions_ledger.adapters.data_files import (
     load_energy_contents,
     load_factor_catalogue,
 )
-from emissions_ledger.adapters.energi_data_service import EnergiDataServiceClient
 from emissions_ledger.adapters.municipalities import MunicipalityDirectory
 from emissions_ledger.adapters.tables import MIGRATIONS
 from emissions_ledger.domain import HourlyPricingPolicy
 from emissions_ledger.domain.hourly import ALL_MUNICIPALITIES, DATASET
 from emissions_ledger.entrypoints import grpc_api, subscribers
 from emissions_ledger.entrypoints.grpc_api import EmissionsLedgerApi
-from emissions_ledger.grid_intensities import GridIntensityFetcher, GridIntensityMetrics
 from emissions_ledger.handlers import LedgerHandlers
 from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2_grpc
 from servicekit.partners import PartnerDirectory
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import LOOPBACK_HOSTS, ServiceSettings, load_settings
+
+if TYPE_CHECKING:
+    from emissions_ledger.adapters.energi_data_service import EnergiDataServiceClient
 
 
 class LedgerSettings(ServiceSettings):
@@ -102,6 +103,8 @@ def hourly_municipalities(setting: str) -> frozenset[str]:
 
 
 def _grid_intensity_client(settings: LedgerSettings) -> EnergiDataServiceClient:
+    from emissions_ledger.adapters.energi_data_service import EnergiDataServiceClient
+
     return EnergiDataServiceClient(
         settings.energi_data_service_url,
         timeout_s=settings.energi_data_service_timeout_s,
@@ -126,6 +129,9 @@ def build(**overrides: object) -> ServiceRuntime:
     # consumers read them from there and never wait for the API.
     fetcher = None
     if settings.energi_data_service_enabled:
+        # Imported only when enabled (the default is off): httpx costs about 6 MB of memory.
+        from emissions_ledger.grid_intensities import GridIntensityFetcher, GridIntensityMetrics
+
         fetcher = GridIntensityFetcher(
             _grid_intensity_client(settings),
             runtime.unit_of_work,

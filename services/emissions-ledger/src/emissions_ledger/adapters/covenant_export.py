@@ -10,8 +10,6 @@ import io
 from collections.abc import Iterator
 from decimal import Decimal
 
-from openpyxl import Workbook
-
 from emissions_ledger.domain.covenant import CovenantInventory, CovenantReport, ReportRow
 from emissions_ledger.domain.entries import EXACT_ARITHMETIC, Sector, Subsector
 from emissions_ledger.domain.factors import EnergyCarrier
@@ -152,6 +150,10 @@ def _inventories(report: CovenantReport) -> list[tuple[str, CovenantInventory]]:
 
 
 def report_xlsx(report: CovenantReport) -> bytes:
+    # Imported here, not with the module: openpyxl costs the service about 3 MB of memory for
+    # as long as it runs, and only an export needs it (docs/performance.md, "Memory").
+    from openpyxl import Workbook
+
     workbook = Workbook()
     first = True
     for name, inventory in _inventories(report):

@@ -44,7 +44,7 @@ from emissions_ledger.domain import (
     hour_within,
     inventory_from_lines,
 )
-from servicekit.database import add_exact, decimal_text, insert_statement
+from servicekit.database import add_exact, decimal_text, insert_statement, one_of
 
 # Inventory lines per upsert statement: far below any driver's bound-parameter limit (10 per
 # line); a batch touches a few lines per municipality and year, so one statement in practice.
@@ -183,7 +183,7 @@ class LedgerRepository:
         rows = (
             await self.session.execute(
                 select(ledger_entries).where(
-                    ledger_entries.c.source_event_id.in_(set(source_event_ids)),
+                    one_of(self.session, ledger_entries.c.source_event_id, set(source_event_ids)),
                     ledger_entries.c.posting == Posting.ORIGINAL.value,
                 )
             )
@@ -276,7 +276,7 @@ class LedgerRepository:
             return set()
         rows = await self.session.execute(
             select(ledger_entries.c.source_event_id)
-            .where(ledger_entries.c.source_event_id.in_(source_event_ids))
+            .where(one_of(self.session, ledger_entries.c.source_event_id, source_event_ids))
             .where(ledger_entries.c.posting == Posting.ORIGINAL.value)
         )
         return set(rows.scalars())
@@ -353,7 +353,7 @@ class LedgerRepository:
             return {}
         rows = await self.session.execute(
             select(hub_deposits.c.deposit_id, hub_deposits.c.waste_type).where(
-                hub_deposits.c.deposit_id.in_(deposit_ids)
+                one_of(self.session, hub_deposits.c.deposit_id, deposit_ids)
             )
         )
         return {row.deposit_id: row.waste_type for row in rows}

@@ -28,7 +28,7 @@ from fleet_telemetry.domain import (
     reclassified,
     to_datetime,
 )
-from servicekit.database import insert_if_absent, insert_statement
+from servicekit.database import insert_if_absent, insert_statement, one_of
 
 _TOTALS = (
     "distance_m",
@@ -121,7 +121,7 @@ class FleetRepository:
                 vehicle_state.c.position_offset,
             )
             .join(vehicle_state, vehicle_state.c.vehicle_id == vehicles.c.vehicle_id)
-            .where(vehicles.c.vehicle_id.in_(vehicle_ids))
+            .where(one_of(self.session, vehicles.c.vehicle_id, vehicle_ids))
             # One order for every locker, so two transactions cannot deadlock on these rows.
             .order_by(vehicles.c.vehicle_id)
             .with_for_update()
@@ -138,7 +138,7 @@ class FleetRepository:
 
     async def load_states(self, vehicle_ids: Collection[str]) -> list[VehicleState]:
         rows = await self.session.execute(
-            _states_query().where(vehicles.c.vehicle_id.in_(vehicle_ids))
+            _states_query().where(one_of(self.session, vehicles.c.vehicle_id, vehicle_ids))
         )
         return [_state_from_row(row) for row in rows]
 
