@@ -69,7 +69,7 @@ class CatchUp:
     vehicles: int
     fleet_instances: int
     produce_s: float
-    # Per run: (the services' fetch sizes?, seconds).
+    # Per run: (large fetches?, seconds).
     baseline_runs_s: list[tuple[bool, float]]
     fleet_s: float
     ledger_s: float
@@ -140,15 +140,15 @@ async def catch_up(
         produce_s = await produce_records(options.servers, names(topics.TELEMETRY), backlog.records)
         baseline_runs_s = []
         for _ in range(baseline_runs):
-            for service_fetch in (False, True):
+            for large_fetch in (False, True):
                 seconds = await consume_and_decode(
                     options.servers,
                     names(topics.TELEMETRY),
                     backlog.samples,
                     options.timeout_s,
-                    service_fetch,
+                    large_fetch,
                 )
-                baseline_runs_s.append((service_fetch, seconds))
+                baseline_runs_s.append((large_fetch, seconds))
 
         fleet = [platform.fleet]
         fleet += [platform.another_instance(platform.fleet) for _ in range(fleet_instances - 1)]

@@ -31,6 +31,7 @@ from servicekit.database import (
     insert_if_absent,
     one_of,
     outbox,
+    row_chunks,
     schema_migrations,
     upsert,
 )
@@ -177,6 +178,23 @@ async def test_one_of_selects_the_values_with_the_same_statement_for_any_number(
     by_id_statements = {statement for statement in statements if "hub_id IN" in statement}
     by_id_statements |= {statement for statement in statements if "hub_id = ANY" in statement}
     assert len(by_id_statements) == 1, by_id_statements
+
+
+def test_row_chunks_keep_every_row_in_order_in_a_few_sizes() -> None:
+    assert [len(chunk) for chunk in row_chunks(list(range(1000)))] == [
+        256, 256, 256, 128, 64, 32, 8,
+    ]  # fmt: skip
+    assert list(row_chunks([])) == []
+    sizes_seen: set[int] = set()
+    for count in range(1, 1200):
+        rows = list(range(count))
+        chunks = list(row_chunks(rows, largest=64))
+        assert [row for chunk in chunks for row in chunk] == rows
+        sizes_seen.update(len(chunk) for chunk in chunks)
+    # However many rows a batch has: one prepared statement per size, 7 sizes in all.
+    assert sizes_seen == {1, 2, 4, 8, 16, 32, 64}
+    with pytest.raises(ValueError, match="power of two"):
+        list(row_chunks([1, 2, 3], largest=100))
 
 
 async def test_utc_datetime_returns_aware_utc_and_refuses_naive(database: Database) -> None:

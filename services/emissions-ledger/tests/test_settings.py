@@ -1,5 +1,8 @@
 """The ledger's settings for hourly electricity, validated when the service starts."""
 
+import subprocess
+import sys
+
 import pytest
 
 from emissions_ledger.bootstrap import LedgerSettings, hourly_municipalities
@@ -74,3 +77,20 @@ def test_plain_http_is_for_this_machine_or_development(monkeypatch: pytest.Monke
     monkeypatch.setenv("ENERGI_DATA_SERVICE_URL", "http://eds.internal:8080")
     monkeypatch.setenv("DEVELOPMENT_MODE", "true")
     assert load_settings(LedgerSettings).energi_data_service_url == "http://eds.internal:8080"
+
+
+def test_export_and_energi_data_service_libraries_load_only_when_used() -> None:
+    # openpyxl (an XLSX export) and httpx (hourly intensities, off by default) would cost the
+    # service about 9 MB of memory for as long as it runs (docs/performance.md, "Memory").
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, emissions_ledger.bootstrap; "
+            "print(sorted({'openpyxl', 'httpx'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert loaded == "[]"

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -49,6 +49,11 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql.elements import ColumnElement
 
 log = logging.getLogger(__name__)
+
+RowT = TypeVar("RowT")
+
+# The most rows one multi-row statement is executed with (see `row_chunks`).
+ROWS_PER_STATEMENT = 256
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -308,6 +313,27 @@ def one_of(
         return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
     each = func.json_each(bindparam(None, json.dumps(listed))).table_valued("value")
     return column.in_(select(each.c.value))
+
+
+def row_chunks(rows: Sequence[RowT], largest: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[RowT]]:
+    """The rows in chunks of `largest` (a power of two), then in the powers of two the rest is
+    made of: 1,000 rows go as 256, 256, 256, 128, 64, 32 and 8.
+
+    A multi-row statement (INSERT ... VALUES (...), (...), or an executemany with RETURNING,
+    which SQLAlchemy turns into such pages) has a text of its own for each number of rows, and
+    drivers keep prepared statements per pooled connection: SQLite's last 128, each about 4 KB
+    per row of 33 columns, so 4 MB for the 992-row page SQLAlchemy would send. Executed in
+    these chunks, a statement has at most log2(largest) + 1 shapes, about 2 MB of SQLite's
+    memory per connection for the widest table, however many batches of whatever size pass.
+    """
+    if largest < 1 or largest & (largest - 1):
+        raise ValueError(f"largest must be a power of two, not {largest}")
+    start, size = 0, largest
+    while start < len(rows):
+        while size > len(rows) - start:
+            size //= 2
+        yield rows[start : start + size]
+        start += size
 
 
 async def upsert(

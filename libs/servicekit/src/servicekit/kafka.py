@@ -357,6 +357,8 @@ class BatchConsumer(Generic[MessageT]):
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
         batch_size: int = 5000,
+        partition_fetch_bytes: int = 1024 * 1024,
+        fetch_bytes: int = 8 * 1024 * 1024,
         metrics: ConsumerMetrics | None = None,
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
@@ -374,6 +376,8 @@ class BatchConsumer(Generic[MessageT]):
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.batch_size = batch_size
+        self.partition_fetch_bytes = partition_fetch_bytes
+        self.fetch_bytes = fetch_bytes
         self.metrics = metrics
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
@@ -418,9 +422,10 @@ class BatchConsumer(Generic[MessageT]):
             # A member learns of a rebalance at its next heartbeat: sooner than the default 3 s
             # lets a new instance take its share of partitions sooner.
             heartbeat_interval_ms=1000,
-            # Enough bytes per fetch that a backlog comes in batches of thousands.
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024,
+            # Enough bytes ahead that a backlog comes in whole batches, and no more: what is
+            # fetched ahead is held in memory until it is handled.
+            max_partition_fetch_bytes=self.partition_fetch_bytes,
+            fetch_max_bytes=self.fetch_bytes,
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         try:

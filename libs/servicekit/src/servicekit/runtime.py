@@ -181,6 +181,8 @@ class ServiceRuntime:
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
             batch_size=self.settings.consumer_batch_size,
+            partition_fetch_bytes=self.settings.consumer_partition_fetch_bytes,
+            fetch_bytes=self.settings.consumer_fetch_bytes,
             metrics=self.consumer_metrics,
             on_assigned=on_assigned,
             on_revoked=on_revoked,

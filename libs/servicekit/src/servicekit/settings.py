@@ -90,6 +90,12 @@ class ServiceSettings(KafkaSettings):
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
     # Records handled in one database transaction and one offset commit; 1 disables batching.
     consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
+    # What a consumer fetches ahead, at most, per partition and per request (docs/performance.md,
+    # "Memory"): Kafka's own consumer defaults per partition (a batch of telemetry, about
+    # 4,800 samples), and a request holds a few batches. A record larger than either still
+    # comes (the broker sends the first record batch whatever its size).
+    consumer_partition_fetch_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=64 * 1024**2)
+    consumer_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024**2)
     # Readiness (docs/delivery.md): the health status turns NOT_SERVING once the broker has not
     # answered for this long (longer than a broker restart takes), or a consumer has held a
     # batch without handling any of it for this long (a batch retried in place gives up after
@@ -98,6 +104,13 @@ class ServiceSettings(KafkaSettings):
     readiness_consumer_stalled_s: float = Field(default=60.0, gt=0)
     # A failure that repeats (a broker that is down, a retried batch) is logged once per interval.
     log_repeat_interval_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("consumer_fetch_bytes")
+    @classmethod
+    def _fetch_holds_a_partition(cls, fetch_bytes: int, info: ValidationInfo) -> int:
+        if fetch_bytes < info.data.get("consumer_partition_fetch_bytes", 0):
+            raise ValueError("must not be below CONSUMER_PARTITION_FETCH_BYTES")
+        return fetch_bytes
 
     @property
     def metrics_address(self) -> str:

@@ -44,11 +44,7 @@ from emissions_ledger.domain import (
     hour_within,
     inventory_from_lines,
 )
-from servicekit.database import add_exact, decimal_text, insert_statement, one_of
-
-# Inventory lines per upsert statement: far below any driver's bound-parameter limit (10 per
-# line); a batch touches a few lines per municipality and year, so one statement in practice.
-_LINES_PER_STATEMENT = 1000
+from servicekit.database import add_exact, decimal_text, insert_statement, one_of, row_chunks
 
 
 @dataclass(frozen=True)
@@ -121,8 +117,8 @@ class LedgerRepository:
     async def append(self, entries: Sequence[LedgerEntry], trace_id: str) -> list[LedgerEntry]:
         """Appends the entries the ledger does not hold yet; returns those, in the given order.
 
-        One multi-row INSERT whatever the number of entries (SQLAlchemy splits it into pages
-        below the driver's bound-parameter limit). The unique source of an entry (its event,
+        Multi-row INSERTs of at most 256 entries, in chunks of a few fixed sizes (`row_chunks`:
+        each size is one prepared statement a connection keeps). The unique source of an entry (its event,
         kind, revision and posting) makes the append idempotent: an entry already posted, by
         this batch or an earlier delivery of it, is skipped by the database and not returned.
         Entries of a locked year are posted flagged late.
@@ -164,14 +160,10 @@ class LedgerRepository:
             )
             .returning(ledger_entries.c.entry_id)
         )
-        inserted = set(
-            (
-                await self.session.execute(
-                    statement,
-                    [_entry_row(entry, trace_id, posted_at) for entry in unique.values()],
-                )
-            ).scalars()
-        )
+        rows = [_entry_row(entry, trace_id, posted_at) for entry in unique.values()]
+        inserted: set[str] = set()
+        for chunk in row_chunks(rows):
+            inserted.update((await self.session.execute(statement, chunk)).scalars())
         return [entry for entry in unique.values() if entry.entry_id in inserted]
 
     async def posted_for_sources(
@@ -219,8 +211,7 @@ class LedgerRepository:
         that meets a line another one is creating waits for it and then adds to it, so
         concurrent first postings to a line both count.
         """
-        for start in range(0, len(increments), _LINES_PER_STATEMENT):
-            chunk = increments[start : start + _LINES_PER_STATEMENT]
+        for chunk in row_chunks(increments):
             statement = insert_statement(self.session, inventory_lines).values(
                 [
                     {
@@ -537,21 +528,21 @@ class LedgerRepository:
             .on_conflict_do_nothing(index_elements=["dataset", "price_area", "hour_start"])
             .returning(grid_intensity_hours.c.hour_start)
         )
-        stored = await self.session.execute(
-            statement,
-            [
-                {
-                    "dataset": intensity.dataset,
-                    "price_area": intensity.price_area,
-                    "hour_start": intensity.hour_start,
-                    "g_co2_per_kwh": decimal_text(intensity.g_co2_per_kwh),
-                    "five_minute_values": intensity.five_minute_values,
-                    "fetched_at": intensity.fetched_at,
-                }
-                for intensity in intensities
-            ],
-        )
-        return len(list(stored.scalars()))
+        rows = [
+            {
+                "dataset": intensity.dataset,
+                "price_area": intensity.price_area,
+                "hour_start": intensity.hour_start,
+                "g_co2_per_kwh": decimal_text(intensity.g_co2_per_kwh),
+                "five_minute_values": intensity.five_minute_values,
+                "fetched_at": intensity.fetched_at,
+            }
+            for intensity in intensities
+        ]
+        stored = 0
+        for chunk in row_chunks(rows):
+            stored += len((await self.session.execute(statement, chunk)).scalars().all())
+        return stored
 
     async def record_restatement(
         self,

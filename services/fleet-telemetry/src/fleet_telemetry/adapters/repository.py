@@ -7,6 +7,7 @@ the changed states (and the outbox insert beside it).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -230,10 +231,12 @@ def _states_query() -> Any:
 
 
 def _vehicle_from_row(row: Any) -> Vehicle:
+    # Owners and municipalities repeat across a fleet: one string each, not one per vehicle of
+    # the state cache (which holds every vehicle of the partitions this instance owns).
     return Vehicle(
         vehicle_id=row.vehicle_id,
-        owner_partner_id=row.owner_partner_id,
-        municipality_id=row.municipality_id,
+        owner_partner_id=sys.intern(row.owner_partner_id),
+        municipality_id=sys.intern(row.municipality_id),
         fuel_type=FuelType(row.fuel_type),
         vehicle_class=VehicleClass(row.vehicle_class),
         covenant_subsector=CovenantSubsector(row.covenant_subsector),
