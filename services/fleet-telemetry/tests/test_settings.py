@@ -28,7 +28,7 @@ def test_an_activity_window_that_does_not_divide_an_hour_stops_the_service(
 
 def test_a_consumer_fetches_a_bounded_amount_ahead_by_default() -> None:
     settings = load_settings(FleetSettings)
-    assert settings.consumer_partition_fetch_bytes == 1024 * 1024
+    assert settings.consumer_partition_fetch_bytes == 2 * 1024 * 1024
     assert settings.consumer_fetch_bytes == 8 * 1024 * 1024
 
 

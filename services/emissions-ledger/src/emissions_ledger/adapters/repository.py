@@ -118,10 +118,10 @@ class LedgerRepository:
         """Appends the entries the ledger does not hold yet; returns those, in the given order.
 
         Multi-row INSERTs of at most 256 entries, in chunks of a few fixed sizes (`row_chunks`:
-        each size is one prepared statement a connection keeps). The unique source of an entry (its event,
-        kind, revision and posting) makes the append idempotent: an entry already posted, by
-        this batch or an earlier delivery of it, is skipped by the database and not returned.
-        Entries of a locked year are posted flagged late.
+        each size is one prepared statement a connection keeps). The unique source of an entry
+        (its event, kind, revision and posting) makes the append idempotent: an entry already
+        posted, by this batch or an earlier delivery of it, is skipped by the database and not
+        returned. Entries of a locked year are posted flagged late.
         """
         unique: dict[str, LedgerEntry] = {}
         for entry in entries:
