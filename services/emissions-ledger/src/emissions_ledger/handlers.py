@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -44,7 +44,17 @@ from emissions_ledger.domain.covenant import (
     InvalidReportRequest,
     covenant_report,
 )
+from emissions_ledger.domain.entries import DEFAULT_METHOD
+from emissions_ledger.domain.factors import InventoryMethod, gas_of_unit
+from emissions_ledger.domain.inventory import InventoryLine, summarise
 from emissions_ledger.domain.municipalities import Municipality
+from emissions_ledger.domain.programmes import (
+    GreenFleetsTally,
+    MoloHubsTally,
+    Programme,
+    ProgrammeView,
+    detours_within_metered,
+)
 from servicekit import topics
 from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
 from servicekit.kafka import Rejection
@@ -106,14 +116,37 @@ class LedgerHandlers:
         self.catalogue = catalogue
         self.policy = policy
 
+    async def methods_of(self, municipality_ids: Iterable[str]) -> dict[str, InventoryMethod]:
+        """Each municipality's method (factor approach and unit), from its commitment; IPCC in
+        t CO2 for one without (or unknown to the registry)."""
+        methods: dict[str, InventoryMethod] = {}
+        for municipality_id in set(municipality_ids):
+            municipality = (
+                None
+                if self.municipalities is None
+                else await self.municipalities.municipality(municipality_id)
+            )
+            methods[municipality_id] = (
+                DEFAULT_METHOD if municipality is None else municipality.method
+            )
+        return methods
+
     async def post_activities(
         self, activities: Sequence[Positioned[VehicleActivity]]
     ) -> list[Rejection]:
-        """Posts the emission entry of each activity; returns the activities it cannot account."""
+        """Posts the emission entry of each activity, priced in its municipality's method;
+        returns the activities it cannot account."""
+        methods = await self.methods_of(activity.municipality_id for _, activity in activities)
         entries, rejections = _entries_for(
             activities,
             lambda activity: [
-                entry_for_activity(activity, self.catalogue, topics.ACTIVITY, _this_year())
+                entry_for_activity(
+                    activity,
+                    self.catalogue,
+                    topics.ACTIVITY,
+                    _this_year(),
+                    methods[activity.municipality_id],
+                )
             ],
         )
         return [*rejections, *await self._post(entries)]
@@ -129,13 +162,15 @@ class LedgerHandlers:
             async with self.unit_of_work() as session:
                 await LedgerRepository(session).record_deposits(deposits)
             return []
+        methods = await self.methods_of(collection.municipality_id for _, collection in collections)
         with tracer.start_as_current_span("ledger post entries") as span:
-            return await self._post_locker_events(deposits, collections, span)
+            return await self._post_locker_events(deposits, collections, methods, span)
 
     async def _post_locker_events(
         self,
         deposits: Sequence[WasteDeposit],
         collections: Sequence[Positioned[WasteCollection]],
+        methods: Mapping[str, InventoryMethod],
         span: trace.Span,
     ) -> list[Rejection]:
         async with self.unit_of_work() as session:
@@ -159,7 +194,12 @@ class LedgerHandlers:
             entries, rejections = _entries_for(
                 known,
                 lambda collection: entries_for_collection(
-                    collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
+                    collection,
+                    self.policy,
+                    self.catalogue,
+                    topics.LOCKER_EVENTS,
+                    _this_year(),
+                    methods[collection.municipality_id],
                 ),
             )
             span.set_attribute("ledger.entry_count", len(entries))
@@ -212,8 +252,10 @@ class LedgerHandlers:
         self, municipality_id: str, year: int, requested_by: str
     ) -> RestatementOutcome:
         """Re-prices the year's current entries with today's catalogue, posting a reversal and
-        a replacement for each entry priced otherwise; nothing when none is."""
+        a replacement for each entry priced otherwise; nothing when none is. Prices in the
+        municipality's method: a year priced in another approach is re-priced in its own."""
         _check_inventory_request(municipality_id, year)
+        method = (await self.methods_of([municipality_id]))[municipality_id]
         restatement_id = str(uuid.uuid4())
         with tracer.start_as_current_span(
             "ledger restate", attributes={"ledger.year": year}
@@ -224,9 +266,7 @@ class LedgerHandlers:
                 candidates: list[LedgerEntry] = []
                 for carrier, approach in await repository.pricing_groups(municipality_id, year):
                     try:
-                        factor = self.catalogue.for_carrier(
-                            EnergyCarrier(carrier), year, approach_key(approach)
-                        )
+                        factor = self.catalogue.for_method(EnergyCarrier(carrier), year, method)
                     except NoFactor:
                         continue
                     candidates.extend(
@@ -234,7 +274,7 @@ class LedgerHandlers:
                             municipality_id, year, carrier, approach, factor
                         )
                     )
-                entries = restatement_entries(candidates, self.catalogue, restatement_id)
+                entries = restatement_entries(candidates, self.catalogue, restatement_id, method)
                 appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
@@ -280,16 +320,57 @@ class LedgerHandlers:
             )
         _check_inventory_request(municipality_id, baseline_year)
         _check_inventory_request(municipality_id, monitoring_year)
+        method = commitment.method
         async with self.unit_of_work.read() as session:
             repository = LedgerRepository(session)
+            for year in sorted({baseline_year, monitoring_year}):
+                await _require_priced_in(repository, municipality_id, year, method)
             baseline = await repository.inventory(municipality_id, baseline_year)
             monitoring = await repository.inventory(municipality_id, monitoring_year)
+            baseline_left_out = await _detours_within_metered(
+                repository, municipality_id, baseline_year
+            )
+            monitoring_left_out = await _detours_within_metered(
+                repository, municipality_id, monitoring_year
+            )
         try:
             return covenant_report(
-                municipality_id, commitment, baseline, monitoring, self.energy_contents
+                municipality_id,
+                commitment,
+                baseline,
+                monitoring,
+                self.energy_contents,
+                method,
+                baseline_left_out,
+                monitoring_left_out,
             )
         except InvalidReportRequest as error:
             raise InvalidArgument("monitoring_year", str(error)) from error
+
+    async def programme_view(
+        self, municipality_id: str, year: int, programme: Programme
+    ) -> ProgrammeView:
+        """A programme's view of the year, over the same entries as the Covenant report."""
+        _check_inventory_request(municipality_id, year)
+        method = (await self.methods_of([municipality_id]))[municipality_id]
+        async with self.unit_of_work.read() as session:
+            repository = LedgerRepository(session)
+            if programme is Programme.GREEN_FLEETS:
+                fleets = GreenFleetsTally()
+                async for entry in repository.metered_entries_from(
+                    municipality_id, year, topics.ACTIVITY
+                ):
+                    fleets.add(entry)
+                return ProgrammeView(municipality_id, year, method, green_fleets=fleets.view())
+            since = datetime(year, 1, 1, tzinfo=MUNICIPAL_TIME_ZONE)
+            until = datetime(year + 1, 1, 1, tzinfo=MUNICIPAL_TIME_ZONE)
+            hubs = MoloHubsTally(
+                await repository.deposit_totals(municipality_id, since, until),
+                await repository.metered_owners(municipality_id, year),
+            )
+            for entry in await repository.collection_entries(municipality_id, year):
+                hubs.add(entry)
+            return ProgrammeView(municipality_id, year, method, molo_hubs=hubs.view())
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         _check_inventory_request(municipality_id, year)
@@ -319,6 +400,37 @@ class LedgerHandlers:
             return posted, ""
         page = posted[:limit]
         return page, _page_token(municipality_id, year, page[-1].sequence, self.page_token_key)
+
+
+async def _require_priced_in(
+    repository: LedgerRepository, municipality_id: str, year: int, method: InventoryMethod
+) -> None:
+    """FAILED_PRECONDITION unless every current entry of the year is priced in `method`: a
+    report never mixes approaches or units, nor puts a baseline and a monitoring inventory of
+    different methods side by side. A municipality that changed its method restates the year."""
+    others = sorted(
+        f"{approach_key(approach)} in {gas_of_unit(unit)}"
+        for approach, unit in await repository.pricing_methods(municipality_id, year)
+        if (approach_key(approach), gas_of_unit(unit)) != (method.approach, method.gas)
+    )
+    if others:
+        raise FailedPrecondition(
+            f"entries of {municipality_id!r} in {year} are priced {', '.join(others)}, but the "
+            f"municipality reports {method.approach} in {method.reporting_unit}: restate {year} "
+            "(RestateInventory) first; a carrier without a factor in that method keeps its "
+            "entries as they are"
+        )
+
+
+async def _detours_within_metered(
+    repository: LedgerRepository, municipality_id: str, year: int
+) -> tuple[InventoryLine, ...]:
+    """The year's modelled detours whose carrier's fuel is metered, as inventory lines."""
+    detours = detours_within_metered(
+        await repository.collection_entries(municipality_id, year),
+        await repository.metered_owners(municipality_id, year),
+    )
+    return summarise(municipality_id, year, detours).lines
 
 
 # Far above any token the ledger issues; longer input is refused before it is decoded.

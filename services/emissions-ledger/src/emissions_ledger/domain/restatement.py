@@ -18,7 +18,13 @@ from emissions_ledger.domain.entries import (
     Subsector,
     entry_id_for,
 )
-from emissions_ledger.domain.factors import EmissionFactor, FactorCatalogue, NoFactor
+from emissions_ledger.domain.factors import (
+    EmissionFactor,
+    FactorApproach,
+    FactorCatalogue,
+    InventoryMethod,
+    NoFactor,
+)
 
 # Entries posted before factors had approach keys name the approach by its description.
 LEGACY_APPROACHES = {"IPCC, tank-to-wheel, CO2": "ipcc"}
@@ -38,13 +44,21 @@ def revision_entry_id(entry: LedgerEntry, revision: int, posting: Posting) -> st
     return str(uuid.uuid5(ENTRY_ID_NAMESPACE, name))
 
 
-def current_factor(entry: LedgerEntry, catalogue: FactorCatalogue) -> EmissionFactor | None:
-    """The factor the catalogue prices the entry's activity with today, when it differs from
-    the entry's own; None when the entry is priced as the catalogue says (or cannot be
-    re-priced: no factor for its year any more, or one in another activity unit)."""
+def method_of_entry(entry: LedgerEntry) -> InventoryMethod:
+    """The approach and gas the entry was priced in."""
+    return InventoryMethod(FactorApproach(approach_key(entry.factor.approach)), entry.factor.gas)
+
+
+def current_factor(
+    entry: LedgerEntry, catalogue: FactorCatalogue, method: InventoryMethod | None = None
+) -> EmissionFactor | None:
+    """The factor the catalogue prices the entry's activity with today under `method` (the
+    municipality's; None: the one the entry was priced in), when it differs from the entry's
+    own; None when the entry is priced as the catalogue says (or cannot be re-priced: no
+    factor for its year, or one in another activity unit)."""
     try:
-        factor = catalogue.for_carrier(
-            entry.energy_carrier, entry.year, approach_key(entry.factor.approach)
+        factor = catalogue.for_method(
+            entry.energy_carrier, entry.year, method or method_of_entry(entry)
         )
     except NoFactor:
         return None
@@ -64,6 +78,7 @@ def restated_pair(
         entry,
         entry_id=revision_entry_id(entry, revision, Posting.REVERSAL),
         activity_amount=EXACT_ARITHMETIC.minus(entry.activity_amount),
+        distance_m=None if entry.distance_m is None else -entry.distance_m,
         kg_co2e=EXACT_ARITHMETIC.minus(entry.kg_co2e),
         posting=Posting.REVERSAL,
         revision=revision,
@@ -86,12 +101,16 @@ def restated_pair(
 
 
 def restatement_entries(
-    current: Iterable[LedgerEntry], catalogue: FactorCatalogue, restatement_id: str
+    current: Iterable[LedgerEntry],
+    catalogue: FactorCatalogue,
+    restatement_id: str,
+    method: InventoryMethod | None = None,
 ) -> list[LedgerEntry]:
-    """Reversal and replacement of every current entry the catalogue now prices otherwise."""
+    """Reversal and replacement of every current entry the catalogue now prices otherwise,
+    under `method` (a municipality that changed its approach has its year re-priced in it)."""
     entries: list[LedgerEntry] = []
     for entry in current:
-        factor = current_factor(entry, catalogue)
+        factor = current_factor(entry, catalogue, method)
         if factor is not None:
             entries.extend(restated_pair(entry, factor, restatement_id))
     return entries

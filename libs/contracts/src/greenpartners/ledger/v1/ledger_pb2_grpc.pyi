@@ -69,6 +69,13 @@ class EmissionsLedgerServiceStub:
     """The same report as a file in the shape of the Covenant's reporting template (sectors as
     rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
     """
+    GetProgrammeView: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetProgrammeViewRequest, _ledger_pb2.GetProgrammeViewResponse]
+    """A programme's view of one municipality's year, over the same entries as
+    GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
+    activity: km, litres and kWh by energy carrier, the fossil-free share of the km, CO2 per
+    km, for municipal and contractor vehicles apart) or MoLo Hubs (deposits, collections,
+    avoided trips and the carriers' detours, net CO2).
+    """
 
 @_typing.type_check_only
 class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
@@ -110,6 +117,13 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     ExportCovenantReport: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExportCovenantReportRequest, _ledger_pb2.ExportCovenantReportResponse]  # type: ignore[assignment]
     """The same report as a file in the shape of the Covenant's reporting template (sectors as
     rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+    """
+    GetProgrammeView: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetProgrammeViewRequest, _ledger_pb2.GetProgrammeViewResponse]  # type: ignore[assignment]
+    """A programme's view of one municipality's year, over the same entries as
+    GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
+    activity: km, litres and kWh by energy carrier, the fossil-free share of the km, CO2 per
+    km, for municipal and contractor vehicles apart) or MoLo Hubs (deposits, collections,
+    avoided trips and the carriers' detours, net CO2).
     """
 
 class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -197,6 +211,19 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.ExportCovenantReportResponse, _abc.Awaitable[_ledger_pb2.ExportCovenantReportResponse]]:
         """The same report as a file in the shape of the Covenant's reporting template (sectors as
         rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+        """
+
+    @_abc_1.abstractmethod
+    def GetProgrammeView(
+        self,
+        request: _ledger_pb2.GetProgrammeViewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.GetProgrammeViewResponse, _abc.Awaitable[_ledger_pb2.GetProgrammeViewResponse]]:
+        """A programme's view of one municipality's year, over the same entries as
+        GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
+        activity: km, litres and kWh by energy carrier, the fossil-free share of the km, CO2 per
+        km, for municipal and contractor vehicles apart) or MoLo Hubs (deposits, collections,
+        avoided trips and the carriers' detours, net CO2).
         """
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer: EmissionsLedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
