@@ -95,6 +95,17 @@ class Municipalities(Protocol):
 
     async def municipality(self, municipality_id: str) -> Municipality | None: ...
 
+    def caught_up(self) -> bool:
+        """Whether the municipalities are known as the registry stated them at start."""
+        ...
+
+
+class MunicipalitiesNotKnownYet(RuntimeError):
+    """The registry's changelog is still being read (the service just started): an event is
+    not priced until its municipality's method is known. Transient: the consumer retries the
+    batch after a back-off, outside its transaction, while the read model catches up (waiting
+    inside it would hold the database's writer turn the read model needs on SQLite)."""
+
 
 class LedgerHandlers:
     def __init__(
@@ -131,12 +142,24 @@ class LedgerHandlers:
             )
         return methods
 
+    async def _methods_for_posting(
+        self, municipality_ids: Iterable[str]
+    ) -> dict[str, InventoryMethod]:
+        """The methods to price events in; refused (MunicipalitiesNotKnownYet) until the
+        registry's changelog is read at start, so that no event is priced in a method its
+        municipality left before the ledger started."""
+        if self.municipalities is not None and not self.municipalities.caught_up():
+            raise MunicipalitiesNotKnownYet("the partner registry's changelog is still being read")
+        return await self.methods_of(municipality_ids)
+
     async def post_activities(
         self, activities: Sequence[Positioned[VehicleActivity]]
     ) -> list[Rejection]:
         """Posts the emission entry of each activity, priced in its municipality's method;
         returns the activities it cannot account."""
-        methods = await self.methods_of(activity.municipality_id for _, activity in activities)
+        methods = await self._methods_for_posting(
+            activity.municipality_id for _, activity in activities
+        )
         entries, rejections = _entries_for(
             activities,
             lambda activity: [
@@ -162,7 +185,9 @@ class LedgerHandlers:
             async with self.unit_of_work() as session:
                 await LedgerRepository(session).record_deposits(deposits)
             return []
-        methods = await self.methods_of(collection.municipality_id for _, collection in collections)
+        methods = await self._methods_for_posting(
+            collection.municipality_id for _, collection in collections
+        )
         with tracer.start_as_current_span("ledger post entries") as span:
             return await self._post_locker_events(deposits, collections, methods, span)
 

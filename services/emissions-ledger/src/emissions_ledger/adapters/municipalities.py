@@ -62,6 +62,10 @@ class MunicipalityDirectory:
             partner = await self.partners.partner(session, municipality_id)
         return None if partner is None else municipality_from_partner(partner)
 
+    def caught_up(self) -> bool:
+        """Whether the read model holds the changelog as it was when the service started."""
+        return self.partners.model.caught_up.is_set()
+
     async def require(self, municipality_id: str) -> Municipality:
         """The municipality; NOT_FOUND when the registry has none by that id, rather than an
         inventory that is empty because the id is wrong."""

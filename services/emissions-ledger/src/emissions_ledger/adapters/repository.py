@@ -386,11 +386,7 @@ class LedgerRepository:
         approach whose factor differs from `factor` by id, version, value or provisional mark,
         in posting order. The value is compared as text here; the caller compares exactly."""
         entries = ledger_entries.c
-        reversed_already = (
-            select(ledger_entries.c.entry_id)
-            .where(ledger_entries.c.restates_entry_id == entries.entry_id)
-            .where(ledger_entries.c.posting == Posting.REVERSAL.value)
-        )
+        reversed_already = _reversal_of(ledger_entries)
         rows = (
             await self.session.execute(
                 select(ledger_entries)
@@ -409,7 +405,7 @@ class LedgerRepository:
                         )
                     )
                 )
-                .where(~exists(reversed_already.correlate(ledger_entries)))
+                .where(~exists(reversed_already))
                 .order_by(entries.sequence)
             )
         ).all()
@@ -419,17 +415,13 @@ class LedgerRepository:
         """The (factor approach, factor unit) pairs the year's current entries are priced in:
         neither reversals nor entries a restatement reversed. One read of the year's entries."""
         entries = ledger_entries.c
-        reversed_already = (
-            select(ledger_entries.c.entry_id)
-            .where(ledger_entries.c.restates_entry_id == entries.entry_id)
-            .where(ledger_entries.c.posting == Posting.REVERSAL.value)
-        )
+        reversed_already = _reversal_of(ledger_entries)
         rows = await self.session.execute(
             select(entries.factor_approach, entries.factor_unit)
             .where(entries.municipality_id == municipality_id)
             .where(entries.year == year)
             .where(entries.posting != Posting.REVERSAL.value)
-            .where(~exists(reversed_already.correlate(ledger_entries)))
+            .where(~exists(reversed_already))
             .distinct()
         )
         return {(row.factor_approach, row.factor_unit) for row in rows}
@@ -595,6 +587,17 @@ class LedgerRepository:
             )
         ).all()
         return [PostedEntry(_entry_from_row(row), row.trace_id, row.sequence) for row in rows]
+
+
+def _reversal_of(entries: Any) -> Any:
+    """A subquery for EXISTS: the reversal of the outer query's entry. The reversals are read
+    through an alias, so that the condition relates two rows, not a row to itself."""
+    reversals = ledger_entries.alias("reversals")
+    return (
+        select(reversals.c.entry_id)
+        .where(reversals.c.restates_entry_id == entries.c.entry_id)
+        .where(reversals.c.posting == Posting.REVERSAL.value)
+    )
 
 
 def rebuild_inventory_lines(connection: Connection) -> None:
