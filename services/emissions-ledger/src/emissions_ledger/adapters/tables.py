@@ -307,8 +307,10 @@ def _modelled_lines_apart(connection: Connection) -> None:
 
 def _distance_and_owner(connection: Connection) -> None:
     """Entries carry the distance behind their activity and the vehicle's owner; inventory
-    lines sum the km. Every entry posted before has neither (NULL: not known), so each line
-    counts all its entries as without distance; no amount changes."""
+    lines sum the km. Entries posted before have neither (NULL: not known): the line totals are
+    rebuilt from the entries, counting those apart; no amount changes."""
+    from emissions_ledger.adapters.repository import rebuild_inventory_lines
+
     entry_columns = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
     for name in ("distance_m", "owner_partner_id"):
         if name not in entry_columns:
@@ -330,7 +332,7 @@ def _distance_and_owner(connection: Connection) -> None:
                 "DEFAULT 0 NOT NULL"
             )
         )
-    connection.execute(text("UPDATE inventory_lines SET entries_without_distance = entry_count"))
+    rebuild_inventory_lines(connection)
 
 
 MIGRATIONS = [
