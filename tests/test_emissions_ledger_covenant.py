@@ -159,14 +159,21 @@ async def test_bei_mei_targets_and_gap_and_the_exported_template(
             sheet = workbook["BEI 2013"]
             cells = [[cell.value for cell in row] for row in sheet.iter_rows()]
             header = cells[3]
-            assert header[:4] == ["Sector", "Electricity", "Natural gas", "Diesel"]
-            energy_fleet = cells[3 + 4]  # the fourth template row: municipal fleet
+            assert header[:6] == [
+                "Sector",
+                "Electricity",
+                "Heat/cold",
+                "Natural gas",
+                "Heating oil",
+                "Diesel",
+            ]
+            energy_fleet = cells[3 + 7]  # the seventh template row: municipal fleet
             assert energy_fleet[0] == "Transport: municipal fleet"
-            assert (energy_fleet[1], energy_fleet[3], energy_fleet[-1]) == (0.01, 1.004, 1.014)
+            assert (energy_fleet[1], energy_fleet[5], energy_fleet[-1]) == (0.01, 1.004, 1.014)
             emissions_title = cells.index(["Emissions (t CO2)"] + [None] * (len(cells[0]) - 1))
-            emissions_fleet = cells[emissions_title + 1 + 4]
+            emissions_fleet = cells[emissions_title + 1 + 7]
             assert emissions_fleet[0] == "Transport: municipal fleet"
-            assert (emissions_fleet[1], emissions_fleet[3], emissions_fleet[-1]) == (
+            assert (emissions_fleet[1], emissions_fleet[5], emissions_fleet[-1]) == (
                 0.00363,
                 0.267,
                 0.27063,

@@ -1,6 +1,6 @@
 """Upgrading a ledger keeps what it holds: running totals built from existing entries (2),
 line amounts made exact numbers the database adds (3), sample provenance on entries (4),
-revisions for restatement (6), metered and modelled lines apart (7)."""
+revisions for restatement (6), metered and modelled lines apart (7), hourly pricing (10)."""
 
 from __future__ import annotations
 
@@ -325,6 +325,11 @@ async def test_upgrade_to_restatement_keeps_entries_and_lets_them_be_restated(
         assert {(p.entry.distance_m, p.entry.owner_partner_id) for p in kept} == {(None, None)}
         # The collection's net entry is known for what it is: modelled, on a line of its own.
         assert [p.entry.basis for p in kept] == [Basis.METERED] * 3 + [Basis.MODELLED]
+        # Hourly pricing (10): no start of their activity is known, so none is priced by the
+        # hour, and their factors are yearly ones.
+        assert {(p.entry.activity_started_at, p.entry.factor.hourly) for p in kept} == {
+            (None, None)
+        }
 
         # A redelivered event still posts nothing, also a collection that today's code
         # accounts in two entries (the detour would be new); a restatement posts its pair once.

@@ -65,8 +65,8 @@ def format_covenant_report(report: ledger_pb2.GetCovenantReportResponse) -> str:
             f"The ledger holds no activity for the baseline year {bei.year}: there is no BEI to"
             " compare with, so no change, trajectory or gap to the targets is shown. The"
             " automated feeds (fleet telemetry, locker hubs) hold only what they have seen since"
-            " they started; a baseline year's activity has to come in as manual or imported"
-            " activity, which the ledger does not take yet."
+            " they started; a baseline year's activity comes in as reported activity:"
+            ' python -m tools.import_activity FILE.csv (docs/ledger.md, "Reported activity").'
         )
         return "\n".join(lines)
     for target in report.targets:

@@ -179,7 +179,7 @@ def test_a_restatement_into_the_municipality_s_new_method_reprices_every_entry()
 
     # Same method: nothing to restate. LCA: a reversal and an LCA replacement.
     assert restatement_entries(entries, CATALOGUE, "r0") == []
-    reversal, replacement = restatement_entries(entries, CATALOGUE, "r1", LCA)
+    reversal, replacement = restatement_entries(entries, CATALOGUE, "r1", method=LCA)
     assert (reversal.kg_co2e, reversal.distance_m, reversal.factor.factor_id) == (
         Decimal("-21.28"),
         -1,

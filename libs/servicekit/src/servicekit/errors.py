@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 
@@ -16,14 +18,18 @@ class ServiceError(Exception):
 
 
 class InvalidArgument(ServiceError):
-    """A request field is missing or wrong; `field` names it (proto field path)."""
+    """A request field is missing or wrong; `field` names it (proto field path). `more` names
+    further wrong fields of the same request, so a caller can fix them all at once."""
 
     status_code = grpc.StatusCode.INVALID_ARGUMENT
 
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(f"{field}: {description}")
+    def __init__(self, field: str, description: str, more: Sequence[tuple[str, str]] = ()) -> None:
+        others = f" (and {len(more)} more)" if more else ""
+        super().__init__(f"{field}: {description}{others}")
         self.field = field
         self.description = description
+        # Every wrong field, this one first: (field path, description).
+        self.violations: tuple[tuple[str, str], ...] = ((field, description), *more)
 
 
 class NotFound(ServiceError):

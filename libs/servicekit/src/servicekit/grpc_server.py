@@ -33,9 +33,8 @@ def _status_for(error: ServiceError) -> Any:
         details.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=error.field, description=error.description
-                    )
+                    error_details_pb2.BadRequest.FieldViolation(field=field, description=text)
+                    for field, text in error.violations
                 ]
             )
         )

@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError
@@ -65,8 +65,9 @@ MAX_RECORD_BYTES = DEAD_LETTER_MAX_MESSAGE_BYTES
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticError, DataError)
 
 
-@dataclass(frozen=True, slots=True)
-class EventContext:
+# Named tuples rather than frozen dataclasses: immutable all the same, and built for every
+# record of a batch, where a frozen dataclass's __init__ costs several times as much.
+class EventContext(NamedTuple):
     """Where an event came from, for handlers that record provenance or positions."""
 
     topic: str
@@ -75,8 +76,7 @@ class EventContext:
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered(Generic[MessageT]):
+class Delivered(NamedTuple, Generic[MessageT]):
     event: MessageT
     context: EventContext
 
@@ -213,6 +213,8 @@ class _Record:
     delivered: Delivered[Any] | None = None
     dead_reason: str = ""
     dead_detail: str = ""
+    # Whether it carries a W3C trace header: most telemetry carries none, and is not searched.
+    traced: bool = False
 
 
 class _Outcome(Enum):
@@ -516,18 +518,21 @@ class BatchConsumer(Generic[MessageT]):
         # The hot path of a consumer: one pass over the headers, no dictionary per record. A
         # header may have a null value (Kafka allows it): for event-type that is no header.
         event_type = None
+        traced = False
         for name, value in raw.headers or ():
             if name == EVENT_TYPE_HEADER:
                 event_type = value
-        record = _Record(raw)
+            elif name in _TRACE_HEADERS:
+                traced = True
+        key = raw.key
         try:
-            event = self.decoder.decode(raw.value or b"", event_type, raw.key)
+            event = self.decoder.decode(raw.value or b"", event_type, key)
         except UndecodableEvent as error:
-            record.dead_reason, record.dead_detail = error.reason, error.detail
-            return record
-        key = raw.key.decode(errors="replace") if raw.key else ""
-        record.delivered = Delivered(event, EventContext(raw.topic, raw.partition, raw.offset, key))
-        return record
+            return _Record(raw, None, error.reason, error.detail, traced)
+        context = EventContext(
+            raw.topic, raw.partition, raw.offset, key.decode(errors="replace") if key else ""
+        )
+        return _Record(raw, Delivered(event, context), traced=traced)
 
     async def _process(self, raws: list[Any]) -> None:
         records = [self._decode(raw) for raw in raws]
@@ -617,8 +622,7 @@ class BatchConsumer(Generic[MessageT]):
         conventions for batch receive); a batch of one trace continues that trace."""
         producer_contexts = [
             trace.get_current_span(propagate.extract(headers)).get_span_context()
-            for headers in map(_trace_headers, records)
-            if headers
+            for headers in (_trace_headers(record) for record in records if record.traced)
         ]
         valid = [context for context in producer_contexts if context.is_valid]
         parent: Context | None = None
@@ -677,12 +681,15 @@ class BatchConsumer(Generic[MessageT]):
         await self.producer.send_all(outgoing)
 
 
+_TRACE_HEADERS = frozenset(("traceparent", "tracestate"))
+
+
 def _trace_headers(record: _Record) -> dict[str, str]:
-    """The record's W3C trace headers (empty when it carries none, as most telemetry)."""
+    """The record's W3C trace headers."""
     return {
         name: (value or b"").decode(errors="replace")
         for name, value in record.raw.headers or ()
-        if name in ("traceparent", "tracestate")
+        if name in _TRACE_HEADERS
     }
 
 

@@ -8,21 +8,34 @@ import hmac
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.events import entry_posted_event
-from emissions_ledger.adapters.repository import LedgerRepository, LineKey, PostedEntry, YearLock
+from emissions_ledger.adapters.repository import (
+    LedgerRepository,
+    LineKey,
+    PostedEntry,
+    RecordedBatch,
+    YearLock,
+)
 from emissions_ledger.domain import (
     FIRST_REPORTING_YEAR,
     MUNICIPAL_TIME_ZONE,
+    ActivityBatch,
+    ActivityUnits,
     AvoidedTripPolicy,
     EnergyCarrier,
     FactorCatalogue,
+    FuelType,
+    HourlyPricing,
+    HourlyPricingPolicy,
     ImplausibleActivity,
+    InvalidActivity,
     Inventory,
     LedgerEntry,
     NoFactor,
@@ -32,10 +45,15 @@ from emissions_ledger.domain import (
     WasteCollection,
     WasteDeposit,
     approach_key,
+    batch_id,
     changes_per_sector,
+    content_digest,
+    entries_for_batch,
     entries_for_collection,
     entry_for_activity,
+    hour_within,
     increments_per_line,
+    line_source_id,
     restatement_entries,
 )
 from emissions_ledger.domain.covenant import (
@@ -56,7 +74,7 @@ from emissions_ledger.domain.programmes import (
     detours_within_metered,
 )
 from servicekit import topics
-from servicekit.errors import FailedPrecondition, InvalidArgument, NotFound
+from servicekit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from servicekit.kafka import Rejection
 from servicekit.outbox import add_many_to_outbox
 from servicekit.runtime import UnitOfWork
@@ -89,6 +107,25 @@ class RestatementOutcome:
         return sum(change.restated_entries for change in self.changes)
 
 
+@dataclass(frozen=True)
+class RecordedActivity:
+    """What RecordActivity did: the batch's entries in line order (as posted, late when their
+    year was locked), and whether they were posted by an earlier call with the same key."""
+
+    batch: RecordedBatch
+    entries: list[LedgerEntry]
+    replayed: bool
+
+    @property
+    def kg_co2e(self) -> Decimal:
+        return sum((entry.kg_co2e for entry in self.entries), Decimal(0))
+
+
+# The most problems one refusal lists: they travel in the status's trailing metadata, which
+# gRPC peers cap at a few kilobytes.
+MAX_LISTED_PROBLEMS = 20
+
+
 class Municipalities(Protocol):
     """Where the ledger finds a municipality's Covenant commitment: its own data file today,
     the registry's read model when that lands (both have this one method)."""
@@ -117,7 +154,15 @@ class LedgerHandlers:
         page_token_key: bytes,
         municipalities: Municipalities | None = None,
         energy_contents: EnergyContents | None = None,
+        activity_units: ActivityUnits | None = None,
+        hourly: HourlyPricingPolicy | None = None,
+        hourly_status: Callable[[], str] | None = None,
     ) -> None:
+        self.activity_units = activity_units or ActivityUnits((), 0)
+        # Electricity priced by the hour (docs/ledger.md): which municipalities, which price
+        # area; and what the fetcher last found, for the note on an entry it could not price.
+        self.hourly = hourly if hourly is not None and hourly.enabled else None
+        self.hourly_status = hourly_status or (lambda: "no source of hourly intensities")
         self.municipalities = municipalities
         self.energy_contents = energy_contents or EnergyContents(())
         self.unit_of_work = unit_of_work
@@ -160,6 +205,7 @@ class LedgerHandlers:
         methods = await self._methods_for_posting(
             activity.municipality_id for _, activity in activities
         )
+        hourly = await self._hourly_pricing(activities)
         entries, rejections = _entries_for(
             activities,
             lambda activity: [
@@ -169,10 +215,31 @@ class LedgerHandlers:
                     topics.ACTIVITY,
                     _this_year(),
                     methods[activity.municipality_id],
+                    hourly=hourly,
                 )
             ],
         )
         return [*rejections, *await self._post(entries)]
+
+    async def _hourly_pricing(
+        self, activities: Sequence[Positioned[VehicleActivity]]
+    ) -> HourlyPricing | None:
+        """Hourly pricing with the cached intensities of the hours the batch's electricity lies
+        within (one read of the cache, in the batch's transaction); None when it is off."""
+        if self.hourly is None:
+            return None
+        hours = self.hourly.hours_wanted(
+            (activity.municipality_id, activity.period_start, activity.period_end)
+            for _, activity in activities
+            if activity.fuel_type is FuelType.ELECTRIC
+        )
+        intensities = {}
+        if hours:
+            async with self.unit_of_work.read() as session:
+                intensities = await LedgerRepository(session).intensities_of_hours(
+                    self.hourly.dataset, self.hourly.price_area, hours
+                )
+        return HourlyPricing(self.hourly, intensities, self.hourly_status())
 
     async def post_locker_events(
         self,
@@ -278,7 +345,9 @@ class LedgerHandlers:
     ) -> RestatementOutcome:
         """Re-prices the year's current entries with today's catalogue, posting a reversal and
         a replacement for each entry priced otherwise; nothing when none is. Prices in the
-        municipality's method: a year priced in another approach is re-priced in its own."""
+        municipality's method: a year priced in another approach is re-priced in its own.
+        Electricity of a municipality priced by the hour is re-priced with the intensity of its
+        hour where that arrived after the entry was posted with the yearly factor."""
         _check_inventory_request(municipality_id, year)
         method = (await self.methods_of([municipality_id]))[municipality_id]
         restatement_id = str(uuid.uuid4())
@@ -288,18 +357,18 @@ class LedgerHandlers:
             async with self.unit_of_work() as session:
                 repository = LedgerRepository(session)
                 before = await repository.inventory(municipality_id, year)
-                candidates: list[LedgerEntry] = []
-                for carrier, approach in await repository.pricing_groups(municipality_id, year):
-                    try:
-                        factor = self.catalogue.for_method(EnergyCarrier(carrier), year, method)
-                    except NoFactor:
-                        continue
-                    candidates.extend(
-                        await repository.current_entries_priced_otherwise(
-                            municipality_id, year, carrier, approach, factor
-                        )
-                    )
-                entries = restatement_entries(candidates, self.catalogue, restatement_id, method)
+                hourly = (
+                    self.hourly if self.hourly and self.hourly.applies_to(municipality_id) else None
+                )
+                candidates = await _restatement_candidates(
+                    repository, self.catalogue, municipality_id, year, hourly, method
+                )
+                pricing = None
+                if hourly is not None:
+                    pricing = await _hourly_pricing_of(repository, hourly, candidates)
+                entries = restatement_entries(
+                    candidates, self.catalogue, restatement_id, pricing, method
+                )
                 appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
@@ -315,6 +384,61 @@ class LedgerHandlers:
                 )
                 after = await repository.inventory(municipality_id, year)
         return RestatementOutcome(restatement_id, self.catalogue.version, changes, before, after)
+
+    async def record_activity(
+        self, batch: ActivityBatch, recorded_by: str, validate_only: bool = False
+    ) -> RecordedActivity:
+        """Posts one entry per reported line, all or none: a line the ledger cannot account
+        refuses the batch, naming every problem. A batch whose key the municipality used before
+        posts nothing: the same lines answer what the first call posted, other lines are
+        refused. With validate_only, answers what would be posted and keeps nothing."""
+        digest = content_digest(batch)
+        method = (await self.methods_of([batch.municipality_id]))[batch.municipality_id]
+        with tracer.start_as_current_span(
+            "ledger record activity", attributes={"ledger.line_count": len(batch.lines)}
+        ) as span:
+            async with self.unit_of_work() as session:
+                repository = LedgerRepository(session)
+                earlier = await _replay(repository, batch, digest)
+                if earlier is not None:
+                    return earlier
+                recorded = RecordedBatch(
+                    municipality_id=batch.municipality_id,
+                    idempotency_key=batch.idempotency_key,
+                    batch_id=batch_id(batch.municipality_id, batch.idempotency_key),
+                    content_digest=digest,
+                    line_count=len(batch.lines),
+                    recorded_by=recorded_by,
+                    recorded_at=datetime.now(UTC),
+                )
+                try:
+                    entries = entries_for_batch(
+                        batch,
+                        self.catalogue,
+                        self.activity_units,
+                        recorded_by,
+                        recorded.recorded_at,
+                        _this_year(),
+                        method,
+                    )
+                except InvalidActivity as error:
+                    listed = [(p.path, p.reason) for p in error.problems[:MAX_LISTED_PROBLEMS]]
+                    unlisted = len(error.problems) - len(listed)
+                    if unlisted:
+                        listed.append(("lines", f"{unlisted} more problems not listed"))
+                    raise InvalidArgument(*listed[0], more=listed[1:]) from error
+                if validate_only:
+                    return RecordedActivity(recorded, entries, replayed=False)
+                if not await repository.record_activity_batch(recorded):
+                    # Another call with this key committed first: answer as it did.
+                    again = await _replay(repository, batch, digest)
+                    assert again is not None
+                    return again
+                appended = {e.entry_id: e for e in await self._append(repository, session, entries)}
+                span.set_attribute("ledger.appended_count", len(appended))
+        return RecordedActivity(
+            recorded, [appended.get(e.entry_id, e) for e in entries], replayed=False
+        )
 
     async def lock_year(
         self, municipality_id: str, year: int, locked_by: str, reason: str
@@ -462,6 +586,47 @@ async def _detours_within_metered(
 MAX_PAGE_TOKEN_LENGTH = 512
 
 
+async def _restatement_candidates(
+    repository: LedgerRepository,
+    catalogue: FactorCatalogue,
+    municipality_id: str,
+    year: int,
+    hourly: HourlyPricingPolicy | None,
+    method: InventoryMethod = DEFAULT_METHOD,
+) -> list[LedgerEntry]:
+    """The year's current entries the catalogue may price otherwise now, in the
+    municipality's `method` (all of them, when they are priced in another); with hourly pricing,
+    for electricity: those priced with a yearly factor other than today's, and those priced
+    with a yearly factor whose hour is cached now (hourly ones stay as they are)."""
+    candidates: dict[str, LedgerEntry] = {}
+    for carrier, approach in await repository.pricing_groups(municipality_id, year):
+        try:
+            factor = catalogue.for_method(EnergyCarrier(carrier), year, method)
+        except NoFactor:
+            continue
+        by_the_hour = hourly is not None and carrier == EnergyCarrier.ELECTRICITY
+        found = await repository.current_entries_priced_otherwise(
+            municipality_id, year, carrier, approach, factor, include_hourly=not by_the_hour
+        )
+        if hourly is not None and by_the_hour:
+            found += await repository.current_entries_of_known_hours(
+                municipality_id, year, carrier, approach, hourly.dataset, hourly.price_area
+            )
+        candidates.update((entry.entry_id, entry) for entry in found)
+    return list(candidates.values())
+
+
+async def _hourly_pricing_of(
+    repository: LedgerRepository, hourly: HourlyPricingPolicy, entries: Sequence[LedgerEntry]
+) -> HourlyPricing:
+    """Hourly pricing with the cached intensities of the hours these entries lie within."""
+    hours = {hour_within(entry.activity_started_at, entry.activity_at) for entry in entries}
+    intensities = await repository.intensities_of_hours(
+        hourly.dataset, hourly.price_area, {hour for hour in hours if hour is not None}
+    )
+    return HourlyPricing(hourly, intensities, "not cached when restated")
+
+
 def _check_inventory_request(municipality_id: str, year: int) -> None:
     if not municipality_id:
         raise InvalidArgument("municipality_id", "required")
@@ -541,6 +706,26 @@ def _source_content(entries: Sequence[LedgerEntry]) -> frozenset[tuple[object, .
     )
 
 
+async def _replay(
+    repository: LedgerRepository, batch: ActivityBatch, digest: str
+) -> RecordedActivity | None:
+    """What an earlier call with the batch's key recorded (None when there was none), or
+    ALREADY_EXISTS when it recorded other lines under that key."""
+    earlier = await repository.activity_batch(batch.municipality_id, batch.idempotency_key)
+    if earlier is None:
+        return None
+    if earlier.content_digest != digest:
+        raise AlreadyExists(
+            f"idempotency key {batch.idempotency_key!r} was used on "
+            f"{earlier.recorded_at:%Y-%m-%d %H:%M} UTC by {earlier.recorded_by} for other "
+            "activity: choose a new key for new activity"
+        )
+    sources = [line_source_id(earlier.batch_id, i) for i in range(earlier.line_count)]
+    held = await repository.posted_for_sources(sources)
+    entries = [entry for source in sources for entry in held.get(source, [])]
+    return RecordedActivity(earlier, entries, replayed=True)
+
+
 async def _not_posted(
     repository: LedgerRepository, entries: Sequence[Positioned[LedgerEntry]]
 ) -> tuple[list[LedgerEntry], list[Rejection]]:
@@ -563,11 +748,11 @@ async def _not_posted(
             per_event.setdefault(index, []).append(entry)
         first = held.get(source_event_id)
         for index, event_entries in per_event.items():
-            content = _source_content(event_entries)
+            # Content is compared only when the id was seen before: rarely, so computed then.
             if first is None:
                 first = event_entries
                 fresh.extend(event_entries)
-            elif _source_content(first) != content:
+            elif _source_content(first) != _source_content(event_entries):
                 conflicts.append(
                     Rejection(
                         index,

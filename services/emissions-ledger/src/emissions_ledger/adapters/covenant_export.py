@@ -26,6 +26,9 @@ TEMPLATE_ROWS: tuple[tuple[Sector, Subsector, str], ...] = (
     (Sector.MUNICIPAL_BUILDINGS, Subsector.NONE, "Municipal buildings, equipment/facilities"),
     (Sector.TERTIARY_BUILDINGS, Subsector.NONE, "Tertiary buildings, equipment/facilities"),
     (Sector.RESIDENTIAL_BUILDINGS, Subsector.NONE, "Residential buildings"),
+    (Sector.PUBLIC_LIGHTING, Subsector.NONE, "Public lighting"),
+    (Sector.INDUSTRY, Subsector.NON_ETS, "Industry: non-ETS"),
+    (Sector.INDUSTRY, Subsector.ETS, "Industry: ETS (not recommended)"),
     (Sector.TRANSPORT, Subsector.MUNICIPAL_FLEET, "Transport: municipal fleet"),
     (Sector.TRANSPORT, Subsector.PUBLIC_TRANSPORT, "Transport: public transport"),
     (
@@ -37,10 +40,13 @@ TEMPLATE_ROWS: tuple[tuple[Sector, Subsector, str], ...] = (
 )
 CARRIER_COLUMNS: tuple[tuple[EnergyCarrier, str], ...] = (
     (EnergyCarrier.ELECTRICITY, "Electricity"),
+    (EnergyCarrier.HEAT, "Heat/cold"),
     (EnergyCarrier.NATURAL_GAS, "Natural gas"),
+    (EnergyCarrier.HEATING_OIL, "Heating oil"),
     (EnergyCarrier.DIESEL, "Diesel"),
     (EnergyCarrier.GASOLINE, "Gasoline"),
     (EnergyCarrier.BIOFUEL, "Biofuels"),
+    (EnergyCarrier.BIOMASS, "Other biomass"),
     (EnergyCarrier.OTHER, "Other"),
 )
 HEADER = ["Sector", *(name for _, name in CARRIER_COLUMNS), "Total"]

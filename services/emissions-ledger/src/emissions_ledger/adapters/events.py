@@ -6,13 +6,16 @@ from datetime import UTC, datetime
 
 from emissions_ledger.adapters.repository import LineKey
 from emissions_ledger.domain import (
+    ActivityBatch,
     Basis,
     EmissionFactor,
     EnergyCarrier,
     EntryKind,
     FuelType,
+    HourlyIntensity,
     Inventory,
     LedgerEntry,
+    ReportedLine,
     SampleProvenance,
     Sector,
     SectorChange,
@@ -51,6 +54,8 @@ def activity_from_event(event: fleet_pb2.VehicleActivity) -> VehicleActivity:
         fuel_used_ml=event.fuel_used_ml,
         energy_used_wh=event.energy_used_wh,
         samples=_samples_of(event),
+        # Activity from before aggregation may not say when its period started.
+        period_start=from_timestamp(event.period_start) if event.HasField("period_start") else None,
         owner_partner_id=vehicle.owner_partner_id,
     )
 
@@ -109,6 +114,22 @@ def factor_to_proto(factor: EmissionFactor) -> ledger_pb2.EmissionFactor:
         valid_to_year=factor.valid_to_year or 0,
         provisional=factor.provisional,
         activity_unit=factor.activity_unit,
+        hourly=factor.hourly is not None,
+        hourly_intensity=None
+        if factor.hourly is None
+        else hourly_intensity_to_proto(factor.hourly),
+        hourly_fallback=factor.hourly_fallback,
+    )
+
+
+def hourly_intensity_to_proto(intensity: HourlyIntensity) -> ledger_pb2.HourlyIntensity:
+    return ledger_pb2.HourlyIntensity(
+        dataset=intensity.dataset,
+        price_area=intensity.price_area,
+        hour_start=to_timestamp(intensity.hour_start),
+        g_co2_per_kwh=decimal_text(intensity.g_co2_per_kwh),
+        five_minute_values=intensity.five_minute_values,
+        fetched_at=to_timestamp(intensity.fetched_at),
     )
 
 
@@ -139,6 +160,8 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         distance_km="" if entry.distance_m is None else decimal_text(distance_km(entry.distance_m)),
         owner_partner_id=entry.owner_partner_id or "",
     )
+    if entry.activity_started_at is not None:
+        wire.activity_started_at.CopyFrom(to_timestamp(entry.activity_started_at))
     collection = entry.collection
     if collection is not None:
         wire.collection.CopyFrom(
@@ -162,6 +185,25 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
                 carrier_extra_distance_m=trip.carrier_extra_distance_m,
                 carrier_vehicle=trip.carrier_vehicle,
                 carrier_extra_kg_co2e=decimal_text(trip.carrier_extra_kg_co2e),
+            )
+        )
+    reported = entry.reported
+    if reported is not None:
+        wire.reported.CopyFrom(
+            ledger_pb2.ReportedActivity(
+                idempotency_key=reported.idempotency_key,
+                line_index=reported.line_index,
+                recorded_by=reported.recorded_by,
+                recorded_at=to_timestamp(reported.recorded_at),
+                reported_amount=reported.reported_amount,
+                reported_unit=reported.reported_unit,
+                conversion=reported.conversion,
+                conversion_source=reported.conversion_source,
+                conversion_rounded=reported.conversion_rounded,
+                note=reported.note,
+                source_document=reported.source_document,
+                source_file=reported.source_file,
+                source_line=reported.source_line,
             )
         )
     samples = entry.samples
@@ -225,6 +267,29 @@ def sector_change_to_proto(change: SectorChange) -> ledger_pb2.SectorChange:
         kg_difference=decimal_text(change.kg_difference),
         restated_entry_count=change.restated_entries,
     )
+
+
+def activity_batch_from_proto(request: ledger_pb2.RecordActivityRequest) -> ActivityBatch:
+    """The batch as sent; its lines' content is the domain's to check (an unknown enum number
+    reads as missing, which the checks name)."""
+    lines = tuple(
+        ReportedLine(
+            year=line.year,
+            sector=from_proto(ledger_pb2.Sector, line.sector, Sector),
+            subsector=Subsector.NONE
+            if line.subsector == 0
+            else from_proto(ledger_pb2.Subsector, line.subsector, Subsector),
+            energy_carrier=from_proto(ledger_pb2.EnergyCarrier, line.energy_carrier, EnergyCarrier),
+            amount=line.amount,
+            unit=line.unit,
+            note=line.note,
+            source_document=line.source_document,
+            source_file=line.source_file,
+            source_line=line.source_line,
+        )
+        for line in request.lines
+    )
+    return ActivityBatch(request.municipality_id, request.idempotency_key, lines)
 
 
 def line_key_from_proto(line: ledger_pb2.InventoryLineKey) -> LineKey:

@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.tables import (
+    activity_batches,
+    grid_intensity_hours,
     hub_deposits,
     inventory_lines,
     inventory_locks,
@@ -37,17 +39,20 @@ from emissions_ledger.domain import (
     EmissionFactor,
     EnergyCarrier,
     EntryKind,
+    HourlyIntensity,
     Inventory,
     InventoryLine,
     LedgerEntry,
     LineIncrement,
     Posting,
+    ReportedProvenance,
     SampleProvenance,
     Sector,
     SectorChange,
     Subsector,
     WasteDeposit,
     add_lines,
+    hour_within,
     inventory_from_lines,
 )
 from emissions_ledger.domain.inventory import distance_km
@@ -100,6 +105,19 @@ class YearLock:
     locked_at: datetime
     locked_by: str
     reason: str
+
+
+@dataclass(frozen=True)
+class RecordedBatch:
+    """A batch of reported activity as the ledger remembers it."""
+
+    municipality_id: str
+    idempotency_key: str
+    batch_id: str
+    content_digest: str
+    line_count: int
+    recorded_by: str
+    recorded_at: datetime
 
 
 @dataclass(frozen=True)
@@ -283,6 +301,47 @@ class LedgerRepository:
         )
         return set(rows.scalars())
 
+    async def activity_batch(
+        self, municipality_id: str, idempotency_key: str
+    ) -> RecordedBatch | None:
+        row = (
+            await self.session.execute(
+                select(activity_batches).filter_by(
+                    municipality_id=municipality_id, idempotency_key=idempotency_key
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return RecordedBatch(
+            row.municipality_id,
+            row.idempotency_key,
+            row.batch_id,
+            row.content_digest,
+            row.line_count,
+            row.recorded_by,
+            row.recorded_at,
+        )
+
+    async def record_activity_batch(self, batch: RecordedBatch) -> bool:
+        """Remembers the batch unless its key is taken (a concurrent call with the same key
+        waits here for the other to commit); whether this call took it."""
+        statement = (
+            insert_statement(self.session, activity_batches)
+            .values(
+                municipality_id=batch.municipality_id,
+                idempotency_key=batch.idempotency_key,
+                batch_id=batch.batch_id,
+                content_digest=batch.content_digest,
+                line_count=batch.line_count,
+                recorded_by=batch.recorded_by,
+                recorded_at=batch.recorded_at,
+            )
+            .on_conflict_do_nothing(index_elements=["municipality_id", "idempotency_key"])
+            .returning(activity_batches.c.batch_id)
+        )
+        return (await self.session.execute(statement)).first() is not None
+
     async def record_deposits(self, deposits: Sequence[WasteDeposit]) -> None:
         """Remembers deposits (once each), for the waste types of the collections to come."""
         if not deposits:
@@ -381,35 +440,134 @@ class LedgerRepository:
         carrier: str,
         approach: str,
         factor: EmissionFactor,
+        include_hourly: bool = True,
     ) -> list[LedgerEntry]:
         """The year's current entries (neither reversals nor reversed) of one carrier and
         approach whose factor differs from `factor` by id, version, value or provisional mark,
-        in posting order. The value is compared as text here; the caller compares exactly."""
+        in posting order; without the hourly-priced ones unless `include_hourly`. The value is
+        compared as text here; the caller compares exactly."""
         entries = ledger_entries.c
-        reversed_already = _reversal_of(ledger_entries)
-        rows = (
-            await self.session.execute(
-                select(ledger_entries)
-                .where(entries.municipality_id == municipality_id)
-                .where(entries.year == year)
-                .where(entries.energy_carrier == carrier)
-                .where(entries.factor_approach == approach)
-                .where(entries.posting != Posting.REVERSAL.value)
-                .where(
-                    not_(
-                        and_(
-                            entries.factor_id == factor.factor_id,
-                            entries.factor_version == factor.version,
-                            entries.factor_value == decimal_text(factor.value),
-                            entries.factor_provisional.is_(factor.provisional),
-                        )
+        query = (
+            self._current_entries(municipality_id, year, carrier, approach)
+            .where(
+                not_(
+                    and_(
+                        entries.factor_id == factor.factor_id,
+                        entries.factor_version == factor.version,
+                        entries.factor_value == decimal_text(factor.value),
+                        entries.factor_provisional.is_(factor.provisional),
                     )
                 )
-                .where(~exists(reversed_already))
+            )
+            .order_by(entries.sequence)
+        )
+        if not include_hourly:
+            query = query.where(entries.factor_hourly.is_(False))
+        rows = (await self.session.execute(query)).all()
+        return [_entry_from_row(row) for row in rows]
+
+    async def current_entries_of_known_hours(
+        self,
+        municipality_id: str,
+        year: int,
+        carrier: str,
+        approach: str,
+        dataset: str,
+        price_area: str,
+    ) -> list[LedgerEntry]:
+        """The year's current entries of one carrier and approach priced with a yearly factor
+        although the hour their activity lies within has a cached intensity, in posting order:
+        those that hourly pricing would price otherwise now."""
+        entries = ledger_entries.c
+        hours = grid_intensity_hours.c
+        rows = (
+            await self.session.execute(
+                self._current_entries(municipality_id, year, carrier, approach)
+                .join(
+                    grid_intensity_hours,
+                    and_(
+                        hours.hour_start == entries.activity_hour,
+                        hours.dataset == dataset,
+                        hours.price_area == price_area,
+                    ),
+                )
+                .where(entries.factor_hourly.is_(False))
                 .order_by(entries.sequence)
             )
         ).all()
         return [_entry_from_row(row) for row in rows]
+
+    def _current_entries(self, municipality_id: str, year: int, carrier: str, approach: str) -> Any:
+        """Select the year's current entries (neither reversals nor reversed) of one carrier
+        and approach."""
+        entries = ledger_entries.c
+        reversed_already = _reversal_of(ledger_entries)
+        return (
+            select(ledger_entries)
+            .where(entries.municipality_id == municipality_id)
+            .where(entries.year == year)
+            .where(entries.energy_carrier == carrier)
+            .where(entries.factor_approach == approach)
+            .where(entries.posting != Posting.REVERSAL.value)
+            .where(~exists(reversed_already))
+        )
+
+    async def intensities_of_hours(
+        self, dataset: str, price_area: str, hours: set[datetime]
+    ) -> dict[datetime, HourlyIntensity]:
+        """The cached intensities of these hours (hour start -> intensity); unknown ones absent."""
+        if not hours:
+            return {}
+        rows = (
+            await self.session.execute(
+                select(grid_intensity_hours).where(
+                    grid_intensity_hours.c.dataset == dataset,
+                    grid_intensity_hours.c.price_area == price_area,
+                    grid_intensity_hours.c.hour_start.in_(hours),
+                )
+            )
+        ).all()
+        return {row.hour_start: _intensity_from_row(row) for row in rows}
+
+    async def cached_hours(
+        self, dataset: str, price_area: str, since: datetime, until: datetime
+    ) -> set[datetime]:
+        """The hours from `since` (inclusive) to `until` (exclusive) whose intensity is cached."""
+        rows = await self.session.execute(
+            select(grid_intensity_hours.c.hour_start).where(
+                grid_intensity_hours.c.dataset == dataset,
+                grid_intensity_hours.c.price_area == price_area,
+                grid_intensity_hours.c.hour_start >= since,
+                grid_intensity_hours.c.hour_start < until,
+            )
+        )
+        return set(rows.scalars())
+
+    async def store_intensities(self, intensities: Sequence[HourlyIntensity]) -> int:
+        """Caches hours not cached yet; an hour cached before keeps its value (never replaced).
+        Returns how many were new."""
+        if not intensities:
+            return 0
+        statement = (
+            insert_statement(self.session, grid_intensity_hours)
+            .on_conflict_do_nothing(index_elements=["dataset", "price_area", "hour_start"])
+            .returning(grid_intensity_hours.c.hour_start)
+        )
+        stored = await self.session.execute(
+            statement,
+            [
+                {
+                    "dataset": intensity.dataset,
+                    "price_area": intensity.price_area,
+                    "hour_start": intensity.hour_start,
+                    "g_co2_per_kwh": decimal_text(intensity.g_co2_per_kwh),
+                    "five_minute_values": intensity.five_minute_values,
+                    "fetched_at": intensity.fetched_at,
+                }
+                for intensity in intensities
+            ],
+        )
+        return len(list(stored.scalars()))
 
     async def pricing_methods(self, municipality_id: str, year: int) -> set[tuple[str, str]]:
         """The (factor approach, factor unit) pairs the year's current entries are priced in:
@@ -722,6 +880,13 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         "restatement_id": entry.restatement_id,
         "late": entry.late,
         "basis": entry.basis.value,
+        "activity_started_at": entry.activity_started_at,
+        "activity_hour": hour_within(entry.activity_started_at, entry.activity_at),
+        "factor_hourly": factor.hourly is not None,
+        "factor_hourly_intensity": None
+        if factor.hourly is None
+        else _intensity_document(factor.hourly),
+        "factor_hourly_fallback": factor.hourly_fallback or None,
         "collection": None
         if entry.collection is None
         else {
@@ -735,7 +900,46 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         },
         "distance_m": entry.distance_m,
         "owner_partner_id": entry.owner_partner_id,
+        "reported": None if entry.reported is None else _reported_row(entry.reported),
     }
+
+
+def _reported_row(reported: ReportedProvenance) -> dict[str, Any]:
+    return {
+        "idempotency_key": reported.idempotency_key,
+        "line_index": reported.line_index,
+        "recorded_by": reported.recorded_by,
+        "recorded_at": reported.recorded_at.astimezone(UTC).isoformat(),
+        "reported_amount": reported.reported_amount,
+        "reported_unit": reported.reported_unit,
+        "conversion": reported.conversion,
+        "conversion_source": reported.conversion_source,
+        "conversion_rounded": reported.conversion_rounded,
+        "note": reported.note,
+        "source_document": reported.source_document,
+        "source_file": reported.source_file,
+        "source_line": reported.source_line,
+    }
+
+
+def _reported_of(raw: Any) -> ReportedProvenance | None:
+    if raw is None:
+        return None
+    return ReportedProvenance(
+        idempotency_key=str(raw["idempotency_key"]),
+        line_index=int(raw["line_index"]),
+        recorded_by=str(raw["recorded_by"]),
+        recorded_at=datetime.fromisoformat(str(raw["recorded_at"])),
+        reported_amount=str(raw["reported_amount"]),
+        reported_unit=str(raw["reported_unit"]),
+        conversion=str(raw["conversion"]),
+        conversion_source=str(raw["conversion_source"]),
+        conversion_rounded=bool(raw["conversion_rounded"]),
+        note=str(raw["note"]),
+        source_document=str(raw["source_document"]),
+        source_file=str(raw["source_file"]),
+        source_line=int(raw["source_line"]),
+    )
 
 
 def _line_key_of(line: InventoryLine) -> dict[str, Any]:
@@ -800,6 +1004,8 @@ def _entry_from_row(row: Any) -> LedgerEntry:
             valid_from_year=row.factor_valid_from_year,
             valid_to_year=row.factor_valid_to_year,
             provisional=bool(row.factor_provisional),
+            hourly=_intensity_from_document(row.factor_hourly_intensity),
+            hourly_fallback=row.factor_hourly_fallback or "",
         ),
         kg_co2e=Decimal(row.kg_co2e),
         kind=EntryKind(row.kind),
@@ -833,6 +1039,43 @@ def _entry_from_row(row: Any) -> LedgerEntry:
         collection=_collection_of(row.collection),
         distance_m=row.distance_m,
         owner_partner_id=row.owner_partner_id,
+        reported=_reported_of(row.reported),
+        activity_started_at=row.activity_started_at,
+    )
+
+
+def _intensity_from_row(row: Any) -> HourlyIntensity:
+    return HourlyIntensity(
+        dataset=row.dataset,
+        price_area=row.price_area,
+        hour_start=row.hour_start,
+        g_co2_per_kwh=Decimal(row.g_co2_per_kwh),
+        five_minute_values=row.five_minute_values,
+        fetched_at=row.fetched_at,
+    )
+
+
+def _intensity_document(intensity: HourlyIntensity) -> dict[str, Any]:
+    return {
+        "dataset": intensity.dataset,
+        "price_area": intensity.price_area,
+        "hour_start": intensity.hour_start.astimezone(UTC).isoformat(),
+        "g_co2_per_kwh": decimal_text(intensity.g_co2_per_kwh),
+        "five_minute_values": intensity.five_minute_values,
+        "fetched_at": intensity.fetched_at.astimezone(UTC).isoformat(),
+    }
+
+
+def _intensity_from_document(raw: Any) -> HourlyIntensity | None:
+    if raw is None:
+        return None
+    return HourlyIntensity(
+        dataset=str(raw["dataset"]),
+        price_area=str(raw["price_area"]),
+        hour_start=datetime.fromisoformat(raw["hour_start"]),
+        g_co2_per_kwh=Decimal(raw["g_co2_per_kwh"]),
+        five_minute_values=int(raw["five_minute_values"]),
+        fetched_at=datetime.fromisoformat(raw["fetched_at"]),
     )
 
 

@@ -74,6 +74,18 @@ ledger_entries = Table(
     # vehicle's owner. NULL on entries posted before: not known.
     Column("distance_m", Integer, nullable=True),
     Column("owner_partner_id", String(64), nullable=True),
+    # Reported activity (migration 9): who recorded it, when, in which batch, from which file
+    # line, and how its amount was converted to the factor's unit.
+    Column("reported", JSON, nullable=True),
+    # Hourly pricing (migration 10): when a vehicle activity's period started, and the hour it
+    # lies within (NULL when it spans hours or its start is unknown), which a restatement
+    # matches against the cached intensities; the hour's intensity behind an hourly factor,
+    # and why a yearly factor priced what hourly pricing applied to.
+    Column("activity_started_at", UtcDateTime(), nullable=True),
+    Column("activity_hour", UtcDateTime(), nullable=True),
+    Column("factor_hourly", Boolean, nullable=False, server_default=text("false")),
+    Column("factor_hourly_intensity", JSON(none_as_null=True), nullable=True),
+    Column("factor_hourly_fallback", Text, nullable=True),
     # An event's entry of one kind is posted once per revision and posting: redelivered events
     # and repeated restatements cannot post twice.
     UniqueConstraint("source_event_id", "kind", "revision", "posting", name="uq_entry_revision"),
@@ -171,6 +183,62 @@ hub_deposits = Table(
     Column("source_event_id", String(200), nullable=False),
     Index("ix_hub_deposits_municipality", "municipality_id", "deposited_at"),
 )
+
+
+# Batches of reported activity (RecordActivity), once per municipality and idempotency key: a
+# batch sent again answers the entries it posted, and the key with other lines is refused.
+activity_batches = Table(
+    "activity_batches",
+    metadata,
+    Column("municipality_id", String(64), primary_key=True),
+    Column("idempotency_key", String(128), primary_key=True),
+    Column("batch_id", String(64), nullable=False, unique=True),
+    # sha256 of what the batch says (domain.reported.content_digest).
+    Column("content_digest", String(64), nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("recorded_by", String(200), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+)
+
+# Hourly CO2 intensities of the electricity consumed in a price area, as fetched from Energi
+# Data Service (docs/ledger.md, "Danish electricity by the hour"). Written once per hour and
+# never changed: an hour once fetched is never fetched again, so every entry priced with it,
+# at posting or in a restatement, gets the same factor.
+grid_intensity_hours = Table(
+    "grid_intensity_hours",
+    metadata,
+    Column("dataset", String(64), primary_key=True),
+    Column("price_area", String(8), primary_key=True),
+    Column("hour_start", UtcDateTime(), primary_key=True),
+    # Exact decimal text, g CO2 per kWh.
+    Column("g_co2_per_kwh", String(32), nullable=False),
+    Column("five_minute_values", Integer, nullable=False),
+    Column("fetched_at", UtcDateTime(), nullable=False),
+)
+
+# Columns migration 10 adds to ledger_entries, with the value older entries get.
+_HOURLY_COLUMNS = {
+    "activity_started_at": "",
+    "activity_hour": "",
+    "factor_hourly": " DEFAULT false NOT NULL",
+    "factor_hourly_intensity": "",
+    "factor_hourly_fallback": "",
+}
+
+
+def _hourly_pricing(connection: Connection) -> None:
+    """Entries say when their activity started and which hour it lies within, and carry an
+    hourly factor's intensity; the cache of hourly intensities. A ledger created at this
+    version (or rebuilt by migration 6) has the columns already."""
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    for name, suffix in _HOURLY_COLUMNS.items():
+        if name in existing:
+            continue
+        column_type = ledger_entries.c[name].type.compile(dialect=connection.dialect)
+        connection.execute(
+            text(f"ALTER TABLE ledger_entries ADD COLUMN {name} {column_type}{suffix}")
+        )
+    metadata.create_all(connection, tables=[grid_intensity_hours])
 
 
 def _create_inventory_versions(connection: Connection) -> None:
@@ -335,6 +403,16 @@ def _distance_and_owner(connection: Connection) -> None:
     rebuild_inventory_lines(connection)
 
 
+def _reported_activity(connection: Connection) -> None:
+    """Entries say who reported their activity and how its unit was converted; batches of
+    reported activity are remembered by their idempotency key."""
+    existing = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    if "reported" not in existing:
+        column_type = JSON().compile(dialect=connection.dialect)
+        connection.execute(text(f"ALTER TABLE ledger_entries ADD COLUMN reported {column_type}"))
+    metadata.create_all(connection, tables=[activity_batches])
+
+
 MIGRATIONS = [
     Migration(1, "append-only ledger entries", create_tables(metadata, ledger_entries)),
     Migration(2, "running inventory line totals, from the entries", _create_inventory_lines),
@@ -359,5 +437,16 @@ MIGRATIONS = [
     ),
     Migration(
         8, "distance and vehicle owner on entries; km on inventory lines", _distance_and_owner
+    ),
+    Migration(
+        9,
+        "reported activity: its provenance on entries, batches by idempotency key",
+        _reported_activity,
+    ),
+    Migration(
+        10,
+        "hourly pricing of electricity: activity start and hour on entries, hourly factors, "
+        "cached grid intensities",
+        _hourly_pricing,
     ),
 ]

@@ -15,7 +15,7 @@ from decimal import (
     Overflow,
 )
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from emissions_ledger.domain.factors import (
@@ -24,6 +24,9 @@ from emissions_ledger.domain.factors import (
     FactorCatalogue,
     InventoryMethod,
 )
+
+if TYPE_CHECKING:
+    from emissions_ledger.domain.hourly import HourlyPricing
 
 # Any arithmetic that would have to round raises instead: ledger amounts are exact.
 EXACT_ARITHMETIC = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
@@ -52,11 +55,13 @@ class Posting(StrEnum):
 
 
 class Basis(StrEnum):
-    """How an amount is known: metered (telemetry counters), or modelled (a trip not driven,
-    a detour estimated). They never share an inventory line."""
+    """How an amount is known: metered (telemetry counters), modelled (a trip not driven, a
+    detour estimated), or reported (by a climate officer, from bills, meter readings and
+    statistics). They never share an inventory line."""
 
     METERED = "metered"
     MODELLED = "modelled"
+    REPORTED = "reported"
 
 
 class Sector(StrEnum):
@@ -65,16 +70,20 @@ class Sector(StrEnum):
     MUNICIPAL_BUILDINGS = "municipal_buildings"
     TERTIARY_BUILDINGS = "tertiary_buildings"
     RESIDENTIAL_BUILDINGS = "residential_buildings"
+    PUBLIC_LIGHTING = "public_lighting"
+    INDUSTRY = "industry"
     TRANSPORT = "transport"
     WASTE = "waste"
 
 
 class Subsector(StrEnum):
-    """Covenant of Mayors transport sub-sectors; NONE for sectors without one."""
+    """Covenant of Mayors sub-sectors of transport and industry; NONE for sectors without."""
 
     MUNICIPAL_FLEET = "municipal_fleet"
     PUBLIC_TRANSPORT = "public_transport"
     PRIVATE_COMMERCIAL_TRANSPORT = "private_commercial_transport"
+    NON_ETS = "non_ets"
+    ETS = "ets"
     NONE = ""
 
 
@@ -181,6 +190,26 @@ class CollectionProvenance:
 
 
 @dataclass(frozen=True)
+class ReportedProvenance:
+    """Who recorded a reported entry, when, in which batch and from where, and how its amount
+    as reported became the factor's unit (`conversion`: factor units per reported unit)."""
+
+    idempotency_key: str
+    line_index: int
+    recorded_by: str
+    recorded_at: datetime
+    reported_amount: str
+    reported_unit: str
+    conversion: str
+    conversion_source: str
+    conversion_rounded: bool
+    note: str
+    source_document: str
+    source_file: str
+    source_line: int
+
+
+@dataclass(frozen=True)
 class SampleProvenance:
     """Which telemetry samples an aggregated activity sums: how many, the first and the last."""
 
@@ -232,11 +261,17 @@ class LedgerEntry:
     distance_m: int | None = None
     # For vehicle activity: the partner that owns the vehicle (None when not known).
     owner_partner_id: str | None = None
+    # For reported activity: who recorded it, when, from where, and its unit conversion.
+    reported: ReportedProvenance | None = None
+    # For vehicle activity: when its period started (activity_at is its end); None when the
+    # producer did not say, and on entries from before migration 10.
+    activity_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class VehicleActivity:
-    """A vehicle's distance and consumption over one period ending at period_end (tz-aware)."""
+    """A vehicle's distance and consumption over one period [period_start, period_end)
+    (tz-aware; period_start None when the producer did not say)."""
 
     event_id: str
     vehicle_id: str
@@ -249,6 +284,7 @@ class VehicleActivity:
     energy_used_wh: int
     # None when the producer did not say (activity from before aggregation).
     samples: SampleProvenance | None = None
+    period_start: datetime | None = None
     # The partner that owns the vehicle; "" when the event does not say.
     owner_partner_id: str = ""
 
@@ -355,9 +391,13 @@ def entry_for_activity(
     source_topic: str,
     this_year: int | None = None,
     method: InventoryMethod = DEFAULT_METHOD,
+    hourly: HourlyPricing | None = None,
 ) -> LedgerEntry:
     """The emission entry of one period of vehicle activity, priced with a factor of the
     municipality's method only.
+
+    Electricity of a municipality priced by the hour (`hourly`) takes the intensity of the hour
+    its period lies within when that hour is known, the yearly factor otherwise.
 
     Raises UnaccountableActivity for activity that cannot be accounted and NoFactor when the
     catalogue has no factor for the carrier in the reporting year.
@@ -366,6 +406,10 @@ def entry_for_activity(
     _require_text("vehicle_id", activity.vehicle_id)
     _require_text("municipality_id", activity.municipality_id)
     _require_aware("period_end", activity.period_end)
+    if activity.period_start is not None:
+        _require_aware("period_start", activity.period_start)
+        if activity.period_start > activity.period_end:
+            raise UnaccountableActivity("period_start: after period_end")
     _require_not_negative("distance_m", activity.distance_m)
     _require_not_negative("fuel_used_ml", activity.fuel_used_ml)
     _require_not_negative("energy_used_wh", activity.energy_used_wh)
@@ -413,6 +457,14 @@ def entry_for_activity(
             f"{measured_field}: {fuel} is measured in {unit} but factor "
             f"'{factor.factor_id}' is per {factor.activity_unit}"
         )
+    if hourly is not None:
+        factor = hourly.factor_for(
+            activity.municipality_id,
+            activity.period_start,
+            activity.period_end,
+            factor,
+            method.approach.value,
+        )
 
     return LedgerEntry(
         entry_id=entry_id_for(activity.event_id, EntryKind.EMISSION),
@@ -433,6 +485,7 @@ def entry_for_activity(
         samples=activity.samples,
         distance_m=activity.distance_m,
         owner_partner_id=activity.owner_partner_id or None,
+        activity_started_at=activity.period_start,
     )
 
 

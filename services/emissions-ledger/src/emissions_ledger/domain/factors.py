@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
 
 class EnergyCarrier(StrEnum):
-    """Energy carriers of the Covenant of Mayors reporting template that the platform uses."""
+    """Energy carriers of the Covenant of Mayors reporting template that the platform uses,
+    in the template's column order."""
 
     ELECTRICITY = "electricity"
+    # District heating and cooling: the template's "heat/cold".
+    HEAT = "heat"
     NATURAL_GAS = "natural_gas"
+    HEATING_OIL = "heating_oil"
     DIESEL = "diesel"
     GASOLINE = "gasoline"
     BIOFUEL = "biofuel"
+    # Wood and other solid biomass: the template's "other biomass".
+    BIOMASS = "biomass"
     OTHER = "other"
 
 
@@ -63,9 +70,30 @@ class InvalidFactorData(ValueError):
     """The factor catalogue data is malformed; the message names the entry and the field."""
 
 
+# Bounds what for_carrier remembers, whatever years callers ask about.
+_MAX_REMEMBERED_ANSWERS = 4096
+
+
 class NoFactor(LookupError):
     """No factor in the catalogue prices the carrier in the requested year, not even
     provisionally."""
+
+
+@dataclass(frozen=True)
+class HourlyIntensity:
+    """One hour's CO2 intensity of the electricity consumed in a price area, as a grid
+    operator's open data publishes it (docs/ledger.md, "Danish electricity by the hour").
+
+    hour_start is the hour's first instant (UTC); g_co2_per_kwh the mean of the hour's
+    five-minute values, rounded to the gram's thousandth; fetched_at when the ledger read it.
+    """
+
+    dataset: str
+    price_area: str
+    hour_start: datetime
+    g_co2_per_kwh: Decimal
+    five_minute_values: int
+    fetched_at: datetime
 
 
 @dataclass(frozen=True)
@@ -75,6 +103,10 @@ class EmissionFactor:
     valid_from_year and valid_to_year are the inclusive years its source publishes it for
     (None on entries posted before factors had validity periods). A provisional factor is a
     published one standing in for a later year whose figure is not published yet.
+
+    An hourly factor prices one hour's electricity with that hour's grid intensity, which
+    `hourly` names; a yearly factor that priced an activity hourly pricing applied to says
+    in `hourly_fallback` why the hour's own intensity was not used.
     """
 
     factor_id: str
@@ -88,15 +120,19 @@ class EmissionFactor:
     valid_from_year: int | None = None
     valid_to_year: int | None = None
     provisional: bool = False
+    hourly: HourlyIntensity | None = None
+    hourly_fallback: str = ""
 
     def prices_like(self, other: EmissionFactor) -> bool:
         """Whether an entry priced with `other` would be priced the same with this factor:
-        same factor, version and value, and both published or both provisional."""
+        same factor, version and value, both published or both provisional, both hourly or
+        both yearly. (A fallback's reason is a note on how it was chosen, not a price.)"""
         return (
             self.factor_id == other.factor_id
             and self.version == other.version
             and self.value == other.value
             and self.provisional == other.provisional
+            and (self.hourly is None) == (other.hourly is None)
         )
 
     @property
@@ -139,6 +175,9 @@ class FactorCatalogue:
         self._version = version
         self._approaches = dict(approaches)
         self._factors = tuple(factors)
+        # The catalogue never changes once built, and every entry asks it: each answer is
+        # worked out once (a few carriers, approaches and years).
+        self._answers: dict[tuple[EnergyCarrier, int, str, Gas], EmissionFactor | NoFactor] = {}
 
     @property
     def version(self) -> str:
@@ -192,6 +231,23 @@ class FactorCatalogue:
         """The factor that prices `carrier` in `year` under `approach`, counting `gas`: the
         published one valid that year, else (marked provisional) the latest published before
         it. Never one of another approach or gas: an inventory does not mix methods."""
+        key = (carrier, year, approach, gas)
+        answer = self._answers.get(key)
+        if answer is None:
+            try:
+                answer = self._look_up(carrier, year, approach, gas)
+            except NoFactor as refusal:
+                answer = refusal
+            if len(self._answers) >= _MAX_REMEMBERED_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = answer
+        if isinstance(answer, NoFactor):
+            raise NoFactor(*answer.args)
+        return answer
+
+    def _look_up(
+        self, carrier: EnergyCarrier, year: int, approach: str, gas: Gas
+    ) -> EmissionFactor:
         series = [
             factor
             for factor in self._factors

@@ -25,6 +25,7 @@ from emissions_ledger.domain.factors import (
     InventoryMethod,
     NoFactor,
 )
+from emissions_ledger.domain.hourly import HourlyPricing
 
 # Entries posted before factors had approach keys name the approach by its description.
 LEGACY_APPROACHES = {"IPCC, tank-to-wheel, CO2": "ipcc"}
@@ -50,19 +51,33 @@ def method_of_entry(entry: LedgerEntry) -> InventoryMethod:
 
 
 def current_factor(
-    entry: LedgerEntry, catalogue: FactorCatalogue, method: InventoryMethod | None = None
+    entry: LedgerEntry,
+    catalogue: FactorCatalogue,
+    hourly: HourlyPricing | None = None,
+    method: InventoryMethod | None = None,
 ) -> EmissionFactor | None:
     """The factor the catalogue prices the entry's activity with today under `method` (the
     municipality's; None: the one the entry was priced in), when it differs from the entry's
     own; None when the entry is priced as the catalogue says (or cannot be re-priced: no
-    factor for its year, or one in another activity unit)."""
+    factor for its year, or one in another activity unit).
+
+    With `hourly`, electricity of a municipality priced by the hour takes the intensity of its
+    hour when that is known now (an hour that arrived after the entry was posted with the
+    yearly factor re-prices it), and the yearly factor otherwise (also for hourly entries of a
+    municipality no longer priced by the hour)."""
+    method = method or method_of_entry(entry)
+    approach = method.approach.value
     try:
-        factor = catalogue.for_method(
-            entry.energy_carrier, entry.year, method or method_of_entry(entry)
-        )
+        factor = catalogue.for_method(entry.energy_carrier, entry.year, method)
     except NoFactor:
         return None
-    if factor.activity_unit != entry.activity_unit or factor.prices_like(entry.factor):
+    if factor.activity_unit != entry.activity_unit:
+        return None
+    if hourly is not None:
+        factor = hourly.factor_for(
+            entry.municipality_id, entry.activity_started_at, entry.activity_at, factor, approach
+        )
+    if factor.prices_like(entry.factor):
         return None
     return factor
 
@@ -104,13 +119,15 @@ def restatement_entries(
     current: Iterable[LedgerEntry],
     catalogue: FactorCatalogue,
     restatement_id: str,
+    hourly: HourlyPricing | None = None,
     method: InventoryMethod | None = None,
 ) -> list[LedgerEntry]:
-    """Reversal and replacement of every current entry the catalogue now prices otherwise,
-    under `method` (a municipality that changed its approach has its year re-priced in it)."""
+    """Reversal and replacement of every current entry the catalogue (and, for electricity
+    priced by the hour, the intensities known now) prices otherwise, under `method` (a
+    municipality that changed its approach has its year re-priced in it)."""
     entries: list[LedgerEntry] = []
     for entry in current:
-        factor = current_factor(entry, catalogue, method)
+        factor = current_factor(entry, catalogue, hourly, method)
         if factor is not None:
             entries.extend(restated_pair(entry, factor, restatement_id))
     return entries

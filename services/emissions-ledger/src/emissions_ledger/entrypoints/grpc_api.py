@@ -18,6 +18,7 @@ from emissions_ledger.adapters.covenant_wire import (
     programme_view_to_proto,
 )
 from emissions_ledger.adapters.events import (
+    activity_batch_from_proto,
     entry_to_proto,
     factor_to_proto,
     inventory_to_proto,
@@ -26,10 +27,12 @@ from emissions_ledger.adapters.events import (
 )
 from emissions_ledger.adapters.municipalities import MunicipalityDirectory
 from emissions_ledger.domain.programmes import Programme
+from emissions_ledger.domain.reported import MAX_LINES
 from emissions_ledger.handlers import LedgerHandlers
 from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit.codec import to_timestamp
+from servicekit.database import decimal_text
 from servicekit.enums import from_proto
 from servicekit.errors import InvalidArgument
 from servicekit.identity import (
@@ -57,6 +60,7 @@ ACCESS: AccessPolicy = {
     "LockInventoryYear": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
     "GetCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
     "ExportCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
+    "RecordActivity": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
     "GetProgrammeView": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
 }
 MAX_REASON_LENGTH = 500
@@ -187,6 +191,29 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
             )
         return ledger_pb2.ExportCovenantReportResponse(
             file_name=f"{stem}.csv", content_type=CSV_CONTENT_TYPE, content=report_csv(report)
+        )
+
+    async def RecordActivity(
+        self, request: ledger_pb2.RecordActivityRequest, context: Context
+    ) -> ledger_pb2.RecordActivityResponse:
+        _require_municipality(request.municipality_id)
+        require_id("idempotency_key", request.idempotency_key)
+        if not 1 <= len(request.lines) <= MAX_LINES:
+            raise InvalidArgument("lines", f"1 to {MAX_LINES} lines")
+        await self.municipalities.require(request.municipality_id)
+        recorded = await self.handlers.record_activity(
+            activity_batch_from_proto(request),
+            current_principal().subject,
+            validate_only=request.validate_only,
+        )
+        return ledger_pb2.RecordActivityResponse(
+            idempotency_key=recorded.batch.idempotency_key,
+            replayed=recorded.replayed,
+            recorded_by=recorded.batch.recorded_by,
+            recorded_at=to_timestamp(recorded.batch.recorded_at),
+            entries=[entry_to_proto(entry) for entry in recorded.entries],
+            kg_co2e=decimal_text(recorded.kg_co2e),
+            validated_only=request.validate_only,
         )
 
     async def GetProgrammeView(

@@ -40,14 +40,21 @@ def timestamp(at_us: int) -> Timestamp:
 
 
 def sample_from_event(event: fleet_pb2.TelemetrySample) -> TelemetrySample:
-    return TelemetrySample(
-        event_id=event.event_id,
-        vehicle_id=event.vehicle_id,
+    # Positional, each field read once: this runs for every sample.
+    has = event.HasField
+    if has("occurred_at"):
         # A protobuf Timestamp is always UTC: only a missing one has no usable time.
-        occurred_at_us=timestamp_us(event.occurred_at) if event.HasField("occurred_at") else None,
-        odometer_m=event.odometer_m,
-        fuel_used_ml=event.fuel_used_ml if event.HasField("fuel_used_ml") else None,
-        energy_used_wh=event.energy_used_wh if event.HasField("energy_used_wh") else None,
+        stamp = event.occurred_at
+        occurred_at_us: int | None = stamp.seconds * 1_000_000 + stamp.nanos // 1_000
+    else:
+        occurred_at_us = None
+    return TelemetrySample(
+        event.event_id,
+        event.vehicle_id,
+        occurred_at_us,
+        event.odometer_m,
+        event.fuel_used_ml if has("fuel_used_ml") else None,
+        event.energy_used_wh if has("energy_used_wh") else None,
     )
 
 

@@ -32,6 +32,9 @@ class _SectorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sector.ValueTy
     SECTOR_RESIDENTIAL_BUILDINGS: _Sector.ValueType  # 3
     SECTOR_TRANSPORT: _Sector.ValueType  # 4
     SECTOR_WASTE: _Sector.ValueType  # 5
+    SECTOR_PUBLIC_LIGHTING: _Sector.ValueType  # 6
+    SECTOR_INDUSTRY: _Sector.ValueType  # 7
+    """Sub-sectors NON_ETS or ETS (the Covenant recommends leaving ETS plants out)."""
 
 class Sector(_Sector, metaclass=_SectorEnumTypeWrapper): ...
 
@@ -41,6 +44,9 @@ SECTOR_TERTIARY_BUILDINGS: Sector.ValueType  # 2
 SECTOR_RESIDENTIAL_BUILDINGS: Sector.ValueType  # 3
 SECTOR_TRANSPORT: Sector.ValueType  # 4
 SECTOR_WASTE: Sector.ValueType  # 5
+SECTOR_PUBLIC_LIGHTING: Sector.ValueType  # 6
+SECTOR_INDUSTRY: Sector.ValueType  # 7
+"""Sub-sectors NON_ETS or ETS (the Covenant recommends leaving ETS plants out)."""
 Global___Sector: _TypeAlias = Sector  # noqa: Y015
 
 class _Subsector:
@@ -53,6 +59,10 @@ class _SubsectorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Subsector.V
     SUBSECTOR_MUNICIPAL_FLEET: _Subsector.ValueType  # 1
     SUBSECTOR_PUBLIC_TRANSPORT: _Subsector.ValueType  # 2
     SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT: _Subsector.ValueType  # 3
+    SUBSECTOR_NON_ETS: _Subsector.ValueType  # 4
+    """Industry outside the EU emissions trading system."""
+    SUBSECTOR_ETS: _Subsector.ValueType  # 5
+    """Industry within the EU emissions trading system."""
 
 class Subsector(_Subsector, metaclass=_SubsectorEnumTypeWrapper): ...
 
@@ -60,6 +70,10 @@ SUBSECTOR_UNSPECIFIED: Subsector.ValueType  # 0
 SUBSECTOR_MUNICIPAL_FLEET: Subsector.ValueType  # 1
 SUBSECTOR_PUBLIC_TRANSPORT: Subsector.ValueType  # 2
 SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT: Subsector.ValueType  # 3
+SUBSECTOR_NON_ETS: Subsector.ValueType  # 4
+"""Industry outside the EU emissions trading system."""
+SUBSECTOR_ETS: Subsector.ValueType  # 5
+"""Industry within the EU emissions trading system."""
 Global___Subsector: _TypeAlias = Subsector  # noqa: Y015
 
 class _EnergyCarrier:
@@ -75,6 +89,11 @@ class _EnergyCarrierEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EnergyC
     ENERGY_CARRIER_GASOLINE: _EnergyCarrier.ValueType  # 4
     ENERGY_CARRIER_BIOFUEL: _EnergyCarrier.ValueType  # 5
     ENERGY_CARRIER_OTHER: _EnergyCarrier.ValueType  # 6
+    ENERGY_CARRIER_HEAT: _EnergyCarrier.ValueType  # 7
+    """District heating (and cooling): the template's "heat/cold"."""
+    ENERGY_CARRIER_HEATING_OIL: _EnergyCarrier.ValueType  # 8
+    ENERGY_CARRIER_BIOMASS: _EnergyCarrier.ValueType  # 9
+    """Wood and other solid biomass: the template's "other biomass"."""
 
 class EnergyCarrier(_EnergyCarrier, metaclass=_EnergyCarrierEnumTypeWrapper): ...
 
@@ -85,6 +104,11 @@ ENERGY_CARRIER_DIESEL: EnergyCarrier.ValueType  # 3
 ENERGY_CARRIER_GASOLINE: EnergyCarrier.ValueType  # 4
 ENERGY_CARRIER_BIOFUEL: EnergyCarrier.ValueType  # 5
 ENERGY_CARRIER_OTHER: EnergyCarrier.ValueType  # 6
+ENERGY_CARRIER_HEAT: EnergyCarrier.ValueType  # 7
+"""District heating (and cooling): the template's "heat/cold"."""
+ENERGY_CARRIER_HEATING_OIL: EnergyCarrier.ValueType  # 8
+ENERGY_CARRIER_BIOMASS: EnergyCarrier.ValueType  # 9
+"""Wood and other solid biomass: the template's "other biomass"."""
 Global___EnergyCarrier: _TypeAlias = EnergyCarrier  # noqa: Y015
 
 class _Basis:
@@ -98,6 +122,10 @@ class _BasisEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Basis.ValueType
     """From counters: telemetry's fuel and energy used."""
     BASIS_MODELLED: _Basis.ValueType  # 2
     """Computed from assumptions: a dedicated trip not driven, a carrier's detour."""
+    BASIS_REPORTED: _Basis.ValueType  # 3
+    """Reported by a climate officer (RecordActivity, or a CSV import through it): meter
+    readings, bills and statistics the automated feeds do not carry.
+    """
 
 class Basis(_Basis, metaclass=_BasisEnumTypeWrapper):
     """How an amount is known. Metered and modelled amounts never share an inventory line."""
@@ -107,6 +135,10 @@ BASIS_METERED: Basis.ValueType  # 1
 """From counters: telemetry's fuel and energy used."""
 BASIS_MODELLED: Basis.ValueType  # 2
 """Computed from assumptions: a dedicated trip not driven, a carrier's detour."""
+BASIS_REPORTED: Basis.ValueType  # 3
+"""Reported by a climate officer (RecordActivity, or a CSV import through it): meter
+readings, bills and statistics the automated feeds do not carry.
+"""
 Global___Basis: _TypeAlias = Basis  # noqa: Y015
 
 class _Posting:
@@ -228,6 +260,9 @@ class EmissionFactor(_message.Message):
     VALID_TO_YEAR_FIELD_NUMBER: _builtins.int
     PROVISIONAL_FIELD_NUMBER: _builtins.int
     ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
+    HOURLY_FIELD_NUMBER: _builtins.int
+    HOURLY_INTENSITY_FIELD_NUMBER: _builtins.int
+    HOURLY_FALLBACK_FIELD_NUMBER: _builtins.int
     factor_id: _builtins.str
     value: _builtins.str
     """Exact decimal, for example "2.66"."""
@@ -244,6 +279,16 @@ class EmissionFactor(_message.Message):
     """Standing in for a year whose factor is not published yet: the latest published before it."""
     activity_unit: _builtins.str
     """The unit of activity it prices ("l", "kWh")."""
+    hourly: _builtins.bool
+    """An hourly factor: one hour's grid intensity prices the activity of that hour (set only
+    on entries of a municipality whose electricity is priced by the hour; docs/ledger.md).
+    """
+    hourly_fallback: _builtins.str
+    """On a yearly factor pricing electricity that hourly pricing applied to: why the hour's own
+    intensity was not used (the activity spans hours, or the hour was not known yet).
+    """
+    @_builtins.property
+    def hourly_intensity(self) -> Global___HourlyIntensity: ...
     def __init__(
         self,
         *,
@@ -257,10 +302,13 @@ class EmissionFactor(_message.Message):
         valid_to_year: _builtins.int = ...,
         provisional: _builtins.bool = ...,
         activity_unit: _builtins.str = ...,
+        hourly: _builtins.bool = ...,
+        hourly_intensity: Global___HourlyIntensity | None = ...,
+        hourly_fallback: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hourly_intensity", b"hourly_intensity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "approach", b"approach", "factor_id", b"factor_id", "provisional", b"provisional", "source", b"source", "unit", b"unit", "valid_from_year", b"valid_from_year", "valid_to_year", b"valid_to_year", "value", b"value", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_unit", b"activity_unit", "approach", b"approach", "factor_id", b"factor_id", "hourly", b"hourly", "hourly_fallback", b"hourly_fallback", "hourly_intensity", b"hourly_intensity", "provisional", b"provisional", "source", b"source", "unit", b"unit", "valid_from_year", b"valid_from_year", "valid_to_year", b"valid_to_year", "value", b"value", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -333,6 +381,8 @@ class LedgerEntry(_message.Message):
     LATE_FIELD_NUMBER: _builtins.int
     BASIS_FIELD_NUMBER: _builtins.int
     COLLECTION_FIELD_NUMBER: _builtins.int
+    REPORTED_FIELD_NUMBER: _builtins.int
+    ACTIVITY_STARTED_AT_FIELD_NUMBER: _builtins.int
     DISTANCE_KM_FIELD_NUMBER: _builtins.int
     OWNER_PARTNER_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
@@ -386,6 +436,18 @@ class LedgerEntry(_message.Message):
     def collection(self) -> Global___CollectionProvenance:
         """For a carrier collection: what was collected, by whom and where."""
 
+    @_builtins.property
+    def reported(self) -> Global___ReportedActivity:
+        """For reported activity: who recorded it, when, in which batch, from which file line, and
+        how its amount was converted to the factor's unit.
+        """
+
+    @_builtins.property
+    def activity_started_at(self) -> _timestamp_pb2.Timestamp:
+        """For vehicle activity: when its period started (activity_at is its end); unset when the
+        producer did not say.
+        """
+
     def __init__(
         self,
         *,
@@ -414,12 +476,14 @@ class LedgerEntry(_message.Message):
         late: _builtins.bool = ...,
         basis: Global___Basis.ValueType = ...,
         collection: Global___CollectionProvenance | None = ...,
+        reported: Global___ReportedActivity | None = ...,
+        activity_started_at: _timestamp_pb2.Timestamp | None = ...,
         distance_km: _builtins.str = ...,
         owner_partner_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "avoided_trip", b"avoided_trip", "collection", b"collection", "emission_factor", b"emission_factor", "samples", b"samples"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "activity_started_at", b"activity_started_at", "avoided_trip", b"avoided_trip", "collection", b"collection", "emission_factor", b"emission_factor", "reported", b"reported", "samples", b"samples"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "distance_km", b"distance_km", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "owner_partner_id", b"owner_partner_id", "posting", b"posting", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_started_at", b"activity_started_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "distance_km", b"distance_km", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "owner_partner_id", b"owner_partner_id", "posting", b"posting", "reported", b"reported", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1331,6 +1395,256 @@ class ExportCovenantReportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportCovenantReportResponse: _TypeAlias = ExportCovenantReportResponse  # noqa: Y015
+
+@_typing.final
+class ActivityLine(_message.Message):
+    """One line of reported activity: a year's consumption of one energy carrier in one sector."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    SECTOR_FIELD_NUMBER: _builtins.int
+    SUBSECTOR_FIELD_NUMBER: _builtins.int
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    SOURCE_DOCUMENT_FIELD_NUMBER: _builtins.int
+    SOURCE_FILE_FIELD_NUMBER: _builtins.int
+    SOURCE_LINE_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    sector: Global___Sector.ValueType
+    subsector: Global___Subsector.ValueType
+    """Required for transport (municipal fleet, public transport, private and commercial) and
+    industry (non-ETS, ETS); unspecified for the other sectors.
+    """
+    energy_carrier: Global___EnergyCarrier.ValueType
+    amount: _builtins.str
+    """Exact decimal in plain notation with a point ("1234.5"), greater than 0."""
+    unit: _builtins.str
+    """"kWh", "MWh", "GJ", "l", "m3", "t": which ones a carrier takes depends on the unit of the
+    factor that prices it (docs/ledger.md, "Reported activity").
+    """
+    note: _builtins.str
+    """Free text, e.g. "heat pumps, town hall", at most 500 characters."""
+    source_document: _builtins.str
+    """The document the figure comes from, e.g. "Aalborg Forsyning invoice 2024-117"."""
+    source_file: _builtins.str
+    """For an import: the file and its line (1 = the first line, the header) the line comes from."""
+    source_line: _builtins.int
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        sector: Global___Sector.ValueType = ...,
+        subsector: Global___Subsector.ValueType = ...,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        amount: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        note: _builtins.str = ...,
+        source_document: _builtins.str = ...,
+        source_file: _builtins.str = ...,
+        source_line: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "energy_carrier", b"energy_carrier", "note", b"note", "sector", b"sector", "source_document", b"source_document", "source_file", b"source_file", "source_line", b"source_line", "subsector", b"subsector", "unit", b"unit", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivityLine: _TypeAlias = ActivityLine  # noqa: Y015
+
+@_typing.final
+class RecordActivityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    idempotency_key: _builtins.str
+    """Chosen by the caller, unique per batch within the municipality (1 to 128 letters, digits
+    or . _ : @ -); the CSV import derives it from the file's content.
+    """
+    validate_only: _builtins.bool
+    """Check the lines and answer what would be posted, without posting anything or taking the
+    key (a dry run: the CSV import's --check).
+    """
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActivityLine]:
+        """At most 5000 lines."""
+
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        lines: _abc.Iterable[Global___ActivityLine] | None = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "lines", b"lines", "municipality_id", b"municipality_id", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordActivityRequest: _TypeAlias = RecordActivityRequest  # noqa: Y015
+
+@_typing.final
+class ReportedActivity(_message.Message):
+    """How reported activity became an entry: who recorded it and from where, and the conversion
+    of the amount as reported to the factor's unit.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    LINE_INDEX_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    REPORTED_AMOUNT_FIELD_NUMBER: _builtins.int
+    REPORTED_UNIT_FIELD_NUMBER: _builtins.int
+    CONVERSION_FIELD_NUMBER: _builtins.int
+    CONVERSION_SOURCE_FIELD_NUMBER: _builtins.int
+    CONVERSION_ROUNDED_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    SOURCE_DOCUMENT_FIELD_NUMBER: _builtins.int
+    SOURCE_FILE_FIELD_NUMBER: _builtins.int
+    SOURCE_LINE_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    line_index: _builtins.int
+    """The line's position in its batch, from 0."""
+    recorded_by: _builtins.str
+    """The token subject that recorded it."""
+    reported_amount: _builtins.str
+    """As reported ("12.5", "MWh")."""
+    reported_unit: _builtins.str
+    conversion: _builtins.str
+    """The factor's units per reported unit, exact decimal or a ratio ("1000", "1000/3.6")."""
+    conversion_source: _builtins.str
+    conversion_rounded: _builtins.bool
+    """The converted amount was rounded to 6 decimals (a ratio with no exact decimal)."""
+    note: _builtins.str
+    source_document: _builtins.str
+    source_file: _builtins.str
+    source_line: _builtins.int
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        line_index: _builtins.int = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        reported_amount: _builtins.str = ...,
+        reported_unit: _builtins.str = ...,
+        conversion: _builtins.str = ...,
+        conversion_source: _builtins.str = ...,
+        conversion_rounded: _builtins.bool = ...,
+        note: _builtins.str = ...,
+        source_document: _builtins.str = ...,
+        source_file: _builtins.str = ...,
+        source_line: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversion", b"conversion", "conversion_rounded", b"conversion_rounded", "conversion_source", b"conversion_source", "idempotency_key", b"idempotency_key", "line_index", b"line_index", "note", b"note", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "reported_amount", b"reported_amount", "reported_unit", b"reported_unit", "source_document", b"source_document", "source_file", b"source_file", "source_line", b"source_line"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportedActivity: _TypeAlias = ReportedActivity  # noqa: Y015
+
+@_typing.final
+class RecordActivityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    KG_CO2E_FIELD_NUMBER: _builtins.int
+    VALIDATED_ONLY_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    replayed: _builtins.bool
+    """True when the batch had been recorded before: nothing was posted by this call, and the
+    entries are those the first call posted.
+    """
+    recorded_by: _builtins.str
+    kg_co2e: _builtins.str
+    """Exact decimal: the batch's kg CO2e."""
+    validated_only: _builtins.bool
+    """The request was validate_only: nothing was posted, and the entries are what would be."""
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LedgerEntry]:
+        """One entry per line, in line order (late when its year is locked)."""
+
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        replayed: _builtins.bool = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+        entries: _abc.Iterable[Global___LedgerEntry] | None = ...,
+        kg_co2e: _builtins.str = ...,
+        validated_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "idempotency_key", b"idempotency_key", "kg_co2e", b"kg_co2e", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "replayed", b"replayed", "validated_only", b"validated_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordActivityResponse: _TypeAlias = RecordActivityResponse  # noqa: Y015
+
+@_typing.final
+class HourlyIntensity(_message.Message):
+    """One hour's CO2 intensity of the electricity consumed in a price area, behind an hourly
+    factor: Energinet's dataset on Energi Data Service, the hour, the value and when the ledger
+    fetched it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASET_FIELD_NUMBER: _builtins.int
+    PRICE_AREA_FIELD_NUMBER: _builtins.int
+    HOUR_START_FIELD_NUMBER: _builtins.int
+    G_CO2_PER_KWH_FIELD_NUMBER: _builtins.int
+    FIVE_MINUTE_VALUES_FIELD_NUMBER: _builtins.int
+    FETCHED_AT_FIELD_NUMBER: _builtins.int
+    dataset: _builtins.str
+    """For example "CO2Emis"."""
+    price_area: _builtins.str
+    """For example "DK1"."""
+    g_co2_per_kwh: _builtins.str
+    """Exact decimal, g CO2 per kWh: the mean of the hour's five-minute values."""
+    five_minute_values: _builtins.int
+    @_builtins.property
+    def hour_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def fetched_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        dataset: _builtins.str = ...,
+        price_area: _builtins.str = ...,
+        hour_start: _timestamp_pb2.Timestamp | None = ...,
+        g_co2_per_kwh: _builtins.str = ...,
+        five_minute_values: _builtins.int = ...,
+        fetched_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fetched_at", b"fetched_at", "hour_start", b"hour_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "fetched_at", b"fetched_at", "five_minute_values", b"five_minute_values", "g_co2_per_kwh", b"g_co2_per_kwh", "hour_start", b"hour_start", "price_area", b"price_area"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HourlyIntensity: _TypeAlias = HourlyIntensity  # noqa: Y015
 
 @_typing.final
 class GetProgrammeViewRequest(_message.Message):

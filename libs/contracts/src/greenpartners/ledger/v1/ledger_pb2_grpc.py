@@ -76,6 +76,11 @@ class EmissionsLedgerServiceStub:
                 request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.FromString,
                 _registered_method=True)
+        self.RecordActivity = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/RecordActivity',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityResponse.FromString,
+                _registered_method=True)
         self.GetProgrammeView = channel.unary_unary(
                 '/greenpartners.ledger.v1.EmissionsLedgerService/GetProgrammeView',
                 request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetProgrammeViewRequest.SerializeToString,
@@ -155,6 +160,19 @@ class EmissionsLedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordActivity(self, request, context):
+        """Records activity a climate officer reports for sectors the automated feeds do not cover
+        (buildings, public lighting, industry, public transport, waste...): each line is converted
+        to its factor's unit, priced and posted as an entry of basis REPORTED. All or nothing: a
+        bad line refuses the whole batch (INVALID_ARGUMENT, every bad line named as
+        lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
+        the same batch again posts nothing and answers the first call's result; the key with other
+        content is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetProgrammeView(self, request, context):
         """A programme's view of one municipality's year, over the same entries as
         GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
@@ -208,6 +226,11 @@ def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
                     servicer.ExportCovenantReport,
                     request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.FromString,
                     response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.SerializeToString,
+            ),
+            'RecordActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordActivity,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityResponse.SerializeToString,
             ),
             'GetProgrammeView': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProgrammeView,
@@ -433,6 +456,33 @@ class EmissionsLedgerService:
             '/greenpartners.ledger.v1.EmissionsLedgerService/ExportCovenantReport',
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportRequest.SerializeToString,
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.ExportCovenantReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/RecordActivity',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

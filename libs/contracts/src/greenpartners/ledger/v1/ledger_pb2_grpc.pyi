@@ -69,6 +69,15 @@ class EmissionsLedgerServiceStub:
     """The same report as a file in the shape of the Covenant's reporting template (sectors as
     rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
     """
+    RecordActivity: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RecordActivityRequest, _ledger_pb2.RecordActivityResponse]
+    """Records activity a climate officer reports for sectors the automated feeds do not cover
+    (buildings, public lighting, industry, public transport, waste...): each line is converted
+    to its factor's unit, priced and posted as an entry of basis REPORTED. All or nothing: a
+    bad line refuses the whole batch (INVALID_ARGUMENT, every bad line named as
+    lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
+    the same batch again posts nothing and answers the first call's result; the key with other
+    content is ALREADY_EXISTS.
+    """
     GetProgrammeView: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetProgrammeViewRequest, _ledger_pb2.GetProgrammeViewResponse]
     """A programme's view of one municipality's year, over the same entries as
     GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
@@ -117,6 +126,15 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     ExportCovenantReport: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExportCovenantReportRequest, _ledger_pb2.ExportCovenantReportResponse]  # type: ignore[assignment]
     """The same report as a file in the shape of the Covenant's reporting template (sectors as
     rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+    """
+    RecordActivity: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RecordActivityRequest, _ledger_pb2.RecordActivityResponse]  # type: ignore[assignment]
+    """Records activity a climate officer reports for sectors the automated feeds do not cover
+    (buildings, public lighting, industry, public transport, waste...): each line is converted
+    to its factor's unit, priced and posted as an entry of basis REPORTED. All or nothing: a
+    bad line refuses the whole batch (INVALID_ARGUMENT, every bad line named as
+    lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
+    the same batch again posts nothing and answers the first call's result; the key with other
+    content is ALREADY_EXISTS.
     """
     GetProgrammeView: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetProgrammeViewRequest, _ledger_pb2.GetProgrammeViewResponse]  # type: ignore[assignment]
     """A programme's view of one municipality's year, over the same entries as
@@ -211,6 +229,21 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.ExportCovenantReportResponse, _abc.Awaitable[_ledger_pb2.ExportCovenantReportResponse]]:
         """The same report as a file in the shape of the Covenant's reporting template (sectors as
         rows, energy carriers as columns): an XLSX workbook with BEI and MEI sheets, or CSV.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordActivity(
+        self,
+        request: _ledger_pb2.RecordActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.RecordActivityResponse, _abc.Awaitable[_ledger_pb2.RecordActivityResponse]]:
+        """Records activity a climate officer reports for sectors the automated feeds do not cover
+        (buildings, public lighting, industry, public transport, waste...): each line is converted
+        to its factor's unit, priced and posted as an entry of basis REPORTED. All or nothing: a
+        bad line refuses the whole batch (INVALID_ARGUMENT, every bad line named as
+        lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
+        the same batch again posts nothing and answers the first call's result; the key with other
+        content is ALREADY_EXISTS.
         """
 
     @_abc_1.abstractmethod
