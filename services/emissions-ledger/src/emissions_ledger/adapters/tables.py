@@ -54,9 +54,11 @@ ledger_entries = Table(
     Column("source_topic", String(200), nullable=False),
     Column("activity_at", UtcDateTime(), nullable=False),
     Column("subject_id", String(64), nullable=False),
-    Column("avoided_trip", JSON, nullable=True),
+    # Absent provenance is SQL NULL (older rows may hold JSON null): most entries have only one
+    # of these documents, and serialising the others as JSON null costs every posting.
+    Column("avoided_trip", JSON(none_as_null=True), nullable=True),
     # Vehicle activity only: sample_count, first and last sample event id (migration 4).
-    Column("activity_samples", JSON, nullable=True),
+    Column("activity_samples", JSON(none_as_null=True), nullable=True),
     Column("trace_id", String(32), nullable=False),
     Column("posted_at", UtcDateTime(), nullable=False),
     # Restatement (migration 6): original, reversal or restatement; the revision it makes (0 for
@@ -69,14 +71,14 @@ ledger_entries = Table(
     Column("late", Boolean, nullable=False, server_default=text("false")),
     # Metered or modelled (migration 7); a collection's carrier, hub, mass and waste types.
     Column("basis", String(16), nullable=False, server_default=text("'metered'")),
-    Column("collection", JSON, nullable=True),
+    Column("collection", JSON(none_as_null=True), nullable=True),
     # Migration 8: the distance behind the activity (metres; negated on a reversal) and the
     # vehicle's owner. NULL on entries posted before: not known.
     Column("distance_m", Integer, nullable=True),
     Column("owner_partner_id", String(64), nullable=True),
     # Reported activity (migration 9): who recorded it, when, in which batch, from which file
     # line, and how its amount was converted to the factor's unit.
-    Column("reported", JSON, nullable=True),
+    Column("reported", JSON(none_as_null=True), nullable=True),
     # Hourly pricing (migration 10): when a vehicle activity's period started, and the hour it
     # lies within (NULL when it spans hours or its start is unknown), which a restatement
     # matches against the cached intensities; the hour's intensity behind an hourly factor,
