@@ -72,6 +72,10 @@ ledger_entries = Table(
     # Metered or modelled (migration 7); a collection's carrier, hub, mass and waste types.
     Column("basis", String(16), nullable=False, server_default=text("'metered'")),
     Column("collection", JSON(none_as_null=True), nullable=True),
+    # Migration 8: the distance behind the activity (metres; negated on a reversal) and the
+    # vehicle's owner. NULL on entries posted before: not known.
+    Column("distance_m", Integer, nullable=True),
+    Column("owner_partner_id", String(64), nullable=True),
     # Reported activity (migration 9): who recorded it, when, in which batch, from which file
     # line, and how its amount was converted to the factor's unit.
     Column("reported", JSON(none_as_null=True), nullable=True),
@@ -110,6 +114,9 @@ inventory_lines = Table(
     Column("activity_amount", ExactDecimal(), nullable=False),
     Column("kg_co2e", ExactDecimal(), nullable=False),
     Column("entry_count", Integer, nullable=False),
+    # Migration 8: km summed over the entries that know theirs, and how many do not.
+    Column("distance_km", ExactDecimal(), nullable=False, server_default=text("'0'")),
+    Column("entries_without_distance", Integer, nullable=False, server_default=text("0")),
 )
 
 
@@ -368,6 +375,36 @@ def _modelled_lines_apart(connection: Connection) -> None:
     rebuild_inventory_lines(connection)
 
 
+def _distance_and_owner(connection: Connection) -> None:
+    """Entries carry the distance behind their activity and the vehicle's owner; inventory
+    lines sum the km. Entries posted before have neither (NULL: not known): the line totals are
+    rebuilt from the entries, counting those apart; no amount changes."""
+    from emissions_ledger.adapters.repository import rebuild_inventory_lines
+
+    entry_columns = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    for name in ("distance_m", "owner_partner_id"):
+        if name not in entry_columns:
+            column_type = ledger_entries.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE ledger_entries ADD COLUMN {name} {column_type}"))
+    line_columns = {c["name"] for c in inspect(connection).get_columns("inventory_lines")}
+    if "distance_km" not in line_columns:
+        column_type = inventory_lines.c.distance_km.type.compile(dialect=connection.dialect)
+        connection.execute(
+            text(
+                f"ALTER TABLE inventory_lines ADD COLUMN distance_km {column_type} "
+                "DEFAULT '0' NOT NULL"
+            )
+        )
+    if "entries_without_distance" not in line_columns:
+        connection.execute(
+            text(
+                "ALTER TABLE inventory_lines ADD COLUMN entries_without_distance INTEGER "
+                "DEFAULT 0 NOT NULL"
+            )
+        )
+    rebuild_inventory_lines(connection)
+
+
 def _reported_activity(connection: Connection) -> None:
     """Entries say who reported their activity and how its unit was converted; batches of
     reported activity are remembered by their idempotency key."""
@@ -399,6 +436,9 @@ MIGRATIONS = [
         7,
         "metered and modelled amounts on lines of their own; collection provenance; deposits",
         _modelled_lines_apart,
+    ),
+    Migration(
+        8, "distance and vehicle owner on entries; km on inventory lines", _distance_and_owner
     ),
     Migration(
         9,
