@@ -278,8 +278,8 @@ class ServiceRuntime:
         self, producer_attempted: asyncio.Event, clients_attempted: asyncio.Event
     ) -> None:
         """Creates the topics, starts the producer and the outbox relay, then (once the start-up
-        hooks ran) the consumers and read models, each step retried (with backoff, logged once
-        per interval) until the broker answers."""
+        hooks ran) the read models and, once they caught up, the consumers, each step retried
+        (with backoff, logged once per interval) until the broker answers."""
         throttle = Throttle(self.settings.log_repeat_interval_s)
         delay_s = 0.5
         topics_ready = False
@@ -293,13 +293,17 @@ class ServiceRuntime:
                 self.relay.start()
                 producer_attempted.set()
                 await self._hooks_done.wait()
-                for consumer in self.consumers:
-                    if not consumer.started:
-                        await consumer.start()
+                # Read models first, and the consumers once they caught up: a handler reading
+                # one (a municipality's method, a carrier's authorisation) then finds it whole
+                # from the first batch on, instead of retrying until it is.
                 for model in self.read_models:
                     if model not in self._read_models_started:
                         await model.start()
                         self._read_models_started.append(model)
+                await self._wait_read_models()
+                for consumer in self.consumers:
+                    if not consumer.started:
+                        await consumer.start()
             except Exception as error:
                 producer_attempted.set()
                 clients_attempted.set()

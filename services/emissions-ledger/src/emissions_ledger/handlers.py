@@ -138,10 +138,12 @@ class Municipalities(Protocol):
 
 
 class MunicipalitiesNotKnownYet(RuntimeError):
-    """The registry's changelog is still being read (the service just started): an event is
-    not priced until its municipality's method is known. Transient: the consumer retries the
-    batch after a back-off, outside its transaction, while the read model catches up (waiting
-    inside it would hold the database's writer turn the read model needs on SQLite)."""
+    """The registry's changelog is still being read: an event is not priced until its
+    municipality's method is known. The runtime starts the consumers once the read models caught
+    up, so this happens only when the broker was away at start and they started regardless.
+    Transient: the consumer retries the batch after a back-off, outside its transaction, while
+    the read model catches up (waiting inside it would hold the database's writer turn the read
+    model needs on SQLite)."""
 
 
 class LedgerHandlers:
