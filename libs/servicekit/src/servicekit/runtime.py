@@ -361,7 +361,7 @@ class ServiceRuntime:
         await self.database.dispose()
 
 
-def _settle_garbage_collector() -> None:
+def settle_garbage_collector() -> None:
     """Keeps the cyclic garbage collector off what start-up loaded.
 
     Libraries and generated code leave hundreds of thousands of long-lived objects; a batch of
@@ -386,7 +386,7 @@ def run(build: Callable[[], ServiceRuntime]) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await runtime.start()
-        _settle_garbage_collector()
+        settle_garbage_collector()
         log.info(
             "listening",
             extra={
