@@ -21,10 +21,10 @@ from emissions_ledger.bootstrap import build
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit import topics
-from servicekit.codec import to_timestamp
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import connection, eventually, produce, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools import covenant_report
 from tools.pki import Pki
@@ -34,24 +34,8 @@ BASELINE, MONITORING = 2013, 2025
 
 
 def activity(event_id: str, year: int, fuel_type: int, fuel_ml: int = 0, energy_wh: int = 0) -> Any:
-    at = to_timestamp(datetime(year, 3, 4, 10, 0, tzinfo=UTC))
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=at,
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fuel_type,  # type: ignore[arg-type]
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=at,
-        period_end=at,
-        distance_m=10_000,
-        fuel_used_ml=fuel_ml,
-        energy_used_wh=energy_wh,
-    )
+    at = datetime(year, 3, 4, 10, 0, tzinfo=UTC)
+    return vehicle_activity(event_id, fuel_type, at, fuel_used_ml=fuel_ml, energy_used_wh=energy_wh)
 
 
 def years(**more: Any) -> dict[str, Any]:

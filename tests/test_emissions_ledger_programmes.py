@@ -33,6 +33,7 @@ from servicekit.codec import to_timestamp
 from servicekit.identity import OPERATOR
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import connection, eventually, produce, read_until, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_partner_changes, seed_changelog
 from tools.pki import Pki
 
@@ -75,23 +76,9 @@ def activity(
     year: int = YEAR,
     **amounts: int,
 ) -> Any:
-    at = to_timestamp(datetime(year, 5, 2, 10, 0, tzinfo=UTC))
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=at,
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=owner,
-            municipality_id=municipality,
-            fuel_type=fuel_type,  # type: ignore[arg-type]
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET
-            if owner == municipality
-            else fleet_pb2.COVENANT_SUBSECTOR_PRIVATE_COMMERCIAL_TRANSPORT,
-        ),
-        period_start=at,
-        period_end=at,
-        **amounts,
+    at = datetime(year, 5, 2, 10, 0, tzinfo=UTC)
+    return vehicle_activity(
+        event_id, fuel_type, at, municipality=municipality, owner=owner, **amounts
     )
 
 
