@@ -88,6 +88,9 @@ class CatchUp:
     # start-up.
     first_activity_s: float = 0.0
     accounted_at_first_activity: int = 0
+    # One at a time: seconds from starting fleet-telemetry until the ledger was started (once
+    # fleet-telemetry had accounted every sample); 0 when both started together.
+    ledger_started_s: float = 0.0
 
     @property
     def baseline_s(self) -> float:
@@ -122,10 +125,17 @@ class Memory:
 
 
 async def catch_up(
-    options: Options, samples: int, vehicles: int, fleet_instances: int, baseline_runs: int
+    options: Options,
+    samples: int,
+    vehicles: int,
+    fleet_instances: int,
+    baseline_runs: int,
+    one_at_a_time: bool = False,
 ) -> CatchUp:
     """Registers the vehicles, stops fleet-telemetry and the ledger, preloads the backlog,
-    measures the plain consumer on it, then starts the two services and times them."""
+    measures the plain consumer on it, then starts the two services and times them; one at a
+    time, the ledger is started only once fleet-telemetry has accounted every sample, so that
+    each has the machine's cores to itself (but for the broker)."""
     per_vehicle = max(samples // vehicles, 1)
     backlog = minute_backlog(per_vehicle, vehicle_ids(vehicles), BACKLOG_START, "catch-up")
     async with fresh_platform(options.servers, options.database, options.keep) as platform:
@@ -157,12 +167,24 @@ async def catch_up(
         try:
             cpu = CpuMeter(platform)
             started = time.perf_counter()
-            for stage in (*fleet, platform.ledger):
-                platform.start(stage)
-            healthy = asyncio.create_task(_healthy_after(platform, started))
-            fleet_done, ledger_done = await _measure_stages(
-                platform, tally, backlog, options.timeout_s
-            )
+            ledger_started = started
+            if one_at_a_time:
+                for stage in fleet:
+                    platform.start(stage)
+                fleet_done = await _while_running(
+                    platform, tally.wait_for_samples(backlog.accountable_samples, options.timeout_s)
+                )
+                ledger_started = time.perf_counter()
+                platform.start(platform.ledger)
+                healthy = asyncio.create_task(_healthy_after(platform, started))
+                _, ledger_done = await _measure_stages(platform, tally, backlog, options.timeout_s)
+            else:
+                for stage in (*fleet, platform.ledger):
+                    platform.start(stage)
+                healthy = asyncio.create_task(_healthy_after(platform, started))
+                fleet_done, ledger_done = await _measure_stages(
+                    platform, tally, backlog, options.timeout_s
+                )
             cpu_s = cpu.used()
             healthy_s = await healthy
             totals = await _settled_totals(platform, tally, backlog)
@@ -187,6 +209,7 @@ async def catch_up(
             partitions=partitions,
             first_activity_s=(tally.first_at or started) - started,
             accounted_at_first_activity=tally.counted_at_first,
+            ledger_started_s=ledger_started - started,
         )
 
 

@@ -1,6 +1,7 @@
 """The Covenant report on the running ledger: BEI and MEI from posted fleet activity, in MWh
-and t CO2e, against Aalborg's DK2020 targets; the same report exported as XLSX (opened with
-openpyxl, cells checked) and CSV. Figures worked out by hand in the comments."""
+and t CO2 (Aalborg reports IPCC in t CO2), against Aalborg's DK2020 targets; the same report
+exported as XLSX (opened with openpyxl, cells checked) and CSV. Figures worked out by hand in
+the comments."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from emissions_ledger.bootstrap import build
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit import topics
-from servicekit.codec import to_timestamp
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import connection, eventually, produce, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools import covenant_report
 from tools.pki import Pki
@@ -33,24 +34,8 @@ BASELINE, MONITORING = 2013, 2025
 
 
 def activity(event_id: str, year: int, fuel_type: int, fuel_ml: int = 0, energy_wh: int = 0) -> Any:
-    at = to_timestamp(datetime(year, 3, 4, 10, 0, tzinfo=UTC))
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=at,
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fuel_type,  # type: ignore[arg-type]
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=at,
-        period_end=at,
-        distance_m=10_000,
-        fuel_used_ml=fuel_ml,
-        energy_used_wh=energy_wh,
-    )
+    at = datetime(year, 3, 4, 10, 0, tzinfo=UTC)
+    return vehicle_activity(event_id, fuel_type, at, fuel_used_ml=fuel_ml, energy_used_wh=energy_wh)
 
 
 def years(**more: Any) -> dict[str, Any]:
@@ -169,7 +154,7 @@ async def test_bei_mei_targets_and_gap_and_the_exported_template(
             energy_fleet = cells[3 + 7]  # the seventh template row: municipal fleet
             assert energy_fleet[0] == "Transport: municipal fleet"
             assert (energy_fleet[1], energy_fleet[5], energy_fleet[-1]) == (0.01, 1.004, 1.014)
-            emissions_title = cells.index(["Emissions (t CO2e)"] + [None] * (len(cells[0]) - 1))
+            emissions_title = cells.index(["Emissions (t CO2)"] + [None] * (len(cells[0]) - 1))
             emissions_fleet = cells[emissions_title + 1 + 7]
             assert emissions_fleet[0] == "Transport: municipal fleet"
             assert (emissions_fleet[1], emissions_fleet[5], emissions_fleet[-1]) == (
@@ -178,7 +163,11 @@ async def test_bei_mei_targets_and_gap_and_the_exported_template(
                 0.27063,
             )
             targets = {row[0].value: row[1].value for row in workbook["Targets"].iter_rows()}
-            assert targets["Gap to the trajectory (t CO2e)"] == -0.02868
+            assert targets["Gap to the trajectory (t CO2)"] == -0.02868
+            # The method the figures are in: Aalborg's commitment names none, so IPCC in t CO2.
+            assert cells[0][0] == "BEI 2013, aalborg-kommune, IPCC approach, t CO2"
+            assert targets["Emission factor approach"] == "IPCC"
+            assert targets["Emission reporting unit"] == "t CO2"
 
             as_csv = await stub.ExportCovenantReport(
                 ledger_pb2.ExportCovenantReportRequest(**years(format=ledger_pb2.EXPORT_FORMAT_CSV))
@@ -188,7 +177,7 @@ async def test_bei_mei_targets_and_gap_and_the_exported_template(
                 row
                 for row in rows
                 if row["Inventory"] == "MEI"
-                and row["Table"] == "Emissions (t CO2e)"
+                and row["Table"] == "Emissions (t CO2)"
                 and row["Sector"] == "Transport: municipal fleet"
             )
             assert (mei_fleet["Electricity"], mei_fleet["Diesel"], mei_fleet["Total"]) == (
@@ -208,7 +197,8 @@ async def test_bei_mei_targets_and_gap_and_the_exported_template(
         text = [*common, "--monitoring", str(MONITORING)]
         assert await asyncio.to_thread(covenant_report.main, text) == 0
         printed = capsys.readouterr().out
-        assert "BEI 2013: 0.27063 t CO2e" in printed and "gap -0.02868 t CO2e" in printed
+        assert "BEI 2013: 0.27063 t CO2" in printed and "gap -0.02868 t CO2 " in printed
+        assert "(IPCC emission factors, t CO2)" in printed
         # A baseline year without activity is said plainly, with no gap shown.
         empty = ["--target", target, "--ca", str(pki.ca_file), "--baseline", "2014"]
         assert await asyncio.to_thread(covenant_report.main, [*empty, "--monitoring", "2025"]) == 0

@@ -22,12 +22,12 @@ from emissions_ledger.domain.hourly import hour_start_of
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit import topics
-from servicekit.codec import to_timestamp
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.runtime import ServiceRuntime
 from servicekit.topics import ensure_topics
 from tests.fake_energi_data_service import FakeEnergiDataService, free_port
 from tests.kafka_tools import connection, eventually, produce, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
@@ -80,19 +80,11 @@ def ledger_settings(kafka: str, database_url: str, url: str) -> dict[str, Any]:
 
 def activity(event_id: str, start: datetime, end: datetime, fuel_type: int) -> Any:
     electric = fuel_type == fleet_pb2.FUEL_TYPE_ELECTRIC
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=to_timestamp(end),
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fuel_type,  # type: ignore[arg-type]
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=to_timestamp(start),
-        period_end=to_timestamp(end),
+    return vehicle_activity(
+        event_id,
+        fuel_type,
+        start,
+        end,
         distance_m=20_000,
         energy_used_wh=12_500 if electric else 0,
         fuel_used_ml=0 if electric else 2_000,

@@ -41,6 +41,7 @@ from servicekit.grpc_server import bad_request_field
 from servicekit.identity import OPERATOR
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import connection, eventually, produce, read_until, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
@@ -65,26 +66,13 @@ def activity(
     at: datetime = AT,
     sample_count: int = 0,
 ) -> fleet_pb2.VehicleActivity:
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=to_timestamp(at),
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fuel_type,  # type: ignore[arg-type]
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=to_timestamp(at),
-        period_end=to_timestamp(at),
-        distance_m=10_000,
+    return vehicle_activity(
+        event_id,
+        fuel_type,
+        at,
         fuel_used_ml=fuel_ml,
         energy_used_wh=energy_wh,
-        source_sample_event_id=f"s-{event_id}-{sample_count}",
         sample_count=sample_count,
-        first_sample_event_id=f"s-{event_id}-1" if sample_count else "",
-        last_sample_event_id=f"s-{event_id}-{sample_count}" if sample_count else "",
     )
 
 

@@ -317,7 +317,12 @@ async def test_upgrade_to_restatement_keeps_entries_and_lets_them_be_restated(
         assert {(p.entry.posting, p.entry.revision, p.entry.late) for p in kept} == {
             (Posting.ORIGINAL, 0, False)
         }
-        assert inventory == summarise(AALBORG, 2026, entries)
+        # Entries of then knew neither their km nor the vehicle's owner (migration 8): each
+        # line counts them as entries without distance, and no amount changes.
+        as_released = [replace(e, distance_m=None, owner_partner_id=None) for e in entries]
+        assert inventory == summarise(AALBORG, 2026, as_released)
+        assert all(line.entries_without_distance == line.entry_count for line in inventory.lines)
+        assert {(p.entry.distance_m, p.entry.owner_partner_id) for p in kept} == {(None, None)}
         # The collection's net entry is known for what it is: modelled, on a line of its own.
         assert [p.entry.basis for p in kept] == [Basis.METERED] * 3 + [Basis.MODELLED]
         # Hourly pricing (10): no start of their activity is known, so none is priced by the

@@ -306,7 +306,7 @@ async def test_reported_activity_is_recorded_once_and_reported_in_its_sectors(
                 row
                 for row in rows
                 if (row["Inventory"], row["Table"], row["Sector"])
-                == ("MEI", "Emissions (t CO2e)", "Industry: non-ETS")
+                == ("MEI", "Emissions (t CO2)", "Industry: non-ETS")
             )
             assert (industry["Natural gas"], industry["Total"]) == ("1.122", "1.122")
 

@@ -20,11 +20,11 @@ from emissions_ledger.domain import FactorCatalogue
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit import topics
-from servicekit.codec import to_timestamp
 from servicekit.data_files import load_packaged_yaml
 from servicekit.identity import CLIMATE_OFFICER
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import connection, eventually, produce, read_until, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
@@ -43,23 +43,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def activity(event_id: str, fuel_type: int, fuel_ml: int = 0, energy_wh: int = 0) -> Any:
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=to_timestamp(AT),
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fuel_type,  # type: ignore[arg-type]
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=to_timestamp(AT),
-        period_end=to_timestamp(AT),
-        distance_m=10_000,
-        fuel_used_ml=fuel_ml,
-        energy_used_wh=energy_wh,
-    )
+    return vehicle_activity(event_id, fuel_type, AT, fuel_used_ml=fuel_ml, energy_used_wh=energy_wh)
 
 
 def catalogue_with_electricity_published_for(year: int, value: str) -> FactorCatalogue:

@@ -41,18 +41,21 @@ def format_covenant_report(report: ledger_pb2.GetCovenantReportResponse) -> str:
     """BEI against MEI per sector and carrier, the targets and the gap to the trajectory; says
     plainly when the baseline year holds no activity, rather than showing a gap of nothing."""
     bei, mei = report.baseline, report.monitoring
+    unit = report.emission_unit or "t CO2e"
+    approach = (report.emission_factor_approach or "ipcc").upper()
     lines = [
         f"Covenant of Mayors report: {report.municipality_id}, BEI {bei.year} vs MEI {mei.year}"
+        f" ({approach} emission factors, {unit})"
     ]
     for title, inventory in (("BEI", bei), ("MEI", mei)):
-        lines.append(f"{title} {inventory.year}: {inventory.total_t_co2e} t CO2e")
+        lines.append(f"{title} {inventory.year}: {inventory.total_t_co2e} {unit}")
         for row in inventory.rows:
             mwh = f"{row.activity_mwh} MWh" if row.activity_mwh else "MWh unknown"
             lines.append(
                 f"  {_where(row.sector, row.subsector):<42} "
                 f"{_name(ledger_pb2.EnergyCarrier, row.energy_carrier, 'ENERGY_CARRIER_'):<12} "
                 f"{row.activity_amount + ' ' + row.activity_unit:>16} {mwh:>18} "
-                f"{row.t_co2e:>12} t CO2e"
+                f"{row.t_co2e:>12} {unit}"
             )
     for target in report.targets:
         cut = "climate neutral" if target.climate_neutral else f"-{target.reduction_percent} %"
@@ -67,7 +70,7 @@ def format_covenant_report(report: ledger_pb2.GetCovenantReportResponse) -> str:
         )
         return "\n".join(lines)
     for target in report.targets:
-        lines.append(f"  allowed in {target.target_year}: {target.target_t_co2e} t CO2e")
+        lines.append(f"  allowed in {target.target_year}: {target.target_t_co2e} {unit}")
     for item in report.progress:
         change = f" ({item.change_percent} %)" if item.change_percent else ""
         lines.append(
@@ -76,8 +79,8 @@ def format_covenant_report(report: ledger_pb2.GetCovenantReportResponse) -> str:
             f"trajectory {item.trajectory_t_co2e} t, gap {item.gap_t_co2e} t"
         )
     lines.append(
-        f"Trajectory in {mei.year}: {report.monitoring_trajectory_t_co2e} t CO2e; "
-        f"gap {report.gap_t_co2e} t CO2e (positive: above the path to the targets)"
+        f"Trajectory in {mei.year}: {report.monitoring_trajectory_t_co2e} {unit}; "
+        f"gap {report.gap_t_co2e} {unit} (positive: above the path to the targets)"
     )
     return "\n".join(lines)
 

@@ -506,6 +506,37 @@ def format_inventory(inventory: ledger_pb2.GetInventoryResponse) -> str:
 RECOMMENDED_BASELINE_YEAR = 1990
 
 
+# Made up, and said so on the entry: the demo's feed covers one day of one year, and a
+# Covenant comparison needs a baseline year's activity, which only reported activity brings.
+DEMO_BASELINE_DIESEL_LITRES = "300"
+
+
+async def record_demo_baseline(platform: Platform, year: int) -> None:
+    """Records, as a climate officer would import it, the municipal fleet's diesel on one day of
+    the baseline year: a made-up figure for comparison with the day the demo played."""
+    officer = platform.pki.call_as(CLIMATE_OFFICER, MUNICIPALITY)
+    line = ledger_pb2.ActivityLine(
+        year=year,
+        sector=ledger_pb2.SECTOR_TRANSPORT,
+        subsector=ledger_pb2.SUBSECTOR_MUNICIPAL_FLEET,
+        energy_carrier=ledger_pb2.ENERGY_CARRIER_DIESEL,
+        amount=DEMO_BASELINE_DIESEL_LITRES,
+        unit="l",
+        note=f"demo figure, made up: the municipal fleet's diesel on one day of {year}",
+        source_document="make demo",
+    )
+    async with platform.pki.channel(platform.ledger.target) as channel:
+        stub = ledger_pb2_grpc.EmissionsLedgerServiceStub(channel)
+        await stub.RecordActivity(
+            ledger_pb2.RecordActivityRequest(
+                municipality_id=MUNICIPALITY,
+                idempotency_key=f"make-demo-baseline-{year}",
+                lines=[line],
+            ),
+            credentials=officer,
+        )
+
+
 async def covenant_summary(platform: Platform, year: int) -> str:
     """BEI against MEI and the gap to the targets, as the municipality's climate officer sees
     them; the commitment's baseline year, else the recommended one, said so."""
@@ -556,6 +587,12 @@ async def main(mode: str, once: bool = False) -> int:
             print()
             print(format_inventory(inventory))
             print()
+            await record_demo_baseline(platform, RECOMMENDED_BASELINE_YEAR)
+            print(
+                f"Recorded a made-up baseline for the comparison: {DEMO_BASELINE_DIESEL_LITRES} l"
+                f" of municipal fleet diesel on one day of {RECOMMENDED_BASELINE_YEAR}, as"
+                " reported activity (docs/ledger.md, 'Reported activity')."
+            )
             print(await covenant_summary(platform, day.year))
             print()
             for name, kib in platform.resident_memory():

@@ -9,7 +9,9 @@ from emissions_ledger.domain.factors import (
     EnergyCarrier,
     FactorApproach,
     FactorCatalogue,
+    Gas,
     InvalidFactorData,
+    InventoryMethod,
     NoFactor,
 )
 
@@ -46,7 +48,10 @@ def test_shipped_catalogue_parses_with_cited_factors() -> None:
 
     catalogue = FactorCatalogue.from_mapping(data)
 
-    assert catalogue.approaches == {FactorApproach.IPCC: "IPCC, tank-to-wheel, CO2"}
+    assert catalogue.approaches == {
+        FactorApproach.IPCC: "IPCC, tank-to-wheel, CO2",
+        FactorApproach.LCA: "LCA, life cycle including upstream, CO2e",
+    }
     assert catalogue.version
     # 2024: published for biofuel only; every other carrier is priced with the latest
     # published factor before it, marked provisional.
@@ -146,8 +151,51 @@ def test_factors_are_per_approach() -> None:
     )
 
     assert catalogue.for_carrier(EnergyCarrier.DIESEL, 2022).value == Decimal("2.66")
-    lca = catalogue.for_carrier(EnergyCarrier.DIESEL, 2022, FactorApproach.LCA)
+    lca = catalogue.for_method(
+        EnergyCarrier.DIESEL, 2022, InventoryMethod(FactorApproach.LCA, Gas.CO2E)
+    )
     assert (lca.factor_id, lca.value, lca.unit) == ("diesel-wtw", Decimal("3.24"), "kg CO2e/l")
+    # A series is a carrier, an approach and a gas: no LCA factor counts CO2 alone, and no
+    # IPCC one CO2e here, so neither is priced with the other's figure.
+    with pytest.raises(NoFactor, match=r"lca, CO2\)"):
+        catalogue.for_carrier(EnergyCarrier.DIESEL, 2022, FactorApproach.LCA, Gas.CO2)
+    with pytest.raises(NoFactor, match=r"ipcc, CO2e\)"):
+        catalogue.for_method(EnergyCarrier.DIESEL, 2022, InventoryMethod(gas=Gas.CO2E))
+
+
+def test_the_shipped_lca_factors_are_the_guidebook_figures_per_litre_and_kwh() -> None:
+    data = yaml.safe_load((DATA_DIR / "emission_factors.yaml").read_text(encoding="utf-8"))
+    catalogue = FactorCatalogue.from_mapping(data)
+    lca = InventoryMethod(FactorApproach.LCA, Gas.CO2E)
+
+    # Per MWh in the guidebook, times the energy contents the ledger reports MWh with:
+    # diesel 0.305 kg/kWh x 10.04 kWh/l = 3.0622 kg CO2e/l; petrol 0.299 x 9.03 = 2.69997.
+    diesel = catalogue.for_method(EnergyCarrier.DIESEL, 2010, lca)
+    assert (diesel.value, diesel.unit, diesel.provisional) == (
+        Decimal("3.0622"),
+        "kg CO2e/l",
+        False,
+    )
+    assert Decimal("0.305") * Decimal("10.04") == diesel.value
+    petrol = catalogue.for_method(EnergyCarrier.GASOLINE, 1990, lca)
+    assert petrol.value == Decimal("0.299") * Decimal("9.03") == Decimal("2.69997")
+    gas = catalogue.for_method(EnergyCarrier.NATURAL_GAS, 2005, lca)
+    assert (gas.value, gas.unit) == (Decimal("0.237"), "kg CO2e/kWh")
+    # Published 2010: later years are provisional.
+    assert catalogue.for_method(EnergyCarrier.DIESEL, 2025, lca).provisional
+    # No life-cycle figure with a source for Danish electricity or biofuel: refused.
+    for carrier in (EnergyCarrier.ELECTRICITY, EnergyCarrier.BIOFUEL):
+        with pytest.raises(NoFactor):
+            catalogue.for_method(carrier, 2025, lca)
+    for factor in catalogue.factors:
+        assert factor.gas is (Gas.CO2E if factor.approach == FactorApproach.LCA else Gas.CO2)
+
+
+def test_lca_counts_co2e_only() -> None:
+    with pytest.raises(ValueError, match="t CO2e"):
+        InventoryMethod(FactorApproach.LCA, Gas.CO2)
+    assert InventoryMethod(FactorApproach.LCA, Gas.CO2E).reporting_unit == "t CO2e"
+    assert InventoryMethod().reporting_unit == "t CO2"
 
 
 def test_missing_carrier_has_no_factor() -> None:
@@ -173,6 +221,7 @@ def test_value_keeps_every_digit() -> None:
         ({"carrier": "coal"}, r"factor 'diesel-test': field 'carrier' is 'coal'"),
         ({"source": ""}, r"factor 'diesel-test': field 'source' must be a non-empty string"),
         ({"unit": "g CO2/l"}, r"factor 'diesel-test': field 'unit' is 'g CO2/l'"),
+        ({"unit": "kg CH4/l"}, r"factor 'diesel-test': field 'unit' is 'kg CH4/l'"),
         ({"unit": "kg CO2/kWh"}, r"factor 'diesel-test': field 'unit' is 'kg CO2/kWh'"),
         ({"valid_form_year": 2020}, r"factor 'diesel-test': unknown field 'valid_form_year'"),
         ({"valid_from_year": "2020"}, r"factor 'diesel-test': field 'valid_from_year'"),

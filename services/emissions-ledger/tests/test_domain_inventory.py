@@ -134,6 +134,7 @@ def test_summarise_groups_per_line_in_template_order() -> None:
             activity_amount=Decimal("10"),
             kg_co2e=Decimal("0.96"),
             entry_count=1,
+            distance_km=Decimal("40"),
         ),
         InventoryLine(
             transport,
@@ -144,6 +145,7 @@ def test_summarise_groups_per_line_in_template_order() -> None:
             activity_amount=Decimal("3.5"),
             kg_co2e=Decimal("9.31"),
             entry_count=2,
+            distance_km=Decimal("80"),  # two vans, 40 km each
         ),
         # The commercial van's metered 0.1 l, apart from the carriers' modelled detours
         # (3 km and 20 km at 8 l/100 km: 0.24 l + 1.6 l, x 2.66 kg/l).
@@ -156,6 +158,7 @@ def test_summarise_groups_per_line_in_template_order() -> None:
             activity_amount=Decimal("0.1"),
             kg_co2e=Decimal("0.266"),
             entry_count=1,
+            distance_km=Decimal("40"),
         ),
         InventoryLine(
             transport,
@@ -167,6 +170,7 @@ def test_summarise_groups_per_line_in_template_order() -> None:
             kg_co2e=Decimal("4.8944"),
             entry_count=2,
             basis=Basis.MODELLED,
+            distance_km=Decimal("23"),  # the detours: 3 km + 20 km
         ),
         # Two dedicated 14 km trips not driven: 2 x 1.12 l x 2.66 kg/l.
         InventoryLine(
@@ -179,6 +183,7 @@ def test_summarise_groups_per_line_in_template_order() -> None:
             kg_co2e=Decimal("5.9584"),
             entry_count=2,
             basis=Basis.MODELLED,
+            distance_km=Decimal("28"),  # two trips of 14 km not driven
         ),
     )
 

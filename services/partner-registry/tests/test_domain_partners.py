@@ -1,11 +1,15 @@
-"""Carrier authorisation and partner filtering."""
+"""Carrier authorisation, partner filtering, and a municipality's Covenant method."""
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+from partner_registry.adapters.events import partner_from_proto, partner_to_proto
 from partner_registry.domain.partners import (
     MOLO_HUBS,
     CarrierAuthorization,
+    CovenantCommitment,
+    EmissionFactorApproach,
+    EmissionReportingUnit,
     OrganisationKind,
     Participation,
     Partner,
@@ -13,6 +17,7 @@ from partner_registry.domain.partners import (
     authorize_carrier,
     filter_partners,
     page_after,
+    partner_problem,
 )
 
 NOW = datetime(2026, 6, 9, 10, 0, tzinfo=UTC)
@@ -171,3 +176,40 @@ def test_pages_follow_the_ids_and_end_without_a_next_page() -> None:
 
 def test_filter_accepts_any_iterable() -> None:
     assert _ids(filter_partners(iter(ALL), MOLO_HUBS, PartnerRole.WASTE_OPERATOR)) == ["nordvaerk"]
+
+
+def test_a_commitment_states_its_factor_approach_and_lca_reports_in_co2e() -> None:
+    municipality = dataclasses.replace(
+        AALBORG_KOMMUNE, kind=OrganisationKind.MUNICIPALITY, participations=()
+    )
+    lca = CovenantCommitment(
+        signatory_year=2014,
+        baseline_year=None,
+        emission_factor_approach=EmissionFactorApproach.LCA,
+        emission_reporting_unit=EmissionReportingUnit.T_CO2E,
+    )
+    stated = dataclasses.replace(municipality, covenant_commitment=lca)
+    assert partner_problem(stated, {}) is None
+    # The wire keeps it; a commitment that names no approach is IPCC in t CO2, and LCA with no
+    # unit is in t CO2e.
+    assert partner_from_proto(partner_to_proto(stated)).covenant_commitment == lca
+    plain = partner_to_proto(stated)
+    plain.covenant_commitment.ClearField("emission_reporting_unit")
+    assert partner_from_proto(plain).covenant_commitment == lca
+    plain.covenant_commitment.ClearField("emission_factor_approach")
+    default = partner_from_proto(plain).covenant_commitment
+    assert default is not None
+    assert (default.emission_factor_approach, default.emission_reporting_unit) == (
+        EmissionFactorApproach.IPCC,
+        EmissionReportingUnit.T_CO2,
+    )
+    # LCA factors count CO2 equivalents: LCA in t CO2 is refused, naming the field.
+    mixed = dataclasses.replace(
+        municipality,
+        covenant_commitment=dataclasses.replace(
+            lca, emission_reporting_unit=EmissionReportingUnit.T_CO2
+        ),
+    )
+    problem = partner_problem(mixed, {})
+    assert problem is not None
+    assert problem.field == "covenant_commitment.emission_reporting_unit"

@@ -128,7 +128,7 @@ PartitionsHook = Callable[[set[int]], Awaitable[None]]
 BatchScope = Callable[[], AbstractAsyncContextManager[None]]
 
 
-PRODUCER_START_TIMEOUT_S = 20.0
+CLIENT_START_TIMEOUT_S = 20.0
 
 
 class Producer:
@@ -157,7 +157,7 @@ class Producer:
         try:
             # aiokafka can wait forever for a producer id when the broker went away between
             # bootstrap and that request: give up and start again with a fresh client.
-            await asyncio.wait_for(self._producer.start(), PRODUCER_START_TIMEOUT_S)
+            await asyncio.wait_for(self._producer.start(), CLIENT_START_TIMEOUT_S)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._producer.stop()
@@ -429,7 +429,9 @@ class BatchConsumer(Generic[MessageT]):
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         try:
-            await consumer.start()
+            # Bounded as the producer's start is: a broker that goes away mid-start can leave
+            # aiokafka waiting forever; the runtime then tries again with a fresh client.
+            await asyncio.wait_for(consumer.start(), CLIENT_START_TIMEOUT_S)
         except BaseException:
             with contextlib.suppress(Exception):
                 await consumer.stop()

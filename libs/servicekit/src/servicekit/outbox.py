@@ -83,7 +83,7 @@ class OutboxRelay:
     `steps_in_flight` steps handed over and not deleted), and the steps acknowledged are
     deleted as soon as they are, together when several are (a database slow to commit then
     deletes less often, in larger pieces). A kill between publishing and deleting republishes
-    at most `step * steps_in_flight` records (100 by default), not a whole batch.
+    at most `step * steps_in_flight` records (400 by default), not a whole batch.
 
     On PostgreSQL each step claims its rows with FOR UPDATE SKIP LOCKED in a transaction of its
     own, which deletes them and commits once the step is acknowledged, so several instances of
@@ -98,7 +98,7 @@ class OutboxRelay:
         producer: Producer,
         poll_interval_s: float = 0.5,
         batch: int = 1000,
-        step: int = 25,
+        step: int = 100,
         steps_in_flight: int = 4,
         log_interval_s: float = 30.0,
     ) -> None:

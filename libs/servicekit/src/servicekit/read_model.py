@@ -35,6 +35,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, String, Table, select, u
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.database import Database, UtcDateTime, insert_statement, kit_metadata
+from servicekit.kafka import CLIENT_START_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -136,20 +137,32 @@ class ReadModel(Generic[MessageT]):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        await consumer.start()
         try:
-            # aiokafka assigns a group-less subscription once the topic's metadata arrives,
-            # and signals it with nothing to wait on.
-            while not consumer.assignment():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            assigned = sorted(consumer.assignment())
-            await consumer.seek_to_beginning(*assigned)
-            self._targets = dict(await consumer.end_offsets(assigned))
+            # Bounded, so that a broker gone away mid-start (or a topic whose metadata never
+            # comes) makes the runtime try again with a fresh client instead of waiting forever.
+            self._targets = await asyncio.wait_for(
+                self._assign_from_beginning(consumer), CLIENT_START_TIMEOUT_S
+            )
         except BaseException:
-            await consumer.stop()
+            with contextlib.suppress(Exception):
+                await consumer.stop()
             raise
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name=f"read model {self.topic}")
+
+    @staticmethod
+    async def _assign_from_beginning(
+        consumer: AIOKafkaConsumer,
+    ) -> dict[TopicPartition, int]:
+        """Starts the consumer at the beginning of every partition; the partitions' end offsets."""
+        await consumer.start()
+        # aiokafka assigns a group-less subscription once the topic's metadata arrives, and
+        # signals it with nothing to wait on.
+        while not consumer.assignment():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assigned = sorted(consumer.assignment())
+        await consumer.seek_to_beginning(*assigned)
+        return dict(await consumer.end_offsets(assigned))
 
     async def stop(self) -> None:
         if self._task is not None:

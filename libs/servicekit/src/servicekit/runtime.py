@@ -280,8 +280,8 @@ class ServiceRuntime:
         self, producer_attempted: asyncio.Event, clients_attempted: asyncio.Event
     ) -> None:
         """Creates the topics, starts the producer and the outbox relay, then (once the start-up
-        hooks ran) the consumers and read models, each step retried (with backoff, logged once
-        per interval) until the broker answers."""
+        hooks ran) the read models and, once they caught up, the consumers, each step retried
+        (with backoff, logged once per interval) until the broker answers."""
         throttle = Throttle(self.settings.log_repeat_interval_s)
         delay_s = 0.5
         topics_ready = False
@@ -295,13 +295,17 @@ class ServiceRuntime:
                 self.relay.start()
                 producer_attempted.set()
                 await self._hooks_done.wait()
-                for consumer in self.consumers:
-                    if not consumer.started:
-                        await consumer.start()
+                # Read models first, and the consumers once they caught up: a handler reading
+                # one (a municipality's method, a carrier's authorisation) then finds it whole
+                # from the first batch on, instead of retrying until it is.
                 for model in self.read_models:
                     if model not in self._read_models_started:
                         await model.start()
                         self._read_models_started.append(model)
+                await self._wait_read_models()
+                for consumer in self.consumers:
+                    if not consumer.started:
+                        await consumer.start()
             except Exception as error:
                 producer_attempted.set()
                 clients_attempted.set()
@@ -359,7 +363,7 @@ class ServiceRuntime:
         await self.database.dispose()
 
 
-def _settle_garbage_collector() -> None:
+def settle_garbage_collector() -> None:
     """Keeps the cyclic garbage collector off what start-up loaded.
 
     Libraries and generated code leave hundreds of thousands of long-lived objects; a batch of
@@ -384,7 +388,7 @@ def run(build: Callable[[], ServiceRuntime]) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await runtime.start()
-        _settle_garbage_collector()
+        settle_garbage_collector()
         log.info(
             "listening",
             extra={

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -62,7 +62,17 @@ from emissions_ledger.domain.covenant import (
     InvalidReportRequest,
     covenant_report,
 )
+from emissions_ledger.domain.entries import DEFAULT_METHOD
+from emissions_ledger.domain.factors import InventoryMethod, gas_of_unit
+from emissions_ledger.domain.inventory import InventoryLine, summarise
 from emissions_ledger.domain.municipalities import Municipality
+from emissions_ledger.domain.programmes import (
+    GreenFleetsTally,
+    MoloHubsTally,
+    Programme,
+    ProgrammeView,
+    detours_within_metered,
+)
 from servicekit import topics
 from servicekit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from servicekit.kafka import Rejection
@@ -122,6 +132,19 @@ class Municipalities(Protocol):
 
     async def municipality(self, municipality_id: str) -> Municipality | None: ...
 
+    def caught_up(self) -> bool:
+        """Whether the municipalities are known as the registry stated them at start."""
+        ...
+
+
+class MunicipalitiesNotKnownYet(RuntimeError):
+    """The registry's changelog is still being read: an event is not priced until its
+    municipality's method is known. The runtime starts the consumers once the read models caught
+    up, so this happens only when the broker was away at start and they started regardless.
+    Transient: the consumer retries the batch after a back-off, outside its transaction, while
+    the read model catches up (waiting inside it would hold the database's writer turn the read
+    model needs on SQLite)."""
+
 
 class LedgerHandlers:
     def __init__(
@@ -151,16 +174,50 @@ class LedgerHandlers:
         self.catalogue = catalogue
         self.policy = policy
 
+    async def methods_of(self, municipality_ids: Iterable[str]) -> dict[str, InventoryMethod]:
+        """Each municipality's method (factor approach and unit), from its commitment; IPCC in
+        t CO2 for one without (or unknown to the registry)."""
+        methods: dict[str, InventoryMethod] = {}
+        for municipality_id in set(municipality_ids):
+            municipality = (
+                None
+                if self.municipalities is None
+                else await self.municipalities.municipality(municipality_id)
+            )
+            methods[municipality_id] = (
+                DEFAULT_METHOD if municipality is None else municipality.method
+            )
+        return methods
+
+    async def _methods_for_posting(
+        self, municipality_ids: Iterable[str]
+    ) -> dict[str, InventoryMethod]:
+        """The methods to price events in; refused (MunicipalitiesNotKnownYet) until the
+        registry's changelog is read at start, so that no event is priced in a method its
+        municipality left before the ledger started."""
+        if self.municipalities is not None and not self.municipalities.caught_up():
+            raise MunicipalitiesNotKnownYet("the partner registry's changelog is still being read")
+        return await self.methods_of(municipality_ids)
+
     async def post_activities(
         self, activities: Sequence[Positioned[VehicleActivity]]
     ) -> list[Rejection]:
-        """Posts the emission entry of each activity; returns the activities it cannot account."""
+        """Posts the emission entry of each activity, priced in its municipality's method;
+        returns the activities it cannot account."""
+        methods = await self._methods_for_posting(
+            activity.municipality_id for _, activity in activities
+        )
         hourly = await self._hourly_pricing(activities)
         entries, rejections = _entries_for(
             activities,
             lambda activity: [
                 entry_for_activity(
-                    activity, self.catalogue, topics.ACTIVITY, _this_year(), hourly=hourly
+                    activity,
+                    self.catalogue,
+                    topics.ACTIVITY,
+                    _this_year(),
+                    methods[activity.municipality_id],
+                    hourly=hourly,
                 )
             ],
         )
@@ -197,13 +254,17 @@ class LedgerHandlers:
             async with self.unit_of_work() as session:
                 await LedgerRepository(session).record_deposits(deposits)
             return []
+        methods = await self._methods_for_posting(
+            collection.municipality_id for _, collection in collections
+        )
         with tracer.start_as_current_span("ledger post entries") as span:
-            return await self._post_locker_events(deposits, collections, span)
+            return await self._post_locker_events(deposits, collections, methods, span)
 
     async def _post_locker_events(
         self,
         deposits: Sequence[WasteDeposit],
         collections: Sequence[Positioned[WasteCollection]],
+        methods: Mapping[str, InventoryMethod],
         span: trace.Span,
     ) -> list[Rejection]:
         async with self.unit_of_work() as session:
@@ -227,7 +288,12 @@ class LedgerHandlers:
             entries, rejections = _entries_for(
                 known,
                 lambda collection: entries_for_collection(
-                    collection, self.policy, self.catalogue, topics.LOCKER_EVENTS, _this_year()
+                    collection,
+                    self.policy,
+                    self.catalogue,
+                    topics.LOCKER_EVENTS,
+                    _this_year(),
+                    methods[collection.municipality_id],
                 ),
             )
             span.set_attribute("ledger.entry_count", len(entries))
@@ -280,10 +346,12 @@ class LedgerHandlers:
         self, municipality_id: str, year: int, requested_by: str
     ) -> RestatementOutcome:
         """Re-prices the year's current entries with today's catalogue, posting a reversal and
-        a replacement for each entry priced otherwise; nothing when none is. Electricity of a
-        municipality priced by the hour is re-priced with the intensity of its hour where that
-        arrived after the entry was posted with the yearly factor."""
+        a replacement for each entry priced otherwise; nothing when none is. Prices in the
+        municipality's method: a year priced in another approach is re-priced in its own.
+        Electricity of a municipality priced by the hour is re-priced with the intensity of its
+        hour where that arrived after the entry was posted with the yearly factor."""
         _check_inventory_request(municipality_id, year)
+        method = (await self.methods_of([municipality_id]))[municipality_id]
         restatement_id = str(uuid.uuid4())
         with tracer.start_as_current_span(
             "ledger restate", attributes={"ledger.year": year}
@@ -295,12 +363,14 @@ class LedgerHandlers:
                     self.hourly if self.hourly and self.hourly.applies_to(municipality_id) else None
                 )
                 candidates = await _restatement_candidates(
-                    repository, self.catalogue, municipality_id, year, hourly
+                    repository, self.catalogue, municipality_id, year, hourly, method
                 )
                 pricing = None
                 if hourly is not None:
                     pricing = await _hourly_pricing_of(repository, hourly, candidates)
-                entries = restatement_entries(candidates, self.catalogue, restatement_id, pricing)
+                entries = restatement_entries(
+                    candidates, self.catalogue, restatement_id, pricing, method
+                )
                 appended = await self._append(repository, session, entries)
                 span.set_attribute("ledger.appended_count", len(appended))
                 if not appended:
@@ -325,6 +395,7 @@ class LedgerHandlers:
         posts nothing: the same lines answer what the first call posted, other lines are
         refused. With validate_only, answers what would be posted and keeps nothing."""
         digest = content_digest(batch)
+        method = (await self.methods_of([batch.municipality_id]))[batch.municipality_id]
         with tracer.start_as_current_span(
             "ledger record activity", attributes={"ledger.line_count": len(batch.lines)}
         ) as span:
@@ -350,6 +421,7 @@ class LedgerHandlers:
                         recorded_by,
                         recorded.recorded_at,
                         _this_year(),
+                        method,
                     )
                 except InvalidActivity as error:
                     listed = [(p.path, p.reason) for p in error.problems[:MAX_LISTED_PROBLEMS]]
@@ -399,16 +471,57 @@ class LedgerHandlers:
             )
         _check_inventory_request(municipality_id, baseline_year)
         _check_inventory_request(municipality_id, monitoring_year)
+        method = commitment.method
         async with self.unit_of_work.read() as session:
             repository = LedgerRepository(session)
+            for year in sorted({baseline_year, monitoring_year}):
+                await _require_priced_in(repository, municipality_id, year, method)
             baseline = await repository.inventory(municipality_id, baseline_year)
             monitoring = await repository.inventory(municipality_id, monitoring_year)
+            baseline_left_out = await _detours_within_metered(
+                repository, municipality_id, baseline_year
+            )
+            monitoring_left_out = await _detours_within_metered(
+                repository, municipality_id, monitoring_year
+            )
         try:
             return covenant_report(
-                municipality_id, commitment, baseline, monitoring, self.energy_contents
+                municipality_id,
+                commitment,
+                baseline,
+                monitoring,
+                self.energy_contents,
+                method,
+                baseline_left_out,
+                monitoring_left_out,
             )
         except InvalidReportRequest as error:
             raise InvalidArgument("monitoring_year", str(error)) from error
+
+    async def programme_view(
+        self, municipality_id: str, year: int, programme: Programme
+    ) -> ProgrammeView:
+        """A programme's view of the year, over the same entries as the Covenant report."""
+        _check_inventory_request(municipality_id, year)
+        method = (await self.methods_of([municipality_id]))[municipality_id]
+        async with self.unit_of_work.read() as session:
+            repository = LedgerRepository(session)
+            if programme is Programme.GREEN_FLEETS:
+                fleets = GreenFleetsTally()
+                async for entry in repository.metered_entries_from(
+                    municipality_id, year, topics.ACTIVITY
+                ):
+                    fleets.add(entry)
+                return ProgrammeView(municipality_id, year, method, green_fleets=fleets.view())
+            since = datetime(year, 1, 1, tzinfo=MUNICIPAL_TIME_ZONE)
+            until = datetime(year + 1, 1, 1, tzinfo=MUNICIPAL_TIME_ZONE)
+            hubs = MoloHubsTally(
+                await repository.deposit_totals(municipality_id, since, until),
+                await repository.metered_owners(municipality_id, year),
+            )
+            for entry in await repository.collection_entries(municipality_id, year):
+                hubs.add(entry)
+            return ProgrammeView(municipality_id, year, method, molo_hubs=hubs.view())
 
     async def inventory(self, municipality_id: str, year: int) -> Inventory:
         _check_inventory_request(municipality_id, year)
@@ -440,6 +553,37 @@ class LedgerHandlers:
         return page, _page_token(municipality_id, year, page[-1].sequence, self.page_token_key)
 
 
+async def _require_priced_in(
+    repository: LedgerRepository, municipality_id: str, year: int, method: InventoryMethod
+) -> None:
+    """FAILED_PRECONDITION unless every current entry of the year is priced in `method`: a
+    report never mixes approaches or units, nor puts a baseline and a monitoring inventory of
+    different methods side by side. A municipality that changed its method restates the year."""
+    others = sorted(
+        f"{approach_key(approach)} in {gas_of_unit(unit)}"
+        for approach, unit in await repository.pricing_methods(municipality_id, year)
+        if (approach_key(approach), gas_of_unit(unit)) != (method.approach, method.gas)
+    )
+    if others:
+        raise FailedPrecondition(
+            f"entries of {municipality_id!r} in {year} are priced {', '.join(others)}, but the "
+            f"municipality reports {method.approach} in {method.reporting_unit}: restate {year} "
+            "(RestateInventory) first; a carrier without a factor in that method keeps its "
+            "entries as they are"
+        )
+
+
+async def _detours_within_metered(
+    repository: LedgerRepository, municipality_id: str, year: int
+) -> tuple[InventoryLine, ...]:
+    """The year's modelled detours whose carrier's fuel is metered, as inventory lines."""
+    detours = detours_within_metered(
+        await repository.collection_entries(municipality_id, year),
+        await repository.metered_owners(municipality_id, year),
+    )
+    return summarise(municipality_id, year, detours).lines
+
+
 # Far above any token the ledger issues; longer input is refused before it is decoded.
 MAX_PAGE_TOKEN_LENGTH = 512
 
@@ -450,14 +594,16 @@ async def _restatement_candidates(
     municipality_id: str,
     year: int,
     hourly: HourlyPricingPolicy | None,
+    method: InventoryMethod = DEFAULT_METHOD,
 ) -> list[LedgerEntry]:
-    """The year's current entries the catalogue may price otherwise now; with hourly pricing,
+    """The year's current entries the catalogue may price otherwise now, in the
+    municipality's `method` (all of them, when they are priced in another); with hourly pricing,
     for electricity: those priced with a yearly factor other than today's, and those priced
     with a yearly factor whose hour is cached now (hourly ones stay as they are)."""
     candidates: dict[str, LedgerEntry] = {}
     for carrier, approach in await repository.pricing_groups(municipality_id, year):
         try:
-            factor = catalogue.for_carrier(EnergyCarrier(carrier), year, approach_key(approach))
+            factor = catalogue.for_method(EnergyCarrier(carrier), year, method)
         except NoFactor:
             continue
         by_the_hour = hourly is not None and carrier == EnergyCarrier.ELECTRICITY

@@ -1,7 +1,8 @@
 """The Covenant report as files in the shape of the Covenant of Mayors' reporting template:
 per inventory, sectors as rows and energy carriers as columns, one table of final energy in
-MWh and one of emissions in t CO2e (XLSX: a BEI and an MEI sheet, and one of targets; CSV: the
-same tables one under the other, named in the first columns)."""
+MWh and one of emissions in the municipality's unit, t CO2 or t CO2e (XLSX: a BEI and an MEI
+sheet, and one of targets and the method; CSV: the same tables one under the other, named in
+the first columns, and the method last)."""
 
 from __future__ import annotations
 
@@ -65,11 +66,14 @@ def _own_units(rows: list[ReportRow]) -> str:
     return "; ".join(f"{row.activity_amount.normalize():f} {row.activity_unit}" for row in rows)
 
 
-def inventory_tables(inventory: CovenantInventory) -> Iterator[tuple[str, list[list[Cell]]]]:
+def inventory_tables(
+    inventory: CovenantInventory, unit: str = "t CO2e"
+) -> Iterator[tuple[str, list[list[Cell]]]]:
     """The template's tables of one inventory: final energy (MWh), emissions (t CO2e), and the
     activity in its own units (litres, kWh) beside them. A MWh cell is blank where a carrier's
     energy content is not known as data."""
-    tables: dict[str, list[list[Cell]]] = {"Final energy (MWh)": [], "Emissions (t CO2e)": []}
+    emissions_title = f"Emissions ({unit})"
+    tables: dict[str, list[list[Cell]]] = {"Final energy (MWh)": [], emissions_title: []}
     own_units: list[list[Cell]] = []
     for sector, subsector, label in TEMPLATE_ROWS:
         energy: list[Cell] = [label]
@@ -98,22 +102,41 @@ def inventory_tables(inventory: CovenantInventory) -> Iterator[tuple[str, list[l
         emissions.append(emissions_total)
         activity.append(None)
         tables["Final energy (MWh)"].append(energy)
-        tables["Emissions (t CO2e)"].append(emissions)
+        tables[emissions_title].append(emissions)
         own_units.append(activity)
     tables["Activity in own units"] = own_units
     yield from tables.items()
 
 
+def _method_rows(report: CovenantReport) -> list[list[Cell]]:
+    """Which method every figure of the report is in, and what it leaves out."""
+    unit = report.method.reporting_unit
+    return [
+        ["Emission factor approach", report.method.approach.value.upper()],
+        ["Emission reporting unit", unit],
+        [
+            f"Baseline: carrier detours inside metered fuel, left out ({unit})",
+            report.baseline.detours_within_metered_t_co2e,
+        ],
+        [
+            f"Monitoring: carrier detours inside metered fuel, left out ({unit})",
+            report.monitoring.detours_within_metered_t_co2e,
+        ],
+    ]
+
+
 def _targets_rows(report: CovenantReport) -> list[list[Cell]]:
+    unit = report.method.reporting_unit
     rows: list[list[Cell]] = [
         ["Baseline year", Decimal(report.baseline.year)],
-        ["Baseline total (t CO2e)", report.baseline.total_t_co2e],
+        [f"Baseline total ({unit})", report.baseline.total_t_co2e],
         ["Monitoring year", Decimal(report.monitoring.year)],
-        ["Monitoring total (t CO2e)", report.monitoring.total_t_co2e],
-        ["Trajectory in the monitoring year (t CO2e)", report.monitoring_trajectory_t_co2e],
-        ["Gap to the trajectory (t CO2e)", report.gap_t_co2e],
+        [f"Monitoring total ({unit})", report.monitoring.total_t_co2e],
+        [f"Trajectory in the monitoring year ({unit})", report.monitoring_trajectory_t_co2e],
+        [f"Gap to the trajectory ({unit})", report.gap_t_co2e],
+        *_method_rows(report),
         [],
-        ["Target year", "Reduction (%)", "Climate neutral", "Allowed (t CO2e)", "Source"],
+        ["Target year", "Reduction (%)", "Climate neutral", f"Allowed ({unit})", "Source"],
     ]
     for target in report.targets:
         rows.append(
@@ -161,8 +184,14 @@ def report_xlsx(report: CovenantReport) -> bytes:
         assert sheet is not None
         first = False
         sheet.title = f"{name} {inventory.year}"
-        sheet.append([f"{name} {inventory.year}, {report.municipality_id}"])
-        for title, rows in inventory_tables(inventory):
+        method = report.method
+        sheet.append(
+            [
+                f"{name} {inventory.year}, {report.municipality_id}, "
+                f"{method.approach.value.upper()} approach, {method.reporting_unit}"
+            ]
+        )
+        for title, rows in inventory_tables(inventory, report.method.reporting_unit):
             sheet.append([])
             sheet.append([title])
             sheet.append(HEADER)
@@ -192,7 +221,10 @@ def report_csv(report: CovenantReport) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["Inventory", "Year", "Table", *HEADER])
     for name, inventory in _inventories(report):
-        for title, rows in inventory_tables(inventory):
+        for title, rows in inventory_tables(inventory, report.method.reporting_unit):
             for row in rows:
                 writer.writerow([name, inventory.year, title, *(_text(cell) for cell in row)])
+    # The method, under the tables: inventory "Report", table "Method".
+    for label, value in _method_rows(report):
+        writer.writerow(["Report", "", "Method", label, _text(value)])
     return buffer.getvalue().encode()

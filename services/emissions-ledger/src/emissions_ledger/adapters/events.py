@@ -25,6 +25,7 @@ from emissions_ledger.domain import (
     WasteDeposit,
     approach_key,
 )
+from emissions_ledger.domain.inventory import distance_km
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2
 from greenpartners.lockers.v1 import lockers_pb2
@@ -55,6 +56,7 @@ def activity_from_event(event: fleet_pb2.VehicleActivity) -> VehicleActivity:
         samples=_samples_of(event),
         # Activity from before aggregation may not say when its period started.
         period_start=from_timestamp(event.period_start) if event.HasField("period_start") else None,
+        owner_partner_id=vehicle.owner_partner_id,
     )
 
 
@@ -155,6 +157,8 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         restatement_id=entry.restatement_id or "",
         late=entry.late,
         basis=to_proto(ledger_pb2.Basis, entry.basis),
+        distance_km="" if entry.distance_m is None else decimal_text(distance_km(entry.distance_m)),
+        owner_partner_id=entry.owner_partner_id or "",
     )
     if entry.activity_started_at is not None:
         wire.activity_started_at.CopyFrom(to_timestamp(entry.activity_started_at))
@@ -238,6 +242,8 @@ def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:
                 kg_co2e=decimal_text(line.kg_co2e),
                 entry_count=line.entry_count,
                 basis=to_proto(ledger_pb2.Basis, line.basis),
+                distance_km=decimal_text(line.distance_km),
+                entries_without_distance=line.entries_without_distance,
             )
             for line in inventory.lines
         ],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from emissions_ledger.domain.factors import FactorApproach, Gas, InventoryMethod
 from emissions_ledger.domain.municipalities import (
     CovenantCommitment,
     EmissionTarget,
@@ -33,8 +34,20 @@ def municipality_from_partner(partner: registry_pb2.Partner) -> Municipality | N
                 )
                 for target in wire.targets
             ),
+            method=method_of(wire),
         )
     return Municipality(partner.partner_id, partner.name, commitment)
+
+
+def method_of(commitment: registry_pb2.CovenantCommitment) -> InventoryMethod:
+    """The approach and unit a commitment states: IPCC in t CO2 when it names neither. LCA
+    factors count CO2 equivalents only, so LCA is always in t CO2e (the registry refuses LCA
+    in t CO2)."""
+    if commitment.emission_factor_approach == registry_pb2.EMISSION_FACTOR_APPROACH_LCA:
+        return InventoryMethod(FactorApproach.LCA, Gas.CO2E)
+    if commitment.emission_reporting_unit == registry_pb2.EMISSION_REPORTING_UNIT_T_CO2E:
+        return InventoryMethod(FactorApproach.IPCC, Gas.CO2E)
+    return InventoryMethod()
 
 
 class MunicipalityDirectory:
@@ -48,6 +61,10 @@ class MunicipalityDirectory:
         async with self.unit_of_work.read() as session:
             partner = await self.partners.partner(session, municipality_id)
         return None if partner is None else municipality_from_partner(partner)
+
+    def caught_up(self) -> bool:
+        """Whether the read model holds the changelog as it was when the service started."""
+        return self.partners.model.caught_up.is_set()
 
     async def require(self, municipality_id: str) -> Municipality:
         """The municipality; NOT_FOUND when the registry has none by that id, rather than an

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, inspect, not_, select
+from sqlalchemy import (
+    Connection,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    inspect,
+    not_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from emissions_ledger.adapters.tables import (
@@ -44,7 +55,12 @@ from emissions_ledger.domain import (
     hour_within,
     inventory_from_lines,
 )
+from emissions_ledger.domain.inventory import distance_km
+from emissions_ledger.domain.programmes import DepositTotals
 from servicekit.database import add_exact, decimal_text, insert_statement, one_of, row_chunks
+
+# Entries read per round trip when a view streams a year's entries.
+_STREAMED_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -237,6 +253,11 @@ class LedgerRepository:
                             self.session, inventory_lines.c.kg_co2e, added.kg_co2e
                         ),
                         "entry_count": inventory_lines.c.entry_count + added.entry_count,
+                        "distance_km": add_exact(
+                            self.session, inventory_lines.c.distance_km, added.distance_km
+                        ),
+                        "entries_without_distance": inventory_lines.c.entries_without_distance
+                        + added.entries_without_distance,
                     },
                 )
             )
@@ -472,11 +493,7 @@ class LedgerRepository:
         """Select the year's current entries (neither reversals nor reversed) of one carrier
         and approach."""
         entries = ledger_entries.c
-        reversed_already = (
-            select(ledger_entries.c.entry_id)
-            .where(ledger_entries.c.restates_entry_id == entries.entry_id)
-            .where(ledger_entries.c.posting == Posting.REVERSAL.value)
-        )
+        reversed_already = _reversal_of(ledger_entries)
         return (
             select(ledger_entries)
             .where(entries.municipality_id == municipality_id)
@@ -484,7 +501,7 @@ class LedgerRepository:
             .where(entries.energy_carrier == carrier)
             .where(entries.factor_approach == approach)
             .where(entries.posting != Posting.REVERSAL.value)
-            .where(~exists(reversed_already.correlate(ledger_entries)))
+            .where(~exists(reversed_already))
         )
 
     async def intensities_of_hours(
@@ -543,6 +560,88 @@ class LedgerRepository:
         for chunk in row_chunks(rows):
             stored += len((await self.session.execute(statement, chunk)).scalars().all())
         return stored
+
+    async def pricing_methods(self, municipality_id: str, year: int) -> set[tuple[str, str]]:
+        """The (factor approach, factor unit) pairs the year's current entries are priced in:
+        neither reversals nor entries a restatement reversed. One read of the year's entries."""
+        entries = ledger_entries.c
+        reversed_already = _reversal_of(ledger_entries)
+        rows = await self.session.execute(
+            select(entries.factor_approach, entries.factor_unit)
+            .where(entries.municipality_id == municipality_id)
+            .where(entries.year == year)
+            .where(entries.posting != Posting.REVERSAL.value)
+            .where(~exists(reversed_already))
+            .distinct()
+        )
+        return {(row.factor_approach, row.factor_unit) for row in rows}
+
+    async def metered_owners(self, municipality_id: str, year: int) -> frozenset[str]:
+        """The partners whose vehicles' activity the ledger holds, metered, for the year."""
+        entries = ledger_entries.c
+        rows = await self.session.execute(
+            select(entries.owner_partner_id)
+            .where(entries.municipality_id == municipality_id)
+            .where(entries.year == year)
+            .where(entries.basis == Basis.METERED.value)
+            .where(entries.owner_partner_id.is_not(None))
+            .distinct()
+        )
+        return frozenset(rows.scalars())
+
+    async def collection_entries(self, municipality_id: str, year: int) -> list[LedgerEntry]:
+        """The year's entries of carrier collections (avoided trips and detours), every
+        posting, in posting order."""
+        rows = (
+            await self.session.execute(
+                select(ledger_entries)
+                .where(ledger_entries.c.municipality_id == municipality_id)
+                .where(ledger_entries.c.year == year)
+                .where(ledger_entries.c.basis == Basis.MODELLED.value)
+                .order_by(ledger_entries.c.sequence)
+            )
+        ).all()
+        return [entry for entry in map(_entry_from_row, rows) if entry.collection is not None]
+
+    async def metered_entries_from(
+        self, municipality_id: str, year: int, source_topic: str
+    ) -> AsyncIterator[LedgerEntry]:
+        """The year's metered entries from one topic, every posting, streamed: a year of fleet
+        activity can hold far more entries than one read should hold in memory."""
+        entries = ledger_entries.c
+        result = await self.session.stream(
+            select(ledger_entries)
+            .where(entries.municipality_id == municipality_id)
+            .where(entries.year == year)
+            .where(entries.source_topic == source_topic)
+            .where(entries.basis == Basis.METERED.value)
+            .execution_options(yield_per=_STREAMED_ROWS)
+        )
+        async for row in result:
+            yield _entry_from_row(row)
+
+    async def deposit_totals(
+        self, municipality_id: str, since: datetime, until: datetime
+    ) -> DepositTotals:
+        """How many deposits the ledger saw at the municipality's hubs in [since, until), their
+        mass and the mass of the hazardous ones."""
+        deposits = hub_deposits.c
+        row = (
+            await self.session.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(deposits.mass_g), 0),
+                    func.coalesce(
+                        func.sum(case((deposits.hazardous.is_(True), deposits.mass_g), else_=0)),
+                        0,
+                    ),
+                )
+                .where(deposits.municipality_id == municipality_id)
+                .where(deposits.deposited_at >= since)
+                .where(deposits.deposited_at < until)
+            )
+        ).one()
+        return DepositTotals(int(row[0]), int(row[1]), int(row[2]))
 
     async def record_restatement(
         self,
@@ -640,6 +739,17 @@ class LedgerRepository:
         return [PostedEntry(_entry_from_row(row), row.trace_id, row.sequence) for row in rows]
 
 
+def _reversal_of(entries: Any) -> Any:
+    """A subquery for EXISTS: the reversal of the outer query's entry. The reversals are read
+    through an alias, so that the condition relates two rows, not a row to itself."""
+    reversals = ledger_entries.alias("reversals")
+    return (
+        select(reversals.c.entry_id)
+        .where(reversals.c.restates_entry_id == entries.c.entry_id)
+        .where(reversals.c.posting == Posting.REVERSAL.value)
+    )
+
+
 def rebuild_inventory_lines(connection: Connection) -> None:
     """Recomputes every running line total from the entries (a migration step, synchronous).
 
@@ -660,7 +770,7 @@ def rebuild_inventory_lines(connection: Connection) -> None:
         entries.activity_amount,
         entries.kg_co2e,
         entries.avoided_trip,
-        *(entries[name] for name in ("posting", "basis") if name in existing),
+        *(entries[name] for name in ("posting", "basis", "distance_m") if name in existing),
     ]
     lines: dict[tuple[Any, ...], InventoryLine] = {}
     for row in connection.execute(select(*wanted)):
@@ -680,6 +790,12 @@ def rebuild_inventory_lines(connection: Connection) -> None:
             entry_count=-1 if posting == Posting.REVERSAL.value else 1,
             basis=Basis(basis),
         )
+        distance_m = mapping.get("distance_m")
+        line = replace(
+            line,
+            distance_km=distance_km(distance_m),
+            entries_without_distance=line.entry_count if distance_m is None else 0,
+        )
         key = (row.municipality_id, row.year, *_line_key_of(line).values())
         lines[key] = add_lines(lines.get(key), line)
     line_columns = {c["name"] for c in inspect(connection).get_columns("inventory_lines")}
@@ -693,10 +809,9 @@ def rebuild_inventory_lines(connection: Connection) -> None:
                     "year": year,
                     **{
                         name: value
-                        for name, value in _line_key_of(line).items()
+                        for name, value in (_line_key_of(line) | _line_totals(line)).items()
                         if name in line_columns
                     },
-                    **_line_totals(line),
                 }
                 for (municipality_id, year, *_), line in lines.items()
             ],
@@ -775,6 +890,8 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
             "waste_types": list(entry.collection.waste_types),
             "deposit_count": entry.collection.deposit_count,
         },
+        "distance_m": entry.distance_m,
+        "owner_partner_id": entry.owner_partner_id,
         "reported": None if entry.reported is None else _reported_row(entry.reported),
     }
 
@@ -833,6 +950,8 @@ def _line_totals(line: InventoryLine) -> dict[str, Any]:
         "activity_amount": line.activity_amount,
         "kg_co2e": line.kg_co2e,
         "entry_count": line.entry_count,
+        "distance_km": line.distance_km,
+        "entries_without_distance": line.entries_without_distance,
     }
 
 
@@ -848,6 +967,8 @@ def _line_from_row(row: Any, entry_count: int | None = None) -> InventoryLine:
         kg_co2e=Decimal(row.kg_co2e),
         entry_count=row.entry_count if entry_count is None else entry_count,
         basis=Basis(row.basis),
+        distance_km=Decimal(row.distance_km),
+        entries_without_distance=row.entries_without_distance,
     )
 
 
@@ -908,6 +1029,8 @@ def _entry_from_row(row: Any) -> LedgerEntry:
         late=bool(row.late),
         basis=Basis(row.basis),
         collection=_collection_of(row.collection),
+        distance_m=row.distance_m,
+        owner_partner_id=row.owner_partner_id,
         reported=_reported_of(row.reported),
         activity_started_at=row.activity_started_at,
     )

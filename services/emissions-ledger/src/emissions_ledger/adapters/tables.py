@@ -54,9 +54,11 @@ ledger_entries = Table(
     Column("source_topic", String(200), nullable=False),
     Column("activity_at", UtcDateTime(), nullable=False),
     Column("subject_id", String(64), nullable=False),
-    Column("avoided_trip", JSON, nullable=True),
+    # Absent provenance is SQL NULL (older rows may hold JSON null): most entries have only one
+    # of these documents, and serialising the others as JSON null costs every posting.
+    Column("avoided_trip", JSON(none_as_null=True), nullable=True),
     # Vehicle activity only: sample_count, first and last sample event id (migration 4).
-    Column("activity_samples", JSON, nullable=True),
+    Column("activity_samples", JSON(none_as_null=True), nullable=True),
     Column("trace_id", String(32), nullable=False),
     Column("posted_at", UtcDateTime(), nullable=False),
     # Restatement (migration 6): original, reversal or restatement; the revision it makes (0 for
@@ -69,10 +71,14 @@ ledger_entries = Table(
     Column("late", Boolean, nullable=False, server_default=text("false")),
     # Metered or modelled (migration 7); a collection's carrier, hub, mass and waste types.
     Column("basis", String(16), nullable=False, server_default=text("'metered'")),
-    Column("collection", JSON, nullable=True),
+    Column("collection", JSON(none_as_null=True), nullable=True),
+    # Migration 8: the distance behind the activity (metres; negated on a reversal) and the
+    # vehicle's owner. NULL on entries posted before: not known.
+    Column("distance_m", Integer, nullable=True),
+    Column("owner_partner_id", String(64), nullable=True),
     # Reported activity (migration 9): who recorded it, when, in which batch, from which file
     # line, and how its amount was converted to the factor's unit.
-    Column("reported", JSON, nullable=True),
+    Column("reported", JSON(none_as_null=True), nullable=True),
     # Hourly pricing (migration 10): when a vehicle activity's period started, and the hour it
     # lies within (NULL when it spans hours or its start is unknown), which a restatement
     # matches against the cached intensities; the hour's intensity behind an hourly factor,
@@ -108,6 +114,9 @@ inventory_lines = Table(
     Column("activity_amount", ExactDecimal(), nullable=False),
     Column("kg_co2e", ExactDecimal(), nullable=False),
     Column("entry_count", Integer, nullable=False),
+    # Migration 8: km summed over the entries that know theirs, and how many do not.
+    Column("distance_km", ExactDecimal(), nullable=False, server_default=text("'0'")),
+    Column("entries_without_distance", Integer, nullable=False, server_default=text("0")),
 )
 
 
@@ -366,6 +375,36 @@ def _modelled_lines_apart(connection: Connection) -> None:
     rebuild_inventory_lines(connection)
 
 
+def _distance_and_owner(connection: Connection) -> None:
+    """Entries carry the distance behind their activity and the vehicle's owner; inventory
+    lines sum the km. Entries posted before have neither (NULL: not known): the line totals are
+    rebuilt from the entries, counting those apart; no amount changes."""
+    from emissions_ledger.adapters.repository import rebuild_inventory_lines
+
+    entry_columns = {c["name"] for c in inspect(connection).get_columns("ledger_entries")}
+    for name in ("distance_m", "owner_partner_id"):
+        if name not in entry_columns:
+            column_type = ledger_entries.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE ledger_entries ADD COLUMN {name} {column_type}"))
+    line_columns = {c["name"] for c in inspect(connection).get_columns("inventory_lines")}
+    if "distance_km" not in line_columns:
+        column_type = inventory_lines.c.distance_km.type.compile(dialect=connection.dialect)
+        connection.execute(
+            text(
+                f"ALTER TABLE inventory_lines ADD COLUMN distance_km {column_type} "
+                "DEFAULT '0' NOT NULL"
+            )
+        )
+    if "entries_without_distance" not in line_columns:
+        connection.execute(
+            text(
+                "ALTER TABLE inventory_lines ADD COLUMN entries_without_distance INTEGER "
+                "DEFAULT 0 NOT NULL"
+            )
+        )
+    rebuild_inventory_lines(connection)
+
+
 def _reported_activity(connection: Connection) -> None:
     """Entries say who reported their activity and how its unit was converted; batches of
     reported activity are remembered by their idempotency key."""
@@ -397,6 +436,9 @@ MIGRATIONS = [
         7,
         "metered and modelled amounts on lines of their own; collection provenance; deposits",
         _modelled_lines_apart,
+    ),
+    Migration(
+        8, "distance and vehicle owner on entries; km on inventory lines", _distance_and_owner
     ),
     Migration(
         9,

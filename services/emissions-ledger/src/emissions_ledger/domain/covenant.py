@@ -10,9 +10,15 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 from itertools import pairwise
 from typing import Any
 
-from emissions_ledger.domain.entries import EXACT_ARITHMETIC, EntryKind, Sector, Subsector
-from emissions_ledger.domain.factors import EnergyCarrier
-from emissions_ledger.domain.inventory import Inventory
+from emissions_ledger.domain.entries import (
+    DEFAULT_METHOD,
+    EXACT_ARITHMETIC,
+    EntryKind,
+    Sector,
+    Subsector,
+)
+from emissions_ledger.domain.factors import EnergyCarrier, InventoryMethod
+from emissions_ledger.domain.inventory import Inventory, InventoryLine
 from emissions_ledger.domain.municipalities import CovenantCommitment
 
 KG_PER_TONNE = Decimal(1000)
@@ -95,6 +101,8 @@ class ReportRow:
     activity_unit: str
     activity_mwh: Decimal | None
     t_co2e: Decimal
+    # The km behind the activity; None when some of its entries do not know theirs.
+    distance_km: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,8 @@ class CovenantInventory:
     year: int
     rows: tuple[ReportRow, ...]
     total_t_co2e: Decimal
+    # Modelled carrier detours left out: their carrier's metered fuel holds them.
+    detours_within_metered_t_co2e: Decimal = Decimal(0)
 
     def sector_t_co2e(self, sector: Sector, subsector: Subsector) -> Decimal:
         total = Decimal(0)
@@ -147,23 +157,43 @@ class CovenantReport:
     monitoring_trajectory_share: Decimal
     monitoring_trajectory_t_co2e: Decimal
     gap_t_co2e: Decimal
+    # The method every entry of both inventories is priced in.
+    method: InventoryMethod = DEFAULT_METHOD
 
 
-def covenant_inventory(inventory: Inventory, contents: EnergyContents) -> CovenantInventory:
+_RowKey = tuple[Sector, Subsector, EnergyCarrier, str]
+
+
+def covenant_inventory(
+    inventory: Inventory,
+    contents: EnergyContents,
+    left_out: Iterable[InventoryLine] = (),
+) -> CovenantInventory:
     """The inventory's emissions (avoided emissions are not part of a BEI or MEI) per sector,
-    sub-sector, carrier and activity unit, metered and modelled together, in tonnes."""
-    amounts: dict[tuple[Sector, Subsector, EnergyCarrier, str], tuple[Decimal, Decimal]] = {}
-    for line in inventory.lines:
-        if line.kind is not EntryKind.EMISSION:
-            continue
+    sub-sector, carrier and activity unit, metered and modelled together, in tonnes; less the
+    `left_out` lines (modelled detours that metered fuel already holds), counted apart."""
+    amounts: dict[_RowKey, tuple[Decimal, Decimal, Decimal, int]] = {}
+
+    def add(line: InventoryLine, sign: int) -> None:
         key = (line.sector, line.subsector, line.energy_carrier, line.activity_unit)
-        activity, kg = amounts.get(key, (Decimal(0), Decimal(0)))
+        activity, kg, km, unknown_km = amounts.get(key, (Decimal(0), Decimal(0), Decimal(0), 0))
         amounts[key] = (
-            EXACT_ARITHMETIC.add(activity, line.activity_amount),
-            EXACT_ARITHMETIC.add(kg, line.kg_co2e),
+            EXACT_ARITHMETIC.add(activity, _signed(line.activity_amount, sign)),
+            EXACT_ARITHMETIC.add(kg, _signed(line.kg_co2e, sign)),
+            EXACT_ARITHMETIC.add(km, _signed(line.distance_km, sign)),
+            unknown_km + sign * line.entries_without_distance,
         )
+
+    for line in inventory.lines:
+        if line.kind is EntryKind.EMISSION:
+            add(line, 1)
+    left_out_kg = Decimal(0)
+    for line in left_out:
+        if line.kind is EntryKind.EMISSION:
+            add(line, -1)
+            left_out_kg = EXACT_ARITHMETIC.add(left_out_kg, line.kg_co2e)
     rows = []
-    for (sector, subsector, carrier, unit), (activity, kg) in amounts.items():
+    for (sector, subsector, carrier, unit), (activity, kg, km, unknown_km) in amounts.items():
         content = contents.of(carrier, unit)
         mwh = (
             None
@@ -181,13 +211,23 @@ def covenant_inventory(inventory: Inventory, contents: EnergyContents) -> Covena
                 unit,
                 mwh,
                 EXACT_ARITHMETIC.divide(kg, KG_PER_TONNE),
+                None if unknown_km else km,
             )
         )
     total = Decimal(0)
     for row in rows:
         total = EXACT_ARITHMETIC.add(total, row.t_co2e)
     # Inventory lines already come in the template's order; rows keep it.
-    return CovenantInventory(inventory.year, tuple(rows), total)
+    return CovenantInventory(
+        inventory.year,
+        tuple(rows),
+        total,
+        EXACT_ARITHMETIC.divide(left_out_kg, KG_PER_TONNE),
+    )
+
+
+def _signed(amount: Decimal, sign: int) -> Decimal:
+    return amount if sign > 0 else EXACT_ARITHMETIC.minus(amount)
 
 
 def trajectory_share(commitment: CovenantCommitment, baseline_year: int, year: int) -> Decimal:
@@ -216,13 +256,18 @@ def covenant_report(
     baseline: Inventory,
     monitoring: Inventory,
     contents: EnergyContents,
+    method: InventoryMethod = DEFAULT_METHOD,
+    baseline_left_out: Iterable[InventoryLine] = (),
+    monitoring_left_out: Iterable[InventoryLine] = (),
 ) -> CovenantReport:
+    """The report; the `left_out` lines of each year are modelled detours that its metered
+    fuel already holds (domain.programmes.detours_within_metered)."""
     if monitoring.year < baseline.year:
         raise InvalidReportRequest(
             f"the monitoring year {monitoring.year} is before the baseline year {baseline.year}"
         )
-    bei = covenant_inventory(baseline, contents)
-    mei = covenant_inventory(monitoring, contents)
+    bei = covenant_inventory(baseline, contents, baseline_left_out)
+    mei = covenant_inventory(monitoring, contents, monitoring_left_out)
     share = trajectory_share(commitment, baseline.year, monitoring.year)
     sectors: list[tuple[Sector, Subsector]] = []
     for row in bei.rows + mei.rows:
@@ -254,6 +299,7 @@ def covenant_report(
         monitoring_trajectory_share=share,
         monitoring_trajectory_t_co2e=trajectory_total,
         gap_t_co2e=mei.total_t_co2e - trajectory_total,
+        method=method,
     )
 
 

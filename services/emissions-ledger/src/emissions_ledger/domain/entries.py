@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 from emissions_ledger.domain.factors import (
     EmissionFactor,
     EnergyCarrier,
-    FactorApproach,
     FactorCatalogue,
+    InventoryMethod,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 EXACT_ARITHMETIC = Context(prec=60, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
 
 MUNICIPAL_TIME_ZONE = ZoneInfo("Europe/Copenhagen")
+
+# IPCC in t CO2: a municipality's method when its commitment states none.
+DEFAULT_METHOD = InventoryMethod()
 
 # Fixed forever: changing it would give redelivered events new entry ids.
 ENTRY_ID_NAMESPACE = uuid.UUID("6d5ca3ed-722e-4b7d-a3d6-2721cbdcdb3d")
@@ -252,6 +255,12 @@ class LedgerEntry:
     basis: Basis = Basis.METERED
     # For a carrier collection: what was collected, by whom, where.
     collection: CollectionProvenance | None = None
+    # The distance behind the activity amount, in metres: a vehicle's metered km, or the
+    # modelled trip or detour (negated on a reversal, as the amounts are). None when not known
+    # (entries posted before the ledger recorded it).
+    distance_m: int | None = None
+    # For vehicle activity: the partner that owns the vehicle (None when not known).
+    owner_partner_id: str | None = None
     # For reported activity: who recorded it, when, from where, and its unit conversion.
     reported: ReportedProvenance | None = None
     # For vehicle activity: when its period started (activity_at is its end); None when the
@@ -276,6 +285,8 @@ class VehicleActivity:
     # None when the producer did not say (activity from before aggregation).
     samples: SampleProvenance | None = None
     period_start: datetime | None = None
+    # The partner that owns the vehicle; "" when the event does not say.
+    owner_partner_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -379,10 +390,11 @@ def entry_for_activity(
     catalogue: FactorCatalogue,
     source_topic: str,
     this_year: int | None = None,
-    approach: str = FactorApproach.IPCC,
+    method: InventoryMethod = DEFAULT_METHOD,
     hourly: HourlyPricing | None = None,
 ) -> LedgerEntry:
-    """The emission entry of one period of vehicle activity.
+    """The emission entry of one period of vehicle activity, priced with a factor of the
+    municipality's method only.
 
     Electricity of a municipality priced by the hour (`hourly`) takes the intensity of the hour
     its period lies within when that hour is known, the yearly factor otherwise.
@@ -439,7 +451,7 @@ def entry_for_activity(
     # end, says the year (an activity ending at midnight on New Year's Eve is the old year's).
     year = reporting_year(activity.period_end - LAST_INSTANT)
     _require_plausible_year(year, this_year)
-    factor = catalogue.for_carrier(carrier, year, approach)
+    factor = catalogue.for_method(carrier, year, method)
     if factor.activity_unit != unit:
         raise UnaccountableActivity(
             f"{measured_field}: {fuel} is measured in {unit} but factor "
@@ -447,7 +459,11 @@ def entry_for_activity(
         )
     if hourly is not None:
         factor = hourly.factor_for(
-            activity.municipality_id, activity.period_start, activity.period_end, factor, approach
+            activity.municipality_id,
+            activity.period_start,
+            activity.period_end,
+            factor,
+            method.approach.value,
         )
 
     return LedgerEntry(
@@ -467,6 +483,8 @@ def entry_for_activity(
         activity_at=activity.period_end,
         subject_id=activity.vehicle_id,
         samples=activity.samples,
+        distance_m=activity.distance_m,
+        owner_partner_id=activity.owner_partner_id or None,
         activity_started_at=activity.period_start,
     )
 
@@ -477,7 +495,7 @@ def entries_for_collection(
     catalogue: FactorCatalogue,
     source_topic: str,
     this_year: int | None = None,
-    approach: str = FactorApproach.IPCC,
+    method: InventoryMethod = DEFAULT_METHOD,
 ) -> list[LedgerEntry]:
     """The entries of a collection by shared carrier capacity instead of a dedicated trip,
     both modelled: the dedicated trip not driven (an avoided emission) and the carrier's
@@ -499,8 +517,8 @@ def entries_for_collection(
     _require_plausible_year(year, this_year)
     dedicated = policy.dedicated_vehicle
     carrier_vehicle = policy.carrier_vehicle
-    dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year, approach)
-    carrier_factor = _litre_factor("carrier_vehicle", carrier_vehicle, catalogue, year, approach)
+    dedicated_factor = _litre_factor("dedicated_vehicle", dedicated, catalogue, year, method)
+    carrier_factor = _litre_factor("carrier_vehicle", carrier_vehicle, catalogue, year, method)
 
     avoided_litres = _litres_for(policy.dedicated_trip_distance_m, dedicated)
     extra_litres = _litres_for(collection.carrier_extra_distance_m, carrier_vehicle)
@@ -525,7 +543,7 @@ def entries_for_collection(
     )
 
     def modelled(
-        kind: EntryKind, factor: EmissionFactor, litres: Decimal, kg: Decimal
+        kind: EntryKind, factor: EmissionFactor, litres: Decimal, kg: Decimal, distance_m: int
     ) -> LedgerEntry:
         return LedgerEntry(
             entry_id=entry_id_for(collection.event_id, kind),
@@ -546,11 +564,28 @@ def entries_for_collection(
             avoided_trip=trip,
             basis=Basis.MODELLED,
             collection=provenance,
+            distance_m=distance_m,
         )
 
-    entries = [modelled(EntryKind.AVOIDED_EMISSION, dedicated_factor, avoided_litres, avoided_kg)]
+    entries = [
+        modelled(
+            EntryKind.AVOIDED_EMISSION,
+            dedicated_factor,
+            avoided_litres,
+            avoided_kg,
+            policy.dedicated_trip_distance_m,
+        )
+    ]
     if collection.carrier_extra_distance_m > 0:
-        entries.append(modelled(EntryKind.EMISSION, carrier_factor, extra_litres, extra_kg))
+        entries.append(
+            modelled(
+                EntryKind.EMISSION,
+                carrier_factor,
+                extra_litres,
+                extra_kg,
+                collection.carrier_extra_distance_m,
+            )
+        )
     return entries
 
 
@@ -561,14 +596,18 @@ def _litres_for(distance_m: int, vehicle: VehicleProfile) -> Decimal:
 
 
 def _litre_factor(
-    field: str, vehicle: VehicleProfile, catalogue: FactorCatalogue, year: int, approach: str
+    field: str,
+    vehicle: VehicleProfile,
+    catalogue: FactorCatalogue,
+    year: int,
+    method: InventoryMethod,
 ) -> EmissionFactor:
     carrier = _CARRIER_OF_FUEL.get(vehicle.fuel_type)
     if carrier is None:
         raise UnaccountableActivity(
             f"{field}.fuel_type: no energy carrier for '{vehicle.fuel_type}'"
         )
-    factor = catalogue.for_carrier(carrier, year, approach)
+    factor = catalogue.for_method(carrier, year, method)
     if factor.activity_unit != LITRE:
         raise UnaccountableActivity(
             f"{field}.fuel_type: factor '{factor.factor_id}' is per {factor.activity_unit}, "

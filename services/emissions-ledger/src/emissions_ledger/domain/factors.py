@@ -35,6 +35,37 @@ class FactorApproach(StrEnum):
     LCA = "lca"
 
 
+class Gas(StrEnum):
+    """What a factor's kilograms count, and so the unit an inventory reports in: CO2 alone, or
+    CO2 equivalents (CO2 with CH4 and N2O, by their warming potential)."""
+
+    CO2 = "CO2"
+    CO2E = "CO2e"
+
+
+def gas_of_unit(unit: str) -> Gas:
+    """The gas a factor unit's kilograms count ("kg CO2e/l": CO2e; "kg CO2/l": CO2)."""
+    return Gas.CO2E if unit.startswith(f"kg {Gas.CO2E.value}/") else Gas.CO2
+
+
+@dataclass(frozen=True)
+class InventoryMethod:
+    """How a municipality's inventories are priced, the same in every year (the Covenant asks
+    the baseline and the monitoring inventories to share one method): the factor approach and
+    the gas its figures count. IPCC counts CO2 or CO2e; LCA factors count CO2e only."""
+
+    approach: FactorApproach = FactorApproach.IPCC
+    gas: Gas = Gas.CO2
+
+    def __post_init__(self) -> None:
+        if self.approach is FactorApproach.LCA and self.gas is not Gas.CO2E:
+            raise ValueError("the LCA approach counts CO2 equivalents: its unit is t CO2e")
+
+    @property
+    def reporting_unit(self) -> str:
+        return f"t {self.gas.value}"
+
+
 class InvalidFactorData(ValueError):
     """The factor catalogue data is malformed; the message names the entry and the field."""
 
@@ -104,6 +135,10 @@ class EmissionFactor:
             and (self.hourly is None) == (other.hourly is None)
         )
 
+    @property
+    def gas(self) -> Gas:
+        return gas_of_unit(self.unit)
+
     def covers(self, year: int) -> bool:
         return (self.valid_from_year or 0) <= year <= (self.valid_to_year or 9999)
 
@@ -126,9 +161,10 @@ _ENTRY_FIELDS = frozenset(
 
 
 class FactorCatalogue:
-    """The validated set of factors. Per carrier and approach, at most one published factor
-    covers any year; a later year without one is priced provisionally with the latest
-    published factor before it, and a year before the first published factor not at all."""
+    """The validated set of factors. Per carrier, approach and gas (a series), at most one
+    published factor covers any year; a later year without one is priced provisionally with
+    the latest published factor before it, and a year before the first published factor not
+    at all."""
 
     def __init__(
         self,
@@ -141,7 +177,7 @@ class FactorCatalogue:
         self._factors = tuple(factors)
         # The catalogue never changes once built, and every entry asks it: each answer is
         # worked out once (a few carriers, approaches and years).
-        self._answers: dict[tuple[EnergyCarrier, int, str], EmissionFactor | NoFactor] = {}
+        self._answers: dict[tuple[EnergyCarrier, int, str, Gas], EmissionFactor | NoFactor] = {}
 
     @property
     def version(self) -> str:
@@ -180,21 +216,26 @@ class FactorCatalogue:
                     raise InvalidFactorData(
                         f"factor '{factor.factor_id}': valid years overlap those of "
                         f"'{earlier.factor_id}' for carrier {factor.energy_carrier}, "
-                        f"approach {factor.approach}"
+                        f"approach {factor.approach}, gas {factor.gas}"
                     )
             factors.append(factor)
         return cls(version, approaches, factors)
 
     def for_carrier(
-        self, carrier: EnergyCarrier, year: int, approach: str = FactorApproach.IPCC
+        self,
+        carrier: EnergyCarrier,
+        year: int,
+        approach: str = FactorApproach.IPCC,
+        gas: Gas = Gas.CO2,
     ) -> EmissionFactor:
-        """The factor that prices `carrier` in `year` under `approach`: the published one
-        valid that year, else (marked provisional) the latest published before it."""
-        key = (carrier, year, approach)
+        """The factor that prices `carrier` in `year` under `approach`, counting `gas`: the
+        published one valid that year, else (marked provisional) the latest published before
+        it. Never one of another approach or gas: an inventory does not mix methods."""
+        key = (carrier, year, approach, gas)
         answer = self._answers.get(key)
         if answer is None:
             try:
-                answer = self._look_up(carrier, year, approach)
+                answer = self._look_up(carrier, year, approach, gas)
             except NoFactor as refusal:
                 answer = refusal
             if len(self._answers) >= _MAX_REMEMBERED_ANSWERS:
@@ -204,11 +245,15 @@ class FactorCatalogue:
             raise NoFactor(*answer.args)
         return answer
 
-    def _look_up(self, carrier: EnergyCarrier, year: int, approach: str) -> EmissionFactor:
+    def _look_up(
+        self, carrier: EnergyCarrier, year: int, approach: str, gas: Gas
+    ) -> EmissionFactor:
         series = [
             factor
             for factor in self._factors
-            if factor.energy_carrier is carrier and factor.approach == approach
+            if factor.energy_carrier is carrier
+            and factor.approach == approach
+            and factor.gas is gas
         ]
         for factor in series:
             if factor.covers(year):
@@ -218,12 +263,21 @@ class FactorCatalogue:
             latest = max(earlier, key=lambda f: f.valid_to_year or 0)
             return replace(latest, provisional=True)
         raise NoFactor(
-            f"no emission factor for {carrier} ({approach}) published for {year} or earlier"
+            f"no emission factor for {carrier} ({approach}, {gas}) published for {year} or earlier"
         )
+
+    def for_method(
+        self, carrier: EnergyCarrier, year: int, method: InventoryMethod
+    ) -> EmissionFactor:
+        return self.for_carrier(carrier, year, method.approach, method.gas)
 
 
 def _same_series(one: EmissionFactor, other: EmissionFactor) -> bool:
-    return one.energy_carrier is other.energy_carrier and one.approach == other.approach
+    return (
+        one.energy_carrier is other.energy_carrier
+        and one.approach == other.approach
+        and one.gas is other.gas
+    )
 
 
 def _overlap(one: EmissionFactor, other: EmissionFactor) -> bool:
@@ -277,10 +331,13 @@ def _parse_entry(
     value = _exact_decimal(where, entry, "value")
     unit = _text(where, entry, "unit")
     activity_unit = _text(where, entry, "activity_unit")
-    # Ledger amounts are kg, computed as activity amount times value: the unit has to say so.
-    if not (unit.startswith("kg ") and unit.endswith(f"/{activity_unit}")):
+    # Ledger amounts are kg, computed as activity amount times value, of the gas the unit
+    # names: the unit has to say both.
+    if unit not in {f"kg {gas.value}/{activity_unit}" for gas in Gas}:
+        gases = " or ".join(gas.value for gas in Gas)
         raise InvalidFactorData(
-            f"{where}: field 'unit' is '{unit}', expected 'kg <gas>/{activity_unit}'"
+            f"{where}: field 'unit' is '{unit}', expected 'kg <gas>/{activity_unit}' "
+            f"with gas {gases}"
         )
 
     # Both ends are required: a factor published for some years must not silently price

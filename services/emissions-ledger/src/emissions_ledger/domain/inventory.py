@@ -30,6 +30,10 @@ class InventoryLine:
     kg_co2e: Decimal
     entry_count: int
     basis: Basis = Basis.METERED
+    # The km behind the activity, summed over the entries that know theirs; the entries that
+    # do not (posted before the ledger recorded distance) are counted apart.
+    distance_km: Decimal = Decimal(0)
+    entries_without_distance: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,25 @@ def line_of(entry: LedgerEntry) -> InventoryLine:
     sector, subsector, carrier, kind, basis, unit = line_key(entry)
     count = -1 if entry.posting is Posting.REVERSAL else 1
     return InventoryLine(
-        sector, subsector, carrier, kind, unit, entry.activity_amount, entry.kg_co2e, count, basis
+        sector,
+        subsector,
+        carrier,
+        kind,
+        unit,
+        entry.activity_amount,
+        entry.kg_co2e,
+        count,
+        basis,
+        distance_km=distance_km(entry.distance_m),
+        entries_without_distance=count if entry.distance_m is None else 0,
     )
+
+
+def distance_km(distance_m: int | None) -> Decimal:
+    """Metres as exact km; 0 when not known (the caller counts those apart)."""
+    if distance_m is None:
+        return Decimal(0)
+    return EXACT_ARITHMETIC.scaleb(Decimal(distance_m), -3)
 
 
 def add_lines(line: InventoryLine | None, other: InventoryLine) -> InventoryLine:
@@ -108,6 +129,8 @@ def add_lines(line: InventoryLine | None, other: InventoryLine) -> InventoryLine
         kg_co2e=EXACT_ARITHMETIC.add(line.kg_co2e, other.kg_co2e),
         entry_count=line.entry_count + other.entry_count,
         basis=line.basis,
+        distance_km=EXACT_ARITHMETIC.add(line.distance_km, other.distance_km),
+        entries_without_distance=line.entries_without_distance + other.entries_without_distance,
     )
 
 

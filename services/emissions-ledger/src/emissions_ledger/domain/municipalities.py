@@ -3,7 +3,9 @@ as the partner registry states them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from emissions_ledger.domain.factors import InventoryMethod
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,8 @@ class CovenantCommitment:
     # None when the registry does not state it.
     baseline_year: int | None
     targets: tuple[EmissionTarget, ...]
+    # The factor approach and reporting unit, the same for the BEI and every MEI.
+    method: InventoryMethod = field(default_factory=InventoryMethod)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +33,8 @@ class Municipality:
     name: str
     # None for a municipality that has not signed the Covenant (as far as the registry says).
     commitment: CovenantCommitment | None
+
+    @property
+    def method(self) -> InventoryMethod:
+        """How its inventories are priced: its commitment's method, IPCC in t CO2 without one."""
+        return InventoryMethod() if self.commitment is None else self.commitment.method

@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Any
 
 from emissions_ledger.domain.entries import (
+    DEFAULT_METHOD,
     ENTRY_ID_NAMESPACE,
     EXACT_ARITHMETIC,
     FIRST_REPORTING_YEAR,
@@ -32,8 +33,8 @@ from emissions_ledger.domain.entries import (
 from emissions_ledger.domain.factors import (
     EmissionFactor,
     EnergyCarrier,
-    FactorApproach,
     FactorCatalogue,
+    InventoryMethod,
     NoFactor,
 )
 
@@ -287,16 +288,17 @@ def entries_for_batch(
     recorded_by: str,
     recorded_at: datetime,
     this_year: int,
-    approach: str = FactorApproach.IPCC,
+    method: InventoryMethod = DEFAULT_METHOD,
 ) -> list[LedgerEntry]:
-    """One emission entry per line, in line order; InvalidActivity naming every problem of
-    every line when any line cannot be accounted (then none is)."""
+    """One emission entry per line, in line order, priced in the municipality's method;
+    InvalidActivity naming every problem of every line when any line cannot be accounted (then
+    none is)."""
     problems: list[LineProblem] = []
     entries: list[LedgerEntry] = []
     batch_key = batch_id(batch.municipality_id, batch.idempotency_key)
     for index, line in enumerate(batch.lines):
         found: list[LineProblem] = []
-        priced = _check_line(line, catalogue, units, this_year, approach, _recorder(index, found))
+        priced = _check_line(line, catalogue, units, this_year, method, _recorder(index, found))
         problems.extend(found)
         if found or priced is None:
             continue
@@ -357,7 +359,7 @@ def _check_line(
     catalogue: FactorCatalogue,
     units: ActivityUnits,
     this_year: int,
-    approach: str,
+    method: InventoryMethod,
     problem: Problem,
 ) -> tuple[Decimal, EmissionFactor, UnitConversion] | None:
     """Records every problem of the line through `problem`; the amount, factor and conversion
@@ -377,15 +379,19 @@ def _check_line(
     if not year_ok:
         return None
     try:
-        factor = catalogue.for_carrier(carrier, line.year, approach)
+        factor = catalogue.for_method(carrier, line.year, method)
     except NoFactor as error:
-        if any(f.energy_carrier is carrier and f.approach == approach for f in catalogue.factors):
+        if any(
+            f.energy_carrier is carrier and f.approach == method.approach and f.gas is method.gas
+            for f in catalogue.factors
+        ):
             problem("year", str(error))
         else:
             problem(
                 "energy_carrier",
-                f"the factor catalogue has no {approach} factor for {carrier}: it cannot be "
-                "priced until one is published in emission_factors.yaml",
+                f"the factor catalogue has no {method.approach} factor for {carrier} (in "
+                f"{method.gas}): it cannot be priced until one is published in "
+                "emission_factors.yaml",
             )
         return None
     if not line.unit:

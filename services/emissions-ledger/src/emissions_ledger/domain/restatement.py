@@ -18,7 +18,13 @@ from emissions_ledger.domain.entries import (
     Subsector,
     entry_id_for,
 )
-from emissions_ledger.domain.factors import EmissionFactor, FactorCatalogue, NoFactor
+from emissions_ledger.domain.factors import (
+    EmissionFactor,
+    FactorApproach,
+    FactorCatalogue,
+    InventoryMethod,
+    NoFactor,
+)
 from emissions_ledger.domain.hourly import HourlyPricing
 
 # Entries posted before factors had approach keys name the approach by its description.
@@ -39,20 +45,30 @@ def revision_entry_id(entry: LedgerEntry, revision: int, posting: Posting) -> st
     return str(uuid.uuid5(ENTRY_ID_NAMESPACE, name))
 
 
+def method_of_entry(entry: LedgerEntry) -> InventoryMethod:
+    """The approach and gas the entry was priced in."""
+    return InventoryMethod(FactorApproach(approach_key(entry.factor.approach)), entry.factor.gas)
+
+
 def current_factor(
-    entry: LedgerEntry, catalogue: FactorCatalogue, hourly: HourlyPricing | None = None
+    entry: LedgerEntry,
+    catalogue: FactorCatalogue,
+    hourly: HourlyPricing | None = None,
+    method: InventoryMethod | None = None,
 ) -> EmissionFactor | None:
-    """The factor the catalogue prices the entry's activity with today, when it differs from
-    the entry's own; None when the entry is priced as the catalogue says (or cannot be
-    re-priced: no factor for its year any more, or one in another activity unit).
+    """The factor the catalogue prices the entry's activity with today under `method` (the
+    municipality's; None: the one the entry was priced in), when it differs from the entry's
+    own; None when the entry is priced as the catalogue says (or cannot be re-priced: no
+    factor for its year, or one in another activity unit).
 
     With `hourly`, electricity of a municipality priced by the hour takes the intensity of its
     hour when that is known now (an hour that arrived after the entry was posted with the
     yearly factor re-prices it), and the yearly factor otherwise (also for hourly entries of a
     municipality no longer priced by the hour)."""
-    approach = approach_key(entry.factor.approach)
+    method = method or method_of_entry(entry)
+    approach = method.approach.value
     try:
-        factor = catalogue.for_carrier(entry.energy_carrier, entry.year, approach)
+        factor = catalogue.for_method(entry.energy_carrier, entry.year, method)
     except NoFactor:
         return None
     if factor.activity_unit != entry.activity_unit:
@@ -77,6 +93,7 @@ def restated_pair(
         entry,
         entry_id=revision_entry_id(entry, revision, Posting.REVERSAL),
         activity_amount=EXACT_ARITHMETIC.minus(entry.activity_amount),
+        distance_m=None if entry.distance_m is None else -entry.distance_m,
         kg_co2e=EXACT_ARITHMETIC.minus(entry.kg_co2e),
         posting=Posting.REVERSAL,
         revision=revision,
@@ -103,12 +120,14 @@ def restatement_entries(
     catalogue: FactorCatalogue,
     restatement_id: str,
     hourly: HourlyPricing | None = None,
+    method: InventoryMethod | None = None,
 ) -> list[LedgerEntry]:
     """Reversal and replacement of every current entry the catalogue (and, for electricity
-    priced by the hour, the intensities known now) prices otherwise."""
+    priced by the hour, the intensities known now) prices otherwise, under `method` (a
+    municipality that changed its approach has its year re-priced in it)."""
     entries: list[LedgerEntry] = []
     for entry in current:
-        factor = current_factor(entry, catalogue, hourly)
+        factor = current_factor(entry, catalogue, hourly, method)
         if factor is not None:
             entries.extend(restated_pair(entry, factor, restatement_id))
     return entries

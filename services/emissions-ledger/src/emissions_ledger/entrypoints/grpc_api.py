@@ -13,7 +13,10 @@ from emissions_ledger.adapters.covenant_export import (
     report_csv,
     report_xlsx,
 )
-from emissions_ledger.adapters.covenant_wire import covenant_report_to_proto
+from emissions_ledger.adapters.covenant_wire import (
+    covenant_report_to_proto,
+    programme_view_to_proto,
+)
 from emissions_ledger.adapters.events import (
     activity_batch_from_proto,
     entry_to_proto,
@@ -23,12 +26,14 @@ from emissions_ledger.adapters.events import (
     sector_change_to_proto,
 )
 from emissions_ledger.adapters.municipalities import MunicipalityDirectory
+from emissions_ledger.domain.programmes import Programme
 from emissions_ledger.domain.reported import MAX_LINES
 from emissions_ledger.handlers import LedgerHandlers
 from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit.codec import to_timestamp
 from servicekit.database import decimal_text
+from servicekit.enums import from_proto
 from servicekit.errors import InvalidArgument
 from servicekit.identity import (
     CLIMATE_OFFICER,
@@ -56,6 +61,7 @@ ACCESS: AccessPolicy = {
     "GetCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, DASHBOARD, scope=_MUNICIPALITY_SCOPE),
     "ExportCovenantReport": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
     "RecordActivity": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
+    "GetProgrammeView": allow(OPERATOR, CLIMATE_OFFICER, scope=_OWN_MUNICIPALITY),
 }
 MAX_REASON_LENGTH = 500
 
@@ -209,3 +215,14 @@ class EmissionsLedgerApi(ledger_pb2_grpc.EmissionsLedgerServiceServicer):
             kg_co2e=decimal_text(recorded.kg_co2e),
             validated_only=request.validate_only,
         )
+
+    async def GetProgrammeView(
+        self, request: ledger_pb2.GetProgrammeViewRequest, context: Context
+    ) -> ledger_pb2.GetProgrammeViewResponse:
+        _require_municipality(request.municipality_id)
+        programme = from_proto(ledger_pb2.Programme, request.programme, Programme)
+        if programme is None:
+            raise InvalidArgument("programme", "GREEN_FLEETS or MOLO_HUBS")
+        await self.municipalities.require(request.municipality_id)
+        view = await self.handlers.programme_view(request.municipality_id, request.year, programme)
+        return programme_view_to_proto(view)

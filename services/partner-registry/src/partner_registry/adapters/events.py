@@ -11,6 +11,8 @@ from partner_registry.domain import (
     AuthorizationDecision,
     CarrierAuthorization,
     CovenantCommitment,
+    EmissionFactorApproach,
+    EmissionReportingUnit,
     EmissionTarget,
     Initiative,
     OrganisationKind,
@@ -19,6 +21,7 @@ from partner_registry.domain import (
     PartnerRole,
     Representative,
 )
+from partner_registry.domain.partners import default_reporting_unit
 from servicekit.codec import from_timestamp, to_timestamp
 from servicekit.enums import from_proto, to_proto
 from servicekit.errors import InvalidArgument
@@ -79,6 +82,12 @@ def _commitment_to_proto(commitment: CovenantCommitment) -> registry_pb2.Covenan
             )
             for target in commitment.targets
         ],
+        emission_factor_approach=to_proto(
+            registry_pb2.EmissionFactorApproach, commitment.emission_factor_approach
+        ),
+        emission_reporting_unit=to_proto(
+            registry_pb2.EmissionReportingUnit, commitment.emission_reporting_unit
+        ),
     )
 
 
@@ -157,6 +166,14 @@ def partner_from_proto(message: registry_pb2.Partner, field: str = "partner") ->
     commitment = None
     if message.HasField("covenant_commitment"):
         stated = message.covenant_commitment
+        approach = (
+            from_proto(
+                registry_pb2.EmissionFactorApproach,
+                stated.emission_factor_approach,
+                EmissionFactorApproach,
+            )
+            or EmissionFactorApproach.IPCC
+        )
         commitment = CovenantCommitment(
             signatory_year=stated.signatory_year,
             baseline_year=_year(stated.baseline_year),
@@ -169,6 +186,13 @@ def partner_from_proto(message: registry_pb2.Partner, field: str = "partner") ->
                 )
                 for t in stated.targets
             ),
+            emission_factor_approach=approach,
+            emission_reporting_unit=from_proto(
+                registry_pb2.EmissionReportingUnit,
+                stated.emission_reporting_unit,
+                EmissionReportingUnit,
+            )
+            or default_reporting_unit(approach),
         )
     return Partner(
         partner_id=message.partner_id,

@@ -13,6 +13,8 @@ from partner_registry.adapters.tables import initiatives, partners, seed_applied
 from partner_registry.domain import (
     CarrierAuthorization,
     CovenantCommitment,
+    EmissionFactorApproach,
+    EmissionReportingUnit,
     EmissionTarget,
     Initiative,
     OrganisationKind,
@@ -237,6 +239,8 @@ def _commitment_to_json(commitment: CovenantCommitment | None) -> dict[str, Any]
             }
             for target in commitment.targets
         ],
+        "emission_factor_approach": commitment.emission_factor_approach.value,
+        "emission_reporting_unit": commitment.emission_reporting_unit.value,
     }
 
 
@@ -247,6 +251,13 @@ def _commitment_from_json(stored: dict[str, Any] | None) -> CovenantCommitment |
         signatory_year=stored["signatory_year"],
         baseline_year=stored["baseline_year"],
         targets=tuple(EmissionTarget(**target) for target in stored["targets"]),
+        # Commitments stored before approaches were recorded are IPCC in t CO2.
+        emission_factor_approach=EmissionFactorApproach(
+            stored.get("emission_factor_approach", EmissionFactorApproach.IPCC.value)
+        ),
+        emission_reporting_unit=EmissionReportingUnit(
+            stored.get("emission_reporting_unit", EmissionReportingUnit.T_CO2.value)
+        ),
     )
 
 

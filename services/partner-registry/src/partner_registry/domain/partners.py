@@ -24,6 +24,26 @@ class OrganisationKind(StrEnum):
     MUNICIPAL_COMPANY = "municipal_company"
 
 
+class EmissionFactorApproach(StrEnum):
+    """The Covenant's emission factor approaches: combustion on the territory (IPCC), or the
+    life cycle including upstream (LCA)."""
+
+    IPCC = "ipcc"
+    LCA = "lca"
+
+
+class EmissionReportingUnit(StrEnum):
+    T_CO2 = "t_co2"
+    T_CO2E = "t_co2e"
+
+
+def default_reporting_unit(approach: EmissionFactorApproach) -> EmissionReportingUnit:
+    """The unit when none is stated: LCA factors count CO2 equivalents only."""
+    if approach is EmissionFactorApproach.LCA:
+        return EmissionReportingUnit.T_CO2E
+    return EmissionReportingUnit.T_CO2
+
+
 class PartnerRole(StrEnum):
     LEAD = "lead"
     PARTNER = "partner"
@@ -87,6 +107,9 @@ class CovenantCommitment:
     # None when no source at hand states it.
     baseline_year: int | None
     targets: tuple[EmissionTarget, ...] = ()
+    # How its inventories are priced, the same for the baseline and every monitoring year.
+    emission_factor_approach: EmissionFactorApproach = EmissionFactorApproach.IPCC
+    emission_reporting_unit: EmissionReportingUnit = EmissionReportingUnit.T_CO2
 
 
 @dataclass(frozen=True)
@@ -283,6 +306,11 @@ def _commitment_problem(commitment: CovenantCommitment) -> Problem | None:
     baseline = commitment.baseline_year
     if baseline is not None and baseline < EARLIEST_COVENANT_YEAR:
         return Problem("baseline_year", f"must be {EARLIEST_COVENANT_YEAR} or later")
+    if (
+        commitment.emission_factor_approach is EmissionFactorApproach.LCA
+        and commitment.emission_reporting_unit is not EmissionReportingUnit.T_CO2E
+    ):
+        return Problem("emission_reporting_unit", "the LCA approach reports in t CO2e")
     for position, target in enumerate(commitment.targets):
         if target.target_year <= (baseline or EARLIEST_COVENANT_YEAR):
             return Problem(f"targets[{position}].target_year", "must be after the baseline year")
@@ -342,7 +370,15 @@ _PARTICIPATION_FIELDS = frozenset(
     {"initiative_id", "role", "since_year", "until_year", "representatives"}
 )
 _REPRESENTATIVE_FIELDS = frozenset({"name", "title"})
-_COMMITMENT_FIELDS = frozenset({"signatory_year", "baseline_year", "targets"})
+_COMMITMENT_FIELDS = frozenset(
+    {
+        "signatory_year",
+        "baseline_year",
+        "targets",
+        "emission_factor_approach",
+        "emission_reporting_unit",
+    }
+)
 _TARGET_FIELDS = frozenset({"target_year", "reduction_percent", "climate_neutral", "source"})
 # In the seed, `every_hub: true` stands for one authorisation at each MoLo Hubs hub.
 _AUTHORIZATION_FIELDS = frozenset({"hub_id", "every_hub", "valid_from", "valid_until"})
@@ -556,10 +592,18 @@ def _commitment(raw: object, entry: str) -> CovenantCommitment | None:
                 source=target.text("source"),
             )
         )
+    approach = EmissionFactorApproach.IPCC
+    if fields.values.get("emission_factor_approach") is not None:
+        approach = fields.choice("emission_factor_approach", EmissionFactorApproach)
+    unit = default_reporting_unit(approach)
+    if fields.values.get("emission_reporting_unit") is not None:
+        unit = fields.choice("emission_reporting_unit", EmissionReportingUnit)
     return CovenantCommitment(
         signatory_year=signatory_year,
         baseline_year=fields.optional_year("baseline_year"),
         targets=tuple(targets),
+        emission_factor_approach=approach,
+        emission_reporting_unit=unit,
     )
 
 

@@ -203,6 +203,49 @@ EXPORT_FORMAT_XLSX: ExportFormat.ValueType  # 1
 EXPORT_FORMAT_CSV: ExportFormat.ValueType  # 2
 Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
 
+class _Programme:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ProgrammeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Programme.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROGRAMME_UNSPECIFIED: _Programme.ValueType  # 0
+    PROGRAMME_GREEN_FLEETS: _Programme.ValueType  # 1
+    PROGRAMME_MOLO_HUBS: _Programme.ValueType  # 2
+
+class Programme(_Programme, metaclass=_ProgrammeEnumTypeWrapper): ...
+
+PROGRAMME_UNSPECIFIED: Programme.ValueType  # 0
+PROGRAMME_GREEN_FLEETS: Programme.ValueType  # 1
+PROGRAMME_MOLO_HUBS: Programme.ValueType  # 2
+Global___Programme: _TypeAlias = Programme  # noqa: Y015
+
+class _FleetOwnership:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FleetOwnershipEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FleetOwnership.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FLEET_OWNERSHIP_UNSPECIFIED: _FleetOwnership.ValueType  # 0
+    FLEET_OWNERSHIP_MUNICIPAL: _FleetOwnership.ValueType  # 1
+    """Owned by the municipality."""
+    FLEET_OWNERSHIP_CONTRACTOR: _FleetOwnership.ValueType  # 2
+    """Owned by another partner."""
+    FLEET_OWNERSHIP_UNKNOWN: _FleetOwnership.ValueType  # 3
+    """The entries do not say (posted before the ledger recorded owners)."""
+
+class FleetOwnership(_FleetOwnership, metaclass=_FleetOwnershipEnumTypeWrapper):
+    """Whose vehicles: the municipality's own, or another partner's (contractors)."""
+
+FLEET_OWNERSHIP_UNSPECIFIED: FleetOwnership.ValueType  # 0
+FLEET_OWNERSHIP_MUNICIPAL: FleetOwnership.ValueType  # 1
+"""Owned by the municipality."""
+FLEET_OWNERSHIP_CONTRACTOR: FleetOwnership.ValueType  # 2
+"""Owned by another partner."""
+FLEET_OWNERSHIP_UNKNOWN: FleetOwnership.ValueType  # 3
+"""The entries do not say (posted before the ledger recorded owners)."""
+Global___FleetOwnership: _TypeAlias = FleetOwnership  # noqa: Y015
+
 @_typing.final
 class EmissionFactor(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -340,6 +383,8 @@ class LedgerEntry(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     REPORTED_FIELD_NUMBER: _builtins.int
     ACTIVITY_STARTED_AT_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    OWNER_PARTNER_ID_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.str
     municipality_id: _builtins.str
     year: _builtins.int
@@ -370,6 +415,13 @@ class LedgerEntry(_message.Message):
     late: _builtins.bool
     """Posted after its year was locked."""
     basis: Global___Basis.ValueType
+    distance_km: _builtins.str
+    """The km behind the activity amount (a vehicle's metered distance; a collection's modelled
+    trip or detour), exact decimal, negative on a reversal; empty when not known (entries
+    posted before the ledger recorded it).
+    """
+    owner_partner_id: _builtins.str
+    """For vehicle activity: the partner that owns the vehicle; empty when not known."""
     @_builtins.property
     def emission_factor(self) -> Global___EmissionFactor: ...
     @_builtins.property
@@ -426,10 +478,12 @@ class LedgerEntry(_message.Message):
         collection: Global___CollectionProvenance | None = ...,
         reported: Global___ReportedActivity | None = ...,
         activity_started_at: _timestamp_pb2.Timestamp | None = ...,
+        distance_km: _builtins.str = ...,
+        owner_partner_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activity_at", b"activity_at", "activity_started_at", b"activity_started_at", "avoided_trip", b"avoided_trip", "collection", b"collection", "emission_factor", b"emission_factor", "reported", b"reported", "samples", b"samples"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_started_at", b"activity_started_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "posting", b"posting", "reported", b"reported", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_at", b"activity_at", "activity_started_at", b"activity_started_at", "activity_unit", b"activity_unit", "avoided_trip", b"avoided_trip", "basis", b"basis", "collection", b"collection", "distance_km", b"distance_km", "emission_factor", b"emission_factor", "energy_carrier", b"energy_carrier", "entry_id", b"entry_id", "kg_co2e", b"kg_co2e", "kind", b"kind", "late", b"late", "municipality_id", b"municipality_id", "owner_partner_id", b"owner_partner_id", "posting", b"posting", "reported", b"reported", "restatement_id", b"restatement_id", "restates_entry_id", b"restates_entry_id", "revision", b"revision", "samples", b"samples", "sector", b"sector", "source_event_id", b"source_event_id", "source_topic", b"source_topic", "subject_id", b"subject_id", "subsector", b"subsector", "trace_id", b"trace_id", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -571,6 +625,8 @@ class InventoryLine(_message.Message):
     KG_CO2E_FIELD_NUMBER: _builtins.int
     ENTRY_COUNT_FIELD_NUMBER: _builtins.int
     BASIS_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    ENTRIES_WITHOUT_DISTANCE_FIELD_NUMBER: _builtins.int
     sector: Global___Sector.ValueType
     subsector: Global___Subsector.ValueType
     energy_carrier: Global___EnergyCarrier.ValueType
@@ -580,6 +636,10 @@ class InventoryLine(_message.Message):
     kg_co2e: _builtins.str
     entry_count: _builtins.int
     basis: Global___Basis.ValueType
+    distance_km: _builtins.str
+    """The km behind the activity, summed over the entries that know theirs (exact decimal)."""
+    entries_without_distance: _builtins.int
+    """Entries of the line whose km is not known (posted before the ledger recorded it)."""
     def __init__(
         self,
         *,
@@ -592,10 +652,12 @@ class InventoryLine(_message.Message):
         kg_co2e: _builtins.str = ...,
         entry_count: _builtins.int = ...,
         basis: Global___Basis.ValueType = ...,
+        distance_km: _builtins.str = ...,
+        entries_without_distance: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_unit", b"activity_unit", "basis", b"basis", "energy_carrier", b"energy_carrier", "entry_count", b"entry_count", "kg_co2e", b"kg_co2e", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_unit", b"activity_unit", "basis", b"basis", "distance_km", b"distance_km", "energy_carrier", b"energy_carrier", "entries_without_distance", b"entries_without_distance", "entry_count", b"entry_count", "kg_co2e", b"kg_co2e", "kind", b"kind", "sector", b"sector", "subsector", b"subsector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1049,6 +1111,7 @@ class CovenantInventoryRow(_message.Message):
     ACTIVITY_UNIT_FIELD_NUMBER: _builtins.int
     ACTIVITY_MWH_FIELD_NUMBER: _builtins.int
     T_CO2E_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
     sector: Global___Sector.ValueType
     subsector: Global___Subsector.ValueType
     energy_carrier: Global___EnergyCarrier.ValueType
@@ -1058,6 +1121,9 @@ class CovenantInventoryRow(_message.Message):
     activity_mwh: _builtins.str
     """The activity in MWh; empty when the carrier's energy content per unit is not known."""
     t_co2e: _builtins.str
+    """The tonnes, of CO2 or CO2e as the report's emission_unit says."""
+    distance_km: _builtins.str
+    """The km behind the activity; empty when some of its entries do not know theirs."""
     def __init__(
         self,
         *,
@@ -1068,10 +1134,11 @@ class CovenantInventoryRow(_message.Message):
         activity_unit: _builtins.str = ...,
         activity_mwh: _builtins.str = ...,
         t_co2e: _builtins.str = ...,
+        distance_km: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_mwh", b"activity_mwh", "activity_unit", b"activity_unit", "energy_carrier", b"energy_carrier", "sector", b"sector", "subsector", b"subsector", "t_co2e", b"t_co2e"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_amount", b"activity_amount", "activity_mwh", b"activity_mwh", "activity_unit", b"activity_unit", "distance_km", b"distance_km", "energy_carrier", b"energy_carrier", "sector", b"sector", "subsector", b"subsector", "t_co2e", b"t_co2e"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1222,11 +1289,25 @@ class GetCovenantReportResponse(_message.Message):
     MONITORING_TRAJECTORY_T_CO2E_FIELD_NUMBER: _builtins.int
     GAP_T_CO2E_FIELD_NUMBER: _builtins.int
     ENERGY_CONTENTS_FIELD_NUMBER: _builtins.int
+    EMISSION_FACTOR_APPROACH_FIELD_NUMBER: _builtins.int
+    EMISSION_UNIT_FIELD_NUMBER: _builtins.int
+    BASELINE_DETOURS_WITHIN_METERED_T_CO2E_FIELD_NUMBER: _builtins.int
+    MONITORING_DETOURS_WITHIN_METERED_T_CO2E_FIELD_NUMBER: _builtins.int
     municipality_id: _builtins.str
     monitoring_trajectory_share: _builtins.str
     """The share of the baseline the linear trajectory allows in the monitoring year ("0.65")."""
     monitoring_trajectory_t_co2e: _builtins.str
     gap_t_co2e: _builtins.str
+    emission_factor_approach: _builtins.str
+    """The municipality's method, which every entry of both inventories is priced in: "ipcc" or
+    "lca", and "t CO2" or "t CO2e" (the unit of every t_co2e figure of the report).
+    """
+    emission_unit: _builtins.str
+    baseline_detours_within_metered_t_co2e: _builtins.str
+    """Modelled carrier detours left out of each inventory's figures: their carrier's own
+    vehicles are metered in the ledger that year, so the detour is inside the metered fuel.
+    """
+    monitoring_detours_within_metered_t_co2e: _builtins.str
     @_builtins.property
     def baseline(self) -> Global___CovenantInventory: ...
     @_builtins.property
@@ -1249,10 +1330,14 @@ class GetCovenantReportResponse(_message.Message):
         monitoring_trajectory_t_co2e: _builtins.str = ...,
         gap_t_co2e: _builtins.str = ...,
         energy_contents: _abc.Iterable[Global___EnergyContent] | None = ...,
+        emission_factor_approach: _builtins.str = ...,
+        emission_unit: _builtins.str = ...,
+        baseline_detours_within_metered_t_co2e: _builtins.str = ...,
+        monitoring_detours_within_metered_t_co2e: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "monitoring", b"monitoring"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "energy_contents", b"energy_contents", "gap_t_co2e", b"gap_t_co2e", "monitoring", b"monitoring", "monitoring_trajectory_share", b"monitoring_trajectory_share", "monitoring_trajectory_t_co2e", b"monitoring_trajectory_t_co2e", "municipality_id", b"municipality_id", "progress", b"progress", "targets", b"targets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "baseline_detours_within_metered_t_co2e", b"baseline_detours_within_metered_t_co2e", "emission_factor_approach", b"emission_factor_approach", "emission_unit", b"emission_unit", "energy_contents", b"energy_contents", "gap_t_co2e", b"gap_t_co2e", "monitoring", b"monitoring", "monitoring_detours_within_metered_t_co2e", b"monitoring_detours_within_metered_t_co2e", "monitoring_trajectory_share", b"monitoring_trajectory_share", "monitoring_trajectory_t_co2e", b"monitoring_trajectory_t_co2e", "municipality_id", b"municipality_id", "progress", b"progress", "targets", b"targets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1560,3 +1645,235 @@ class HourlyIntensity(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HourlyIntensity: _TypeAlias = HourlyIntensity  # noqa: Y015
+
+@_typing.final
+class GetProgrammeViewRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    PROGRAMME_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    year: _builtins.int
+    programme: Global___Programme.ValueType
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        year: _builtins.int = ...,
+        programme: Global___Programme.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["municipality_id", b"municipality_id", "programme", b"programme", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProgrammeViewRequest: _TypeAlias = GetProgrammeViewRequest  # noqa: Y015
+
+@_typing.final
+class GreenFleetsCarrier(_message.Message):
+    """One energy carrier of one fleet. Amounts are exact decimals."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENERGY_CARRIER_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    LITRES_FIELD_NUMBER: _builtins.int
+    KWH_FIELD_NUMBER: _builtins.int
+    KG_CO2E_FIELD_NUMBER: _builtins.int
+    ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    ENTRIES_WITHOUT_DISTANCE_FIELD_NUMBER: _builtins.int
+    energy_carrier: Global___EnergyCarrier.ValueType
+    distance_km: _builtins.str
+    litres: _builtins.str
+    """Litres (diesel, petrol, biofuel) and kWh (electricity); "0" when the carrier has none."""
+    kwh: _builtins.str
+    kg_co2e: _builtins.str
+    entry_count: _builtins.int
+    entries_without_distance: _builtins.int
+    """Entries whose km is not known: their fuel counts, their km do not."""
+    def __init__(
+        self,
+        *,
+        energy_carrier: Global___EnergyCarrier.ValueType = ...,
+        distance_km: _builtins.str = ...,
+        litres: _builtins.str = ...,
+        kwh: _builtins.str = ...,
+        kg_co2e: _builtins.str = ...,
+        entry_count: _builtins.int = ...,
+        entries_without_distance: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance_km", b"distance_km", "energy_carrier", b"energy_carrier", "entries_without_distance", b"entries_without_distance", "entry_count", b"entry_count", "kg_co2e", b"kg_co2e", "kwh", b"kwh", "litres", b"litres"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GreenFleetsCarrier: _TypeAlias = GreenFleetsCarrier  # noqa: Y015
+
+@_typing.final
+class GreenFleetsFleet(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNERSHIP_FIELD_NUMBER: _builtins.int
+    CARRIERS_FIELD_NUMBER: _builtins.int
+    DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    FOSSIL_FREE_DISTANCE_KM_FIELD_NUMBER: _builtins.int
+    FOSSIL_FREE_SHARE_PERCENT_FIELD_NUMBER: _builtins.int
+    KG_CO2E_FIELD_NUMBER: _builtins.int
+    G_CO2E_PER_KM_FIELD_NUMBER: _builtins.int
+    ownership: Global___FleetOwnership.ValueType
+    distance_km: _builtins.str
+    fossil_free_distance_km: _builtins.str
+    """Electricity and biofuel."""
+    fossil_free_share_percent: _builtins.str
+    """Fossil-free km of all km, percent to one decimal; empty without km."""
+    kg_co2e: _builtins.str
+    g_co2e_per_km: _builtins.str
+    """Grams per km to one decimal, over the entries that know their km; empty without km."""
+    @_builtins.property
+    def carriers(self) -> _containers.RepeatedCompositeFieldContainer[Global___GreenFleetsCarrier]: ...
+    def __init__(
+        self,
+        *,
+        ownership: Global___FleetOwnership.ValueType = ...,
+        carriers: _abc.Iterable[Global___GreenFleetsCarrier] | None = ...,
+        distance_km: _builtins.str = ...,
+        fossil_free_distance_km: _builtins.str = ...,
+        fossil_free_share_percent: _builtins.str = ...,
+        kg_co2e: _builtins.str = ...,
+        g_co2e_per_km: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carriers", b"carriers", "distance_km", b"distance_km", "fossil_free_distance_km", b"fossil_free_distance_km", "fossil_free_share_percent", b"fossil_free_share_percent", "g_co2e_per_km", b"g_co2e_per_km", "kg_co2e", b"kg_co2e", "ownership", b"ownership"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GreenFleetsFleet: _TypeAlias = GreenFleetsFleet  # noqa: Y015
+
+@_typing.final
+class GreenFleetsView(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLEETS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fleets(self) -> _containers.RepeatedCompositeFieldContainer[Global___GreenFleetsFleet]: ...
+    @_builtins.property
+    def total(self) -> Global___GreenFleetsFleet:
+        """Every fleet together."""
+
+    def __init__(
+        self,
+        *,
+        fleets: _abc.Iterable[Global___GreenFleetsFleet] | None = ...,
+        total: Global___GreenFleetsFleet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["total", b"total"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fleets", b"fleets", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GreenFleetsView: _TypeAlias = GreenFleetsView  # noqa: Y015
+
+@_typing.final
+class MoloHubsView(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPOSIT_COUNT_FIELD_NUMBER: _builtins.int
+    DEPOSITED_KG_FIELD_NUMBER: _builtins.int
+    HAZARDOUS_DEPOSITED_KG_FIELD_NUMBER: _builtins.int
+    COLLECTION_COUNT_FIELD_NUMBER: _builtins.int
+    COLLECTED_KG_FIELD_NUMBER: _builtins.int
+    AVOIDED_TRIP_KM_FIELD_NUMBER: _builtins.int
+    AVOIDED_KG_CO2E_FIELD_NUMBER: _builtins.int
+    DETOUR_KM_FIELD_NUMBER: _builtins.int
+    DETOUR_KG_CO2E_FIELD_NUMBER: _builtins.int
+    NET_AVOIDED_KG_CO2E_FIELD_NUMBER: _builtins.int
+    DETOUR_KG_CO2E_WITHIN_METERED_FIELD_NUMBER: _builtins.int
+    deposit_count: _builtins.int
+    """Deposits the ledger saw made at the municipality's hubs that year, and their mass."""
+    deposited_kg: _builtins.str
+    hazardous_deposited_kg: _builtins.str
+    collection_count: _builtins.int
+    """Carrier collections (each replaced one dedicated trip) and the mass they took."""
+    collected_kg: _builtins.str
+    avoided_trip_km: _builtins.str
+    avoided_kg_co2e: _builtins.str
+    detour_km: _builtins.str
+    detour_kg_co2e: _builtins.str
+    net_avoided_kg_co2e: _builtins.str
+    """Avoided less detours."""
+    detour_kg_co2e_within_metered: _builtins.str
+    """Of the detours, those whose carrier's vehicles are metered in the ledger that year: the
+    Covenant report counts them inside the metered fuel, not again.
+    """
+    def __init__(
+        self,
+        *,
+        deposit_count: _builtins.int = ...,
+        deposited_kg: _builtins.str = ...,
+        hazardous_deposited_kg: _builtins.str = ...,
+        collection_count: _builtins.int = ...,
+        collected_kg: _builtins.str = ...,
+        avoided_trip_km: _builtins.str = ...,
+        avoided_kg_co2e: _builtins.str = ...,
+        detour_km: _builtins.str = ...,
+        detour_kg_co2e: _builtins.str = ...,
+        net_avoided_kg_co2e: _builtins.str = ...,
+        detour_kg_co2e_within_metered: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avoided_kg_co2e", b"avoided_kg_co2e", "avoided_trip_km", b"avoided_trip_km", "collected_kg", b"collected_kg", "collection_count", b"collection_count", "deposit_count", b"deposit_count", "deposited_kg", b"deposited_kg", "detour_kg_co2e", b"detour_kg_co2e", "detour_kg_co2e_within_metered", b"detour_kg_co2e_within_metered", "detour_km", b"detour_km", "hazardous_deposited_kg", b"hazardous_deposited_kg", "net_avoided_kg_co2e", b"net_avoided_kg_co2e"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoloHubsView: _TypeAlias = MoloHubsView  # noqa: Y015
+
+@_typing.final
+class GetProgrammeViewResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUNICIPALITY_ID_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    PROGRAMME_FIELD_NUMBER: _builtins.int
+    EMISSION_FACTOR_APPROACH_FIELD_NUMBER: _builtins.int
+    EMISSION_UNIT_FIELD_NUMBER: _builtins.int
+    GREEN_FLEETS_FIELD_NUMBER: _builtins.int
+    MOLO_HUBS_FIELD_NUMBER: _builtins.int
+    municipality_id: _builtins.str
+    year: _builtins.int
+    programme: Global___Programme.ValueType
+    emission_factor_approach: _builtins.str
+    """The municipality's method: "ipcc" or "lca", "t CO2" or "t CO2e" (kg_co2e figures count
+    that gas).
+    """
+    emission_unit: _builtins.str
+    @_builtins.property
+    def green_fleets(self) -> Global___GreenFleetsView: ...
+    @_builtins.property
+    def molo_hubs(self) -> Global___MoloHubsView: ...
+    def __init__(
+        self,
+        *,
+        municipality_id: _builtins.str = ...,
+        year: _builtins.int = ...,
+        programme: Global___Programme.ValueType = ...,
+        emission_factor_approach: _builtins.str = ...,
+        emission_unit: _builtins.str = ...,
+        green_fleets: Global___GreenFleetsView | None = ...,
+        molo_hubs: Global___MoloHubsView | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["green_fleets", b"green_fleets", "molo_hubs", b"molo_hubs", "view", b"view"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emission_factor_approach", b"emission_factor_approach", "emission_unit", b"emission_unit", "green_fleets", b"green_fleets", "molo_hubs", b"molo_hubs", "municipality_id", b"municipality_id", "programme", b"programme", "view", b"view", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_view: _TypeAlias = _typing.Literal["green_fleets", "molo_hubs"]  # noqa: Y015
+    _WhichOneofArgType_view: _TypeAlias = _typing.Literal["view", b"view"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_view) -> _WhichOneofReturnType_view | None: ...
+
+Global___GetProgrammeViewResponse: _TypeAlias = GetProgrammeViewResponse  # noqa: Y015

@@ -81,6 +81,11 @@ class EmissionsLedgerServiceStub:
                 request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityRequest.SerializeToString,
                 response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityResponse.FromString,
                 _registered_method=True)
+        self.GetProgrammeView = channel.unary_unary(
+                '/greenpartners.ledger.v1.EmissionsLedgerService/GetProgrammeView',
+                request_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetProgrammeViewRequest.SerializeToString,
+                response_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetProgrammeViewResponse.FromString,
+                _registered_method=True)
 
 
 class EmissionsLedgerServiceServicer:
@@ -168,6 +173,17 @@ class EmissionsLedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProgrammeView(self, request, context):
+        """A programme's view of one municipality's year, over the same entries as
+        GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
+        activity: km, litres and kWh by energy carrier, the fossil-free share of the km, CO2 per
+        km, for municipal and contractor vehicles apart) or MoLo Hubs (deposits, collections,
+        avoided trips and the carriers' detours, net CO2).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -215,6 +231,11 @@ def add_EmissionsLedgerServiceServicer_to_server(servicer, server):
                     servicer.RecordActivity,
                     request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityRequest.FromString,
                     response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityResponse.SerializeToString,
+            ),
+            'GetProgrammeView': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProgrammeView,
+                    request_deserializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetProgrammeViewRequest.FromString,
+                    response_serializer=greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetProgrammeViewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -462,6 +483,33 @@ class EmissionsLedgerService:
             '/greenpartners.ledger.v1.EmissionsLedgerService/RecordActivity',
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityRequest.SerializeToString,
             greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.RecordActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProgrammeView(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/greenpartners.ledger.v1.EmissionsLedgerService/GetProgrammeView',
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetProgrammeViewRequest.SerializeToString,
+            greenpartners_dot_ledger_dot_v1_dot_ledger__pb2.GetProgrammeViewResponse.FromString,
             options,
             channel_credentials,
             insecure,

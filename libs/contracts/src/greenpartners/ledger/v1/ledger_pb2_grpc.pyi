@@ -78,6 +78,13 @@ class EmissionsLedgerServiceStub:
     the same batch again posts nothing and answers the first call's result; the key with other
     content is ALREADY_EXISTS.
     """
+    GetProgrammeView: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetProgrammeViewRequest, _ledger_pb2.GetProgrammeViewResponse]
+    """A programme's view of one municipality's year, over the same entries as
+    GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
+    activity: km, litres and kWh by energy carrier, the fossil-free share of the km, CO2 per
+    km, for municipal and contractor vehicles apart) or MoLo Hubs (deposits, collections,
+    avoided trips and the carriers' detours, net CO2).
+    """
 
 @_typing.type_check_only
 class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
@@ -128,6 +135,13 @@ class EmissionsLedgerServiceAsyncStub(EmissionsLedgerServiceStub):
     lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
     the same batch again posts nothing and answers the first call's result; the key with other
     content is ALREADY_EXISTS.
+    """
+    GetProgrammeView: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetProgrammeViewRequest, _ledger_pb2.GetProgrammeViewResponse]  # type: ignore[assignment]
+    """A programme's view of one municipality's year, over the same entries as
+    GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
+    activity: km, litres and kWh by energy carrier, the fossil-free share of the km, CO2 per
+    km, for municipal and contractor vehicles apart) or MoLo Hubs (deposits, collections,
+    avoided trips and the carriers' detours, net CO2).
     """
 
 class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -230,6 +244,19 @@ class EmissionsLedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         lines[i].field), and nothing is posted. Idempotent per municipality and idempotency key:
         the same batch again posts nothing and answers the first call's result; the key with other
         content is ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def GetProgrammeView(
+        self,
+        request: _ledger_pb2.GetProgrammeViewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.GetProgrammeViewResponse, _abc.Awaitable[_ledger_pb2.GetProgrammeViewResponse]]:
+        """A programme's view of one municipality's year, over the same entries as
+        GetCovenantReport, each entry in at most one programme: Green Fleets (metered vehicle
+        activity: km, litres and kWh by energy carrier, the fossil-free share of the km, CO2 per
+        km, for municipal and contractor vehicles apart) or MoLo Hubs (deposits, collections,
+        avoided trips and the carriers' detours, net CO2).
         """
 
 def add_EmissionsLedgerServiceServicer_to_server(servicer: EmissionsLedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -99,6 +99,49 @@ PARTNER_ROLE_WASTE_OPERATOR: PartnerRole.ValueType  # 7
 """Operates waste handling (for example the hazardous-waste doors of the hubs)."""
 Global___PartnerRole: _TypeAlias = PartnerRole  # noqa: Y015
 
+class _EmissionFactorApproach:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EmissionFactorApproachEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmissionFactorApproach.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EMISSION_FACTOR_APPROACH_UNSPECIFIED: _EmissionFactorApproach.ValueType  # 0
+    EMISSION_FACTOR_APPROACH_IPCC: _EmissionFactorApproach.ValueType  # 1
+    """Combustion on the territory."""
+    EMISSION_FACTOR_APPROACH_LCA: _EmissionFactorApproach.ValueType  # 2
+    """Life cycle, including the supply chain upstream."""
+
+class EmissionFactorApproach(_EmissionFactorApproach, metaclass=_EmissionFactorApproachEnumTypeWrapper):
+    """The Covenant's emission factor approaches."""
+
+EMISSION_FACTOR_APPROACH_UNSPECIFIED: EmissionFactorApproach.ValueType  # 0
+EMISSION_FACTOR_APPROACH_IPCC: EmissionFactorApproach.ValueType  # 1
+"""Combustion on the territory."""
+EMISSION_FACTOR_APPROACH_LCA: EmissionFactorApproach.ValueType  # 2
+"""Life cycle, including the supply chain upstream."""
+Global___EmissionFactorApproach: _TypeAlias = EmissionFactorApproach  # noqa: Y015
+
+class _EmissionReportingUnit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EmissionReportingUnitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EmissionReportingUnit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EMISSION_REPORTING_UNIT_UNSPECIFIED: _EmissionReportingUnit.ValueType  # 0
+    EMISSION_REPORTING_UNIT_T_CO2: _EmissionReportingUnit.ValueType  # 1
+    """Tonnes of CO2."""
+    EMISSION_REPORTING_UNIT_T_CO2E: _EmissionReportingUnit.ValueType  # 2
+    """Tonnes of CO2 equivalent (CO2, CH4 and N2O)."""
+
+class EmissionReportingUnit(_EmissionReportingUnit, metaclass=_EmissionReportingUnitEnumTypeWrapper): ...
+
+EMISSION_REPORTING_UNIT_UNSPECIFIED: EmissionReportingUnit.ValueType  # 0
+EMISSION_REPORTING_UNIT_T_CO2: EmissionReportingUnit.ValueType  # 1
+"""Tonnes of CO2."""
+EMISSION_REPORTING_UNIT_T_CO2E: EmissionReportingUnit.ValueType  # 2
+"""Tonnes of CO2 equivalent (CO2, CH4 and N2O)."""
+Global___EmissionReportingUnit: _TypeAlias = EmissionReportingUnit  # noqa: Y015
+
 @_typing.final
 class Initiative(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -214,12 +257,20 @@ class CovenantCommitment(_message.Message):
     SIGNATORY_YEAR_FIELD_NUMBER: _builtins.int
     BASELINE_YEAR_FIELD_NUMBER: _builtins.int
     TARGETS_FIELD_NUMBER: _builtins.int
+    EMISSION_FACTOR_APPROACH_FIELD_NUMBER: _builtins.int
+    EMISSION_REPORTING_UNIT_FIELD_NUMBER: _builtins.int
     signatory_year: _builtins.int
     """Year the municipality signed the Covenant."""
     baseline_year: _builtins.int
     """Year of the Baseline Emission Inventory the targets are measured against; 0 when not
     stated.
     """
+    emission_factor_approach: Global___EmissionFactorApproach.ValueType
+    """How its inventories are priced, the same for the baseline and every monitoring inventory.
+    Unspecified: IPCC.
+    """
+    emission_reporting_unit: Global___EmissionReportingUnit.ValueType
+    """Unspecified: t CO2 (t CO2e with LCA, whose factors count CO2 equivalents only)."""
     @_builtins.property
     def targets(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmissionTarget]: ...
     def __init__(
@@ -228,10 +279,12 @@ class CovenantCommitment(_message.Message):
         signatory_year: _builtins.int = ...,
         baseline_year: _builtins.int = ...,
         targets: _abc.Iterable[Global___EmissionTarget] | None = ...,
+        emission_factor_approach: Global___EmissionFactorApproach.ValueType = ...,
+        emission_reporting_unit: Global___EmissionReportingUnit.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_year", b"baseline_year", "signatory_year", b"signatory_year", "targets", b"targets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_year", b"baseline_year", "emission_factor_approach", b"emission_factor_approach", "emission_reporting_unit", b"emission_reporting_unit", "signatory_year", b"signatory_year", "targets", b"targets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
