@@ -28,14 +28,14 @@ def test_an_activity_window_that_does_not_divide_an_hour_stops_the_service(
 
 def test_a_consumer_fetches_a_bounded_amount_ahead_by_default() -> None:
     settings = load_settings(FleetSettings)
-    assert settings.consumer_partition_fetch_bytes == 2 * 1024 * 1024
+    assert settings.consumer_partition_fetch_bytes == 4 * 1024 * 1024
     assert settings.consumer_fetch_bytes == 8 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
     ("partition_bytes", "fetch_bytes", "named"),
     [
-        ("4194304", "2097152", "CONSUMER_FETCH_BYTES"),
+        ("8388608", "4194304", "CONSUMER_FETCH_BYTES"),
         ("1024", "8388608", "CONSUMER_PARTITION_FETCH_BYTES"),
         ("1048576", "1000000000", "CONSUMER_FETCH_BYTES"),
     ],

@@ -357,7 +357,7 @@ class BatchConsumer(Generic[MessageT]):
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
         batch_size: int = 5000,
-        partition_fetch_bytes: int = 2 * 1024 * 1024,
+        partition_fetch_bytes: int = 4 * 1024 * 1024,
         fetch_bytes: int = 8 * 1024 * 1024,
         metrics: ConsumerMetrics | None = None,
         on_assigned: PartitionsHook | None = None,

@@ -91,13 +91,13 @@ class ServiceSettings(KafkaSettings):
     # Records handled in one database transaction and one offset commit; 1 disables batching.
     consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
     # What a consumer fetches ahead, at most, per partition and per request (docs/performance.md,
-    # "Memory"): per partition a batch of telemetry and room for the next (about 9,500
-    # samples; a batch then comes from one partition, which keeps activities as few as larger
-    # fetches do), per request four partitions' worth. Fetched data waits in memory until it
-    # is handled. A record larger than either still comes (the broker sends the first record
-    # batch whatever its size).
+    # "Memory"); fetched records wait in memory until they are handled. Per partition, room for
+    # a whole batch of fleet-telemetry's (10,000 samples, about 2.2 MB), so that a backlog's
+    # batch comes from one partition and its vehicles have as few activities as can be; per
+    # request, two such batches. A record larger than either still comes (the broker sends the
+    # first record batch whatever its size).
     consumer_partition_fetch_bytes: int = Field(
-        default=2 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**2
+        default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024**2
     )
     consumer_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024**2)
     # Readiness (docs/delivery.md): the health status turns NOT_SERVING once the broker has not
