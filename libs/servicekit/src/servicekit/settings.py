@@ -92,7 +92,7 @@ class ServiceSettings(KafkaSettings):
     consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
     # What a consumer fetches ahead, at most, per partition and per request (docs/performance.md,
     # "Memory"); fetched records wait in memory until they are handled. Per partition, room for
-    # a whole batch of fleet-telemetry's (10,000 samples, about 2.2 MB), so that a backlog's
+    # a whole batch of fleet-telemetry's, even of 10,000 samples (about 2.2 MB), so that a backlog's
     # batch comes from one partition and its vehicles have as few activities as can be; per
     # request, two such batches. A record larger than either still comes (the broker sends the
     # first record batch whatever its size).

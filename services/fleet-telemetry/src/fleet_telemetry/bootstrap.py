@@ -23,10 +23,6 @@ class FleetSettings(ServiceSettings):
     # Length of the activity windows a vehicle's increments are summed in. It must divide an
     # hour, so windows align with every whole-hour time zone and never cross midnight.
     activity_window_minutes: int = Field(default=DEFAULT_ACTIVITY_WINDOW_MINUTES, ge=1, le=60)
-    # A sample costs little memory, and much of a batch's work is per vehicle in it (its state
-    # row, its activities): during a backlog, larger batches cost less per sample. At the live
-    # rate a batch holds what arrived since the last one, whatever this bound.
-    consumer_batch_size: int = Field(default=10_000, ge=1, le=50_000)
 
     @field_validator("activity_window_minutes")
     @classmethod
