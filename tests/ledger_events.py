@@ -22,8 +22,10 @@ def vehicle_activity(
     fuel_used_ml: int = 0,
     energy_used_wh: int = 0,
     sample_count: int = 0,
+    vehicle_id: str | None = None,
 ) -> fleet_pb2.VehicleActivity:
-    """A van's activity over [start, end] (an instant when no end), vehicle `v-<event_id>`; a
+    """A van's activity over [start, end] (an instant when no end), vehicle `v-<event_id>`
+    unless named; a
     vehicle the municipality owns is its fleet's, another owner's private and commercial
     transport. With `sample_count`, the samples it sums are named after the event."""
     owner = owner or municipality
@@ -32,7 +34,7 @@ def vehicle_activity(
         event_id=event_id,
         occurred_at=to_timestamp(end),
         vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
+            vehicle_id=vehicle_id or f"v-{event_id}",
             owner_partner_id=owner,
             municipality_id=municipality,
             fuel_type=fuel_type,  # type: ignore[arg-type]

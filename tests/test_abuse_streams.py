@@ -30,6 +30,7 @@ from servicekit.identity import OPERATOR
 from servicekit.kafka import BatchConsumer, Delivered, Producer, Rejection
 from servicekit.topics import TopicNames, dead_letter_topic, ensure_topics
 from tests.kafka_tools import connection, eventually, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
@@ -412,21 +413,8 @@ async def test_a_locker_event_of_no_known_kind_is_dead_lettered(
 
 
 def activity(event_id: str, fuel_ml: int, vehicle_id: str = "v-a") -> fleet_pb2.VehicleActivity:
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=to_timestamp(AT),
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=vehicle_id,
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fleet_pb2.FUEL_TYPE_DIESEL,
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=to_timestamp(AT),
-        period_end=to_timestamp(AT),
-        distance_m=10_000,
-        fuel_used_ml=fuel_ml,
+    return vehicle_activity(
+        event_id, fleet_pb2.FUEL_TYPE_DIESEL, AT, fuel_used_ml=fuel_ml, vehicle_id=vehicle_id
     )
 
 

@@ -33,13 +33,13 @@ from emissions_ledger.inventory_watch import InventoryWatch
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from servicekit import topics
-from servicekit.codec import to_timestamp
 from servicekit.database import Database
 from servicekit.errors import Unavailable
 from servicekit.grpc_server import bad_request_field
 from servicekit.identity import CLIMATE_OFFICER, DASHBOARD
 from servicekit.topics import ensure_topics
 from tests.kafka_tools import connection, eventually, produce, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools.pki import Pki
 
@@ -56,22 +56,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def activity_event(event_id: str, fuel_ml: int) -> fleet_pb2.VehicleActivity:
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=to_timestamp(AT),
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fleet_pb2.FUEL_TYPE_DIESEL,
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=to_timestamp(AT),
-        period_end=to_timestamp(AT),
-        distance_m=10_000,
-        fuel_used_ml=fuel_ml,
-    )
+    return vehicle_activity(event_id, fleet_pb2.FUEL_TYPE_DIESEL, AT, fuel_used_ml=fuel_ml)
 
 
 class Watcher:

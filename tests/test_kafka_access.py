@@ -26,12 +26,12 @@ from greenpartners.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import access, topics
 from servicekit.access import AclBinding, acl_bindings
-from servicekit.codec import to_timestamp
 from servicekit.identity import OPERATOR
 from servicekit.kafka import client_options
 from servicekit.settings import ConfigurationError, load_settings
 from servicekit.topics import TopicNames
 from tests.kafka_tools import ROOT, connection, eventually, produce, read_until, unique_namespace
+from tests.ledger_events import vehicle_activity
 from tests.registry_seed import publish_registry_seed
 from tools import kafka_access
 from tools.pki import Pki
@@ -50,23 +50,7 @@ async def names(kafka: str) -> AsyncIterator[TopicNames]:
 
 
 def diesel_activity(event_id: str) -> fleet_pb2.VehicleActivity:
-    return fleet_pb2.VehicleActivity(
-        event_id=event_id,
-        occurred_at=to_timestamp(AT),
-        vehicle=fleet_pb2.Vehicle(
-            vehicle_id=f"v-{event_id}",
-            owner_partner_id=AALBORG,
-            municipality_id=AALBORG,
-            fuel_type=fleet_pb2.FUEL_TYPE_DIESEL,
-            vehicle_class=fleet_pb2.VEHICLE_CLASS_VAN,
-            covenant_subsector=fleet_pb2.COVENANT_SUBSECTOR_MUNICIPAL_FLEET,
-        ),
-        period_start=to_timestamp(AT),
-        period_end=to_timestamp(AT),
-        distance_m=10_000,
-        fuel_used_ml=1_000,
-        source_sample_event_id=f"s-{event_id}",
-    )
+    return vehicle_activity(event_id, fleet_pb2.FUEL_TYPE_DIESEL, AT, fuel_used_ml=1_000)
 
 
 async def test_a_forged_record_from_the_wrong_principal_is_refused_and_nothing_is_posted(

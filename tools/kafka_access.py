@@ -188,6 +188,19 @@ def connection_as(user: str, bootstrap: str | None = None) -> dict[str, Any]:
 # which Kafka 4 still serves) but no admin calls for them; AlterUserScramCredentials it lacks.
 
 
+def _wire_binding(binding: AclBinding) -> tuple[int, str, int, str, str, int, int]:
+    """A binding as CreateAcls and DeleteAcls (version 1) both lay it out."""
+    return (
+        RESOURCE_TYPES[binding.resource_type],
+        binding.resource_name,
+        PATTERN_TYPES[binding.pattern_type],
+        binding.principal,
+        binding.host,
+        OPERATIONS[binding.operation],
+        PERMISSIONS[binding.permission],
+    )
+
+
 class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
     API_KEY = 30
 
@@ -195,20 +208,7 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
         self.bindings = bindings
 
     def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
-        return request_struct_class(
-            [
-                (
-                    RESOURCE_TYPES[b.resource_type],
-                    b.resource_name,
-                    PATTERN_TYPES[b.pattern_type],
-                    b.principal,
-                    b.host,
-                    OPERATIONS[b.operation],
-                    PERMISSIONS[b.permission],
-                )
-                for b in self.bindings
-            ]
-        )
+        return request_struct_class([_wire_binding(b) for b in self.bindings])
 
 
 class _DescribeAllAcls(Request[DescribeAclsRequest_v1]):  # type: ignore[misc]
@@ -226,20 +226,7 @@ class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
         self.bindings = bindings
 
     def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
-        return request_struct_class(
-            [
-                (
-                    RESOURCE_TYPES[b.resource_type],
-                    b.resource_name,
-                    PATTERN_TYPES[b.pattern_type],
-                    b.principal,
-                    b.host,
-                    OPERATIONS[b.operation],
-                    PERMISSIONS[b.permission],
-                )
-                for b in self.bindings
-            ]
-        )
+        return request_struct_class([_wire_binding(b) for b in self.bindings])
 
 
 class _AlterUserScramCredentialsResponse(Response):  # type: ignore[misc]
