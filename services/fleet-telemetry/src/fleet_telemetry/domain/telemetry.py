@@ -52,6 +52,7 @@ from typing import NamedTuple
 
 from fleet_telemetry.domain.activity import Activity, ActivityWindows
 from fleet_telemetry.domain.vehicles import Vehicle, VehicleClass
+from servicekit.ids import name_based_id
 
 MAX_PLAUSIBLE_SPEED_KMH = 200
 # Telematics units of the fleets the platform serves did not exist before 1990, the Covenant's
@@ -176,7 +177,7 @@ class FoldResult:
 
 
 def quality_event_id(vehicle_id: str, kind: QualityKind, *about: str) -> str:
-    return str(uuid.uuid5(QUALITY_EVENT_ID_NAMESPACE, "/".join((vehicle_id, kind.value, *about))))
+    return name_based_id(QUALITY_EVENT_ID_NAMESPACE, "/".join((vehicle_id, kind.value, *about)))
 
 
 def fold_samples(
