@@ -21,7 +21,7 @@ from sqlalchemy import Delete, Select, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.codec import event_headers
-from servicekit.database import Database, one_of, outbox
+from servicekit.database import Database, insert_rows, one_of, outbox
 from servicekit.kafka import Producer, Throttle
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,25 @@ async def add_many_to_outbox(
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     now = datetime.now(UTC)
-    rows = [
-        {
-            "topic": topic,
-            "key": key,
-            "event_type": message.DESCRIPTOR.full_name,
-            "payload": message.SerializeToString(),
-            "headers": {**event_headers(message), **trace_headers},
-            "created_at": now,
-        }
-        for topic, key, message in items
-    ]
-    if rows:
-        await session.execute(insert(outbox), rows)
+    # Events of one type carry the same headers: one dictionary per type, shared by its rows.
+    headers_of_type: dict[str, dict[str, str]] = {}
+    rows = []
+    for topic, key, message in items:
+        event_type = message.DESCRIPTOR.full_name
+        headers = headers_of_type.get(event_type)
+        if headers is None:
+            headers = headers_of_type[event_type] = {**event_headers(message), **trace_headers}
+        rows.append(
+            {
+                "topic": topic,
+                "key": key,
+                "event_type": event_type,
+                "payload": message.SerializeToString(),
+                "headers": headers,
+                "created_at": now,
+            }
+        )
+    await insert_rows(session, outbox, rows)
 
 
 async def add_tombstone_to_outbox(session: AsyncSession, topic: str, key: str) -> None:
