@@ -75,6 +75,21 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # On SQLite, the text SQLAlchemy's DATETIME writes ("2026-01-02 03:04:05.000000", in
+        # UTC here) made in one step: hot paths write several timestamps per row.
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime: the platform stores aware UTC times only")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
 
 class ExactDecimal(TypeDecorator[Decimal]):
     """An exact decimal: NUMERIC on PostgreSQL, plain decimal text on SQLite (whose NUMERIC
@@ -400,6 +415,11 @@ def _row_insert(
     found = _row_inserts.get(key)
     if found is not None:
         return found
+    # The driver is handed the rows as they are: SQLAlchemy's client-side defaults would not
+    # be applied to the columns left out.
+    defaulted = [c.name for c in table.columns if c.default is not None and c.name not in names]
+    if defaulted:
+        raise ValueError(f"{table.name}: rows must give {defaulted} (client-side defaults)")
     statement = (pg_insert if dialect.name == "postgresql" else sqlite_insert)(table)
     if conflict is not None:
         statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
