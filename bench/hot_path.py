@@ -11,9 +11,10 @@ of `--repeat` runs. The garbage collector is set up as the services set it up.
 
 Stages:
   parse      TelemetrySample.FromString
-  consume    the consumer's per-record work: parse, the topic's contract checks, the delivered
-             event with its position (BatchConsumer's decoding)
-  convert    the domain sample from the event (fleet-telemetry's adapter)
+  consume    the consumer's per-record work: parse, the topic's contract checks, the domain
+             sample made of the event (fleet-telemetry's `convert`), with its position
+             (BatchConsumer's decoding)
+  convert    of that, the domain sample alone (fleet-telemetry's adapter)
   fold       the domain fold of each vehicle's samples into state and activities
   handler    fleet-telemetry's batch handler on SQLite, consume included: states, the fold,
              the activities into the outbox, one transaction per batch (per batch size)
@@ -52,7 +53,7 @@ from fleet_telemetry.adapters.events import sample_from_event
 from fleet_telemetry.adapters.repository import FleetRepository
 from fleet_telemetry.adapters.tables import MIGRATIONS as FLEET_MIGRATIONS
 from fleet_telemetry.domain.activity import window_length_us
-from fleet_telemetry.domain.telemetry import VehicleState, fold_samples
+from fleet_telemetry.domain.telemetry import TelemetrySample, VehicleState, fold_samples
 from fleet_telemetry.domain.vehicles import CovenantSubsector, FuelType, Vehicle, VehicleClass
 from fleet_telemetry.handlers import FleetHandlers
 from greenpartners.fleet.v1 import fleet_pb2
@@ -105,7 +106,7 @@ def _records(samples: int, vehicles: Sequence[str]) -> list[ConsumerRecord[bytes
     ]
 
 
-def _consumer() -> BatchConsumer[fleet_pb2.TelemetrySample]:
+def _consumer() -> BatchConsumer[fleet_pb2.TelemetrySample, TelemetrySample]:
     async def no_handler(batch: Sequence[Any]) -> list[Any]:
         return []
 
@@ -120,6 +121,7 @@ def _consumer() -> BatchConsumer[fleet_pb2.TelemetrySample]:
         message_type=fleet_pb2.TelemetrySample,
         handle_batch=no_handler,
         subject_of=lambda sample: sample.vehicle_id,
+        convert=sample_from_event,
     )
 
 
@@ -149,10 +151,8 @@ async def _fleet_handler(
     consumer = _consumer()
     started = time.process_time()
     for first in range(0, len(records), batch_size):
-        decoded = [consumer._decode(raw) for raw in records[first : first + batch_size]]
-        rejections = await handlers.record_samples(
-            [r.delivered for r in decoded if r.delivered is not None]
-        )
+        batch, _ = consumer._decode_all(records[first : first + batch_size])
+        rejections = await handlers.record_samples(batch.delivered)
         if rejections:
             raise AssertionError(f"samples refused: {rejections[:3]}")
     return time.process_time() - started, database
@@ -213,14 +213,11 @@ async def main(arguments: argparse.Namespace) -> int:
         )
     )
     rows: list[tuple[str, float]] = [("parse", parse_us)]
-    delivered = [consumer._decode(raw).delivered for raw in records]
+    delivered = consumer._decode_all(records)[0].delivered
     rows.append(
-        (
-            "consume",
-            per_sample(_best_of(arguments.repeat, lambda: [consumer._decode(r) for r in records])),
-        )
+        ("consume", per_sample(_best_of(arguments.repeat, lambda: consumer._decode_all(records))))
     )
-    events = [d.event for d in delivered if d is not None]
+    events = [fleet_pb2.TelemetrySample.FromString(r.value) for r in records]
     rows.append(
         (
             "convert",
@@ -229,9 +226,8 @@ async def main(arguments: argparse.Namespace) -> int:
     )
     by_vehicle: dict[str, list[Any]] = {}
     for d in delivered:
-        assert d is not None
         by_vehicle.setdefault(d.event.vehicle_id, []).append(
-            ((d.context.partition, d.context.offset), sample_from_event(d.event))
+            ((d.context.partition, d.context.offset), d.event)
         )
     states = {v: VehicleState(vehicle=_vehicle(v), revision=1) for v in by_vehicle}
     now_us = time.time_ns() // 1000

@@ -103,30 +103,41 @@ def reasons_by_case(dead: Sequence[Any]) -> dict[str, str]:
 
 
 class Recorder:
-    """A telemetry handler that converts each event as a service would: an event id of
-    `convert-fails` raises the ValueError a value out of range raises, one of `domain-refuses`
-    raises PermanentEventError; anything else is handled."""
+    """A telemetry handler that converts each event itself (`converted`)."""
 
     def __init__(self) -> None:
         self.handled: list[str] = []
         self.calls = 0
+        # Calls that raised: each makes the consumer split the batch to find the record.
+        self.failures = 0
 
     async def __call__(
         self, batch: Sequence[Delivered[fleet_pb2.TelemetrySample]]
     ) -> list[Rejection]:
         self.calls += 1
         for delivered in batch:
-            if delivered.event.event_id == "convert-fails":
-                raise ValueError("year 10000 is out of range")
-            if delivered.event.event_id == "domain-refuses":
-                raise PermanentEventError("test_refused", "never valid")
+            try:
+                converted(delivered.event)
+            except Exception:
+                self.failures += 1
+                raise
         self.handled += [delivered.event.event_id for delivered in batch]
         return []
 
 
+def converted(event: fleet_pb2.TelemetrySample) -> fleet_pb2.TelemetrySample:
+    """A service's conversion of a sample: an event id of `convert-fails` raises the ValueError
+    a value out of range raises, one of `domain-refuses` raises PermanentEventError."""
+    if event.event_id == "convert-fails":
+        raise ValueError("year 10000 is out of range")
+    if event.event_id == "domain-refuses":
+        raise PermanentEventError("test_refused", "never valid")
+    return event
+
+
 def telemetry_consumer(
     kafka: str, names: TopicNames, producer: Producer, handler: Any, **options: Any
-) -> BatchConsumer[fleet_pb2.TelemetrySample]:
+) -> BatchConsumer[fleet_pb2.TelemetrySample, fleet_pb2.TelemetrySample]:
     return BatchConsumer(
         connection=connection(kafka),
         client_id="abuse-test",
@@ -233,8 +244,13 @@ POISON: list[tuple[str, bytes | None, bytes | None, Headers, str | None]] = [
 ]
 
 
+@pytest.mark.parametrize("conversion", ["in the handler", "in the consumer"])
 async def test_no_record_stalls_the_stream_or_takes_a_good_one_with_it(
-    kafka: str, names: TopicNames, producer: Producer, caplog: pytest.LogCaptureFixture
+    kafka: str,
+    names: TopicNames,
+    producer: Producer,
+    caplog: pytest.LogCaptureFixture,
+    conversion: str,
 ) -> None:
     records: list[tuple[bytes | None, bytes | None, Headers]] = []
     for index, (case, key, value, headers, _reason) in enumerate(POISON):
@@ -245,7 +261,10 @@ async def test_no_record_stalls_the_stream_or_takes_a_good_one_with_it(
     await send_raw(kafka, names(topics.TELEMETRY), records)
 
     recorder = Recorder()
-    consumer = telemetry_consumer(kafka, names, producer, recorder)
+    in_consumer = conversion == "in the consumer"
+    consumer = telemetry_consumer(
+        kafka, names, producer, recorder, convert=converted if in_consumer else None
+    )
     expected_dead = [case for case, *_, reason in POISON if reason is not None]
     caplog.set_level(logging.WARNING, logger="servicekit.kafka")
     await consumer.start()
@@ -270,6 +289,12 @@ async def test_no_record_stalls_the_stream_or_takes_a_good_one_with_it(
     )
     # Poison was recognised, never retried as if the database had failed.
     assert "event handling failed, retrying" not in caplog.text
+    if in_consumer:
+        # A record the consumer cannot convert is dead-lettered alone, as it is decoded: the
+        # handler never sees it, so no batch is split to find it.
+        assert recorder.failures == 0
+    else:
+        assert recorder.failures > 0
     assert consumer.stalled_seconds() == 0
     by_case = {case_of(record): record for record in dead}
     # Byte for byte: null header values stay null, the value and key are the source's.

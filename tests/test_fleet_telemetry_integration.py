@@ -10,6 +10,7 @@ import grpc
 import pytest
 from sqlalchemy import text
 
+from fleet_telemetry.adapters.events import sample_from_event
 from fleet_telemetry.adapters.partners import FleetPartners
 from fleet_telemetry.adapters.repository import FleetRepository
 from fleet_telemetry.adapters.tables import (
@@ -22,6 +23,7 @@ from fleet_telemetry.bootstrap import build
 from fleet_telemetry.domain import (
     FuelType,
     Reading,
+    TelemetrySample,
     VehicleClass,
     VehicleTotals,
     microseconds,
@@ -655,7 +657,7 @@ class Instance:
         await self.partners.start()
         await self.partners.wait_caught_up()
 
-    async def handle(self, batch: list[Delivered[fleet_pb2.TelemetrySample]]) -> list[str]:
+    async def handle(self, batch: list[Delivered[TelemetrySample]]) -> list[str]:
         async with self.runtime.unit_of_work.batch():
             rejections = await self.handlers.record_samples(batch)
         return [rejection.reason for rejection in rejections]
@@ -671,8 +673,11 @@ class Instance:
 
 def delivered(
     partition: int, offset: int, event: fleet_pb2.TelemetrySample
-) -> Delivered[fleet_pb2.TelemetrySample]:
-    return Delivered(event, EventContext("fleet.telemetry.v1", partition, offset, event.vehicle_id))
+) -> Delivered[TelemetrySample]:
+    """The sample as the service's consumer hands it over: converted, with its position."""
+    return Delivered(
+        sample_from_event(event), EventContext("fleet.telemetry.v1", partition, offset)
+    )
 
 
 async def test_cached_states_follow_the_database(database_url: str, kafka: str) -> None:

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 MessageT = TypeVar("MessageT", bound=Message)
+# What a handler receives of each record: the message itself, or the value the consumer's
+# `convert` made of it (a domain object).
+EventT = TypeVar("EventT")
 
 # A dead letter's detail is cut to this many characters (headers are not for essays).
 MAX_DETAIL_CHARS = 2000
@@ -73,11 +76,10 @@ class EventContext(NamedTuple):
     topic: str
     partition: int
     offset: int
-    key: str
 
 
-class Delivered(NamedTuple, Generic[MessageT]):
-    event: MessageT
+class Delivered(NamedTuple, Generic[EventT]):
+    event: EventT
     context: EventContext
 
 
@@ -123,7 +125,7 @@ def client_options(settings: KafkaClientSettings) -> dict[str, Any]:
     return options
 
 
-BatchHandler = Callable[[Sequence[Delivered[MessageT]]], Awaitable[Sequence[Rejection]]]
+BatchHandler = Callable[[Sequence[Delivered[EventT]]], Awaitable[Sequence[Rejection]]]
 PartitionsHook = Callable[[set[int]], Awaitable[None]]
 BatchScope = Callable[[], AbstractAsyncContextManager[None]]
 
@@ -205,16 +207,38 @@ class Producer:
         return asyncio.gather(*acknowledgements)
 
 
-@dataclass(slots=True)
-class _Record:
-    """One fetched record, decoded or already judged dead."""
+class _DeadRecord(NamedTuple):
+    """A fetched record that can never be processed, and why."""
 
     raw: Any
-    delivered: Delivered[Any] | None = None
-    dead_reason: str = ""
-    dead_detail: str = ""
-    # Whether it carries a W3C trace header: most telemetry carries none, and is not searched.
-    traced: bool = False
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Decoded records in fetch order: what the handler receives, each beside the record it
+    came from (which a dead letter copies). Held as two lists rather than an object per record:
+    a consumer at telematics rate builds thousands a second."""
+
+    delivered: list[Delivered[Any]]
+    raws: list[Any]
+    # Whether any record carries a W3C trace header: most telemetry carries none, and its
+    # headers are then not searched again.
+    traced: bool
+
+    def halves(self) -> tuple[_Batch, _Batch]:
+        middle = len(self.delivered) // 2
+        return (
+            _Batch(self.delivered[:middle], self.raws[:middle], self.traced),
+            _Batch(self.delivered[middle:], self.raws[middle:], self.traced),
+        )
+
+    def singles(self) -> list[_Batch]:
+        return [
+            _Batch([delivered], [raw], self.traced)
+            for delivered, raw in zip(self.delivered, self.raws, strict=True)
+        ]
 
 
 class _Outcome(Enum):
@@ -324,7 +348,7 @@ class ConsumerMetrics:
         )
 
 
-class BatchConsumer(Generic[MessageT]):
+class BatchConsumer(Generic[MessageT, EventT]):
     """Consumes one topic with one message type; hands each fetched batch to one handler.
 
     Each batch runs in one database transaction (`batch_scope`) and one CONSUMER span, its
@@ -339,6 +363,12 @@ class BatchConsumer(Generic[MessageT]):
 
     `subject_of` gives an event's subject id (a vehicle id, a hub id); a record whose key is
     not that id is dead-lettered as `key_mismatch` before the handler sees it.
+
+    `convert` turns each decoded message into what the handler works with (a domain object),
+    as the record is decoded: the message is dropped at once, so a batch holds only what the
+    handler needs, and a record that cannot be converted (PermanentEventError, or one of
+    DETERMINISTIC_ERRORS) is dead-lettered alone, without splitting its batch. Without it the
+    handler receives the messages.
     """
 
     def __init__(
@@ -351,8 +381,9 @@ class BatchConsumer(Generic[MessageT]):
         topic: str,
         group_id: str,
         message_type: type[MessageT],
-        handle_batch: BatchHandler[MessageT],
+        handle_batch: BatchHandler[EventT],
         subject_of: Callable[[MessageT], str] | None = None,
+        convert: Callable[[MessageT], EventT] | None = None,
         batch_scope: BatchScope | None = None,
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
@@ -371,6 +402,7 @@ class BatchConsumer(Generic[MessageT]):
         self.dead_letter_topic = names(dead_letter_topic(topic))
         self.group_id = names.group(group_id)
         self.decoder = Decoder(message_type, subject_of)
+        self.convert = convert
         self.handle_batch = handle_batch
         self.batch_scope = batch_scope
         self.max_attempts = max_attempts
@@ -521,72 +553,82 @@ class BatchConsumer(Generic[MessageT]):
                     highwater - records[-1].offset - 1
                 )
 
-    def _decode(self, raw: Any) -> _Record:
-        # The hot path of a consumer: one pass over the headers, no dictionary per record. A
-        # header may have a null value (Kafka allows it): for event-type that is no header.
-        event_type = None
+    def _decode_all(self, raws: list[Any]) -> tuple[_Batch, list[_DeadRecord]]:
+        """Decodes and converts the records: the batch for the handler, and the records that
+        do not conform to the topic's contract or cannot be converted.
+
+        The hot path of a consumer: one pass over each record's headers, no object per record
+        beyond the handler's value and its position. A header may have a null value (Kafka
+        allows it): for event-type that is no header."""
+        decode = self.decoder.decode
+        convert = self.convert
+        delivered: list[Delivered[Any]] = []
+        kept: list[Any] = []
+        dead: list[_DeadRecord] = []
         traced = False
-        for name, value in raw.headers or ():
-            if name == EVENT_TYPE_HEADER:
-                event_type = value
-            elif name in _TRACE_HEADERS:
-                traced = True
-        key = raw.key
-        try:
-            event = self.decoder.decode(raw.value or b"", event_type, key)
-        except UndecodableEvent as error:
-            return _Record(raw, None, error.reason, error.detail, traced)
-        context = EventContext(
-            raw.topic, raw.partition, raw.offset, key.decode(errors="replace") if key else ""
-        )
-        return _Record(raw, Delivered(event, context), traced=traced)
+        for raw in raws:
+            event_type = None
+            for name, value in raw.headers or ():
+                if name == EVENT_TYPE_HEADER:
+                    event_type = value
+                elif name in _TRACE_HEADERS:
+                    traced = True
+            try:
+                message = decode(raw.value or b"", event_type, raw.key)
+                event = message if convert is None else convert(message)
+            except (UndecodableEvent, PermanentEventError) as error:
+                dead.append(_DeadRecord(raw, error.reason, error.detail))
+                continue
+            except DETERMINISTIC_ERRORS as error:
+                dead.append(_DeadRecord(raw, "unprocessable", f"{type(error).__name__}: {error}"))
+                continue
+            delivered.append(Delivered(event, EventContext(raw.topic, raw.partition, raw.offset)))
+            kept.append(raw)
+        return _Batch(delivered, kept, traced), dead
 
     async def _process(self, raws: list[Any]) -> None:
-        records = [self._decode(raw) for raw in raws]
-        undecodable = [record for record in records if record.delivered is None]
-        if undecodable:
-            await self._dead_letter(undecodable)
-        decoded = [record for record in records if record.delivered is not None]
-        if decoded:
-            await self._handle_all(decoded)
+        batch, dead = self._decode_all(raws)
+        if dead:
+            await self._dead_letter(dead)
+        if batch.delivered:
+            await self._handle_all(batch)
 
-    async def _handle_all(self, records: list[_Record]) -> None:
-        """Handles the records, narrowing down to the ones at fault when some fail."""
-        outcome = await self._handle_with_retries(records)
+    async def _handle_all(self, batch: _Batch) -> None:
+        """Handles the batch, narrowing down to the records at fault when some fail."""
+        outcome = await self._handle_with_retries(batch)
         if outcome is _Outcome.PERMANENT:
-            middle = len(records) // 2
-            await self._handle_all(records[:middle])
-            await self._handle_all(records[middle:])
+            for half in batch.halves():
+                await self._handle_all(half)
         elif outcome is _Outcome.EXHAUSTED:
             log.warning("batch of %s keeps failing; handling its events one by one", self.topic)
-            for record in records:
-                await self._handle_all([record])
+            for single in batch.singles():
+                await self._handle_all(single)
 
-    async def _handle_with_retries(self, records: list[_Record]) -> _Outcome:
-        """Handles the records, retrying transient failures in place. A lone record that
-        cannot be handled is dead-lettered; several are handed back to be split."""
+    async def _handle_with_retries(self, batch: _Batch) -> _Outcome:
+        """Handles the batch, retrying transient failures in place. A lone record that cannot
+        be handled is dead-lettered; several are handed back to be split."""
+        size = len(batch.delivered)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self._handle(records)
+                await self._handle(batch)
                 self._progress_at = time.monotonic()
                 return _Outcome.HANDLED
             except PermanentEventError as error:
-                if len(records) > 1:
+                if size > 1:
                     return _Outcome.PERMANENT
                 reason, detail = error.reason, error.detail
             except DETERMINISTIC_ERRORS as error:
-                if len(records) > 1:
+                if size > 1:
                     return _Outcome.PERMANENT
                 reason, detail = "unprocessable", f"{type(error).__name__}: {error}"
             except Exception as error:  # transient until proven otherwise: retry in place
                 if attempt < self.max_attempts:
-                    await self._back_off(attempt, len(records))
+                    await self._back_off(attempt, size)
                     continue
-                if len(records) > 1:
+                if size > 1:
                     return _Outcome.EXHAUSTED
                 reason, detail = "retries_exhausted", f"{type(error).__name__}: {error}"
-            records[0].dead_reason, records[0].dead_detail = reason, detail
-            await self._dead_letter(records)
+            await self._dead_letter([_DeadRecord(batch.raws[0], reason, detail)])
             self._progress_at = time.monotonic()
             return _Outcome.HANDLED
         raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
@@ -600,20 +642,21 @@ class BatchConsumer(Generic[MessageT]):
         )
         await asyncio.sleep(delay)
 
-    async def _handle(self, records: list[_Record]) -> None:
-        delivered = [record.delivered for record in records]
-        with self._batch_span(records):
+    async def _handle(self, batch: _Batch) -> None:
+        with self._batch_span(batch):
             async with self._scope():
-                rejections = await self.handle_batch(delivered)  # type: ignore[arg-type]
+                rejections = await self.handle_batch(batch.delivered)
                 if rejections:
-                    rejected = []
-                    for rejection in rejections:
-                        record = records[rejection.index]
-                        record.dead_reason, record.dead_detail = rejection.reason, rejection.detail
-                        rejected.append(record)
                     # Published before the transaction commits: a crash in between sends them
                     # again (at least once), never loses one.
-                    await self._dead_letter(rejected)
+                    await self._dead_letter(
+                        [
+                            _DeadRecord(
+                                batch.raws[rejection.index], rejection.reason, rejection.detail
+                            )
+                            for rejection in rejections
+                        ]
+                    )
 
     @contextlib.asynccontextmanager
     async def _scope(self) -> AsyncIterator[None]:
@@ -624,19 +667,24 @@ class BatchConsumer(Generic[MessageT]):
             yield
 
     @contextlib.contextmanager
-    def _batch_span(self, records: list[_Record]) -> Any:
+    def _batch_span(self, batch: _Batch) -> Any:
         """One span per batch, linked to each record's producer span (OpenTelemetry messaging
         conventions for batch receive); a batch of one trace continues that trace."""
-        producer_contexts = [
-            trace.get_current_span(propagate.extract(headers)).get_span_context()
-            for headers in (_trace_headers(record) for record in records if record.traced)
-        ]
+        producer_contexts = (
+            [
+                trace.get_current_span(propagate.extract(headers)).get_span_context()
+                for headers in (_trace_headers(raw) for raw in batch.raws)
+                if headers
+            ]
+            if batch.traced
+            else []
+        )
         valid = [context for context in producer_contexts if context.is_valid]
         parent: Context | None = None
         if (
             valid
             and len({context.trace_id for context in valid}) == 1
-            and len(valid) == len(records)
+            and len(valid) == len(batch.raws)
         ):
             parent = trace.set_span_in_context(trace.NonRecordingSpan(valid[0]))
         with tracer.start_as_current_span(
@@ -649,35 +697,32 @@ class BatchConsumer(Generic[MessageT]):
                 "messaging.operation.type": "process",
                 "messaging.destination.name": self.topic,
                 "messaging.consumer.group.name": self.group_id,
-                "messaging.batch.message_count": len(records),
+                "messaging.batch.message_count": len(batch.raws),
             },
         ) as span:
             yield span
 
-    async def _dead_letter(self, records: list[_Record]) -> None:
+    async def _dead_letter(self, records: list[_DeadRecord]) -> None:
         failed_at = datetime.now(UTC).isoformat().encode()
         outgoing = []
-        for record in records:
-            raw = record.raw
+        for raw, reason, detail in records:
             log.warning(
                 "event dead-lettered",
                 extra={
                     "topic": raw.topic,
                     "offset": raw.offset,
-                    "reason": record.dead_reason,
-                    "detail": record.dead_detail[:MAX_DETAIL_CHARS],
+                    "reason": reason,
+                    "detail": detail[:MAX_DETAIL_CHARS],
                 },
             )
             if self.metrics is not None:
-                self.metrics.dead_letters.labels(
-                    self.group_id, self.topic, record.dead_reason
-                ).inc()
+                self.metrics.dead_letters.labels(self.group_id, self.topic, reason).inc()
             # The original headers as they came (a null value stays null), then the reason: a
             # replay restores the record.
             headers: list[tuple[str, bytes | None]] = list(raw.headers or ())
             headers += [
-                ("dlq-reason", record.dead_reason.encode()),
-                ("dlq-detail", record.dead_detail[:MAX_DETAIL_CHARS].encode()),
+                ("dlq-reason", reason.encode()),
+                ("dlq-detail", detail[:MAX_DETAIL_CHARS].encode()),
                 ("dlq-source-topic", raw.topic.encode()),
                 ("dlq-source-partition", str(raw.partition).encode()),
                 ("dlq-source-offset", str(raw.offset).encode()),
@@ -691,17 +736,17 @@ class BatchConsumer(Generic[MessageT]):
 _TRACE_HEADERS = frozenset(("traceparent", "tracestate"))
 
 
-def _trace_headers(record: _Record) -> dict[str, str]:
+def _trace_headers(raw: Any) -> dict[str, str]:
     """The record's W3C trace headers."""
     return {
         name: (value or b"").decode(errors="replace")
-        for name, value in record.raw.headers or ()
+        for name, value in raw.headers or ()
         if name in _TRACE_HEADERS
     }
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: BatchConsumer[Any]) -> None:
+    def __init__(self, owner: BatchConsumer[Any, Any]) -> None:
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:

@@ -34,7 +34,7 @@ class Readiness:
     def __init__(
         self,
         producer: Producer,
-        consumers: Sequence[BatchConsumer[Any]],
+        consumers: Sequence[BatchConsumer[Any, Any]],
         read_models: Sequence[ReadModel[Any]] = (),
         *,
         broker_unreachable_s: float,

@@ -46,6 +46,7 @@ from servicekit.topics import TopicNames, ensure_topics
 log = logging.getLogger(__name__)
 
 MessageT = TypeVar("MessageT", bound=Message)
+EventT = TypeVar("EventT")
 
 
 _batch_session: ContextVar[AsyncSession | None] = ContextVar("batch_session", default=None)
@@ -118,7 +119,7 @@ class ServiceRuntime:
         self.database = Database(settings.database_url)
         self.kafka_connection = client_options(settings)
         self.producer = Producer(self.kafka_connection, settings.service_name)
-        self.consumers: list[BatchConsumer[Message]] = []
+        self.consumers: list[BatchConsumer[Any, Any]] = []
         self.read_models: list[ReadModel[Any]] = []
         self._read_models_started: list[ReadModel[Any]] = []
         self.read_model_metrics = ReadModelMetrics(self.metrics)
@@ -160,13 +161,15 @@ class ServiceRuntime:
         topic: str,
         group_id: str,
         message_type: type[MessageT],
-        handle_batch: BatchHandler[MessageT],
+        handle_batch: BatchHandler[EventT],
+        convert: Callable[[MessageT], EventT],
         on_assigned: PartitionsHook | None = None,
         on_revoked: PartitionsHook | None = None,
         subject_of: Callable[[MessageT], str] | None = None,
-    ) -> BatchConsumer[MessageT]:
+    ) -> BatchConsumer[MessageT, EventT]:
         """Consumes a topic batch by batch, each batch in one transaction (see BatchConsumer).
-        `subject_of` names the id each record's key must equal (the topic's key)."""
+        `convert` makes the handler's value of each message as it is decoded; `subject_of`
+        names the id each record's key must equal (the topic's key)."""
         consumer = BatchConsumer(
             connection=self.kafka_connection,
             client_id=self.settings.service_name,
@@ -177,6 +180,7 @@ class ServiceRuntime:
             message_type=message_type,
             handle_batch=handle_batch,
             subject_of=subject_of,
+            convert=convert,
             batch_scope=self.unit_of_work.batch,
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
@@ -188,7 +192,7 @@ class ServiceRuntime:
             on_revoked=on_revoked,
             log_interval_s=self.settings.log_repeat_interval_s,
         )
-        self.consumers.append(consumer)  # type: ignore[arg-type]
+        self.consumers.append(consumer)
         return consumer
 
     def read_model(

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fleet_telemetry.adapters.events import (
     activity_event,
     quality_event,
-    sample_from_event,
     vehicle_to_proto,
 )
 from fleet_telemetry.adapters.partners import FleetPartners
@@ -39,7 +38,6 @@ from fleet_telemetry.domain import (
     operator_baseline,
     set_baseline,
 )
-from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
 from servicekit.errors import AlreadyExists, InvalidArgument, NotFound
 from servicekit.identity import CLIMATE_OFFICER, Principal, require_partner
@@ -256,18 +254,14 @@ class FleetHandlers:
             )
         return BaselineCorrected(baseline=baseline, previous_baseline=state.baseline)
 
-    async def record_samples(
-        self, batch: Sequence[Delivered[fleet_pb2.TelemetrySample]]
-    ) -> list[Rejection]:
+    async def record_samples(self, batch: Sequence[Delivered[TelemetrySample]]) -> list[Rejection]:
         """Folds a batch of samples into their vehicles' states: one query to lock and version
         the vehicles, one to load those not cached, one upsert of the changed states, one
         insert of the resulting events."""
         now_us = self.clock_us()
         records: dict[str, list[tuple[StreamPosition, TelemetrySample]]] = {}
         batch_indexes: dict[str, list[int]] = {}
-        for index, delivered in enumerate(batch):
-            sample = sample_from_event(delivered.event)
-            context = delivered.context
+        for index, (sample, context) in enumerate(batch):
             vehicle_records = records.get(sample.vehicle_id)
             if vehicle_records is None:
                 vehicle_records = records[sample.vehicle_id] = []

@@ -14,7 +14,6 @@ from emissions_ledger.handlers import LedgerHandlers
 from greenpartners.fleet.v1 import fleet_pb2
 from greenpartners.lockers.v1 import lockers_pb2
 from servicekit import topics
-from servicekit.errors import PermanentEventError
 from servicekit.kafka import Delivered, Rejection
 from servicekit.runtime import ServiceRuntime
 
@@ -22,32 +21,35 @@ ACTIVITY_GROUP = "emissions-ledger.activity"
 LOCKER_GROUP = "emissions-ledger.lockers"
 
 
+def locker_event(event: lockers_pb2.LockerEvent) -> WasteDeposit | WasteCollection | None:
+    """What the ledger takes from a locker event: a deposit, a collection, or nothing."""
+    kind = event.WhichOneof("kind")
+    if kind == "waste_deposited":
+        return deposit_from_event(event)
+    if kind == "waste_collected":
+        return collection_from_event(event)
+    return None
+
+
 def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:
-    async def post_activities(
-        batch: Sequence[Delivered[fleet_pb2.VehicleActivity]],
-    ) -> Sequence[Rejection]:
-        activities: list[tuple[int, VehicleActivity]] = []
-        rejections: list[Rejection] = []
-        for index, delivered in enumerate(batch):
-            try:
-                activities.append((index, activity_from_event(delivered.event)))
-            except PermanentEventError as error:
-                rejections.append(Rejection(index, error.reason, error.detail))
-        return [*rejections, *await handlers.post_activities(activities)]
+    async def post_activities(batch: Sequence[Delivered[VehicleActivity]]) -> Sequence[Rejection]:
+        return await handlers.post_activities(
+            [(index, delivered.event) for index, delivered in enumerate(batch)]
+        )
 
     async def post_collections(
-        batch: Sequence[Delivered[lockers_pb2.LockerEvent]],
+        batch: Sequence[Delivered[WasteDeposit | WasteCollection | None]],
     ) -> Sequence[Rejection]:
         # Deposits carry no emissions of their own, but say what a later collection takes; a
         # collection replaces a dedicated trip. One hub's events share a partition, in order.
         deposits: list[WasteDeposit] = []
         collections: list[tuple[int, WasteCollection]] = []
         for index, delivered in enumerate(batch):
-            kind = delivered.event.WhichOneof("kind")
-            if kind == "waste_deposited":
-                deposits.append(deposit_from_event(delivered.event))
-            elif kind == "waste_collected":
-                collections.append((index, collection_from_event(delivered.event)))
+            event = delivered.event
+            if isinstance(event, WasteDeposit):
+                deposits.append(event)
+            elif isinstance(event, WasteCollection):
+                collections.append((index, event))
         return await handlers.post_locker_events(deposits, collections)
 
     runtime.consume_batches(
@@ -55,6 +57,8 @@ def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:
         ACTIVITY_GROUP,
         fleet_pb2.VehicleActivity,
         post_activities,
+        # An activity the ledger cannot read (PermanentEventError) is dead-lettered alone.
+        convert=activity_from_event,
         subject_of=lambda activity: activity.vehicle.vehicle_id,
     )
     runtime.consume_batches(
@@ -62,5 +66,6 @@ def subscribe(runtime: ServiceRuntime, handlers: LedgerHandlers) -> None:
         LOCKER_GROUP,
         lockers_pb2.LockerEvent,
         post_collections,
+        convert=locker_event,
         subject_of=lambda event: event.hub_id,
     )
