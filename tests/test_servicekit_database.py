@@ -366,6 +366,33 @@ async def test_insert_rows_skips_rows_that_conflict_on_the_key_given(database: D
     assert inserted == (1 if database.is_sqlite else -1)
 
 
+async def test_insert_rows_takes_rows_that_leave_out_nullable_columns_in_order(
+    database: Database,
+) -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    full = [_reading(n, at, note=f"note {n}") for n in range(6)]
+    rows: list[dict[str, object]] = []
+    for number, row in enumerate(full):
+        # Shapes alternate in runs: two with everything, one without note nor details, ...
+        if number % 3 == 2:
+            row = {k: v for k, v in row.items() if k not in ("note", "details")}
+        rows.append(row)
+    async with database.transaction() as session:
+        inserted = await insert_rows(session, readings, rows)
+        stored = (
+            await session.execute(
+                select(readings.c.reading_id, readings.c.note, readings.c.details).order_by(
+                    readings.c.revision
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in stored] == [
+        (row["reading_id"], row.get("note"), row.get("details")) for row in rows
+    ]
+    assert stored[2].note is None and stored[2].details is None
+    assert inserted == (6 if database.is_sqlite else -1)
+
+
 async def test_insert_rows_refuses_a_naive_datetime(database: Database) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         async with database.transaction() as session:

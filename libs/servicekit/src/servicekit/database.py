@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -449,9 +450,12 @@ async def insert_rows(
     rows: Sequence[Mapping[str, Any]],
     skip_conflicts_on: Sequence[str] | None = None,
 ) -> int:
-    """Inserts rows (mappings with the same keys) with one executemany of the driver; with
-    `skip_conflicts_on`, rows that conflict on that unique key are skipped (ON CONFLICT DO
-    NOTHING). Returns how many rows were inserted where the driver says (SQLite), else -1.
+    """Inserts rows with executemany calls of the driver; with `skip_conflicts_on`, rows that
+    conflict on that unique key are skipped (ON CONFLICT DO NOTHING). Returns how many rows
+    were inserted where the driver says (SQLite), else -1.
+
+    A row may leave out nullable columns (they are NULL, or their server default): rows in a
+    row with the same columns go in one executemany, in their order.
 
     For hot paths writing thousands of wide rows: `session.execute(insert(table), rows)`
     works out every row's parameters one at a time (each value looked up by name and passed
@@ -464,11 +468,12 @@ async def insert_rows(
     if not rows:
         return 0
     connection = await session.connection()
-    prepared = _row_insert(
-        connection.dialect,
-        table,
-        tuple(rows[0]),
-        None if skip_conflicts_on is None else tuple(skip_conflicts_on),
-    )
-    result = await connection.exec_driver_sql(prepared.sql, prepared.parameters(rows))
-    return result.rowcount if connection.dialect.name == "sqlite" else -1
+    conflict = None if skip_conflicts_on is None else tuple(skip_conflicts_on)
+    inserted = 0
+    for names, same_columns in groupby(rows, key=tuple):
+        prepared = _row_insert(connection.dialect, table, names, conflict)
+        result = await connection.exec_driver_sql(
+            prepared.sql, prepared.parameters(list(same_columns))
+        )
+        inserted += result.rowcount
+    return inserted if connection.dialect.name == "sqlite" else -1

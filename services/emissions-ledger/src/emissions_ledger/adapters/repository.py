@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import (
@@ -205,8 +206,10 @@ class LedgerRepository:
             .returning(ledger_entries.c.entry_id)
         )
         returned: set[str] = set()
-        for chunk in row_chunks(rows):
-            returned.update((await self.session.execute(statement, chunk)).scalars())
+        # Entries of one kind of source share their columns (`_entry_row`), sent together.
+        for _, same_columns in groupby(rows, key=tuple):
+            for chunk in row_chunks(list(same_columns)):
+                returned.update((await self.session.execute(statement, chunk)).scalars())
         return [entry for entry in unique.values() if entry.entry_id in returned]
 
     async def posted_for_sources(
@@ -863,7 +866,7 @@ def _unique_source(entry: LedgerEntry) -> tuple[str, str, int, str]:
 
 
 def _factor_columns(factor: EmissionFactor) -> dict[str, Any]:
-    return {
+    columns = {
         "factor_id": factor.factor_id,
         "factor_value": decimal_text(factor.value),
         "factor_unit": factor.unit,
@@ -875,11 +878,13 @@ def _factor_columns(factor: EmissionFactor) -> dict[str, Any]:
         "factor_valid_to_year": factor.valid_to_year,
         "factor_provisional": factor.provisional,
         "factor_hourly": factor.hourly is not None,
-        "factor_hourly_intensity": None
-        if factor.hourly is None
-        else _intensity_document(factor.hourly),
-        "factor_hourly_fallback": factor.hourly_fallback or None,
     }
+    # Left out when absent (NULL), as in `_entry_row`.
+    if factor.hourly is not None:
+        columns["factor_hourly_intensity"] = _intensity_document(factor.hourly)
+    if factor.hourly_fallback:
+        columns["factor_hourly_fallback"] = factor.hourly_fallback
+    return columns
 
 
 def _entry_row(
@@ -889,10 +894,12 @@ def _entry_row(
     factor_columns: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An entry's row; `factor_columns` are its factor's (`_factor_columns`), when the caller
-    worked them out already."""
-    trip = entry.avoided_trip
-    samples = entry.samples
-    return {
+    worked them out already.
+
+    The provenance a kind of source does not have (a trip, a collection, a report, a
+    restatement) is left out of the row, so NULL: every parameter bound costs, and entries of
+    one kind of source keep one shape, which `insert_rows` sends together."""
+    row = {
         **(_factor_columns(entry.factor) if factor_columns is None else factor_columns),
         "entry_id": entry.entry_id,
         "municipality_id": entry.municipality_id,
@@ -908,48 +915,52 @@ def _entry_row(
         "source_topic": entry.source_topic,
         "activity_at": entry.activity_at,
         "subject_id": entry.subject_id,
-        "avoided_trip": None
-        if trip is None
-        else {
+        "trace_id": trace_id,
+        "posted_at": posted_at,
+        "posting": entry.posting.value,
+        "revision": entry.revision,
+        "late": entry.late,
+        "basis": entry.basis.value,
+        "activity_started_at": entry.activity_started_at,
+        "activity_hour": hour_within(entry.activity_started_at, entry.activity_at),
+        "distance_m": entry.distance_m,
+        "owner_partner_id": entry.owner_partner_id,
+    }
+    samples = entry.samples
+    if samples is not None:
+        row["activity_samples"] = {
+            "sample_count": samples.sample_count,
+            "first_sample_event_id": samples.first_sample_event_id,
+            "last_sample_event_id": samples.last_sample_event_id,
+        }
+    trip = entry.avoided_trip
+    if trip is not None:
+        row["avoided_trip"] = {
             "avoided_trip_distance_m": trip.avoided_trip_distance_m,
             "avoided_vehicle": trip.avoided_vehicle,
             "avoided_kg_co2e": decimal_text(trip.avoided_kg_co2e),
             "carrier_extra_distance_m": trip.carrier_extra_distance_m,
             "carrier_vehicle": trip.carrier_vehicle,
             "carrier_extra_kg_co2e": decimal_text(trip.carrier_extra_kg_co2e),
-        },
-        "activity_samples": None
-        if samples is None
-        else {
-            "sample_count": samples.sample_count,
-            "first_sample_event_id": samples.first_sample_event_id,
-            "last_sample_event_id": samples.last_sample_event_id,
-        },
-        "trace_id": trace_id,
-        "posted_at": posted_at,
-        "posting": entry.posting.value,
-        "revision": entry.revision,
-        "restates_entry_id": entry.restates_entry_id,
-        "restatement_id": entry.restatement_id,
-        "late": entry.late,
-        "basis": entry.basis.value,
-        "activity_started_at": entry.activity_started_at,
-        "activity_hour": hour_within(entry.activity_started_at, entry.activity_at),
-        "collection": None
-        if entry.collection is None
-        else {
-            "collection_id": entry.collection.collection_id,
-            "carrier_partner_id": entry.collection.carrier_partner_id,
-            "hub_id": entry.collection.hub_id,
-            "mass_g": entry.collection.mass_g,
-            "includes_hazardous": entry.collection.includes_hazardous,
-            "waste_types": list(entry.collection.waste_types),
-            "deposit_count": entry.collection.deposit_count,
-        },
-        "distance_m": entry.distance_m,
-        "owner_partner_id": entry.owner_partner_id,
-        "reported": None if entry.reported is None else _reported_row(entry.reported),
-    }
+        }
+    collection = entry.collection
+    if collection is not None:
+        row["collection"] = {
+            "collection_id": collection.collection_id,
+            "carrier_partner_id": collection.carrier_partner_id,
+            "hub_id": collection.hub_id,
+            "mass_g": collection.mass_g,
+            "includes_hazardous": collection.includes_hazardous,
+            "waste_types": list(collection.waste_types),
+            "deposit_count": collection.deposit_count,
+        }
+    if entry.reported is not None:
+        row["reported"] = _reported_row(entry.reported)
+    if entry.restates_entry_id is not None:
+        row["restates_entry_id"] = entry.restates_entry_id
+    if entry.restatement_id is not None:
+        row["restatement_id"] = entry.restatement_id
+    return row
 
 
 def _reported_row(reported: ReportedProvenance) -> dict[str, Any]:
