@@ -866,7 +866,7 @@ def _unique_source(entry: LedgerEntry) -> tuple[str, str, int, str]:
 
 
 def _factor_columns(factor: EmissionFactor) -> dict[str, Any]:
-    columns = {
+    columns: dict[str, Any] = {
         "factor_id": factor.factor_id,
         "factor_value": decimal_text(factor.value),
         "factor_unit": factor.unit,
