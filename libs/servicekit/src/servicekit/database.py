@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -79,17 +80,19 @@ class UtcDateTime(TypeDecorator[datetime]):
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
+        return _sqlite_utc_text
 
-        # On SQLite, the text SQLAlchemy's DATETIME writes ("2026-01-02 03:04:05.000000", in
-        # UTC here) made in one step: hot paths write several timestamps per row.
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime: the platform stores aware UTC times only")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
-        return process
+@lru_cache(maxsize=4096)
+def _sqlite_utc_text(value: datetime | None) -> str | None:
+    """On SQLite, the text SQLAlchemy's DATETIME writes ("2026-01-02 03:04:05.000000", in UTC
+    here), made in one step. Remembered: the rows of a batch repeat a few instants (the ends of
+    aligned activity windows, the batch's own time), and equal instants have the same text."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: the platform stores aware UTC times only")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -382,25 +385,30 @@ class _RowInsert:
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """The rows' parameters for the driver, in the statement's order.
 
-        Rows of a batch often share a value (its timestamp, a header dictionary): a column
-        whose value is the very object of the row before reuses that row's processed form.
+        Worked out column by column: the rows' values are taken and put back together by
+        itemgetter and zip (in C), and only the columns with a processor are visited value by
+        value. Rows of a batch often share a value (its timestamp, a header dictionary): a
+        value that is the very object of the row before reuses that row's processed form.
         """
-        values_of = self.values_of
+        values = map(self.values_of, rows)
         if not self.processors:
-            return [values_of(row) for row in rows]
-        last_in: list[Any] = [_NOTHING] * len(self.processors)
-        last_out: list[Any] = [None] * len(self.processors)
-        parameters = []
-        for row in rows:
-            values = list(values_of(row))
-            for slot, (position, process) in enumerate(self.processors):
-                value = values[position]
-                if value is not last_in[slot]:
-                    last_in[slot] = value
-                    last_out[slot] = process(value)
-                values[position] = last_out[slot]
-            parameters.append(tuple(values))
-        return parameters
+            return list(values)
+        columns: list[Sequence[Any]] = list(zip(*values, strict=True))
+        for position, process in self.processors:
+            columns[position] = _processed(columns[position], process)
+        return list(zip(*columns, strict=True))
+
+
+def _processed(values: Iterable[Any], process: Callable[[Any], Any]) -> list[Any]:
+    processed = []
+    last_in: Any = _NOTHING
+    last_out: Any = None
+    for value in values:
+        if value is not last_in:
+            last_in = value
+            last_out = process(value)
+        processed.append(last_out)
+    return processed
 
 
 # Stands for "no value seen yet" (None is a value).
