@@ -40,7 +40,13 @@ from servicekit.database import (
     schema_migrations,
     upsert,
 )
-from servicekit.outbox import add_to_outbox
+from servicekit.outbox import (
+    OutboxRelay,
+    _records,
+    add_many_to_outbox,
+    add_to_outbox,
+    add_tombstone_to_outbox,
+)
 
 metadata = MetaData()
 
@@ -428,3 +434,26 @@ async def test_utc_datetime_is_stored_as_sqlalchemys_datetime_text_on_sqlite(
         await database.dispose()
     assert [taken for taken, _ in stored] == [plain for _, plain in stored]
     assert stored[0][0] == "2026-05-04 10:30:15.250000"
+
+
+async def test_the_relay_hands_over_each_rows_headers_in_a_list_of_its_own(
+    database: Database,
+) -> None:
+    samples = [fleet_pb2.TelemetrySample(event_id=f"s{n}") for n in range(3)]
+    async with database.transaction() as session:
+        await add_many_to_outbox(session, [("fleet.telemetry.v1", "v-1", s) for s in samples])
+        await add_to_outbox(session, "fleet.activity.v1", "v-1", fleet_pb2.VehicleActivity())
+        await add_tombstone_to_outbox(session, "fleet.vehicles.v1", "v-1")
+        stored = (await session.execute(select(outbox.c.headers).order_by(outbox.c.id))).all()
+
+    # Read as the relay reads a round (the producer is not needed for that).
+    records = _records(await OutboxRelay(database, None)._read_round())  # type: ignore[arg-type]
+
+    assert [r[3] for r in records] == [
+        [(name, str(value).encode()) for name, value in row.headers.items()] for row in stored
+    ]
+    assert ("event-type", b"greenpartners.fleet.v1.TelemetrySample") in records[0][3]
+    assert records[3][3] != records[0][3]
+    assert len({id(r[3]) for r in records}) == len(records)
+    assert records[4][2] is None  # the tombstone
+    assert [r[1] for r in records] == [b"v-1"] * 5
