@@ -226,9 +226,7 @@ async def main(arguments: argparse.Namespace) -> int:
     )
     by_vehicle: dict[str, list[Any]] = {}
     for d in delivered:
-        by_vehicle.setdefault(d.event.vehicle_id, []).append(
-            ((d.context.partition, d.context.offset), d.event)
-        )
+        by_vehicle.setdefault(d.event.vehicle_id, []).append(((d.partition, d.offset), d.event))
     states = {v: VehicleState(vehicle=_vehicle(v), revision=1) for v in by_vehicle}
     now_us = time.time_ns() // 1000
     rows.append(

@@ -37,7 +37,7 @@ from servicekit.codec import to_timestamp
 from servicekit.database import Database
 from servicekit.grpc_server import bad_request_field
 from servicekit.identity import OPERATOR, Principal
-from servicekit.kafka import Delivered, EventContext
+from servicekit.kafka import Delivered
 from servicekit.partners import PartnerDirectory
 from servicekit.runtime import ServiceRuntime
 from tests.kafka_tools import Record, connection, eventually, produce, read_until, unique_namespace
@@ -675,9 +675,7 @@ def delivered(
     partition: int, offset: int, event: fleet_pb2.TelemetrySample
 ) -> Delivered[TelemetrySample]:
     """The sample as the service's consumer hands it over: converted, with its position."""
-    return Delivered(
-        sample_from_event(event), EventContext("fleet.telemetry.v1", partition, offset)
-    )
+    return Delivered(sample_from_event(event), partition, offset)
 
 
 async def test_cached_states_follow_the_database(database_url: str, kafka: str) -> None:

@@ -70,17 +70,12 @@ DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticE
 
 # Named tuples rather than frozen dataclasses: immutable all the same, and built for every
 # record of a batch, where a frozen dataclass's __init__ costs several times as much.
-class EventContext(NamedTuple):
-    """Where an event came from, for handlers that record provenance or positions."""
+class Delivered(NamedTuple, Generic[EventT]):
+    """An event of a batch, with where it was read (for handlers that keep positions)."""
 
-    topic: str
+    event: EventT
     partition: int
     offset: int
-
-
-class Delivered(NamedTuple, Generic[EventT]):
-    event: EventT
-    context: EventContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,7 +577,7 @@ class BatchConsumer(Generic[MessageT, EventT]):
             except DETERMINISTIC_ERRORS as error:
                 dead.append(_DeadRecord(raw, "unprocessable", f"{type(error).__name__}: {error}"))
                 continue
-            delivered.append(Delivered(event, EventContext(raw.topic, raw.partition, raw.offset)))
+            delivered.append(Delivered(event, raw.partition, raw.offset))
             kept.append(raw)
         return _Batch(delivered, kept, traced), dead
 

@@ -261,12 +261,12 @@ class FleetHandlers:
         now_us = self.clock_us()
         records: dict[str, list[tuple[StreamPosition, TelemetrySample]]] = {}
         batch_indexes: dict[str, list[int]] = {}
-        for index, (sample, context) in enumerate(batch):
+        for index, (sample, partition, offset) in enumerate(batch):
             vehicle_records = records.get(sample.vehicle_id)
             if vehicle_records is None:
                 vehicle_records = records[sample.vehicle_id] = []
                 batch_indexes[sample.vehicle_id] = []
-            vehicle_records.append(((context.partition, context.offset), sample))
+            vehicle_records.append(((partition, offset), sample))
             batch_indexes[sample.vehicle_id].append(index)
 
         rejections: list[Rejection] = []

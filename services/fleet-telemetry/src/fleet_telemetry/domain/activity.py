@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from servicekit.ids import name_based_id
+
 # Fixed forever: activity ids derived from it must stay stable across releases and retries.
 ACTIVITY_ID_NAMESPACE = uuid.UUID("48a547c7-617b-411c-bcb9-c3f7f392f045")
 
@@ -83,7 +85,7 @@ def activity_event_id(
     name = f"{vehicle_id}/{window_start_us}/{first_sample_event_id}/{last_sample_event_id}"
     if revision:
         name += f"/r{revision}"
-    return str(uuid.uuid5(ACTIVITY_ID_NAMESPACE, name))
+    return name_based_id(ACTIVITY_ID_NAMESPACE, name)
 
 
 class _WindowSums:

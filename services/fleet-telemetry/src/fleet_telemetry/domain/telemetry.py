@@ -11,7 +11,7 @@ time, and every rule below holds for any split of the stream into batches:
    sample whose event id is the baseline's or the pending candidate's (below) is a duplicate:
    skipped and counted as late.
 2. Invalid samples (no event id, a time without a zone, a time before EARLIEST_SAMPLE or more
-   than MAX_CLOCK_SKEW ahead of now, a negative counter or one above MAX_COUNTER, missing the
+   than MAX_CLOCK_SKEW ahead of now, a negative counter or one above its MAX_* bound, missing the
    counter the vehicle's fuel type needs) are rejected (dead letter) and counted as
    quarantined; the baseline stays, and such a sample never becomes one.
 3. The first sample becomes the baseline (accepted; nothing to count yet).
@@ -52,6 +52,7 @@ from typing import NamedTuple
 
 from fleet_telemetry.domain.activity import Activity, ActivityWindows
 from fleet_telemetry.domain.vehicles import Vehicle, VehicleClass
+from servicekit.ids import name_based_id
 
 MAX_PLAUSIBLE_SPEED_KMH = 200
 # Telematics units of the fleets the platform serves did not exist before 1990, the Covenant's
@@ -61,7 +62,9 @@ EARLIEST_SAMPLE_US = int(datetime(1990, 1, 1, tzinfo=UTC).timestamp()) * 1_000_0
 MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
 # Cumulative counters above these (10 million km, 10 million litres, 10 GWh) are corrupt, and
 # would overflow the sums.
-MAX_COUNTER = {"odometer_m": 10**10, "fuel_used_ml": 10**10, "energy_used_wh": 10**10}
+MAX_ODOMETER_M = 10**10
+MAX_FUEL_USED_ML = 10**10
+MAX_ENERGY_USED_WH = 10**10
 # Highest power of a vehicle of each class, in kW: generous bounds for buses, trucks and refuse
 # trucks with the largest engines on the market (about 500 kW) and for the most powerful vans
 # and cars. Over any interval a vehicle cannot use more traction energy than this power for that
@@ -174,7 +177,7 @@ class FoldResult:
 
 
 def quality_event_id(vehicle_id: str, kind: QualityKind, *about: str) -> str:
-    return str(uuid.uuid5(QUALITY_EVENT_ID_NAMESPACE, "/".join((vehicle_id, kind.value, *about))))
+    return name_based_id(QUALITY_EVENT_ID_NAMESPACE, "/".join((vehicle_id, kind.value, *about)))
 
 
 def fold_samples(
@@ -378,13 +381,12 @@ def _problem(
     odometer_m = sample.odometer_m
     fuel_used_ml = sample.fuel_used_ml
     energy_used_wh = sample.energy_used_wh
-    for field, value in (
-        ("odometer_m", odometer_m),
-        ("fuel_used_ml", fuel_used_ml),
-        ("energy_used_wh", energy_used_wh),
-    ):
-        if value is not None and value > MAX_COUNTER[field]:
-            return "implausible_counter", f"{field} is above {MAX_COUNTER[field]}"
+    if odometer_m > MAX_ODOMETER_M:
+        return "implausible_counter", f"odometer_m is above {MAX_ODOMETER_M}"
+    if fuel_used_ml is not None and fuel_used_ml > MAX_FUEL_USED_ML:
+        return "implausible_counter", f"fuel_used_ml is above {MAX_FUEL_USED_ML}"
+    if energy_used_wh is not None and energy_used_wh > MAX_ENERGY_USED_WH:
+        return "implausible_counter", f"energy_used_wh is above {MAX_ENERGY_USED_WH}"
     if odometer_m < 0:
         return "negative_counter", f"odometer_m is negative: {odometer_m}"
     if fuel_used_ml is not None and fuel_used_ml < 0:
