@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from emissions_ledger.domain.factors import (
     FactorCatalogue,
     InventoryMethod,
 )
+from servicekit.ids import name_based_id
 
 if TYPE_CHECKING:
     from emissions_ledger.domain.hourly import HourlyPricing
@@ -373,23 +373,7 @@ class AvoidedTripPolicy:
 
 def entry_id_for(source_event_id: str, kind: EntryKind) -> str:
     """Deterministic entry id, so a redelivered event maps to the entry it already made."""
-    return name_based_uuid(f"{source_event_id}:{kind}")
-
-
-# The version (5, name-based with SHA-1) and variant (RFC 4122) bits of a UUID as an integer.
-_UUID_VERSION_VARIANT_BITS = (0xF000 << 64) | (0xC000 << 48)
-_UUID_VERSION_5_RFC_4122 = (5 << 76) | (0x8000 << 48)
-_ENTRY_ID_NAMESPACE_BYTES = ENTRY_ID_NAMESPACE.bytes
-
-
-def name_based_uuid(name: str) -> str:
-    """`str(uuid.uuid5(ENTRY_ID_NAMESPACE, name))`, computed without a UUID object: every
-    entry posted needs one, and building and formatting the object costs twice the hash."""
-    digest = hashlib.sha1(_ENTRY_ID_NAMESPACE_BYTES + name.encode()).digest()
-    value = int.from_bytes(digest[:16], "big") & ~_UUID_VERSION_VARIANT_BITS
-    value |= _UUID_VERSION_5_RFC_4122
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return name_based_id(ENTRY_ID_NAMESPACE, f"{source_event_id}:{kind}")
 
 
 LAST_INSTANT = timedelta(microseconds=1)
