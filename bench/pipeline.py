@@ -14,8 +14,9 @@ catch-up       Vehicles registered, fleet-telemetry and the ledger stopped, a ba
                Both timers start when the services are started: their start-up counts.
 latency        A paced load with occurred_at = now, GetInventory polled every ~20 ms:
                p50/p95/p99 from occurred_at until the inventory includes the sample and every
-               sample before it. Meanwhile 200 dashboards (--sse-clients) follow the ledger's
-               entries through the stream gateway (HTTPS, a dashboard token): p50/p95/p99 from
+               sample before it. Then the same again while 200 dashboards (--sse-clients; 0:
+               not run) follow the ledger's entries through the stream gateway on the same
+               cores (HTTPS, a dashboard token): p50/p95/p99 from
                an entry's commit (its LedgerEntryPosted.occurred_at, stamped in the posting
                transaction) to its arrival at each client, every client checked to receive
                every entry once; the gateway's resident memory, peak and at the end.
@@ -65,7 +66,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="small sizes for a check that everything works (figures not meaningful)",
     )
-    parser.add_argument("--samples", type=int, help="catch-up backlog (default 200000)")
+    parser.add_argument("--samples", type=int, help="catch-up backlog (default 1000000)")
     parser.add_argument("--vehicles", type=int, help="catch-up vehicles (default 500)")
     parser.add_argument(
         "--baseline-runs",
@@ -91,7 +92,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     arguments = parser.parse_args(argv)
     full = {
-        "samples": 200_000,
+        # A backlog an outage of a few hours leaves (1,000 vehicles every 10 s for 2.8 hours):
+        # large enough that the services' start-up (about a second of imports and connections)
+        # is part of the catch-up without being most of it. --samples 200000 is the issue's
+        # smallest backlog.
+        "samples": 1_000_000,
         "vehicles": 500,
         "latency_rate": 1000.0,
         "latency_seconds": 60.0,
@@ -157,16 +162,19 @@ async def run_scenario(name: str, options: Options, arguments: argparse.Namespac
         else:
             print_catch_up(result)
     elif name == "latency":
-        print_latency(
-            await scenarios.latency(
-                options,
-                arguments.latency_vehicles,
-                arguments.latency_rate,
-                arguments.latency_seconds,
-                arguments.poll_interval,
-                arguments.sse_clients,
+        # First the pipeline alone (the target), then again with the dashboards on the stream
+        # gateway, which share the two cores: what a dashboard audience costs the pipeline.
+        for sse_clients in sorted({0, arguments.sse_clients}):
+            print_latency(
+                await scenarios.latency(
+                    options,
+                    arguments.latency_vehicles,
+                    arguments.latency_rate,
+                    arguments.latency_seconds,
+                    arguments.poll_interval,
+                    sse_clients,
+                )
             )
-        )
     else:
         print_memory(
             await scenarios.memory(options, arguments.memory_vehicles, arguments.memory_samples)
@@ -272,9 +280,14 @@ def percentile(ordered: Sequence[float], fraction: float) -> float:
 
 
 def print_latency(result: Latency) -> None:
+    audience = (
+        "no dashboards"
+        if result.sse is None
+        else f"{result.sse['clients']} dashboards on the stream gateway meanwhile"
+    )
     print(
-        f"Latency: {result.offered:,} samples from {result.vehicles:,} vehicles offered in "
-        f"{result.load_s:.1f} s ({result.offered / result.load_s:,.0f} samples/s), "
+        f"Latency, {audience}: {result.offered:,} samples from {result.vehicles:,} vehicles "
+        f"offered in {result.load_s:.1f} s ({result.offered / result.load_s:,.0f} samples/s), "
         f"GetInventory polled {result.polls:,} times"
         + (f" ({result.failed_polls:,} calls failed)" if result.failed_polls else "")
     )
@@ -287,7 +300,11 @@ def print_latency(result: Latency) -> None:
             f"  occurred_at -> visible in GetInventory: p50 {p50 * 1000:,.0f} ms, "
             f"p95 {p95 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms, max {ordered[-1] * 1000:,.0f} "
             f"ms, mean {statistics.fmean(ordered) * 1000:,.0f} ms "
-            f"(target p99 < {P99_TARGET_S:.0f} s: {verdict(p99 < P99_TARGET_S)})"
+            + (
+                f"(target p99 < {P99_TARGET_S:.0f} s: {verdict(p99 < P99_TARGET_S)})"
+                if result.sse is None
+                else "(the target is measured without dashboards, above)"
+            )
         )
     if result.unseen:
         print(f"  {result.unseen:,} samples never became visible within the time allowed")

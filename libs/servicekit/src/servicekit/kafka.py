@@ -229,6 +229,23 @@ class _Batch:
             _Batch(self.delivered[middle:], self.raws[middle:], self.traced),
         )
 
+    def by_subjects(self, limit: int) -> list[_Batch]:
+        """The batch cut, in order, into parts of at most `limit` distinct record keys."""
+        parts: list[_Batch] = []
+        keys: set[bytes | None] = set()
+        start = 0
+        for index, raw in enumerate(self.raws):
+            if raw.key not in keys:
+                if len(keys) == limit:
+                    parts.append(
+                        _Batch(self.delivered[start:index], self.raws[start:index], self.traced)
+                    )
+                    keys.clear()
+                    start = index
+                keys.add(raw.key)
+        parts.append(_Batch(self.delivered[start:], self.raws[start:], self.traced))
+        return parts
+
     def singles(self) -> list[_Batch]:
         return [
             _Batch([delivered], [raw], self.traced)
@@ -359,6 +376,10 @@ class BatchConsumer(Generic[MessageT, EventT]):
     `subject_of` gives an event's subject id (a vehicle id, a hub id); a record whose key is
     not that id is dead-lettered as `key_mismatch` before the handler sees it.
 
+    `max_subjects_per_batch` (0: no limit) cuts a fetched batch into parts of at most that many
+    distinct keys, each handled in its own transaction, in order; the offsets are committed
+    after the last.
+
     `convert` turns each decoded message into what the handler works with (a domain object),
     as the record is decoded: the message is dropped at once, so a batch holds only what the
     handler needs, and a record that cannot be converted (PermanentEventError, or one of
@@ -383,6 +404,7 @@ class BatchConsumer(Generic[MessageT, EventT]):
         max_attempts: int = 8,
         retry_backoff_s: float = 0.2,
         batch_size: int = 5000,
+        max_subjects_per_batch: int = 0,
         partition_fetch_bytes: int = 4 * 1024 * 1024,
         fetch_bytes: int = 8 * 1024 * 1024,
         metrics: ConsumerMetrics | None = None,
@@ -403,6 +425,7 @@ class BatchConsumer(Generic[MessageT, EventT]):
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.batch_size = batch_size
+        self.max_subjects_per_batch = max_subjects_per_batch
         self.partition_fetch_bytes = partition_fetch_bytes
         self.fetch_bytes = fetch_bytes
         self.metrics = metrics
@@ -585,7 +608,15 @@ class BatchConsumer(Generic[MessageT, EventT]):
         batch, dead = self._decode_all(raws)
         if dead:
             await self._dead_letter(dead)
-        if batch.delivered:
+        if not batch.delivered:
+            return
+        if self.max_subjects_per_batch:
+            # A handler's memory grows with the subjects (vehicles) of a batch more than with
+            # its records: many records of a few subjects go in one transaction, records of
+            # many subjects in several, one after another.
+            for part in batch.by_subjects(self.max_subjects_per_batch):
+                await self._handle_all(part)
+        else:
             await self._handle_all(batch)
 
     async def _handle_all(self, batch: _Batch) -> None:

@@ -185,6 +185,7 @@ class ServiceRuntime:
             max_attempts=self.settings.consumer_max_attempts,
             retry_backoff_s=self.settings.consumer_retry_backoff_s,
             batch_size=self.settings.consumer_batch_size,
+            max_subjects_per_batch=self.settings.consumer_max_subjects_per_batch,
             partition_fetch_bytes=self.settings.consumer_partition_fetch_bytes,
             fetch_bytes=self.settings.consumer_fetch_bytes,
             metrics=self.consumer_metrics,

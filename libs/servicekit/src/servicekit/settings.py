@@ -90,6 +90,9 @@ class ServiceSettings(KafkaSettings):
     consumer_retry_backoff_s: float = Field(default=0.2, gt=0)
     # Records handled in one database transaction and one offset commit; 1 disables batching.
     consumer_batch_size: int = Field(default=5000, ge=1, le=50_000)
+    # At most this many subjects (distinct keys: vehicles, hubs) per transaction; 0: no limit. A
+    # batch of many subjects is handled in parts (BatchConsumer).
+    consumer_max_subjects_per_batch: int = Field(default=0, ge=0, le=50_000)
     # What a consumer fetches ahead, at most, per partition and per request (docs/performance.md,
     # "Memory"); fetched records wait in memory until they are handled. Per partition, room for
     # a whole batch of fleet-telemetry's, even of 10,000 samples (about 2.2 MB), so that a backlog's

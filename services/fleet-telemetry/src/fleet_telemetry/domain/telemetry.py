@@ -229,8 +229,9 @@ def fold_samples(
             late += 1
             continue
 
-        if _none_below(sample, baseline):
-            distance_m, fuel_used_ml, energy_used_wh = _increase(baseline, sample)
+        increments = _increments(baseline, sample)
+        if increments is not None:
+            distance_m, fuel_used_ml, energy_used_wh = increments
             implausible = _implausible(
                 distance_m, fuel_used_ml, energy_used_wh, at_us - baseline.at_us, power_kw
             )
@@ -258,8 +259,9 @@ def fold_samples(
         if at_us <= pending.at_us:
             late += 1
             continue
-        if _none_below(sample, pending):
-            distance_m, fuel_used_ml, energy_used_wh = _increase(pending, sample)
+        increments = _increments(pending, sample)
+        if increments is not None:
+            distance_m, fuel_used_ml, energy_used_wh = increments
             elapsed_us = at_us - pending.at_us
             if _implausible(distance_m, fuel_used_ml, energy_used_wh, elapsed_us, power_kw) is None:
                 resets += 1
@@ -407,37 +409,29 @@ def _problem(
     return None
 
 
-def _none_below(sample: TelemetrySample, reading: Reading) -> bool:
-    """No counter of the sample is below the reading (counters one of them lacks aside)."""
-    if sample.odometer_m < reading.odometer_m:
-        return False
+def _increments(reading: Reading, sample: TelemetrySample) -> tuple[int, int, int] | None:
+    """The sample's increments over the reading (distance, fuel, energy), or None when some
+    counter of the sample is below the reading's. A counter one of them lacks counts zero."""
+    distance_m = sample.odometer_m - reading.odometer_m
+    if distance_m < 0:
+        return None
     fuel_used_ml = sample.fuel_used_ml
-    if (
-        fuel_used_ml is not None
-        and reading.fuel_used_ml is not None
-        and fuel_used_ml < reading.fuel_used_ml
-    ):
-        return False
+    previous_fuel_ml = reading.fuel_used_ml
+    if fuel_used_ml is None or previous_fuel_ml is None:
+        fuel_used_ml = 0
+    else:
+        fuel_used_ml -= previous_fuel_ml
+        if fuel_used_ml < 0:
+            return None
     energy_used_wh = sample.energy_used_wh
-    return not (
-        energy_used_wh is not None
-        and reading.energy_used_wh is not None
-        and energy_used_wh < reading.energy_used_wh
-    )
-
-
-def _increase(reading: Reading, sample: TelemetrySample) -> tuple[int, int, int]:
-    fuel_used_ml = (
-        0
-        if sample.fuel_used_ml is None or reading.fuel_used_ml is None
-        else sample.fuel_used_ml - reading.fuel_used_ml
-    )
-    energy_used_wh = (
-        0
-        if sample.energy_used_wh is None or reading.energy_used_wh is None
-        else sample.energy_used_wh - reading.energy_used_wh
-    )
-    return sample.odometer_m - reading.odometer_m, fuel_used_ml, energy_used_wh
+    previous_energy_wh = reading.energy_used_wh
+    if energy_used_wh is None or previous_energy_wh is None:
+        energy_used_wh = 0
+    else:
+        energy_used_wh -= previous_energy_wh
+        if energy_used_wh < 0:
+            return None
+    return distance_m, fuel_used_ml, energy_used_wh
 
 
 def _implausible(
