@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    inspect,
     text,
 )
 
@@ -395,3 +396,23 @@ def _version_5_row(entry: LedgerEntry, sequence: int, posted_at: datetime) -> di
             "carrier_extra_kg_co2e": decimal_text(entry.avoided_trip.carrier_extra_kg_co2e),
         },
     }
+
+
+async def test_upgrade_drops_the_entry_index_others_begin_with(database_url: str) -> None:
+    database = Database(database_url)
+    try:
+        await database.migrate([m for m in MIGRATIONS if m.version < 11])
+        async with database.transaction() as session:
+            # As versions before 11 created it.
+            await session.execute(
+                text("CREATE INDEX ix_entries_inventory ON ledger_entries (municipality_id, year)")
+            )
+        await database.migrate(MIGRATIONS)
+        async with database.read() as session:
+            indexes = await session.run_sync(
+                lambda s: {i["name"] for i in inspect(s.connection()).get_indexes("ledger_entries")}
+            )
+        assert "ix_entries_inventory" not in indexes
+        assert {"ix_entries_inventory_sequence", "ix_entries_late"} <= indexes
+    finally:
+        await database.dispose()

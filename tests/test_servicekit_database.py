@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import (
+    JSON,
+    Boolean,
     Column,
     Connection,
+    DateTime,
     Integer,
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     event,
     func,
     select,
@@ -29,13 +33,20 @@ from servicekit.database import (
     UtcDateTime,
     create_tables,
     insert_if_absent,
+    insert_rows,
     one_of,
     outbox,
     row_chunks,
     schema_migrations,
     upsert,
 )
-from servicekit.outbox import add_to_outbox
+from servicekit.outbox import (
+    OutboxRelay,
+    _records,
+    add_many_to_outbox,
+    add_to_outbox,
+    add_tombstone_to_outbox,
+)
 
 metadata = MetaData()
 
@@ -48,7 +59,25 @@ hubs = Table(
     Column("opened_at", UtcDateTime(), nullable=True),
 )
 
-MIGRATIONS = [Migration(1, "hubs", create_tables(metadata, hubs))]
+# A table of every kind of column a hot path writes with insert_rows.
+readings = Table(
+    "readings",
+    metadata,
+    Column("reading_id", String(50), primary_key=True),
+    Column("sensor", String(50), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("taken_at", UtcDateTime(), nullable=False),
+    Column("calibrated", Boolean, nullable=False),
+    Column("details", JSON(none_as_null=True), nullable=True),
+    Column("note", String(100), nullable=True),
+    Column("plain_at", DateTime(), nullable=True),
+    UniqueConstraint("sensor", "revision", name="uq_reading_revision"),
+)
+
+MIGRATIONS = [
+    Migration(1, "hubs", create_tables(metadata, hubs)),
+    Migration(2, "readings", create_tables(metadata, readings)),
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -284,3 +313,147 @@ async def test_an_older_sqlite_outbox_is_rebuilt_with_ids_that_are_never_reused(
         assert "processed_events" not in created
     finally:
         await database.dispose()
+
+
+def _reading(number: int, taken_at: datetime, **changes: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "reading_id": f"r-{number}",
+        "sensor": f"s-{number % 3}",
+        "revision": number,
+        "taken_at": taken_at,
+        "calibrated": number % 2 == 0,
+        "details": {"samples": number, "source": "æøå"} if number % 4 else None,
+        "note": None,
+        "plain_at": None,
+    }
+    row.update(changes)
+    return row
+
+
+async def test_insert_rows_stores_what_an_insert_through_sqlalchemy_stores(
+    database: Database,
+) -> None:
+    copenhagen = timezone(timedelta(hours=1))
+    shared_at = datetime(2026, 1, 2, 3, 4, 5, 60, tzinfo=copenhagen)
+    rows = [_reading(n, shared_at if n < 5 else shared_at + timedelta(days=n)) for n in range(9)]
+    async with database.transaction() as session:
+        inserted = await insert_rows(session, readings, rows)
+    async with database.transaction() as session:
+        by_insert_rows = [
+            tuple(row)
+            for row in await session.execute(select(readings).order_by(readings.c.revision))
+        ]
+        await session.execute(readings.delete())
+        await session.execute(readings.insert(), rows)
+        by_sqlalchemy = [
+            tuple(row)
+            for row in await session.execute(select(readings).order_by(readings.c.revision))
+        ]
+    assert by_insert_rows == by_sqlalchemy
+    assert by_insert_rows[0][3] == shared_at
+    assert by_insert_rows[1][5] == {"samples": 1, "source": "æøå"}
+    assert by_insert_rows[0][5] is None
+    assert inserted == (9 if database.is_sqlite else -1)
+
+
+async def test_insert_rows_skips_rows_that_conflict_on_the_key_given(database: Database) -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    async with database.transaction() as session:
+        await insert_rows(session, readings, [_reading(1, at), _reading(2, at)])
+    async with database.transaction() as session:
+        inserted = await insert_rows(
+            session,
+            readings,
+            [_reading(7, at, revision=1, sensor="s-1"), _reading(3, at)],
+            skip_conflicts_on=["sensor", "revision"],
+        )
+        held = (await session.execute(select(readings.c.reading_id))).scalars().all()
+    assert sorted(held) == ["r-1", "r-2", "r-3"]
+    assert inserted == (1 if database.is_sqlite else -1)
+
+
+async def test_insert_rows_takes_rows_that_leave_out_nullable_columns_in_order(
+    database: Database,
+) -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    full = [_reading(n, at, note=f"note {n}") for n in range(6)]
+    rows: list[dict[str, object]] = []
+    for number, row in enumerate(full):
+        # Shapes alternate in runs: two with everything, one without note nor details, ...
+        if number % 3 == 2:
+            row = {k: v for k, v in row.items() if k not in ("note", "details")}
+        rows.append(row)
+    async with database.transaction() as session:
+        inserted = await insert_rows(session, readings, rows)
+        stored = (
+            await session.execute(
+                select(readings.c.reading_id, readings.c.note, readings.c.details).order_by(
+                    readings.c.revision
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in stored] == [
+        (row["reading_id"], row.get("note"), row.get("details")) for row in rows
+    ]
+    assert stored[2].note is None and stored[2].details is None
+    assert inserted == (6 if database.is_sqlite else -1)
+
+
+async def test_insert_rows_refuses_a_naive_datetime(database: Database) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        async with database.transaction() as session:
+            await insert_rows(session, readings, [_reading(1, datetime(2026, 1, 2))])
+
+
+async def test_utc_datetime_is_stored_as_sqlalchemys_datetime_text_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    # Rows written before UtcDateTime formatted SQLite's text itself must compare and sort
+    # with those written after.
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/kit.db")
+    await database.migrate(MIGRATIONS)
+    summer = timezone(timedelta(hours=2))
+    moments = [
+        datetime(2026, 5, 4, 12, 30, 15, 250_000, tzinfo=summer),
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ]
+    try:
+        async with database.transaction() as session:
+            for number, moment in enumerate(moments):
+                utc = moment.astimezone(UTC).replace(tzinfo=None)
+                await session.execute(
+                    readings.insert().values(_reading(number, moment, plain_at=utc))
+                )
+            stored = (
+                await session.execute(
+                    text("SELECT taken_at, plain_at FROM readings ORDER BY revision")
+                )
+            ).all()
+    finally:
+        await database.dispose()
+    assert [taken for taken, _ in stored] == [plain for _, plain in stored]
+    assert stored[0][0] == "2026-05-04 10:30:15.250000"
+
+
+async def test_the_relay_hands_over_each_rows_headers_in_a_list_of_its_own(
+    database: Database,
+) -> None:
+    samples = [fleet_pb2.TelemetrySample(event_id=f"s{n}") for n in range(3)]
+    async with database.transaction() as session:
+        await add_many_to_outbox(session, [("fleet.telemetry.v1", "v-1", s) for s in samples])
+        await add_to_outbox(session, "fleet.activity.v1", "v-1", fleet_pb2.VehicleActivity())
+        await add_tombstone_to_outbox(session, "fleet.vehicles.v1", "v-1")
+        stored = (await session.execute(select(outbox.c.headers).order_by(outbox.c.id))).all()
+
+    # Read as the relay reads a round (the producer is not needed for that).
+    records = _records(await OutboxRelay(database, None)._read_round())  # type: ignore[arg-type]
+
+    assert [r[3] for r in records] == [
+        [(name, str(value).encode()) for name, value in row.headers.items()] for row in stored
+    ]
+    assert ("event-type", b"greenpartners.fleet.v1.TelemetrySample") in records[0][3]
+    assert records[3][3] != records[0][3]
+    assert len({id(r[3]) for r in records}) == len(records)
+    assert records[4][2] is None  # the tombstone
+    assert [r[1] for r in records] == [b"v-1"] * 5

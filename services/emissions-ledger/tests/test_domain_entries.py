@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from emissions_ledger.domain.entries import (
+    ENTRY_ID_NAMESPACE,
     MAX_ACTIVITY_AMOUNT,
     AvoidedTrip,
     AvoidedTripPolicy,
@@ -281,6 +282,16 @@ def test_entry_ids_are_stable_and_distinct_per_kind_and_event() -> None:
     assert emission != entry_id_for("evt-1", EntryKind.AVOIDED_EMISSION)
     assert emission != entry_id_for("evt-2", EntryKind.EMISSION)
     assert uuid.UUID(emission).version == 5
+
+
+@pytest.mark.parametrize(
+    "event_id", ["evt-1", "", "æøå-Ålborg", "f" * 200, "6bfb8050-dd13-58de-be25-668d73c45b30"]
+)
+def test_entry_ids_are_the_name_based_uuids_they_always_were(event_id: str) -> None:
+    # Changing an id would post a redelivered event again: they stay uuid5 in the namespace.
+    for kind in EntryKind:
+        expected = uuid.uuid5(ENTRY_ID_NAMESPACE, f"{event_id}:{kind}")
+        assert entry_id_for(event_id, kind) == str(expected)
 
 
 def test_redelivered_activity_yields_the_same_entry() -> None:

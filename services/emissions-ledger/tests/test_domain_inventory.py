@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
@@ -13,6 +14,7 @@ from emissions_ledger.domain.entries import (
     EntryKind,
     FuelType,
     LedgerEntry,
+    Posting,
     Sector,
     Subsector,
     VehicleActivity,
@@ -261,6 +263,32 @@ def test_a_batch_is_summed_once_per_line_of_each_municipality_and_year() -> None
     assert tuple(aalborg_2024) == summarise(AALBORG, 2024, mixed_entries()).lines
     assert increments[0] == LineIncrement(AALBORG, 2023, line_of(mixed_entries()[-1]))
     assert sum(i.line.entry_count for i in increments) == len(mixed_entries())
+
+
+def test_a_batchs_increment_is_the_line_added_entry_by_entry_to_the_last_digit() -> None:
+    # Reversals take an entry away; entries without a distance are counted apart.
+    entries = [
+        *mixed_entries(),
+        replace(vehicle_entry("r-1"), entry_id="r-1-reversal", posting=Posting.REVERSAL),
+        replace(vehicle_entry("n-1"), entry_id="n-1-no-distance", distance_m=None),
+    ]
+    folded: dict[tuple[object, ...], InventoryLine] = {}
+    for entry in entries:
+        key = (entry.municipality_id, entry.year, entry.sector, entry.subsector)
+        key += (entry.energy_carrier, entry.kind, entry.basis, entry.activity_unit)
+        folded[key] = add_to_line(folded.get(key), entry)
+
+    increments = increments_per_line(entries)
+
+    assert len(increments) == len(folded)
+    for increment in increments:
+        line = increment.line
+        key = (increment.municipality_id, increment.year, line.sector, line.subsector)
+        key += (line.energy_carrier, line.kind, line.basis, line.activity_unit)
+        expected = folded[key]
+        assert line == expected
+        for amount in ("activity_amount", "kg_co2e", "distance_km"):
+            assert str(getattr(line, amount)) == str(getattr(expected, amount))
 
 
 def test_an_empty_batch_adds_nothing() -> None:

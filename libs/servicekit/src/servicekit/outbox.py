@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -17,11 +18,11 @@ from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
-from sqlalchemy import Delete, Select, delete, insert, select
+from sqlalchemy import Delete, Select, Text, cast, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.codec import event_headers
-from servicekit.database import Database, one_of, outbox
+from servicekit.database import Database, insert_rows, one_of, outbox
 from servicekit.kafka import Producer, Throttle
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,25 @@ async def add_many_to_outbox(
     trace_headers: dict[str, str] = {}
     propagate.inject(trace_headers)
     now = datetime.now(UTC)
-    rows = [
-        {
-            "topic": topic,
-            "key": key,
-            "event_type": message.DESCRIPTOR.full_name,
-            "payload": message.SerializeToString(),
-            "headers": {**event_headers(message), **trace_headers},
-            "created_at": now,
-        }
-        for topic, key, message in items
-    ]
-    if rows:
-        await session.execute(insert(outbox), rows)
+    # Events of one type carry the same headers: one dictionary per type, shared by its rows.
+    headers_of_type: dict[str, dict[str, str]] = {}
+    rows = []
+    for topic, key, message in items:
+        event_type = message.DESCRIPTOR.full_name
+        headers = headers_of_type.get(event_type)
+        if headers is None:
+            headers = headers_of_type[event_type] = {**event_headers(message), **trace_headers}
+        rows.append(
+            {
+                "topic": topic,
+                "key": key,
+                "event_type": event_type,
+                "payload": message.SerializeToString(),
+                "headers": headers,
+                "created_at": now,
+            }
+        )
+    await insert_rows(session, outbox, rows)
 
 
 async def add_tombstone_to_outbox(session: AsyncSession, topic: str, key: str) -> None:
@@ -220,8 +227,10 @@ class OutboxRelay:
 
     @staticmethod
     def _pending(limit: int) -> Select[Any]:
+        # Headers as their JSON text: `_records` decodes each distinct text once.
+        headers = cast(outbox.c.headers, Text).label("headers")
         return (
-            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.headers)
+            select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, headers)
             .order_by(outbox.c.id)
             .limit(limit)
         )
@@ -284,12 +293,23 @@ class _Step:
 def _records(
     rows: list[Any],
 ) -> list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]]:
-    return [
-        (
-            row.topic,
-            row.key.encode(),
-            bytes(row.payload) or None,  # empty: a tombstone
-            [(name, str(value).encode()) for name, value in dict(row.headers).items()],
+    """The rows as the producer takes them. The rows of a round mostly share their headers (a
+    few event types, a few trace contexts): each distinct JSON text is decoded once, and every
+    record gets its own copy of the list (tracing may add to a record's headers)."""
+    decoded: dict[str, list[tuple[str, bytes | None]]] = {}
+    records = []
+    for row in rows:
+        headers = decoded.get(row.headers)
+        if headers is None:
+            headers = decoded[row.headers] = [
+                (name, str(value).encode()) for name, value in json.loads(row.headers).items()
+            ]
+        records.append(
+            (
+                row.topic,
+                row.key.encode(),
+                bytes(row.payload) or None,  # empty: a tombstone
+                list(headers),
+            )
         )
-        for row in rows
-    ]
+    return records

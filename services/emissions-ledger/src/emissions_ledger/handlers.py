@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from emissions_ledger.adapters.events import entry_posted_event
+from emissions_ledger.adapters.events import entry_posted_events
 from emissions_ledger.adapters.repository import (
     LedgerRepository,
     LineKey,
@@ -336,8 +336,10 @@ class LedgerHandlers:
         await add_many_to_outbox(
             session,
             (
-                (topic, entry.municipality_id, entry_posted_event(entry, trace_id))
-                for entry in appended
+                (topic, entry.municipality_id, event)
+                for entry, event in zip(
+                    appended, entry_posted_events(appended, trace_id), strict=True
+                )
             ),
         )
         return appended

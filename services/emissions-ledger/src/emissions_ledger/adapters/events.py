@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from emissions_ledger.adapters.repository import LineKey
@@ -15,6 +16,7 @@ from emissions_ledger.domain import (
     HourlyIntensity,
     Inventory,
     LedgerEntry,
+    Posting,
     ReportedLine,
     SampleProvenance,
     Sector,
@@ -133,33 +135,61 @@ def hourly_intensity_to_proto(intensity: HourlyIntensity) -> ledger_pb2.HourlyIn
     )
 
 
-def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerEntry:
-    wire = ledger_pb2.LedgerEntry(
-        entry_id=entry.entry_id,
-        municipality_id=entry.municipality_id,
-        year=entry.year,
-        sector=to_proto(ledger_pb2.Sector, entry.sector),
-        subsector=to_proto(ledger_pb2.Subsector, entry.subsector),
-        energy_carrier=to_proto(ledger_pb2.EnergyCarrier, entry.energy_carrier),
-        activity_amount=decimal_text(entry.activity_amount),
-        activity_unit=entry.activity_unit,
-        emission_factor=factor_to_proto(entry.factor),
-        kg_co2e=decimal_text(entry.kg_co2e),
-        kind=to_proto(ledger_pb2.EntryKind, entry.kind),
-        source_event_id=entry.source_event_id,
-        source_topic=entry.source_topic,
-        activity_at=to_timestamp(entry.activity_at),
-        subject_id=entry.subject_id,
-        trace_id=trace_id,
-        posting=to_proto(ledger_pb2.Posting, entry.posting),
-        revision=entry.revision,
-        restates_entry_id=entry.restates_entry_id or "",
-        restatement_id=entry.restatement_id or "",
-        late=entry.late,
-        basis=to_proto(ledger_pb2.Basis, entry.basis),
-        distance_km="" if entry.distance_m is None else decimal_text(distance_km(entry.distance_m)),
-        owner_partner_id=entry.owner_partner_id or "",
-    )
+# The wire numbers of the domain enums an entry carries, worked out once: every posted entry
+# is announced, so its enums are translated thousands of times per batch.
+_SECTORS = {sector: to_proto(ledger_pb2.Sector, sector) for sector in Sector}
+_SUBSECTORS = {subsector: to_proto(ledger_pb2.Subsector, subsector) for subsector in Subsector}
+_CARRIERS = {carrier: to_proto(ledger_pb2.EnergyCarrier, carrier) for carrier in EnergyCarrier}
+_KINDS = {kind: to_proto(ledger_pb2.EntryKind, kind) for kind in EntryKind}
+_POSTINGS = {posting: to_proto(ledger_pb2.Posting, posting) for posting in Posting}
+_BASES = {basis: to_proto(ledger_pb2.Basis, basis) for basis in Basis}
+
+
+def entry_to_proto(
+    entry: LedgerEntry,
+    trace_id: str = "",
+    factor: ledger_pb2.EmissionFactor | None = None,
+) -> ledger_pb2.LedgerEntry:
+    """The entry's wire form; `factor` is its factor's (`factor_to_proto`), when the caller
+    made it already."""
+    wire = ledger_pb2.LedgerEntry()
+    _fill_entry(wire, entry, trace_id, factor)
+    return wire
+
+
+def _fill_entry(
+    wire: ledger_pb2.LedgerEntry,
+    entry: LedgerEntry,
+    trace_id: str,
+    factor: ledger_pb2.EmissionFactor | None,
+) -> None:
+    """Writes the entry into an empty message: field by field, which costs less than a
+    constructor's keyword arguments and lets an event's own entry be filled without a copy."""
+    wire.entry_id = entry.entry_id
+    wire.municipality_id = entry.municipality_id
+    wire.year = entry.year
+    wire.sector = _SECTORS[entry.sector]
+    wire.subsector = _SUBSECTORS[entry.subsector]
+    wire.energy_carrier = _CARRIERS[entry.energy_carrier]
+    wire.activity_amount = decimal_text(entry.activity_amount)
+    wire.activity_unit = entry.activity_unit
+    wire.emission_factor.CopyFrom(factor_to_proto(entry.factor) if factor is None else factor)
+    wire.kg_co2e = decimal_text(entry.kg_co2e)
+    wire.kind = _KINDS[entry.kind]
+    wire.source_event_id = entry.source_event_id
+    wire.source_topic = entry.source_topic
+    wire.activity_at.CopyFrom(to_timestamp(entry.activity_at))
+    wire.subject_id = entry.subject_id
+    wire.trace_id = trace_id
+    wire.posting = _POSTINGS[entry.posting]
+    wire.revision = entry.revision
+    wire.restates_entry_id = entry.restates_entry_id or ""
+    wire.restatement_id = entry.restatement_id or ""
+    wire.late = entry.late
+    wire.basis = _BASES[entry.basis]
+    if entry.distance_m is not None:
+        wire.distance_km = decimal_text(distance_km(entry.distance_m))
+    wire.owner_partner_id = entry.owner_partner_id or ""
     if entry.activity_started_at is not None:
         wire.activity_started_at.CopyFrom(to_timestamp(entry.activity_started_at))
     collection = entry.collection
@@ -208,23 +238,35 @@ def entry_to_proto(entry: LedgerEntry, trace_id: str = "") -> ledger_pb2.LedgerE
         )
     samples = entry.samples
     if samples is not None:
-        wire.samples.CopyFrom(
-            ledger_pb2.SampleProvenance(
-                sample_count=samples.sample_count,
-                first_sample_event_id=samples.first_sample_event_id,
-                last_sample_event_id=samples.last_sample_event_id,
-            )
-        )
-    return wire
+        # Filled in place (nearly every entry has samples): cheaper than building and copying.
+        provenance = wire.samples
+        provenance.SetInParent()
+        provenance.sample_count = samples.sample_count
+        provenance.first_sample_event_id = samples.first_sample_event_id
+        provenance.last_sample_event_id = samples.last_sample_event_id
 
 
 def entry_posted_event(entry: LedgerEntry, trace_id: str) -> ledger_pb2.LedgerEntryPosted:
-    # The posting of an entry happens once, so its event id can be the entry id.
-    return ledger_pb2.LedgerEntryPosted(
-        event_id=entry.entry_id,
-        occurred_at=to_timestamp(datetime.now(UTC)),
-        entry=entry_to_proto(entry, trace_id),
-    )
+    return entry_posted_events([entry], trace_id)[0]
+
+
+def entry_posted_events(
+    entries: Iterable[LedgerEntry], trace_id: str
+) -> list[ledger_pb2.LedgerEntryPosted]:
+    """The events announcing entries posted together, at one instant; the wire form of each
+    factor they were priced with is made once."""
+    occurred_at = to_timestamp(datetime.now(UTC))
+    factors: dict[int, ledger_pb2.EmissionFactor] = {}
+    events = []
+    for entry in entries:
+        factor = factors.get(id(entry.factor))
+        if factor is None:
+            factor = factors[id(entry.factor)] = factor_to_proto(entry.factor)
+        # The posting of an entry happens once, so its event id can be the entry id.
+        event = ledger_pb2.LedgerEntryPosted(event_id=entry.entry_id, occurred_at=occurred_at)
+        _fill_entry(event.entry, entry, trace_id, factor)
+        events.append(event)
+    return events
 
 
 def inventory_to_proto(inventory: Inventory) -> ledger_pb2.GetInventoryResponse:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import (
@@ -57,7 +58,15 @@ from emissions_ledger.domain import (
 )
 from emissions_ledger.domain.inventory import distance_km
 from emissions_ledger.domain.programmes import DepositTotals
-from servicekit.database import add_exact, decimal_text, insert_statement, one_of, row_chunks
+from servicekit.database import (
+    add_exact,
+    decimal_text,
+    dialect_name,
+    insert_rows,
+    insert_statement,
+    one_of,
+    row_chunks,
+)
 
 # Entries read per round trip when a view streams a year's entries.
 _STREAMED_ROWS = 1000
@@ -133,11 +142,17 @@ class LedgerRepository:
     async def append(self, entries: Sequence[LedgerEntry], trace_id: str) -> list[LedgerEntry]:
         """Appends the entries the ledger does not hold yet; returns those, in the given order.
 
-        Multi-row INSERTs of at most 256 entries, in chunks of a few fixed sizes (`row_chunks`:
-        each size is one prepared statement a connection keeps). The unique source of an entry
-        (its event, kind, revision and posting) makes the append idempotent: an entry already
-        posted, by this batch or an earlier delivery of it, is skipped by the database and not
-        returned. Entries of a locked year are posted flagged late.
+        The unique source of an entry (its event, kind, revision and posting) makes the append
+        idempotent: an entry already posted, by this batch or an earlier delivery of it, is not
+        posted again and not returned. Entries of a locked year are posted flagged late.
+
+        The inventories' turns are taken first; then one query finds the entries held already,
+        and the rest are inserted. Under the turns nothing else posts them meanwhile: on SQLite
+        the one writer holds the database, so the rest are inserted with one executemany of
+        the driver (`insert_rows`), which costs a fraction of SQLAlchemy's per-row parameter
+        processing of this wide table. PostgreSQL still asks the database which rows it
+        inserted (multi-row INSERT ... RETURNING, in `row_chunks`): another instance could post
+        an event id reused with other content to another inventory at the same moment.
         """
         unique: dict[str, LedgerEntry] = {}
         for entry in entries:
@@ -146,19 +161,17 @@ class LedgerRepository:
             return []
         inventories = {(e.municipality_id, e.year) for e in unique.values()}
         await self._bump_versions(inventories)
+        held, accounted = await self._held_sources({e.source_event_id for e in unique.values()})
         # An event is accounted once, all its entries together: one the ledger accounted
         # before (perhaps into other entries, as collections were before migration 7) adds none.
-        accounted = await self._accounted_sources(
-            {e.source_event_id for e in unique.values() if e.posting is Posting.ORIGINAL}
-        )
-        if accounted:
-            unique = {
-                entry_id: entry
-                for entry_id, entry in unique.items()
-                if entry.posting is not Posting.ORIGINAL or entry.source_event_id not in accounted
-            }
-            if not unique:
-                return []
+        unique = {
+            entry_id: entry
+            for entry_id, entry in unique.items()
+            if _unique_source(entry) not in held
+            and (entry.posting is not Posting.ORIGINAL or entry.source_event_id not in accounted)
+        }
+        if not unique:
+            return []
         # After taking the inventories' turns: a lock committed before is seen here.
         locked = await self._locked_among(inventories)
         if locked:
@@ -169,18 +182,35 @@ class LedgerRepository:
                 for entry_id, entry in unique.items()
             }
         posted_at = datetime.now(UTC)
+        factor_columns: dict[int, dict[str, Any]] = {}
+        rows = []
+        for entry in unique.values():
+            # Entries priced with one factor share its columns (one dictionary per batch).
+            factor = factor_columns.get(id(entry.factor))
+            if factor is None:
+                factor = factor_columns[id(entry.factor)] = _factor_columns(entry.factor)
+            rows.append(_entry_row(entry, trace_id, posted_at, factor))
+        if dialect_name(self.session) == "sqlite":
+            inserted = await insert_rows(
+                self.session, ledger_entries, rows, skip_conflicts_on=_UNIQUE_SOURCE
+            )
+            if inserted != len(rows):
+                # Cannot happen: the writer's lock is held since the query above.
+                raise RuntimeError(
+                    f"{len(rows) - inserted} of {len(rows)} entries were posted meanwhile"
+                )
+            return list(unique.values())
         statement = (
             insert_statement(self.session, ledger_entries)
-            .on_conflict_do_nothing(
-                index_elements=["source_event_id", "kind", "revision", "posting"]
-            )
+            .on_conflict_do_nothing(index_elements=_UNIQUE_SOURCE)
             .returning(ledger_entries.c.entry_id)
         )
-        rows = [_entry_row(entry, trace_id, posted_at) for entry in unique.values()]
-        inserted: set[str] = set()
-        for chunk in row_chunks(rows):
-            inserted.update((await self.session.execute(statement, chunk)).scalars())
-        return [entry for entry in unique.values() if entry.entry_id in inserted]
+        returned: set[str] = set()
+        # Entries of one kind of source share their columns (`_entry_row`), sent together.
+        for _, same_columns in groupby(rows, key=tuple):
+            for chunk in row_chunks(list(same_columns)):
+                returned.update((await self.session.execute(statement, chunk)).scalars())
+        return [entry for entry in unique.values() if entry.entry_id in returned]
 
     async def posted_for_sources(
         self, source_event_ids: Sequence[str]
@@ -283,15 +313,24 @@ class LedgerRepository:
         )
         return replace(inventory, locked_at=lock.locked_at, late_entry_count=int(late or 0))
 
-    async def _accounted_sources(self, source_event_ids: set[str]) -> set[str]:
-        if not source_event_ids:
-            return set()
-        rows = await self.session.execute(
-            select(ledger_entries.c.source_event_id)
-            .where(one_of(self.session, ledger_entries.c.source_event_id, source_event_ids))
-            .where(ledger_entries.c.posting == Posting.ORIGINAL.value)
-        )
-        return set(rows.scalars())
+    async def _held_sources(
+        self, source_event_ids: set[str]
+    ) -> tuple[set[tuple[str, str, int, str]], set[str]]:
+        """The unique sources (`_unique_source`) the ledger holds among these events' entries,
+        and the events it holds an original posting of."""
+        rows = (
+            await self.session.execute(
+                select(
+                    ledger_entries.c.source_event_id,
+                    ledger_entries.c.kind,
+                    ledger_entries.c.revision,
+                    ledger_entries.c.posting,
+                ).where(one_of(self.session, ledger_entries.c.source_event_id, source_event_ids))
+            )
+        ).all()
+        held = {(row.source_event_id, row.kind, row.revision, row.posting) for row in rows}
+        accounted = {row.source_event_id for row in rows if row.posting == Posting.ORIGINAL.value}
+        return held, accounted
 
     async def activity_batch(
         self, municipality_id: str, idempotency_key: str
@@ -818,19 +857,16 @@ def rebuild_inventory_lines(connection: Connection) -> None:
         )
 
 
-def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[str, Any]:
-    factor = entry.factor
-    trip = entry.avoided_trip
-    samples = entry.samples
-    return {
-        "entry_id": entry.entry_id,
-        "municipality_id": entry.municipality_id,
-        "year": entry.year,
-        "sector": entry.sector.value,
-        "subsector": entry.subsector.value,
-        "energy_carrier": entry.energy_carrier.value,
-        "activity_amount": decimal_text(entry.activity_amount),
-        "activity_unit": entry.activity_unit,
+# The columns of an entry's unique source: an event's entry of one kind, revision and posting.
+_UNIQUE_SOURCE = ["source_event_id", "kind", "revision", "posting"]
+
+
+def _unique_source(entry: LedgerEntry) -> tuple[str, str, int, str]:
+    return (entry.source_event_id, entry.kind.value, entry.revision, entry.posting.value)
+
+
+def _factor_columns(factor: EmissionFactor) -> dict[str, Any]:
+    columns: dict[str, Any] = {
         "factor_id": factor.factor_id,
         "factor_value": decimal_text(factor.value),
         "factor_unit": factor.unit,
@@ -841,59 +877,90 @@ def _entry_row(entry: LedgerEntry, trace_id: str, posted_at: datetime) -> dict[s
         "factor_valid_from_year": factor.valid_from_year,
         "factor_valid_to_year": factor.valid_to_year,
         "factor_provisional": factor.provisional,
+        "factor_hourly": factor.hourly is not None,
+    }
+    # Left out when absent (NULL), as in `_entry_row`.
+    if factor.hourly is not None:
+        columns["factor_hourly_intensity"] = _intensity_document(factor.hourly)
+    if factor.hourly_fallback:
+        columns["factor_hourly_fallback"] = factor.hourly_fallback
+    return columns
+
+
+def _entry_row(
+    entry: LedgerEntry,
+    trace_id: str,
+    posted_at: datetime,
+    factor_columns: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An entry's row; `factor_columns` are its factor's (`_factor_columns`), when the caller
+    worked them out already.
+
+    The provenance a kind of source does not have (a trip, a collection, a report, a
+    restatement) is left out of the row, so NULL: every parameter bound costs, and entries of
+    one kind of source keep one shape, which `insert_rows` sends together."""
+    row = {
+        **(_factor_columns(entry.factor) if factor_columns is None else factor_columns),
+        "entry_id": entry.entry_id,
+        "municipality_id": entry.municipality_id,
+        "year": entry.year,
+        "sector": entry.sector.value,
+        "subsector": entry.subsector.value,
+        "energy_carrier": entry.energy_carrier.value,
+        "activity_amount": decimal_text(entry.activity_amount),
+        "activity_unit": entry.activity_unit,
         "kg_co2e": decimal_text(entry.kg_co2e),
         "kind": entry.kind.value,
         "source_event_id": entry.source_event_id,
         "source_topic": entry.source_topic,
         "activity_at": entry.activity_at,
         "subject_id": entry.subject_id,
-        "avoided_trip": None
-        if trip is None
-        else {
+        "trace_id": trace_id,
+        "posted_at": posted_at,
+        "posting": entry.posting.value,
+        "revision": entry.revision,
+        "late": entry.late,
+        "basis": entry.basis.value,
+        "activity_started_at": entry.activity_started_at,
+        "activity_hour": hour_within(entry.activity_started_at, entry.activity_at),
+        "distance_m": entry.distance_m,
+        "owner_partner_id": entry.owner_partner_id,
+    }
+    samples = entry.samples
+    if samples is not None:
+        row["activity_samples"] = {
+            "sample_count": samples.sample_count,
+            "first_sample_event_id": samples.first_sample_event_id,
+            "last_sample_event_id": samples.last_sample_event_id,
+        }
+    trip = entry.avoided_trip
+    if trip is not None:
+        row["avoided_trip"] = {
             "avoided_trip_distance_m": trip.avoided_trip_distance_m,
             "avoided_vehicle": trip.avoided_vehicle,
             "avoided_kg_co2e": decimal_text(trip.avoided_kg_co2e),
             "carrier_extra_distance_m": trip.carrier_extra_distance_m,
             "carrier_vehicle": trip.carrier_vehicle,
             "carrier_extra_kg_co2e": decimal_text(trip.carrier_extra_kg_co2e),
-        },
-        "activity_samples": None
-        if samples is None
-        else {
-            "sample_count": samples.sample_count,
-            "first_sample_event_id": samples.first_sample_event_id,
-            "last_sample_event_id": samples.last_sample_event_id,
-        },
-        "trace_id": trace_id,
-        "posted_at": posted_at,
-        "posting": entry.posting.value,
-        "revision": entry.revision,
-        "restates_entry_id": entry.restates_entry_id,
-        "restatement_id": entry.restatement_id,
-        "late": entry.late,
-        "basis": entry.basis.value,
-        "activity_started_at": entry.activity_started_at,
-        "activity_hour": hour_within(entry.activity_started_at, entry.activity_at),
-        "factor_hourly": factor.hourly is not None,
-        "factor_hourly_intensity": None
-        if factor.hourly is None
-        else _intensity_document(factor.hourly),
-        "factor_hourly_fallback": factor.hourly_fallback or None,
-        "collection": None
-        if entry.collection is None
-        else {
-            "collection_id": entry.collection.collection_id,
-            "carrier_partner_id": entry.collection.carrier_partner_id,
-            "hub_id": entry.collection.hub_id,
-            "mass_g": entry.collection.mass_g,
-            "includes_hazardous": entry.collection.includes_hazardous,
-            "waste_types": list(entry.collection.waste_types),
-            "deposit_count": entry.collection.deposit_count,
-        },
-        "distance_m": entry.distance_m,
-        "owner_partner_id": entry.owner_partner_id,
-        "reported": None if entry.reported is None else _reported_row(entry.reported),
-    }
+        }
+    collection = entry.collection
+    if collection is not None:
+        row["collection"] = {
+            "collection_id": collection.collection_id,
+            "carrier_partner_id": collection.carrier_partner_id,
+            "hub_id": collection.hub_id,
+            "mass_g": collection.mass_g,
+            "includes_hazardous": collection.includes_hazardous,
+            "waste_types": list(collection.waste_types),
+            "deposit_count": collection.deposit_count,
+        }
+    if entry.reported is not None:
+        row["reported"] = _reported_row(entry.reported)
+    if entry.restates_entry_id is not None:
+        row["restates_entry_id"] = entry.restates_entry_id
+    if entry.restatement_id is not None:
+        row["restatement_id"] = entry.restatement_id
+    return row
 
 
 def _reported_row(reported: ReportedProvenance) -> dict[str, Any]:

@@ -91,7 +91,8 @@ ledger_entries = Table(
     # An event's entry of one kind is posted once per revision and posting: redelivered events
     # and repeated restatements cannot post twice.
     UniqueConstraint("source_event_id", "kind", "revision", "posting", name="uq_entry_revision"),
-    Index("ix_entries_inventory", "municipality_id", "year"),
+    # (ix_entries_inventory on municipality_id and year, until migration 11: the two indexes
+    # below, and ix_entries_inventory_sequence, begin with those columns.)
     Index("ix_entries_restates", "restates_entry_id"),
     Index("ix_entries_late", "municipality_id", "year", "late"),
 )
@@ -415,6 +416,11 @@ def _reported_activity(connection: Connection) -> None:
     metadata.create_all(connection, tables=[activity_batches])
 
 
+def _drop_redundant_entry_index(connection: Connection) -> None:
+    # Every posting wrote it; the indexes that begin with the same columns serve its queries.
+    connection.execute(text("DROP INDEX IF EXISTS ix_entries_inventory"))
+
+
 MIGRATIONS = [
     Migration(1, "append-only ledger entries", create_tables(metadata, ledger_entries)),
     Migration(2, "running inventory line totals, from the entries", _create_inventory_lines),
@@ -450,5 +456,10 @@ MIGRATIONS = [
         "hourly pricing of electricity: activity start and hour on entries, hourly factors, "
         "cached grid intensities",
         _hourly_pricing,
+    ),
+    Migration(
+        11,
+        "entries without the index on municipality and year that others begin with",
+        _drop_redundant_entry_index,
     ),
 ]

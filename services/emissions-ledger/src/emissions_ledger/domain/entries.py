@@ -24,6 +24,7 @@ from emissions_ledger.domain.factors import (
     FactorCatalogue,
     InventoryMethod,
 )
+from servicekit.ids import name_based_id
 
 if TYPE_CHECKING:
     from emissions_ledger.domain.hourly import HourlyPricing
@@ -372,7 +373,7 @@ class AvoidedTripPolicy:
 
 def entry_id_for(source_event_id: str, kind: EntryKind) -> str:
     """Deterministic entry id, so a redelivered event maps to the entry it already made."""
-    return str(uuid.uuid5(ENTRY_ID_NAMESPACE, f"{source_event_id}:{kind}"))
+    return name_based_id(ENTRY_ID_NAMESPACE, f"{source_event_id}:{kind}")
 
 
 LAST_INSTANT = timedelta(microseconds=1)

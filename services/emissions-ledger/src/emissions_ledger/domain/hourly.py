@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from functools import lru_cache
 
 from emissions_ledger.domain.entries import reporting_year
 from emissions_ledger.domain.factors import (
@@ -56,6 +57,9 @@ def hour_start_of(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+# Remembered: activity windows are aligned to the clock, so a batch of thousands of entries
+# asks about a few periods; equal periods (equal instants) lie within the same hour.
+@lru_cache(maxsize=4096)
 def hour_within(period_start: datetime | None, period_end: datetime) -> datetime | None:
     """The hour a half-open period [start, end) lies within entirely; None when it spans more
     than one hour, is empty, or its start is not known (or either end has no time zone)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -156,20 +156,53 @@ def increments_per_line(entries: Iterable[LedgerEntry]) -> list[LineIncrement]:
     Increments come in one fixed order (municipality, year, template order), so writers that
     add them concurrently take the lines' locks in the same order and cannot deadlock.
     """
-    sums: dict[tuple[str, int, _LineKey], InventoryLine] = {}
+    # A batch holds thousands of entries and a few lines: each line's entries are gathered,
+    # then summed in posting order (the same exact sums as adding entry by entry).
+    per_line: dict[tuple[str, int, _LineKey], list[LedgerEntry]] = {}
     seen_entry_ids: set[str] = set()
     for entry in entries:
         if entry.entry_id in seen_entry_ids:
             raise DuplicateEntry(f"entry_id: {entry.entry_id} appears more than once")
         seen_entry_ids.add(entry.entry_id)
         key = (entry.municipality_id, entry.year, line_key(entry))
-        sums[key] = add_to_line(sums.get(key), entry)
+        line_entries = per_line.get(key)
+        if line_entries is None:
+            per_line[key] = [entry]
+        else:
+            line_entries.append(entry)
     return [
-        LineIncrement(municipality_id, year, sums[(municipality_id, year, line)])
+        LineIncrement(municipality_id, year, _line_total(per_line[(municipality_id, year, line)]))
         for municipality_id, year, line in sorted(
-            sums, key=lambda key: (key[0], key[1], _template_order(key[2]))
+            per_line, key=lambda key: (key[0], key[1], _template_order(key[2]))
         )
     ]
+
+
+def _line_total(entries: list[LedgerEntry]) -> InventoryLine:
+    """The line of entries that share one line key, as `add_to_line` entry by entry makes it."""
+    first = line_of(entries[0])
+    activity_amount = first.activity_amount
+    kg_co2e = first.kg_co2e
+    entry_count = first.entry_count
+    distance = first.distance_km
+    without_distance = first.entries_without_distance
+    add = EXACT_ARITHMETIC.add
+    for entry in entries[1:]:
+        count = -1 if entry.posting is Posting.REVERSAL else 1
+        activity_amount = add(activity_amount, entry.activity_amount)
+        kg_co2e = add(kg_co2e, entry.kg_co2e)
+        entry_count += count
+        distance = add(distance, distance_km(entry.distance_m))
+        if entry.distance_m is None:
+            without_distance += count
+    return replace(
+        first,
+        activity_amount=activity_amount,
+        kg_co2e=kg_co2e,
+        entry_count=entry_count,
+        distance_km=distance,
+        entries_without_distance=without_distance,
+    )
 
 
 def inventory_from_lines(
