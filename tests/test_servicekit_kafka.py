@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Column, MetaData, String, Table, func, select
 
@@ -20,7 +23,7 @@ from greenpartners.fleet.v1 import fleet_pb2
 from servicekit import topics
 from servicekit.codec import event_headers, to_timestamp
 from servicekit.database import Database, Migration, create_tables, outbox
-from servicekit.kafka import BatchConsumer, Delivered, Producer, Rejection
+from servicekit.kafka import BatchConsumer, Delivered, KeyHashPartitioner, Producer, Rejection
 from servicekit.outbox import OutboxRelay, add_many_to_outbox, add_to_outbox
 from servicekit.runtime import UnitOfWork
 from servicekit.telemetry import setup_tracing
@@ -472,3 +475,24 @@ async def test_a_relay_killed_mid_batch_republishes_a_handful_not_the_batch(
     republished = len(ids) - rows
     print(f"killed with {left} of {rows} rows left: {republished} records published twice")
     assert 0 <= republished <= relay.step * relay.steps_in_flight == 400, republished
+
+
+@given(key=st.binary(max_size=64), partitions=st.integers(min_value=1, max_value=64))
+def test_the_producer_partitions_a_key_as_kafka_s_default_partitioner_does(
+    key: bytes, partitions: int
+) -> None:
+    all_partitions = list(range(partitions))
+    partitioner = KeyHashPartitioner(max_keys=4)
+    expected = DefaultPartitioner()(key, all_partitions, all_partitions)
+    # Twice: computed, then remembered.
+    assert partitioner(key, all_partitions, all_partitions) == expected
+    assert partitioner(key, all_partitions, all_partitions) == expected
+
+
+def test_the_partitioner_forgets_keys_beyond_its_bound() -> None:
+    partitioner = KeyHashPartitioner(max_keys=3)
+    for index in range(10):
+        partitioner(f"van-{index}".encode(), [0, 1, 2], [0, 1, 2])
+    assert len(partitioner._hashes) <= 3
+    # Kafka's own test vector for murmur2 ("21" hashes to -973932308).
+    assert partitioner(b"21", list(range(1000)), []) == (-973932308 & 0x7FFFFFFF) % 1000
