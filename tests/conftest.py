@@ -6,6 +6,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -117,3 +118,12 @@ async def postgres_databases(postgres_url: str) -> AsyncIterator[PostgresDatabas
 async def postgres_database(postgres_databases: PostgresDatabases) -> str:
     """A fresh database of its own for one test, dropped afterwards; its URL."""
     return await postgres_databases.create()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A service's database: a test asking for it runs on a SQLite file and on a PostgreSQL
+    database of its own, what deployments use."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/service.db"
+    return str(request.getfixturevalue("postgres_database"))

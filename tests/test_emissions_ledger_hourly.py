@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from emissions_ledger.adapters.repository import LedgerRepository
 from emissions_ledger.bootstrap import build
@@ -42,13 +39,6 @@ MADE_UP_VALUES = [100, 102, 104, 106, 108, 110, 112, 114, 116, 118, 120, 121]
 # electricity factor (2023's, standing in provisionally for later years).
 HOURLY_KG = Decimal("1.3864625")
 YEARLY_KG = Decimal("1.2")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_database"))
 
 
 def made_up_day(server: FakeEnergiDataService) -> None:

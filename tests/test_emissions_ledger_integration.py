@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -47,15 +46,6 @@ from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
-
-
-# Every test runs on a SQLite file and on PostgreSQL, what deployments use.
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    url: str = request.getfixturevalue("postgres_database")
-    return url
 
 
 def activity(

@@ -7,9 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from sqlalchemy import (
     JSON,
     Column,
@@ -46,13 +44,6 @@ from servicekit.database import Database, Migration, UtcDateTime, create_tables,
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_database"))
 
 
 def diesel_entry(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -40,13 +39,6 @@ from tools.pki import Pki
 AALBORG, SKIVE, CARRIER = "aalborg-kommune", "skive-kommune", "homerunner"
 BASELINE, YEAR = 2013, 2025
 HUB = "hub-aalborg-001"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_database"))
 
 
 def skive_reporting(approach: EmissionFactorApproach, revision: int) -> registry_pb2.PartnerChanged:

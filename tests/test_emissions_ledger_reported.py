@@ -54,13 +54,6 @@ ELECTRICITY, GAS, OIL, BIOMASS, DIESEL, HEAT = (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_database"))
-
-
 def line(year: int, sector: int, carrier: int, amount: str, unit: str, **more: Any) -> Any:
     return ledger_pb2.ActivityLine(
         year=year, sector=sector, energy_carrier=carrier, amount=amount, unit=unit, **more

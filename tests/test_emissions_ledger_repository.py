@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from emissions_ledger.adapters.data_files import load_avoided_trip_policy, load_factor_catalogue
 from emissions_ledger.adapters.repository import LedgerRepository
@@ -24,13 +21,6 @@ from servicekit.database import Database
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2025, 5, 6, 7, 15, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_database"))
 
 
 def vehicle_entry(event_id: str, samples: SampleProvenance | None) -> LedgerEntry:

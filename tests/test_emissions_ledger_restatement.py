@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,13 +32,6 @@ AALBORG = "aalborg-kommune"
 YEAR = 2025
 AT = datetime(YEAR, 3, 4, 10, 0, tzinfo=UTC)
 OFFICER = "officer-anna"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    return str(request.getfixturevalue("postgres_database"))
 
 
 def activity(event_id: str, fuel_type: int, fuel_ml: int = 0, energy_wh: int = 0) -> Any:

@@ -10,11 +10,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from sqlalchemy import text
 
 from emissions_ledger.adapters.data_files import load_factor_catalogue
@@ -45,14 +43,6 @@ from tools.pki import Pki
 
 AALBORG = "aalborg-kommune"
 AT = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/ledger.db"
-    url: str = request.getfixturevalue("postgres_database")
-    return url
 
 
 def activity_event(event_id: str, fuel_ml: int) -> fleet_pb2.VehicleActivity:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -50,13 +49,6 @@ QUARTER = timedelta(minutes=15)
 
 
 AN_OPERATOR = Principal(subject="operator:test", roles=frozenset({OPERATOR}))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-    return str(request.getfixturevalue("postgres_database"))
 
 
 @pytest.fixture
