@@ -266,6 +266,8 @@ class _Batch:
                     keys.clear()
                     start = index
                 keys.add(raw.key)
+        if not parts:
+            return [self]
         parts.append(_Batch(self.delivered[start:], self.raws[start:], self.traced))
         return parts
 
