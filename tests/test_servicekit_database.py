@@ -364,6 +364,44 @@ async def test_insert_rows_skips_rows_that_conflict_on_the_key_given(database: D
     assert inserted == (1 if database.is_sqlite else -1)
 
 
+async def test_insert_rows_replaces_the_rows_that_conflict_on_the_key_given(
+    database: Database,
+) -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    later = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    async with database.transaction() as session:
+        await insert_rows(session, readings, [_reading(1, at), _reading(2, at, note="kept")])
+    async with database.transaction() as session:
+        written = await insert_rows(
+            session,
+            readings,
+            [
+                _reading(1, later, sensor="moved", revision=10, note="replaced"),
+                _reading(3, at),
+            ],
+            replace_conflicts_on=["reading_id"],
+        )
+        stored = {
+            row.reading_id: (row.sensor, row.revision, row.taken_at, row.note)
+            for row in await session.execute(select(readings))
+        }
+    assert stored == {
+        "r-1": ("moved", 10, later, "replaced"),
+        "r-2": ("s-2", 2, at, "kept"),
+        "r-3": ("s-0", 3, at, None),
+    }
+    assert written == (2 if database.is_sqlite else -1)
+    with pytest.raises(ValueError, match="either skipped or replaced"):
+        async with database.transaction() as session:
+            await insert_rows(
+                session,
+                readings,
+                [_reading(4, at)],
+                skip_conflicts_on=["reading_id"],
+                replace_conflicts_on=["reading_id"],
+            )
+
+
 async def test_insert_rows_takes_rows_that_leave_out_nullable_columns_in_order(
     database: Database,
 ) -> None:

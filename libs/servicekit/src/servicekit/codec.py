@@ -96,6 +96,14 @@ class Decoder(Generic[MessageT]):
             # proto3 `optional` makes a one-field oneof of its own: not a kind.
             if not (len(oneof.fields) == 1 and oneof.name == f"_{oneof.fields[0].name}")
         ]
+        self._parse: Callable[[bytes], MessageT] = message_type.FromString
+        self._checks = (
+            self._flat_ids,
+            self._deep_ids,
+            self._flat_stamps,
+            self._deep_stamps,
+            self.oneofs,
+        )
 
     def decode(
         self, payload: bytes, event_type: bytes | None, key: bytes | None = None
@@ -103,42 +111,47 @@ class Decoder(Generic[MessageT]):
         """`event_type` is the record's `event-type` header (None when it has none or a null
         one); `key` the record's key, checked against the subject id when the decoder has
         `subject_of`."""
-        if event_type is None:
-            raise UndecodableEvent("missing_header", f"no {EVENT_TYPE_HEADER} header")
         if event_type != self.event_type:
+            if event_type is None:
+                raise UndecodableEvent("missing_header", f"no {EVENT_TYPE_HEADER} header")
             got = _shown(event_type.decode(errors="replace"))
             raise UndecodableEvent("wrong_event_type", f"expected {self.full_name}, got {got}")
-        message = self.message_type()
         try:
-            message.ParseFromString(payload)
+            message = self._parse(payload)
         except DecodeError as error:
             raise UndecodableEvent("undecodable", f"not a {self.full_name}: {error}") from error
-        if self.has_event_id and not getattr(message, _EVENT_ID):
+        # The checks a topic's type has, worked out once (see __init__); empty ones are skipped
+        # without a loop, as this runs for every record.
+        flat_ids, deep_ids, flat_stamps, deep_stamps, oneofs = self._checks
+        if self.has_event_id and not message.event_id:  # type: ignore[attr-defined]
             raise UndecodableEvent("schema_invalid", "event_id is empty")
         if self.has_occurred_at and not message.HasField("occurred_at"):
             raise UndecodableEvent("schema_invalid", "occurred_at is missing")
-        for name in self._flat_ids:
+        for name in flat_ids:
             if len(getattr(message, name)) > MAX_ID_CHARS:
                 raise _too_long((name,), getattr(message, name))
-        for path in self._deep_ids:
-            for value in _values(message, path):
-                if len(value) > MAX_ID_CHARS:
-                    raise _too_long(path, value)
-        for name in self._flat_stamps:
+        if deep_ids:
+            for path in deep_ids:
+                for value in _values(message, path):
+                    if len(value) > MAX_ID_CHARS:
+                        raise _too_long(path, value)
+        for name in flat_stamps:
             stamp = getattr(message, name)
             if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS):
                 raise _not_a_date((name,), stamp)
-        for path in self._deep_stamps:
-            for stamp in _values(message, path):
-                if not (
-                    _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS
-                ):
-                    raise _not_a_date(path, stamp)
-        for oneof in self.oneofs:
-            if message.WhichOneof(oneof) is None:
-                raise UndecodableEvent(
-                    "unknown_kind", f"{oneof} holds no kind known to {self.full_name}"
-                )
+        if deep_stamps:
+            for path in deep_stamps:
+                for stamp in _values(message, path):
+                    if not (
+                        _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS
+                    ):
+                        raise _not_a_date(path, stamp)
+        if oneofs:
+            for oneof in oneofs:
+                if message.WhichOneof(oneof) is None:
+                    raise UndecodableEvent(
+                        "unknown_kind", f"{oneof} holds no kind known to {self.full_name}"
+                    )
         if key is not None and len(key) > MAX_ID_CHARS * 4:  # 4: UTF-8's longest character
             raise UndecodableEvent("id_too_long", f"the key has {len(key)} bytes")
         if self.subject_of is not None:

@@ -414,13 +414,19 @@ def _processed(values: Iterable[Any], process: Callable[[Any], Any]) -> list[Any
 # Stands for "no value seen yet" (None is a value).
 _NOTHING = object()
 
-_row_inserts: dict[tuple[str, Table, tuple[str, ...], tuple[str, ...] | None], _RowInsert] = {}
+_row_inserts: dict[
+    tuple[str, Table, tuple[str, ...], tuple[str, ...] | None, bool], _RowInsert
+] = {}
 
 
 def _row_insert(
-    dialect: Dialect, table: Table, names: tuple[str, ...], conflict: tuple[str, ...] | None
+    dialect: Dialect,
+    table: Table,
+    names: tuple[str, ...],
+    conflict: tuple[str, ...] | None,
+    replace: bool,
 ) -> _RowInsert:
-    key = (dialect.name, table, names, conflict)
+    key = (dialect.name, table, names, conflict, replace)
     found = _row_inserts.get(key)
     if found is not None:
         return found
@@ -430,7 +436,12 @@ def _row_insert(
     if defaulted:
         raise ValueError(f"{table.name}: rows must give {defaulted} (client-side defaults)")
     statement = (pg_insert if dialect.name == "postgresql" else sqlite_insert)(table)
-    if conflict is not None:
+    if conflict is not None and replace:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(conflict),
+            set_={name: statement.excluded[name] for name in names if name not in conflict},
+        )
+    elif conflict is not None:
         statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
     compiled = statement.compile(dialect=dialect, column_keys=list(names))
     order = list(compiled.positiontup or ())
@@ -457,10 +468,12 @@ async def insert_rows(
     table: Table,
     rows: Sequence[Mapping[str, Any]],
     skip_conflicts_on: Sequence[str] | None = None,
+    replace_conflicts_on: Sequence[str] | None = None,
 ) -> int:
     """Inserts rows with executemany calls of the driver; with `skip_conflicts_on`, rows that
-    conflict on that unique key are skipped (ON CONFLICT DO NOTHING). Returns how many rows
-    were inserted where the driver says (SQLite), else -1.
+    conflict on that unique key are skipped (ON CONFLICT DO NOTHING); with
+    `replace_conflicts_on`, such a row's other columns overwrite the stored row's (an upsert).
+    Returns how many rows were inserted or replaced where the driver says (SQLite), else -1.
 
     A row may leave out nullable columns (they are NULL, or their server default): rows in a
     row with the same columns go in one executemany, in their order.
@@ -475,11 +488,15 @@ async def insert_rows(
     """
     if not rows:
         return 0
+    if skip_conflicts_on is not None and replace_conflicts_on is not None:
+        raise ValueError("a conflict is either skipped or replaced")
     connection = await session.connection()
-    conflict = None if skip_conflicts_on is None else tuple(skip_conflicts_on)
+    replace = replace_conflicts_on is not None
+    conflict_on = replace_conflicts_on if replace else skip_conflicts_on
+    conflict = None if conflict_on is None else tuple(conflict_on)
     inserted = 0
     for names, same_columns in groupby(rows, key=tuple):
-        prepared = _row_insert(connection.dialect, table, names, conflict)
+        prepared = _row_insert(connection.dialect, table, names, conflict, replace)
         result = await connection.exec_driver_sql(
             prepared.sql, prepared.parameters(list(same_columns))
         )

@@ -29,7 +29,7 @@ from fleet_telemetry.domain import (
     reclassified,
     to_datetime,
 )
-from servicekit.database import insert_if_absent, insert_statement, one_of
+from servicekit.database import insert_if_absent, insert_rows, insert_statement, one_of
 
 _TOTALS = (
     "distance_m",
@@ -159,15 +159,11 @@ class FleetRepository:
 
     async def save_states(self, states: Sequence[VehicleState]) -> None:
         """Writes the states with one multi-row upsert (revisions are the vehicles' own)."""
-        if not states:
-            return
-        statement = insert_statement(self.session, vehicle_state)
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["vehicle_id"],
-                set_={column.name: statement.excluded[column.name] for column in _STATE_COLUMNS},
-            ),
+        await insert_rows(
+            self.session,
+            vehicle_state,
             [_state_values(state) for state in states],
+            replace_conflicts_on=["vehicle_id"],
         )
 
     async def next_revision(self, vehicle_id: str) -> int:
