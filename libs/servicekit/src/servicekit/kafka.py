@@ -38,6 +38,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import SecretStr
 from sqlalchemy.exc import DataError
@@ -720,29 +721,33 @@ class BatchConsumer(Generic[MessageT, EventT]):
     @contextlib.contextmanager
     def _batch_span(self, batch: _Batch) -> Any:
         """One span per batch, linked to each record's producer span (OpenTelemetry messaging
-        conventions for batch receive); a batch of one trace continues that trace."""
-        producer_contexts = (
-            [
-                trace.get_current_span(propagate.extract(headers)).get_span_context()
-                for headers in (_trace_headers(raw) for raw in batch.raws)
-                if headers
-            ]
-            if batch.traced
-            else []
-        )
-        valid = [context for context in producer_contexts if context.is_valid]
+        conventions for batch receive); a batch of one trace continues that trace.
+
+        Records published together carry the same headers (a relay's step shares its batch's
+        trace context): each distinct set is read once, and each producer span is linked once."""
+        # By (trace id, span id), in the order first seen.
+        valid: dict[tuple[int, int], SpanContext] = {}
+        every_record_traced = batch.traced
+        if batch.traced:
+            read: dict[Any, SpanContext | None] = {}
+            for raw in batch.raws:
+                headers = raw.headers or ()
+                if headers in read:
+                    context = read[headers]
+                else:
+                    context = read[headers] = _producer_context(raw)
+                if context is None:
+                    every_record_traced = False
+                else:
+                    valid.setdefault((context.trace_id, context.span_id), context)
         parent: Context | None = None
-        if (
-            valid
-            and len({context.trace_id for context in valid}) == 1
-            and len(valid) == len(batch.raws)
-        ):
-            parent = trace.set_span_in_context(trace.NonRecordingSpan(valid[0]))
+        if every_record_traced and len({trace_id for trace_id, _ in valid}) == 1:
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(next(iter(valid.values()))))
         with tracer.start_as_current_span(
             f"{self.topic} process",
             context=parent,
             kind=trace.SpanKind.CONSUMER,
-            links=[trace.Link(context) for context in valid],
+            links=[trace.Link(context) for context in valid.values()],
             attributes={
                 "messaging.system": "kafka",
                 "messaging.operation.type": "process",
@@ -785,6 +790,15 @@ class BatchConsumer(Generic[MessageT, EventT]):
 
 
 _TRACE_HEADERS = frozenset(("traceparent", "tracestate"))
+
+
+def _producer_context(raw: Any) -> SpanContext | None:
+    """The span that produced the record, from its W3C trace headers; None without a valid one."""
+    headers = _trace_headers(raw)
+    if not headers:
+        return None
+    context = trace.get_current_span(propagate.extract(headers)).get_span_context()
+    return context if context.is_valid else None
 
 
 def _trace_headers(raw: Any) -> dict[str, str]:
