@@ -221,8 +221,7 @@ class OutboxRelay:
             # next round; records of theirs that reached the broker are published again.
             for step in in_flight:
                 await step.close(error)
-                if step.acknowledged is not None:
-                    step.acknowledged.cancel()
+                _abandon(step.acknowledged)
             raise
 
     @staticmethod
@@ -263,6 +262,21 @@ class OutboxRelay:
         if rows:
             async with self.database.transaction() as session:
                 await session.execute(_deletion(session, rows))
+
+
+def _abandon(acknowledged: asyncio.Future[Any] | None) -> None:
+    """Gives up waiting for a step's acknowledgements. Whatever they end with (a failure, or the
+    cancellation itself, which a gathering future reports as its exception) is taken as seen:
+    the round's own error is what is raised."""
+    if acknowledged is None:
+        return
+    acknowledged.add_done_callback(_take_outcome)
+    acknowledged.cancel()
+
+
+def _take_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _deletion(session: AsyncSession, rows: list[Any]) -> Delete:
