@@ -97,13 +97,6 @@ class Decoder(Generic[MessageT]):
             if not (len(oneof.fields) == 1 and oneof.name == f"_{oneof.fields[0].name}")
         ]
         self._parse: Callable[[bytes], MessageT] = message_type.FromString
-        self._checks = (
-            self._flat_ids,
-            self._deep_ids,
-            self._flat_stamps,
-            self._deep_stamps,
-            self.oneofs,
-        )
 
     def decode(
         self, payload: bytes, event_type: bytes | None, key: bytes | None = None
@@ -120,38 +113,32 @@ class Decoder(Generic[MessageT]):
             message = self._parse(payload)
         except DecodeError as error:
             raise UndecodableEvent("undecodable", f"not a {self.full_name}: {error}") from error
-        # The checks a topic's type has, worked out once (see __init__); empty ones are skipped
-        # without a loop, as this runs for every record.
-        flat_ids, deep_ids, flat_stamps, deep_stamps, oneofs = self._checks
-        if self.has_event_id and not message.event_id:  # type: ignore[attr-defined]
+        if self.has_event_id and not getattr(message, _EVENT_ID):
             raise UndecodableEvent("schema_invalid", "event_id is empty")
         if self.has_occurred_at and not message.HasField("occurred_at"):
             raise UndecodableEvent("schema_invalid", "occurred_at is missing")
-        for name in flat_ids:
+        for name in self._flat_ids:
             if len(getattr(message, name)) > MAX_ID_CHARS:
                 raise _too_long((name,), getattr(message, name))
-        if deep_ids:
-            for path in deep_ids:
-                for value in _values(message, path):
-                    if len(value) > MAX_ID_CHARS:
-                        raise _too_long(path, value)
-        for name in flat_stamps:
+        for path in self._deep_ids:
+            for value in _values(message, path):
+                if len(value) > MAX_ID_CHARS:
+                    raise _too_long(path, value)
+        for name in self._flat_stamps:
             stamp = getattr(message, name)
             if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS):
                 raise _not_a_date((name,), stamp)
-        if deep_stamps:
-            for path in deep_stamps:
-                for stamp in _values(message, path):
-                    if not (
-                        _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS
-                    ):
-                        raise _not_a_date(path, stamp)
-        if oneofs:
-            for oneof in oneofs:
-                if message.WhichOneof(oneof) is None:
-                    raise UndecodableEvent(
-                        "unknown_kind", f"{oneof} holds no kind known to {self.full_name}"
-                    )
+        for path in self._deep_stamps:
+            for stamp in _values(message, path):
+                if not (
+                    _MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < _NANOS
+                ):
+                    raise _not_a_date(path, stamp)
+        for oneof in self.oneofs:
+            if message.WhichOneof(oneof) is None:
+                raise UndecodableEvent(
+                    "unknown_kind", f"{oneof} holds no kind known to {self.full_name}"
+                )
         if key is not None and len(key) > MAX_ID_CHARS * 4:  # 4: UTF-8's longest character
             raise UndecodableEvent("id_too_long", f"the key has {len(key)} bytes")
         if self.subject_of is not None:
